@@ -1,0 +1,136 @@
+"""One object that wires settings, store, repository, cache and fetcher: what the CLI and the Python
+API call. Each method is one user-level operation."""
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from .cache import PieceCache
+from .config import Settings, load_settings
+from .errors import NotFound
+from .fetch import Fetcher
+from .ingest import LocalFile, hash_and_upload, walk_directory
+from .manifest import Entry, Manifest
+from .names import ArtifactName, Ref, parse_artifact_name, parse_ref
+from .repo import CommitResult, Repository, VersionRecord
+from .store import ObjectStore, open_store
+
+Progress = Callable[[int], None] | None
+
+
+@dataclass
+class DiffResult:
+    added: list[Entry]
+    removed: list[Entry]
+    changed: list[tuple[Entry, Entry]]
+
+
+class Client:
+    def __init__(self, settings: Settings | None = None, **overrides):
+        self.settings = settings or load_settings(**overrides)
+        self._store: ObjectStore | None = None
+        self._repo: Repository | None = None
+        self._cache: PieceCache | None = None
+        self._fetcher: Fetcher | None = None
+
+    # ---- wiring (lazy, so `--help` and name errors never touch the store) ----------------------
+    @property
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            self._store = open_store(self.settings.store, self.settings.endpoint_url, self.settings.timeout)
+        return self._store
+
+    @property
+    def repo(self) -> Repository:
+        if self._repo is None:
+            self._repo = Repository(self.store, os.path.join(self.settings.cache_dir, "manifests"))
+        return self._repo
+
+    @property
+    def cache(self) -> PieceCache:
+        if self._cache is None:
+            self._cache = PieceCache(self.settings.cache_dir, self.settings.cache_size)
+        return self._cache
+
+    @property
+    def fetcher(self) -> Fetcher:
+        if self._fetcher is None:
+            self._fetcher = Fetcher(self.store, self.cache)
+        return self._fetcher
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    # ---- names ---------------------------------------------------------------------------------
+    def ref(self, text: str) -> Ref:
+        return parse_ref(text, self.settings.entity, self.settings.project)
+
+    def artifact_name(self, text: str) -> ArtifactName:
+        return parse_artifact_name(text.partition(":")[0], self.settings.entity, self.settings.project)
+
+    # ---- reading -------------------------------------------------------------------------------
+    def resolve(self, ref: str | Ref) -> VersionRecord:
+        return self.repo.resolve(self.ref(ref) if isinstance(ref, str) else ref)
+
+    def manifest(self, record: VersionRecord) -> Manifest:
+        return self.repo.manifest(record.manifest)
+
+    def ls(self, path: str | None) -> list:
+        """Entities; an entity's projects; a project's artifacts; an artifact's versions."""
+        parts = [p for p in (path or "").split("/") if p]
+        if not parts:
+            return self.repo.list_entities()
+        if len(parts) == 1:
+            return self.repo.list_projects(parts[0])
+        if len(parts) == 2:
+            return self.repo.list_artifacts(parts[0], parts[1])
+        name = parse_artifact_name("/".join(parts))
+        self.repo.artifact_info(name)
+        aliases = self.repo.aliases(name)
+        rows = []
+        for v in self.repo.list_versions(name):
+            try:
+                record = self.repo.version(name, v)
+            except NotFound:
+                continue  # deleted
+            rows.append((record, [a for a, t in aliases.items() if t == v]))
+        return rows
+
+    def download(self, ref: str, root: str | None = None, prefix: str | None = None,
+                 progress: Progress = None) -> tuple[VersionRecord, str, int, int]:
+        record = self.resolve(ref)
+        manifest = self.manifest(record)
+        entries = list(manifest.files_under(prefix))
+        if prefix and not entries:
+            raise NotFound(f"{record.ref} has no entry or directory {prefix!r}")
+        root = root or os.path.join(".", "artifacts", f"{record.artifact.name}-v{record.version}")
+        wrote, kept = self.fetcher.download_all(entries, manifest.chunk_size, root, progress)
+        return record, root, wrote, kept
+
+    def diff(self, a: str, b: str) -> DiffResult:
+        ma = self.manifest(self.resolve(a))
+        mb = self.manifest(self.resolve(b))
+        old = {e.path: e for e in ma}
+        added, changed = [], []
+        for e in mb:
+            prev = old.pop(e.path, None)
+            if prev is None:
+                added.append(e)
+            elif (prev.digest, prev.executable, prev.ref) != (e.digest, e.executable, e.ref):
+                changed.append((prev, e))
+        return DiffResult(added, list(old.values()), changed)
+
+    # ---- writing -------------------------------------------------------------------------------
+    def commit_files(self, name: ArtifactName, type: str, files: Iterable[LocalFile],
+                     extra_entries: Iterable[Entry] = (), progress: Progress = None, **commit_args) -> CommitResult:
+        self.repo.ensure_artifact(name, type)  # fail on a type conflict before uploading anything
+        entries, _ = hash_and_upload(self.store, files, progress=progress)
+        manifest = Manifest.from_entries([*entries, *extra_entries])
+        return self.repo.commit(name, type, manifest, **commit_args)
+
+    def commit_dir(self, directory: str, name: str, type: str, prefix: str | None = None,
+                   progress: Progress = None, **commit_args) -> CommitResult:
+        artifact = self.artifact_name(name)
+        files = walk_directory(directory, prefix)
+        return self.commit_files(artifact, type, files, progress=progress, **commit_args)

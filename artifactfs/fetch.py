@@ -1,0 +1,147 @@
+"""Verified fetching of file contents: store -> verify -> cache -> caller.
+
+A file is read as pieces: a small file is one piece (its whole blob), a large file one piece per
+chunk of the manifest's chunk size. Every piece is checked against its digest before it is returned
+or cached; a mismatch raises CorruptData and nothing is cached. Concurrent requests for one piece
+share one download (single flight). Blocking; the mount calls it from worker threads.
+"""
+
+import logging
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from . import layout
+from .cache import PieceCache
+from .errors import CorruptData, LocalIOError
+from .hashing import digest_bytes
+from .manifest import Entry
+from .store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Piece:
+    digest: str  # xxh3-128 of exactly these bytes
+    key: str  # store key holding them
+    start: int  # offset within that object and within the file
+    length: int
+
+
+def pieces_of(entry: Entry, chunk_size: int) -> list[Piece]:
+    if entry.size == 0:
+        return []
+    if entry.digest is None:
+        raise CorruptData(f"{entry.path} is a reference without a recorded checksum")
+    key = layout.blob_key(entry.digest)
+    if not entry.chunks:
+        return [Piece(entry.digest, key, 0, entry.size)]
+    return [Piece(d, key, i * chunk_size, min(chunk_size, entry.size - i * chunk_size))
+            for i, d in enumerate(entry.chunks)]
+
+
+class Fetcher:
+    def __init__(self, store: ObjectStore, cache: PieceCache):
+        self.store = store
+        self.cache = cache
+        self._inflight: dict[str, Future] = {}
+        self._lock = threading.Lock()
+        self.fetched_bytes = 0  # from the store, for tests and benchmarks
+
+    def piece(self, piece: Piece) -> bytes:
+        data = self.cache.get(piece.digest)
+        if data is not None:
+            return data
+        with self._lock:
+            fut = self._inflight.get(piece.digest)
+            owner = fut is None
+            if owner:
+                fut = self._inflight[piece.digest] = Future()
+        if not owner:
+            return fut.result()
+        try:
+            data = self._download(piece)
+            fut.set_result(data)
+            return data
+        except BaseException as exc:
+            fut.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self._inflight.pop(piece.digest, None)
+
+    def _download(self, piece: Piece) -> bytes:
+        data = self.store.get_range(piece.key, piece.start, piece.length)
+        if len(data) != piece.length or digest_bytes(data) != piece.digest:
+            log.error("store object %s bytes %d+%d do not match their digest %s: refusing to serve them",
+                      piece.key, piece.start, piece.length, piece.digest)
+            raise CorruptData(f"store object {piece.key} is corrupt (bytes {piece.start}+{piece.length} "
+                              f"do not match digest {piece.digest})")
+        with self._lock:
+            self.fetched_bytes += len(data)
+        self.cache.put(piece.digest, data)
+        return data
+
+    # ---- whole-file download --------------------------------------------------------------------
+    def download_entry(self, entry: Entry, chunk_size: int, dest: str) -> bool:
+        """Write `entry` to `dest` (temp + rename). Returns False if `dest` already held it."""
+        if _already_there(entry, dest):
+            return False
+        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+        tmp = f"{dest}.artifactfs-tmp"
+        try:
+            with open(tmp, "wb") as f:
+                for piece in pieces_of(entry, chunk_size):
+                    f.write(self.piece(piece))
+            os.chmod(tmp, 0o755 if entry.executable else 0o644)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise LocalIOError(f"cannot write {dest}: {exc.strerror or exc}") from None
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return True
+
+    def download_all(self, entries: Iterable[Entry], chunk_size: int, root: str,
+                     progress: Callable[[int], None] | None = None, threads: int = 16) -> tuple[int, int]:
+        """Download entries under `root` in parallel. Returns (files written, files already there)."""
+        root = os.path.abspath(root)
+        counts = [0, 0]
+        lock = threading.Lock()
+
+        def one(entry: Entry):
+            dest = os.path.join(root, entry.path)
+            if not os.path.abspath(dest).startswith(root + os.sep):
+                raise LocalIOError(f"refusing to write {entry.path!r} outside {root}")
+            wrote = self.download_entry(entry, chunk_size, dest)
+            with lock:
+                counts[0 if wrote else 1] += 1
+            if progress:
+                progress(entry.size)
+
+        with ThreadPoolExecutor(threads) as pool:
+            for _ in pool.map(one, entries):
+                pass
+        return counts[0], counts[1]
+
+
+def _already_there(entry: Entry, dest: str) -> bool:
+    from .hashing import hash_file
+
+    try:
+        if os.path.getsize(dest) != entry.size:
+            return False
+        return hash_file(dest)[1] == entry.digest
+    except OSError:
+        return False
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

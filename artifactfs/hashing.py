@@ -1,0 +1,62 @@
+"""Content digests: xxh3-128 of a file's bytes, and of each fixed-size chunk of a large file."""
+
+import os
+
+import xxhash
+
+CHUNK_SIZE = 8 * 1024 * 1024  # 8 MiB: the ranged-GET size S3 favours, and the unit of cache and verify
+DIGEST_HEX_LEN = 32
+
+
+def digest_bytes(data: bytes | memoryview) -> str:
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def is_digest(text: str) -> bool:
+    return len(text) == DIGEST_HEX_LEN and all(c in "0123456789abcdef" for c in text)
+
+
+class StreamHasher:
+    """Hashes a byte stream as it is written: whole-content digest plus one digest per chunk."""
+
+    def __init__(self, chunk_size: int = CHUNK_SIZE):
+        self.chunk_size = chunk_size
+        self.size = 0
+        self._whole = xxhash.xxh3_128()
+        self._chunk = xxhash.xxh3_128()
+        self._chunk_fill = 0
+        self.chunk_digests: list[str] = []
+
+    def update(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        self._whole.update(view)
+        self.size += len(view)
+        while len(view):
+            take = min(len(view), self.chunk_size - self._chunk_fill)
+            self._chunk.update(view[:take])
+            self._chunk_fill += take
+            view = view[take:]
+            if self._chunk_fill == self.chunk_size:
+                self.chunk_digests.append(self._chunk.hexdigest())
+                self._chunk.reset()
+                self._chunk_fill = 0
+
+    def finish(self) -> tuple[int, str, list[str] | None]:
+        """Return (size, digest, chunk digests or None when the content fits in one chunk)."""
+        chunks = list(self.chunk_digests)
+        if self._chunk_fill:
+            chunks.append(self._chunk.hexdigest())
+        return self.size, self._whole.hexdigest(), (chunks if self.size > self.chunk_size else None)
+
+
+def hash_file(path: str | os.PathLike, chunk_size: int = CHUNK_SIZE) -> tuple[int, str, list[str] | None]:
+    hasher = StreamHasher(chunk_size)
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(chunk_size)
+        view = memoryview(buf)
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            hasher.update(view[:n])
+    return hasher.finish()

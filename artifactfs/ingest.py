@@ -1,0 +1,149 @@
+"""Turning local files into entries: walk a directory safely, hash, and upload what the store lacks.
+
+Hashing and uploading run in one pool, file by file, so the disk, the CPU and the network overlap.
+"""
+
+import os
+import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from . import layout
+from .errors import InvalidPath, LocalIOError
+from .hashing import CHUNK_SIZE, StreamHasher, hash_file
+from .manifest import Entry
+from .paths import join_entry_path, normalize_entry_path
+from .store import ObjectStore
+
+THREADS = 16
+SMALL_FILE = 64 * 1024 * 1024  # read whole into memory up to this size
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: str  # entry path in the artifact
+    source: str  # local file
+    executable: bool = False
+
+
+def walk_directory(root: str, prefix: str | None = None) -> list[LocalFile]:
+    """Every regular file under `root`, as entries under `prefix`.
+
+    Symlinks are followed only when they resolve inside `root`; one that points outside, a device,
+    FIFO or socket, or a name that is not UTF-8 is an error naming the file.
+    """
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise LocalIOError(f"{root} is not a directory")
+    real_root = os.path.realpath(root)
+    files: list[LocalFile] = []
+
+    def fail(exc: OSError) -> None:
+        raise LocalIOError(f"cannot read {exc.filename}: {exc.strerror}")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=fail, followlinks=False):
+        for name in list(dirnames):  # a symlinked directory: follow only inside root
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                _check_inside(full, real_root)
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidPath(f"file name {os.fsencode(rel)!r} is not valid UTF-8") from None
+            if os.path.islink(full):
+                _check_inside(full, real_root)
+            try:
+                st = os.stat(full)
+            except OSError as exc:
+                raise LocalIOError(f"cannot read {full}: {exc.strerror}") from None
+            if stat.S_ISDIR(st.st_mode):
+                files.extend(walk_directory(full, join_entry_path(prefix, rel)))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                raise LocalIOError(f"{full} is not a regular file (devices, FIFOs and sockets cannot be committed)")
+            files.append(LocalFile(join_entry_path(prefix, rel.replace(os.sep, "/")), full,
+                                   bool(st.st_mode & stat.S_IXUSR)))
+    return files
+
+
+def _check_inside(path: str, real_root: str) -> None:
+    target = os.path.realpath(path)
+    if target != real_root and not target.startswith(real_root + os.sep):
+        raise InvalidPath(f"{path} is a symlink to {target}, outside the committed directory")
+
+
+def local_file(source: str, name: str | None = None) -> LocalFile:
+    """One file added under `name` (default: its base name)."""
+    try:
+        st = os.stat(source)
+    except OSError as exc:
+        raise LocalIOError(f"cannot read {source}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise LocalIOError(f"{source} is not a regular file")
+    return LocalFile(normalize_entry_path(name or os.path.basename(source)), source, bool(st.st_mode & stat.S_IXUSR))
+
+
+def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: int = CHUNK_SIZE,
+                    progress: Callable[[int], None] | None = None, threads: int = THREADS) -> tuple[list[Entry], int]:
+    """Hash each file and upload its blob unless the store has it. Returns (entries, bytes uploaded)."""
+    uploading: dict[str, threading.Event] = {}
+    lock = threading.Lock()
+    uploaded = [0]
+
+    def one(f: LocalFile) -> Entry:
+        try:
+            before = os.stat(f.source)
+            if before.st_size <= SMALL_FILE:  # read once: the bytes hashed are the bytes uploaded
+                with open(f.source, "rb") as fh:
+                    data = fh.read()
+                hasher = StreamHasher(chunk_size)
+                hasher.update(data)
+                size, digest, chunks = hasher.finish()
+            else:
+                data = None
+                size, digest, chunks = hash_file(f.source, chunk_size)
+        except OSError as exc:
+            raise LocalIOError(f"cannot read {f.source}: {exc.strerror}") from None
+        with lock:  # the same content twice in one commit is uploaded once
+            first = digest not in uploading
+            if first:
+                uploading[digest] = threading.Event()
+            done = uploading[digest]
+        if first:
+            try:
+                key = layout.blob_key(digest)
+                if not store.exists(key):
+                    if data is not None:
+                        store.put(key, data)
+                    else:
+                        store.put_file(key, f.source, size)
+                        if _changed(before, f.source):
+                            store.delete(key)
+                            raise LocalIOError(f"{f.source} changed while it was being committed; try again")
+                    with lock:
+                        uploaded[0] += size
+            finally:
+                done.set()
+        else:
+            done.wait()
+        if progress:
+            progress(size)
+        return Entry(f.path, size, digest, tuple(chunks) if chunks else None, executable=f.executable)
+
+    files = list(files)
+    with ThreadPoolExecutor(max(1, min(threads, len(files)))) as pool:
+        entries = list(pool.map(one, files))
+    return entries, uploaded[0]
+
+
+def _changed(before: os.stat_result, path: str) -> bool:
+    try:
+        after = os.stat(path)
+    except OSError:
+        return True
+    return (after.st_size, after.st_mtime_ns, after.st_ino) != (before.st_size, before.st_mtime_ns, before.st_ino)

@@ -1,0 +1,35 @@
+"""Store keys: the one place that knows where each kind of object lives (docs/FORMAT.md)."""
+
+from .names import ArtifactName
+
+
+def blob_key(digest: str) -> str:
+    return f"blobs/{digest[:2]}/{digest}"
+
+
+def manifest_key(digest: str) -> str:
+    return f"manifests/{digest[:2]}/{digest}.jsonl.gz"
+
+
+def artifact_key(name: ArtifactName) -> str:
+    return name.prefix + "artifact.json"
+
+
+def version_key(name: ArtifactName, version: int) -> str:
+    return f"{name.prefix}versions/{version}.json"
+
+
+def versions_prefix(name: ArtifactName) -> str:
+    return name.prefix + "versions/"
+
+
+def alias_key(name: ArtifactName, alias: str) -> str:
+    return f"{name.prefix}aliases/{alias}.json"
+
+
+def aliases_prefix(name: ArtifactName) -> str:
+    return name.prefix + "aliases/"
+
+
+def digest_index_key(name: ArtifactName, digest: str) -> str:
+    return f"{name.prefix}digests/{digest}.json"

@@ -1,0 +1,444 @@
+"""The artifact repository: names, versions, aliases and manifests on top of an ObjectStore.
+
+Blocking API with no FUSE and no click; the daemon calls it from worker threads.
+
+Commit protocol (docs/FORMAT.md): blobs, then the manifest, then `versions/<N>.json` created with
+put_if_absent (on conflict try N+1), then the digest index, then aliases by compare-and-swap. A version
+is visible only once everything it names exists; an interrupted commit leaves only unreferenced objects.
+"""
+
+import getpass
+import gzip
+import json
+import os
+import socket
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Iterator
+
+from . import layout
+from .errors import Conflict, CorruptData, InvalidName, NotFound, ObjectNotFound, PreconditionFailed, UsageError
+from .hashing import digest_bytes
+from .manifest import Manifest, canonical_json
+from .names import LATEST, ArtifactName, Ref, check_alias, check_name
+from .store import ObjectStore
+
+MAX_METADATA_BYTES = 1024 * 1024
+UPLOAD_THREADS = 16
+
+
+@dataclass
+class VersionRecord:
+    artifact: ArtifactName
+    version: int
+    manifest: str  # digest of the canonical manifest: the version's content digest
+    size: int
+    file_count: int
+    type: str
+    description: str | None = None
+    metadata: dict = field(default_factory=dict)
+    created_at: str = ""
+    created_by: str = ""
+    run: str | None = None
+    inputs: list[str] = field(default_factory=list)
+    etag: str = ""
+
+    @property
+    def digest(self) -> str:
+        return self.manifest
+
+    @property
+    def ref(self) -> Ref:
+        return Ref(self.artifact, version=self.version)
+
+    def to_store(self) -> bytes:
+        obj = asdict(self)
+        for k in ("artifact", "etag", "type"):
+            obj.pop(k)
+        return canonical_json(obj)
+
+    def to_json(self) -> dict:
+        obj = asdict(self)
+        obj.pop("etag")
+        obj["artifact"] = str(self.artifact)
+        obj["ref"] = str(self.ref)
+        return obj
+
+
+@dataclass
+class CommitResult:
+    record: VersionRecord
+    created: bool  # False: the content equals an existing version, which `record` is
+    aliases: list[str]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def whoami() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def check_metadata(metadata: dict | None) -> dict:
+    metadata = dict(metadata or {})
+    try:
+        encoded = canonical_json(metadata)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"metadata is not JSON-serializable: {exc}") from None
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise UsageError(f"metadata is {len(encoded)} bytes; the limit is {MAX_METADATA_BYTES}")
+    return metadata
+
+
+def _load_json(data: bytes, key: str) -> dict:
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise CorruptData(f"store object {key} is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise CorruptData(f"store object {key} is not a JSON object")
+    return obj
+
+
+class Repository:
+    def __init__(self, store: ObjectStore, manifest_cache_dir: str | None = None):
+        self.store = store
+        self.manifest_cache_dir = manifest_cache_dir
+        self._manifests: OrderedDict[str, Manifest] = OrderedDict()
+        self._manifest_lock = threading.Lock()
+
+    # ---- listing -------------------------------------------------------------------------------
+    def _child_names(self, prefix: str, marker: str) -> list[str]:
+        """Names of the path segment after `prefix` for objects ending in `marker`."""
+        names = set()
+        for info in self.store.list(prefix):
+            rest = info.key[len(prefix):]
+            if rest.endswith(marker):
+                head = rest[: -len(marker)]
+                if head and "/" not in head.strip("/"):
+                    names.add(head.strip("/"))
+        return sorted(names)
+
+    def list_entities(self) -> list[str]:
+        return sorted({info.key.split("/")[1] for info in self.store.list("artifacts/")
+                       if info.key.endswith("/artifact.json") and info.key.count("/") == 4})
+
+    def list_projects(self, entity: str) -> list[str]:
+        check_name(entity, "entity")
+        return sorted({info.key.split("/")[2] for info in self.store.list(f"artifacts/{entity}/")
+                       if info.key.endswith("/artifact.json") and info.key.count("/") == 4})
+
+    def list_artifacts(self, entity: str, project: str) -> list[ArtifactName]:
+        check_name(entity, "entity"), check_name(project, "project")
+        prefix = f"artifacts/{entity}/{project}/"
+        names = sorted({info.key.split("/")[3] for info in self.store.list(prefix)
+                        if info.key.endswith("/artifact.json") and info.key.count("/") == 4})
+        return [ArtifactName(entity, project, n) for n in names]
+
+    # ---- artifacts -----------------------------------------------------------------------------
+    def artifact_info(self, name: ArtifactName) -> dict:
+        try:
+            data, _ = self.store.get(layout.artifact_key(name))
+        except ObjectNotFound:
+            raise NotFound(f"artifact {name} does not exist") from None
+        return _load_json(data, layout.artifact_key(name))
+
+    def ensure_artifact(self, name: ArtifactName, type: str) -> dict:
+        """Create the artifact with `type`, or check that the existing one has that type."""
+        check_name(type, "type")
+        info = {"type": type, "created_at": now_iso(), "created_by": whoami()}
+        try:
+            self.store.put_if_absent(layout.artifact_key(name), canonical_json(info))
+            return info
+        except PreconditionFailed:
+            existing = self.artifact_info(name)
+            if existing.get("type") != type:
+                raise Conflict(f"artifact {name} is a {existing.get('type')}, not a {type}") from None
+            return existing
+
+    # ---- versions ------------------------------------------------------------------------------
+    def list_versions(self, name: ArtifactName) -> list[int]:
+        prefix = layout.versions_prefix(name)
+        versions = []
+        for info in self.store.list(prefix):
+            stem = info.key[len(prefix):].removesuffix(".json")
+            if stem.isdigit():
+                versions.append(int(stem))
+        return sorted(versions)
+
+    def version(self, name: ArtifactName, version: int, type: str | None = None) -> VersionRecord:
+        key = layout.version_key(name, version)
+        try:
+            data, etag = self.store.get(key)
+        except ObjectNotFound:
+            self.artifact_info(name)  # a clearer error when the artifact itself is missing
+            raise NotFound(f"{name}:v{version} does not exist") from None
+        obj = _load_json(data, key)
+        if obj.get("deleted"):
+            raise NotFound(f"{name}:v{version} was deleted")
+        if type is None:
+            type = self.artifact_info(name).get("type", "")
+        try:
+            return VersionRecord(artifact=name, type=type, etag=etag, **obj)
+        except TypeError:
+            raise CorruptData(f"version record {key} has unexpected fields") from None
+
+    def alias_target(self, name: ArtifactName, alias: str) -> tuple[int, str]:
+        """Return (version, etag) of an alias."""
+        key = layout.alias_key(name, alias)
+        try:
+            data, etag = self.store.get(key)
+        except ObjectNotFound:
+            self.artifact_info(name)
+            raise NotFound(f"{name} has no alias {alias!r}") from None
+        obj = _load_json(data, key)
+        if not isinstance(obj.get("version"), int):
+            raise CorruptData(f"alias record {key} has no version")
+        return obj["version"], etag
+
+    def resolve(self, ref: Ref) -> VersionRecord:
+        version = ref.version
+        if version is None:
+            version, _ = self.alias_target(ref.artifact, ref.alias or LATEST)
+        return self.version(ref.artifact, version)
+
+    def aliases(self, name: ArtifactName) -> dict[str, int]:
+        """Every alias of the artifact and the version it points at."""
+        prefix = layout.aliases_prefix(name)
+        keys = [info.key for info in self.store.list(prefix)]
+
+        def read(key: str):
+            try:
+                data, _ = self.store.get(key)
+            except ObjectNotFound:
+                return None  # removed since the listing
+            return key[len(prefix):].removesuffix(".json"), _load_json(data, key).get("version")
+
+        with ThreadPoolExecutor(8) as pool:
+            pairs = [p for p in pool.map(read, keys) if p]
+        return dict(sorted(pairs))
+
+    def aliases_of(self, name: ArtifactName, version: int) -> list[str]:
+        return [a for a, v in self.aliases(name).items() if v == version]
+
+    # ---- manifests -----------------------------------------------------------------------------
+    def manifest(self, digest: str) -> Manifest:
+        with self._manifest_lock:
+            if digest in self._manifests:
+                self._manifests.move_to_end(digest)
+                return self._manifests[digest]
+        data = self._read_cached_manifest(digest)
+        if data is None:
+            packed, _ = self.store.get(layout.manifest_key(digest))
+            try:
+                data = gzip.decompress(packed)
+            except (OSError, EOFError):
+                raise CorruptData(f"manifest {digest} in the store is not valid gzip") from None
+            if digest_bytes(data) != digest:
+                raise CorruptData(f"manifest {digest} in the store does not match its digest")
+            self._write_cached_manifest(digest, data)
+        manifest = Manifest.parse(data)
+        with self._manifest_lock:
+            self._manifests[digest] = manifest
+            while len(self._manifests) > 8:
+                self._manifests.popitem(last=False)
+        return manifest
+
+    def _manifest_cache_path(self, digest: str) -> str | None:
+        if not self.manifest_cache_dir:
+            return None
+        return os.path.join(self.manifest_cache_dir, digest[:2], digest + ".jsonl")
+
+    def _read_cached_manifest(self, digest: str) -> bytes | None:
+        path = self._manifest_cache_path(digest)
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        if digest_bytes(data) != digest:
+            os.unlink(path)  # a damaged cache copy heals from the store
+            return None
+        return data
+
+    def _write_cached_manifest(self, digest: str, data: bytes) -> None:
+        path = self._manifest_cache_path(digest)
+        if not path:
+            return
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.rename(tmp, path)
+        except OSError:
+            pass  # the cache is an optimisation; the store still has it
+
+    def put_manifest(self, manifest: Manifest) -> str:
+        key = layout.manifest_key(manifest.digest)
+        if not self.store.exists(key):
+            self.store.put(key, gzip.compress(manifest.to_bytes(), compresslevel=6))
+        return manifest.digest
+
+    # ---- blobs ---------------------------------------------------------------------------------
+    def upload_blobs(self, sources: Iterable[tuple[str, str, int]], progress: Callable[[int], None] | None = None,
+                     threads: int = UPLOAD_THREADS) -> tuple[int, int]:
+        """Upload (digest, local path, size) blobs the store lacks, in parallel.
+
+        Returns (blobs uploaded, bytes uploaded). `progress` receives byte counts as blobs finish.
+        """
+        seen: dict[str, tuple[str, int]] = {}
+        for digest, path, size in sources:
+            seen.setdefault(digest, (path, size))
+        uploaded = [0, 0]
+        lock = threading.Lock()
+
+        def one(item):
+            digest, (path, size) = item
+            key = layout.blob_key(digest)
+            if not self.store.exists(key):
+                self.store.put_file(key, path, size)
+                with lock:
+                    uploaded[0] += 1
+                    uploaded[1] += size
+            if progress:
+                progress(size)
+
+        with ThreadPoolExecutor(threads) as pool:
+            for _ in pool.map(one, seen.items()):
+                pass
+        return uploaded[0], uploaded[1]
+
+    # ---- commit --------------------------------------------------------------------------------
+    def find_by_digest(self, name: ArtifactName, digest: str) -> VersionRecord | None:
+        try:
+            data, _ = self.store.get(layout.digest_index_key(name, digest))
+        except ObjectNotFound:
+            return None
+        version = _load_json(data, layout.digest_index_key(name, digest)).get("version")
+        try:
+            return self.version(name, version)
+        except NotFound:
+            return None  # that version was deleted: the content may be committed again
+
+    def commit(self, name: ArtifactName, type: str, manifest: Manifest, *, description: str | None = None,
+               metadata: dict | None = None, aliases: Iterable[str] = (), run: str | None = None,
+               inputs: Iterable[str] = ()) -> CommitResult:
+        """Record `manifest` (whose blobs are already uploaded) as the next version of `name`."""
+        aliases = [check_alias(a) for a in aliases if a != LATEST]
+        metadata = check_metadata(metadata)
+        self.ensure_artifact(name, type)
+        existing = self.find_by_digest(name, manifest.digest)
+        if existing is not None:
+            for alias in aliases:
+                self.set_alias(name, alias, existing.version)
+            return CommitResult(existing, False, aliases)
+        self.put_manifest(manifest)
+        record = VersionRecord(
+            artifact=name, version=0, manifest=manifest.digest, size=manifest.total_size,
+            file_count=len(manifest), type=type, description=description, metadata=metadata,
+            created_at=now_iso(), created_by=whoami(), run=run, inputs=list(inputs),
+        )
+        record.version = self._next_version_hint(name)
+        while True:
+            try:
+                record.etag = self.store.put_if_absent(layout.version_key(name, record.version), record.to_store())
+                break
+            except PreconditionFailed:
+                record.version += 1  # another committer took it: the next one is ours to try
+        try:
+            self.store.put_if_absent(layout.digest_index_key(name, manifest.digest),
+                                     canonical_json({"version": record.version}))
+        except PreconditionFailed:
+            pass  # a concurrent commit of the same content indexed its own version first
+        self._advance_latest(name, record.version)
+        for alias in aliases:
+            self.set_alias(name, alias, record.version)
+        return CommitResult(record, True, aliases)
+
+    def _next_version_hint(self, name: ArtifactName) -> int:
+        """A lower bound on the next free version: latest + 1 (latest never passes the highest)."""
+        try:
+            version, _ = self.alias_target(name, LATEST)
+            return version + 1
+        except NotFound:
+            versions = self.list_versions(name)
+            return versions[-1] + 1 if versions else 0
+
+    def _advance_latest(self, name: ArtifactName, version: int) -> None:
+        key = layout.alias_key(name, LATEST)
+        body = canonical_json({"version": version})
+        while True:
+            try:
+                current, etag = self.alias_target(name, LATEST)
+            except NotFound:
+                try:
+                    self.store.put_if_absent(key, body)
+                    return
+                except PreconditionFailed:
+                    continue
+            if current >= version:
+                return
+            try:
+                self.store.put_if_match(key, body, etag)
+                return
+            except PreconditionFailed:
+                continue
+
+    # ---- aliases and edits ---------------------------------------------------------------------
+    def set_alias(self, name: ArtifactName, alias: str, version: int) -> None:
+        check_alias(alias)
+        if alias == LATEST:
+            raise InvalidName("'latest' is managed automatically: it always follows the newest version")
+        self.version(name, version)  # the target must exist
+        key = layout.alias_key(name, alias)
+        body = canonical_json({"version": version})
+        while True:
+            try:
+                _, etag = self.alias_target(name, alias)
+            except NotFound:
+                try:
+                    self.store.put_if_absent(key, body)
+                    return
+                except PreconditionFailed:
+                    continue
+            try:
+                self.store.put_if_match(key, body, etag)
+                return
+            except PreconditionFailed:
+                continue  # moved meanwhile: last writer wins, but never a torn write
+
+    def remove_alias(self, name: ArtifactName, alias: str) -> int:
+        check_alias(alias)
+        if alias == LATEST:
+            raise InvalidName("'latest' is managed automatically and cannot be removed")
+        version, _ = self.alias_target(name, alias)
+        self.store.delete(layout.alias_key(name, alias))
+        return version
+
+    def update(self, ref: Ref, description: str | None = None, metadata: dict | None = None,
+               replace_metadata: bool = False) -> VersionRecord:
+        """Edit a version's description and metadata (merged unless `replace_metadata`)."""
+        while True:
+            record = self.resolve(ref)
+            if description is not None:
+                record.description = description
+            if metadata is not None:
+                record.metadata = check_metadata(metadata if replace_metadata else {**record.metadata, **metadata})
+            try:
+                record.etag = self.store.put_if_match(layout.version_key(record.artifact, record.version),
+                                                      record.to_store(), record.etag)
+                return record
+            except PreconditionFailed:
+                continue

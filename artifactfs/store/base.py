@@ -1,0 +1,74 @@
+"""The object store interface every backend implements.
+
+Keys are `/`-separated strings relative to the store's root. All methods block; async callers run
+them in worker threads. Failures are ArtifactfsErrors: ObjectNotFound, PreconditionFailed,
+StoreUnavailable, PermissionDenied, LocalIOError.
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterator
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    mtime: float  # seconds since the epoch
+
+
+class ObjectStore(ABC):
+    url: str
+
+    @abstractmethod
+    def get(self, key: str) -> tuple[bytes, str]:
+        """Return (content, etag)."""
+
+    @abstractmethod
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Return up to `length` bytes from `start`."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> str:
+        """Write unconditionally; return the new etag."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: str, size: int) -> None:
+        """Upload a local file (multipart where the backend has it)."""
+
+    @abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> str:
+        """Create `key`; raise PreconditionFailed if it exists."""
+
+    @abstractmethod
+    def put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        """Replace `key` only if its etag is still `etag`; raise PreconditionFailed otherwise."""
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo:
+        """Return the object's info; raise ObjectNotFound."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with `prefix`, in key order."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove `key`; absent keys are not an error."""
+
+    def exists(self, key: str) -> bool:
+        from ..errors import ObjectNotFound
+
+        try:
+            self.head(key)
+            return True
+        except ObjectNotFound:
+            return False
+
+    def check_access(self) -> None:
+        """Fail fast with a clear error if the store is unreachable or refuses the credentials."""
+        next(iter(self.list("artifacts/")), None)
+
+    def close(self) -> None:
+        pass

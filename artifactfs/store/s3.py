@@ -1,0 +1,153 @@
+"""A store in an S3-compatible bucket, through boto3 (AWS S3, SeaweedFS, MinIO, Ceph).
+
+One client is made up front and shared by all threads (boto3 clients are thread-safe). Conditional
+writes use `IfNoneMatch="*"` and `IfMatch=etag`. Timeouts and retries are bounded so an unreachable
+store is an error within seconds, not a hang. Foreign exceptions are translated here and nowhere else.
+"""
+
+import threading
+from typing import Iterator
+
+import boto3
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+from ..errors import (ArtifactfsError, NotFound, ObjectNotFound, PermissionDenied, PreconditionFailed,
+                      StoreUnavailable)
+from .base import ObjectInfo, ObjectStore
+
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+MULTIPART_CHUNK = 16 * 1024 * 1024
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+_DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
+           "ExpiredToken", "AllAccessDisabled", "Forbidden"}
+
+
+class S3Store(ObjectStore):
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None,
+                 timeout: float = 10.0, max_connections: int = 64, region: str | None = None):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.url = f"s3://{bucket}/{self.prefix}"
+        config = Config(
+            connect_timeout=min(timeout, 5.0),
+            read_timeout=timeout,
+            retries={"mode": "standard", "max_attempts": 3},
+            max_pool_connections=max_connections,
+            tcp_keepalive=True,
+        )
+        try:
+            session = boto3.session.Session()
+            self.client = session.client("s3", endpoint_url=endpoint_url, config=config,
+                                         region_name=region or session.region_name or "us-east-1")
+        except botocore.exceptions.BotoCoreError as exc:
+            raise StoreUnavailable(f"cannot set up S3 client for {self.url}: {exc}") from None
+        self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                                        multipart_chunksize=MULTIPART_CHUNK, max_concurrency=8,
+                                        use_threads=True)
+        self._lock = threading.Lock()
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _call(self, key: str, fn, **kwargs):
+        try:
+            return fn(Bucket=self.bucket, **kwargs)
+        except Exception as exc:  # translated at this edge only
+            raise translate(exc, self.url, key) from None
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        resp = self._call(key, self.client.get_object, Key=self._key(key))
+        return _read_body(resp, self.url, key), resp["ETag"]
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        resp = self._call(key, self.client.get_object, Key=self._key(key),
+                          Range=f"bytes={start}-{start + length - 1}")
+        return _read_body(resp, self.url, key)
+
+    def put(self, key: str, data: bytes) -> str:
+        return self._call(key, self.client.put_object, Key=self._key(key), Body=data)["ETag"]
+
+    def put_file(self, key: str, path: str, size: int) -> None:
+        if size < MULTIPART_THRESHOLD:
+            with open(path, "rb") as f:
+                self._call(key, self.client.put_object, Key=self._key(key), Body=f)
+            return
+        try:
+            self.client.upload_file(path, self.bucket, self._key(key), Config=self._transfer)
+        except Exception as exc:
+            raise translate(exc, self.url, key) from None
+
+    def put_if_absent(self, key: str, data: bytes) -> str:
+        return self._call(key, self.client.put_object, Key=self._key(key), Body=data, IfNoneMatch="*")["ETag"]
+
+    def put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        return self._call(key, self.client.put_object, Key=self._key(key), Body=data, IfMatch=etag)["ETag"]
+
+    def head(self, key: str) -> ObjectInfo:
+        resp = self._call(key, self.client.head_object, Key=self._key(key))
+        return ObjectInfo(key, resp["ContentLength"], resp["ETag"], resp["LastModified"].timestamp())
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        token = None
+        while True:
+            kwargs = {"Prefix": self._key(prefix), "MaxKeys": 1000}
+            if token:
+                kwargs["ContinuationToken"] = token
+            resp = self._call(prefix, self.client.list_objects_v2, **kwargs)
+            for obj in resp.get("Contents", []):
+                yield ObjectInfo(obj["Key"][len(self.prefix):], obj["Size"], obj.get("ETag", ""),
+                                 obj["LastModified"].timestamp())
+            if not resp.get("IsTruncated"):
+                return
+            token = resp.get("NextContinuationToken")
+
+    def delete(self, key: str) -> None:
+        self._call(key, self.client.delete_object, Key=self._key(key))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _read_body(resp, url: str, key: str) -> bytes:
+    try:
+        return resp["Body"].read()
+    except Exception as exc:
+        raise translate(exc, url, key) from None
+
+
+def translate(exc: Exception, url: str, key: str) -> ArtifactfsError:
+    """Map a boto3/botocore exception to ours. Messages never include credentials."""
+    if isinstance(exc, ArtifactfsError):
+        return exc
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        if code in _PRECONDITION or status in _PRECONDITION:
+            return PreconditionFailed(key)
+        if code == "NoSuchBucket":
+            return NotFound(f"bucket of {url} does not exist")
+        if code in _NOT_FOUND or status == "404":
+            return ObjectNotFound(key)
+        if code in _DENIED or status == "403":
+            return PermissionDenied(f"store {url} refused the request for {key}: {code or status} "
+                                    "(check the credentials and their permissions)")
+        if status.startswith("5") or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+            return StoreUnavailable(f"store {url} failed on {key}: {code or status}")
+        return StoreUnavailable(f"store {url} error on {key}: {code} {err.get('Message', '')}".strip())
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return PermissionDenied(f"no S3 credentials found for {url} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+                                "or a profile)")
+    if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+                        botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError,
+                        botocore.exceptions.ResponseStreamingError)):
+        return StoreUnavailable(f"store {url} is unreachable: {type(exc).__name__}")
+    if isinstance(exc, (botocore.exceptions.BotoCoreError, OSError)):
+        return StoreUnavailable(f"store {url} failed: {type(exc).__name__}: {exc}")
+    return StoreUnavailable(f"store {url} failed: {type(exc).__name__}")

@@ -1,0 +1,299 @@
+"""`artifactfs` commands. Each one: options, one library call, printing."""
+
+import json
+
+import click
+
+from artifactfs.client import Client
+from artifactfs.errors import EXIT_CODES, LocalIOError, UsageError
+from artifactfs.manifest import Entry
+from artifactfs.repo import VersionRecord
+
+from .output import Progress, emit_json, human_size, run_guarded
+
+
+class GuardedGroup(click.Group):
+    """Runs every command inside the error boundary, so no command can print a traceback."""
+
+    def invoke(self, ctx):
+        return run_guarded(lambda: super(GuardedGroup, self).invoke(ctx))
+
+
+EPILOG = "Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
+
+
+@click.group(cls=GuardedGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--store", envvar="ARTIFACTFS_STORE", help="Store: a directory or s3://bucket/prefix.")
+@click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3 endpoint (SeaweedFS, MinIO, Ceph).")
+@click.option("--cache-dir", envvar="ARTIFACTFS_CACHE_DIR", help="Local cache directory.")
+@click.option("--cache-size", envvar="ARTIFACTFS_CACHE_SIZE", help="Cache bound, e.g. 20G.")
+@click.option("--timeout", type=float, envvar="ARTIFACTFS_TIMEOUT", help="Store request timeout (seconds).")
+@click.version_option(package_name="artifactfs")
+@click.pass_context
+def cli(ctx, store, endpoint_url, cache_dir, cache_size, timeout):
+    """Versioned artifacts (datasets, models) that you mount as plain folders."""
+    ctx.obj = Client(store=store, endpoint_url=endpoint_url, cache_dir=cache_dir, cache_size=cache_size,
+                     timeout=timeout)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def parse_metadata(pairs, metadata_file) -> dict | None:
+    if not pairs and not metadata_file:
+        return None
+    metadata = {}
+    if metadata_file:
+        try:
+            with open(metadata_file, "rb") as f:
+                metadata = json.load(f)
+        except OSError as exc:
+            raise LocalIOError(f"cannot read {metadata_file}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise UsageError(f"{metadata_file} is not valid JSON: {exc}") from None
+        if not isinstance(metadata, dict):
+            raise UsageError(f"{metadata_file} must hold a JSON object")
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"invalid metadata {pair!r}: expected KEY=VALUE")
+        try:
+            metadata[key] = json.loads(value)  # numbers, booleans, lists stay typed
+        except ValueError:
+            metadata[key] = value
+    return metadata
+
+
+def record_summary(record: VersionRecord, aliases: list[str] | None = None) -> dict:
+    obj = record.to_json()
+    if aliases is not None:
+        obj["aliases"] = aliases
+    return obj
+
+
+metadata_options = [
+    click.option("--metadata", "metadata_pairs", multiple=True, metavar="K=V", help="Metadata (value parsed as JSON if it can be)."),
+    click.option("--metadata-file", type=click.Path(dir_okay=False), help="A JSON object file of metadata."),
+]
+
+
+def with_options(options):
+    def wrap(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return wrap
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False), help="Directory to commit.")
+@click.option("--type", "type_", default="dataset", show_default=True, help="Artifact type (fixed at creation).")
+@click.option("-m", "--message", "description", help="Description of the version.")
+@click.option("--alias", "aliases", multiple=True, help="Alias to point at the version (repeatable).")
+@click.option("--prefix", help="Put the files under this path in the artifact.")
+@with_options(metadata_options)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def commit(client: Client, ref, directory, type_, description, aliases, prefix, metadata_pairs, metadata_file, as_json):
+    """Commit DIR as the next version of REF (entity/project/name)."""
+    metadata = parse_metadata(metadata_pairs, metadata_file)
+    from artifactfs.ingest import walk_directory
+
+    name = client.artifact_name(ref)
+    files = walk_directory(directory, prefix)
+    import os
+
+    progress = Progress(sum(os.path.getsize(f.source) for f in files), "uploading")
+    try:
+        result = client.commit_files(name, type_, files, progress=progress, description=description,
+                                     metadata=metadata, aliases=aliases)
+    finally:
+        progress.close()
+    record = result.record
+    if as_json:
+        emit_json({**record_summary(record), "created": result.created, "aliases": result.aliases})
+    elif result.created:
+        click.echo(f"{record.ref} committed: {record.file_count} files, {human_size(record.size)}, digest {record.digest}")
+    else:
+        click.echo(f"unchanged: content equals {record.ref} (digest {record.digest}); no new version")
+
+
+@cli.command("ls")
+@click.argument("path", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def ls_cmd(client: Client, path, as_json):
+    """List entities, projects of ENTITY, artifacts of ENTITY/PROJECT, or versions of an artifact."""
+    rows = client.ls(path)
+    if rows and isinstance(rows[0], tuple):
+        if as_json:
+            emit_json([record_summary(r, a) for r, a in rows])
+        for record, aliases in ([] if as_json else rows):
+            alias_text = ",".join(aliases)
+            click.echo(f"v{record.version}\t{alias_text}\t{record.file_count} files\t{human_size(record.size)}\t"
+                       f"{record.created_at}\t{record.description or ''}".rstrip())
+        return
+    names = [str(r) for r in rows]
+    if as_json:
+        emit_json(names)
+    else:
+        for n in names:
+            click.echo(n)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(client: Client, ref, as_json):
+    """Show one version: digest, size, aliases, description, metadata."""
+    record = client.resolve(ref)
+    aliases = client.repo.aliases_of(record.artifact, record.version)
+    if as_json:
+        emit_json(record_summary(record, aliases))
+        return
+    click.echo(f"{record.ref}  ({record.type})")
+    click.echo(f"  digest:      {record.digest}")
+    click.echo(f"  files:       {record.file_count} ({human_size(record.size)})")
+    click.echo(f"  aliases:     {', '.join(aliases) or '-'}")
+    click.echo(f"  created:     {record.created_at} by {record.created_by}")
+    if record.description:
+        click.echo(f"  description: {record.description}")
+    if record.metadata:
+        click.echo(f"  metadata:    {json.dumps(record.metadata, sort_keys=True)}")
+
+
+def entry_json(e: Entry) -> dict:
+    return e.to_json()
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--prefix", help="Only entries under this path.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def files(client: Client, ref, prefix, as_json):
+    """List the files of a version."""
+    record = client.resolve(ref)
+    entries = client.manifest(record).files_under(prefix)
+    if as_json:
+        emit_json([entry_json(e) for e in entries])
+        return
+    for e in entries:
+        click.echo(f"{e.size}\t{e.digest or '-'}\t{e.path}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--root", type=click.Path(file_okay=False), help="Where to put the files (default ./artifacts/NAME-vN).")
+@click.option("--prefix", help="Only this entry or directory.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def get(client: Client, ref, root, prefix, as_json):
+    """Download a version (verified, through the shared cache)."""
+    record = client.resolve(ref)
+    progress = Progress(record.size, "downloading")
+    try:
+        record, root, wrote, kept = client.download(ref, root, prefix, progress)
+    finally:
+        progress.close()
+    if as_json:
+        emit_json({"ref": str(record.ref), "root": root, "written": wrote, "unchanged": kept})
+    else:
+        click.echo(f"{record.ref} -> {root} ({wrote} files written, {kept} already there)")
+
+
+@cli.group()
+def alias():
+    """Point aliases at versions."""
+
+
+@alias.command("set")
+@click.argument("ref")
+@click.argument("alias_name", metavar="ALIAS")
+@click.pass_obj
+def alias_set(client: Client, ref, alias_name):
+    """Point ALIAS at the version REF names."""
+    record = client.resolve(ref)
+    client.repo.set_alias(record.artifact, alias_name, record.version)
+    click.echo(f"{record.artifact}:{alias_name} -> v{record.version}")
+
+
+@alias.command("rm")
+@click.argument("name")
+@click.argument("alias_name", metavar="ALIAS")
+@click.pass_obj
+def alias_rm(client: Client, name, alias_name):
+    """Remove ALIAS from artifact NAME."""
+    artifact = client.artifact_name(name)
+    version = client.repo.remove_alias(artifact, alias_name)
+    click.echo(f"removed {artifact}:{alias_name} (was v{version})")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("-m", "--message", "description", help="New description.")
+@with_options(metadata_options)
+@click.option("--replace-metadata", is_flag=True, help="Replace the metadata instead of merging into it.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def update(client: Client, ref, description, metadata_pairs, metadata_file, replace_metadata, as_json):
+    """Edit the description and metadata of a version (its content never changes)."""
+    metadata = parse_metadata(metadata_pairs, metadata_file)
+    record = client.repo.update(client.ref(ref), description, metadata, replace_metadata)
+    if as_json:
+        emit_json(record_summary(record))
+    else:
+        click.echo(f"updated {record.ref}")
+
+
+@cli.command()
+@click.argument("ref_a")
+@click.argument("ref_b")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def diff(client: Client, ref_a, ref_b, as_json):
+    """What changed from REF_A to REF_B."""
+    d = client.diff(ref_a, ref_b)
+    if as_json:
+        emit_json({"added": [e.path for e in d.added], "removed": [e.path for e in d.removed],
+                   "changed": [b.path for _, b in d.changed]})
+        return
+    for e in d.added:
+        click.echo(f"+ {e.path}")
+    for e in d.removed:
+        click.echo(f"- {e.path}")
+    for _, e in d.changed:
+        click.echo(f"M {e.path}")
+
+
+@cli.group()
+def cache():
+    """Inspect and clean the local cache."""
+
+
+@cache.command("info")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def cache_info(client: Client, as_json):
+    """Size and location of the cache."""
+    info = client.cache.info()
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(f"{info['dir']}: {info['pieces']} pieces, {human_size(info['bytes'])} of {human_size(info['max_bytes'])}")
+
+
+@cache.command("clean")
+@click.pass_obj
+def cache_clean(client: Client):
+    """Empty the cache (mounted files stay readable; they are fetched again)."""
+    freed = client.cache.clean()
+    click.echo(f"freed {human_size(freed)}")
+
+
+def main():
+    cli(prog_name="artifactfs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Printing helpers shared by the commands: JSON, sizes, progress bars, the error boundary."""
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+
+import click
+
+from artifactfs.errors import ArtifactfsError
+
+INTERNAL_ERROR_EXIT = 70
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+class Progress:
+    """A byte progress bar on stderr, shown only on a terminal and only after the first half second.
+    Safe to call from worker threads."""
+
+    def __init__(self, total: int, label: str):
+        self.total, self.label = total, label
+        self.done = 0
+        self.start = time.monotonic()
+        self._lock = threading.Lock()
+        self._bar = None
+        self._enabled = sys.stderr.isatty() and total > 0
+
+    def __call__(self, n: int) -> None:
+        if not self._enabled:
+            return
+        with self._lock:
+            self.done += n
+            if self._bar is None and time.monotonic() - self.start > 0.5:
+                self._bar = click.progressbar(length=self.total, label=self.label, file=sys.stderr,
+                                              show_pos=False, show_percent=True, show_eta=True)
+                self._bar.__enter__()
+                self._bar.update(self.done)
+            elif self._bar is not None:
+                self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def run_guarded(fn):
+    """Run a command body: our errors become one line and their exit code, never a traceback."""
+    try:
+        return fn()
+    except ArtifactfsError as exc:
+        click.echo(f"artifactfs: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("artifactfs: interrupted", err=True)
+        sys.exit(130)
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+        raise
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for whoever asks
+        if os.environ.get("ARTIFACTFS_DEBUG"):
+            traceback.print_exc()
+        logging.getLogger("artifactfs").debug("internal error", exc_info=True)
+        click.echo(f"artifactfs: internal error: {type(exc).__name__}: {exc} "
+                   "(set ARTIFACTFS_DEBUG=1 for the traceback)", err=True)
+        sys.exit(INTERNAL_ERROR_EXIT)

@@ -1,0 +1,72 @@
+import os
+import uuid
+
+import pytest
+from click.testing import CliRunner
+
+from tests.seaweed import ADMIN, SeaweedServer
+
+BUCKET = "artifactfs-test"
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    server = SeaweedServer(str(tmp_path_factory.mktemp("seaweed")))
+    server.start()
+    server.create_bucket(BUCKET)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def store_url(request, backend, tmp_path):
+    """A fresh, empty store on each backend: a directory, or a unique prefix in the test bucket."""
+    if backend == "local":
+        return str(tmp_path / "store")
+    server = request.getfixturevalue("seaweed")
+    return f"s3://{BUCKET}/{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path, store_url, request):
+    """Environment for CLI and library calls: store, cache, S3 credentials, no user config."""
+    monkeypatch.setenv("ARTIFACTFS_STORE", store_url)
+    monkeypatch.setenv("ARTIFACTFS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ARTIFACTFS_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("ARTIFACTFS_TIMEOUT", "10")
+    for var in ("ARTIFACTFS_ENTITY", "ARTIFACTFS_PROJECT", "ARTIFACTFS_CACHE_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    if store_url.startswith("s3://"):
+        server = request.getfixturevalue("seaweed")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", ADMIN[0])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ADMIN[1])
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return dict(os.environ)
+
+
+@pytest.fixture
+def cli(env):
+    """Run `artifactfs ARGS...` in-process; returns the click Result."""
+    from artifactfs_cli.main import cli as cli_group
+
+    runner = CliRunner()
+
+    def run(*args, input=None):
+        return runner.invoke(cli_group, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def client(env):
+    from artifactfs.client import Client
+
+    c = Client()
+    yield c
+    c.close()
