@@ -55,9 +55,7 @@ class Entry:
     @classmethod
     def from_json(cls, obj: dict) -> "Entry":
         try:
-            path = normalize_entry_path(obj["path"])
-            if path != obj["path"]:
-                raise InvalidPath(f"entry path {obj['path']!r} is not normalized")
+            path = obj["path"]
             size = obj["size"]
             digest = obj.get("digest")
             chunks = obj.get("chunks")
@@ -134,6 +132,8 @@ class Manifest:
         extras: dict[int, dict] = {}
         prev = None
         for i, e in enumerate(ordered):
+            if normalize_entry_path(e.path) != e.path:
+                raise InvalidPath(f"entry path {e.path!r} is not normalized")
             p = e.path.encode("utf-8")
             if prev is not None and p <= prev:
                 if p == prev:

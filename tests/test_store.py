@@ -1,0 +1,103 @@
+"""One conformance suite for every ObjectStore backend (local directory and SeaweedFS S3)."""
+
+import threading
+
+import pytest
+
+from artifactfs.errors import ObjectNotFound, PreconditionFailed
+from artifactfs.store import open_store
+
+
+@pytest.fixture
+def store(env, store_url):
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+def test_put_get_head_list_delete(store):
+    etag = store.put("a/b/one", b"hello")
+    data, got_etag = store.get("a/b/one")
+    assert data == b"hello" and got_etag == etag
+    store.put("a/b/two", b"x" * 10)
+    store.put("a/c", b"")
+    info = store.head("a/b/two")
+    assert info.size == 10 and info.key == "a/b/two"
+    assert [o.key for o in store.list("a/b/")] == ["a/b/one", "a/b/two"]
+    assert [o.key for o in store.list("a/")] == ["a/b/one", "a/b/two", "a/c"]
+    assert [o.key for o in store.list("a/b/o")] == ["a/b/one"]
+    store.delete("a/b/one")
+    store.delete("a/b/one")  # absent is fine
+    with pytest.raises(ObjectNotFound):
+        store.get("a/b/one")
+    with pytest.raises(ObjectNotFound):
+        store.head("nothing/here")
+    assert store.exists("a/c") and not store.exists("a/b/one")
+
+
+def test_get_range(store):
+    store.put("r", bytes(range(256)) * 4)
+    assert store.get_range("r", 10, 5) == bytes(range(10, 15))
+    assert store.get_range("r", 1020, 100) == bytes(range(252, 256))  # short at the end
+    with pytest.raises(ObjectNotFound):
+        store.get_range("missing", 0, 1)
+
+
+def test_put_file(store, tmp_path):
+    src = tmp_path / "f"
+    src.write_bytes(b"abc" * 1000)
+    store.put_file("files/f", str(src), 3000)
+    assert store.get("files/f")[0] == b"abc" * 1000
+
+
+def test_put_if_absent(store):
+    store.put_if_absent("k", b"1")
+    with pytest.raises(PreconditionFailed):
+        store.put_if_absent("k", b"2")
+    assert store.get("k")[0] == b"1"
+
+
+def test_put_if_match(store):
+    etag = store.put("k", b"1")
+    new = store.put_if_match("k", b"2", etag)
+    assert store.get("k") == (b"2", new)
+    with pytest.raises(PreconditionFailed):
+        store.put_if_match("k", b"3", etag)  # stale etag
+    with pytest.raises(PreconditionFailed):
+        store.put_if_match("absent", b"3", etag)
+    assert store.get("k")[0] == b"2"
+
+
+def test_racing_conditional_writes_have_one_winner(store):
+    winners, barrier = [], threading.Barrier(8)
+
+    def create(i):
+        barrier.wait()
+        try:
+            store.put_if_absent("race", str(i).encode())
+            winners.append(i)
+        except PreconditionFailed:
+            pass
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(winners) == 1
+    assert store.get("race")[0] == str(winners[0]).encode()
+
+    etag = store.head("race").etag
+    swapped, barrier = [], threading.Barrier(8)
+
+    def swap(i):
+        barrier.wait()
+        try:
+            store.put_if_match("race", f"s{i}".encode(), etag)
+            swapped.append(i)
+        except PreconditionFailed:
+            pass
+
+    threads = [threading.Thread(target=swap, args=(i,)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(swapped) == 1
+    assert store.get("race")[0] == f"s{swapped[0]}".encode()
