@@ -1,10 +1,14 @@
 import os
+import sys
 import uuid
 
 import pytest
 from click.testing import CliRunner
 
 from tests.seaweed import ADMIN, SeaweedServer
+
+# Subprocesses run the `artifactfs` of the interpreter running the tests (e.g. the project's .venv).
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 BUCKET = "artifactfs-test"
 
