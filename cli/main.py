@@ -291,6 +291,12 @@ def cache_clean(client: Client):
     click.echo(f"freed {human_size(freed)}")
 
 
+from .mount_cmds import mount_cmd, umount_cmd  # noqa: E402
+
+cli.add_command(mount_cmd)
+cli.add_command(umount_cmd)
+
+
 def main():
     cli(prog_name="artifactfs")
 

@@ -13,6 +13,7 @@ Caveats:
 - SIGTERM/SIGINT cancel the trio run; the mount is then unmounted by `pyfuse3.close(unmount=True)`.
 """
 
+import inspect
 import logging
 import os
 import shutil
@@ -54,6 +55,15 @@ def check_mountpoint(mountpoint: str) -> str:
 
 
 # ---- worker threads -------------------------------------------------------------------------------
+_ABANDON_KW = ("abandon_on_cancel" if "abandon_on_cancel" in inspect.signature(trio.to_thread.run_sync).parameters
+               else "cancellable")  # renamed in trio 0.23
+
+
+async def to_thread(fn: Callable, *args, limiter: trio.CapacityLimiter, abandon: bool = False):
+    """trio.to_thread.run_sync; with `abandon`, a cancelled wait leaves the thread to finish alone."""
+    return await trio.to_thread.run_sync(fn, *args, limiter=limiter, **{_ABANDON_KW: abandon})
+
+
 class Workers:
     """Named CapacityLimiters for blocking calls: `network` (store I/O) and `cpu` (hashing, big disk reads).
 
@@ -70,7 +80,7 @@ class Workers:
         if timeout is None:
             return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
         with trio.move_on_after(timeout):
-            return await trio.to_thread.run_sync(fn, *args, limiter=limiter, cancellable=True)
+            return await to_thread(fn, *args, limiter=limiter, abandon=True)
         raise StoreUnavailable(f"store did not answer within {timeout:g}s")
 
     async def net(self, fn: Callable, *args, timeout: float | None = None):

@@ -1,0 +1,183 @@
+"""The top of the read-only tree: MOUNT/<entity>/<project>/<name>:<vN|alias>, resolved through the
+Repository on worker threads, with short TTL caches so a busy mount does not hammer the store.
+
+- Versions are immutable: a loaded VersionView (record + compact manifest) is kept in a small LRU and
+  by every inode and open file that refers to it.
+- An alias is re-resolved after `alias_ttl` seconds; listings (entities, projects, a project's
+  `name:vN`/`name:alias` names) are cached for `listing_ttl`.
+- A name absent from a cached listing is still looked up directly, so new versions and aliases
+  appear without a remount; the kernel caches the "not found" for the short negative timeout.
+
+Concurrency: every cache fill runs in a worker thread; concurrent misses for one key share one fill
+(`_SingleFlight`). Dict updates happen on the trio thread with no await between check and set.
+"""
+
+import logging
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import trio
+
+from ..errors import ArtifactfsError, InvalidName, NotFound
+from ..manifest import Manifest
+from ..names import ArtifactName, check_name, parse_selector
+from ..repo import Repository, VersionRecord
+from .daemon import Workers
+
+log = logging.getLogger(__name__)
+
+VERSION_LRU = 16
+
+
+@dataclass(eq=False)
+class VersionView:
+    record: VersionRecord
+    manifest: Manifest
+
+    @property
+    def key(self) -> str:
+        return f"{self.record.artifact}:{self.record.version}"
+
+    @property
+    def ref(self) -> str:
+        return str(self.record.ref)
+
+
+class _SingleFlight:
+    """Cache values for a TTL; concurrent misses of one key wait for one loader call."""
+
+    def __init__(self):
+        self._values: dict = {}
+        self._inflight: dict = {}
+
+    def peek(self, key):
+        hit = self._values.get(key)
+        if hit is not None and (hit[0] is None or hit[0] > trio.current_time()):
+            return hit[1]
+        return None
+
+    async def get(self, key, ttl: float | None, load):
+        hit = self._values.get(key)
+        if hit is not None and (hit[0] is None or hit[0] > trio.current_time()):
+            return hit[1]
+        waiter = self._inflight.get(key)
+        if waiter is not None:
+            await waiter.wait()
+            return await self.get(key, ttl, load)
+        event = self._inflight[key] = trio.Event()
+        try:
+            value = await load()
+            self._values[key] = (None if ttl is None else trio.current_time() + ttl, value)
+            return value
+        finally:
+            del self._inflight[key]
+            event.set()
+
+    def drop(self, key) -> None:
+        self._values.pop(key, None)
+
+
+class Namespace:
+    def __init__(self, repo: Repository, workers: Workers, alias_ttl: float = 2.0, listing_ttl: float = 2.0,
+                 timeout: float | None = None):
+        self.repo = repo
+        self.workers = workers
+        self.alias_ttl = alias_ttl
+        self.listing_ttl = listing_ttl
+        self.timeout = timeout
+        self._cache = _SingleFlight()
+        self._versions: OrderedDict[tuple, VersionView] = OrderedDict()
+
+    async def _call(self, fn, *args):
+        return await self.workers.net(fn, *args, timeout=self.timeout)
+
+    # ---- listings ------------------------------------------------------------------------------
+    async def entities(self) -> list[str]:
+        return await self._cache.get(("entities",), self.listing_ttl, lambda: self._call(self.repo.list_entities))
+
+    async def projects(self, entity: str) -> list[str]:
+        return await self._cache.get(("projects", entity), self.listing_ttl,
+                                     lambda: self._call(self.repo.list_projects, entity))
+
+    async def selectors(self, entity: str, project: str) -> list[str]:
+        """Every `name:vN` and `name:alias` of the project, sorted."""
+        return await self._cache.get(("selectors", entity, project), self.listing_ttl,
+                                     lambda: self._call(self._list_selectors, entity, project))
+
+    def _list_selectors(self, entity: str, project: str) -> list[str]:
+        artifacts = self.repo.list_artifacts(entity, project)
+
+        def one(artifact: ArtifactName) -> list[str]:
+            versions = self.repo.list_versions(artifact)
+            aliases = self.repo.aliases(artifact)
+            return [f"{artifact.name}:v{v}" for v in versions] + [f"{artifact.name}:{a}" for a in aliases]
+
+        with ThreadPoolExecutor(8) as pool:
+            return sorted(n for names in pool.map(one, artifacts) for n in names)
+
+    # ---- existence of the upper levels -----------------------------------------------------------
+    async def has_entity(self, entity: str) -> bool:
+        if not _valid(entity):
+            return False
+        if entity in await self.entities():
+            return True
+        return bool(await self.projects(entity))
+
+    async def has_project(self, entity: str, project: str) -> bool:
+        if not _valid(project):
+            return False
+        return project in await self.projects(entity)
+
+    # ---- versions and aliases ------------------------------------------------------------------
+    def parse(self, entity: str, project: str, text: str) -> tuple[ArtifactName, int | None, str | None]:
+        """`name:vN` / `name:alias` -> (artifact, version, alias); NotFound for anything else."""
+        name, sep, selector = text.partition(":")
+        if not sep:
+            raise NotFound(f"{text!r} is not name:vN or name:alias")
+        try:
+            artifact = ArtifactName(entity, project, check_name(name, "artifact name"))
+            version, alias = parse_selector(selector)
+        except InvalidName as exc:
+            raise NotFound(str(exc)) from None
+        return artifact, version, alias
+
+    async def version(self, artifact: ArtifactName, number: int) -> VersionView:
+        key = (artifact, number)
+        view = self._versions.get(key)
+        if view is not None:
+            self._versions.move_to_end(key)
+            return view
+        view = await self._cache.get(("version", artifact, number), 0.0,
+                                     lambda: self._call(self._load_version, artifact, number))
+        self._cache.drop(("version", artifact, number))  # held by the LRU below, not by the TTL cache
+        self._versions[key] = view
+        while len(self._versions) > VERSION_LRU:
+            self._versions.popitem(last=False)
+        return view
+
+    def _load_version(self, artifact: ArtifactName, number: int) -> VersionView:
+        record = self.repo.version(artifact, number)
+        return VersionView(record, self.repo.manifest(record.manifest))
+
+    async def alias_version(self, artifact: ArtifactName, alias: str) -> VersionView:
+        """The version `alias` points at now (re-read from the store after alias_ttl)."""
+        number = await self._cache.get(("alias", artifact, alias), self.alias_ttl,
+                                       lambda: self._call(self._alias_target, artifact, alias))
+        return await self.version(artifact, number)
+
+    def _alias_target(self, artifact: ArtifactName, alias: str) -> int:
+        return self.repo.alias_target(artifact, alias)[0]
+
+    async def aliases_of(self, view: VersionView) -> list[str]:
+        aliases = await self._cache.get(("aliases", view.record.artifact), self.alias_ttl,
+                                        lambda: self._call(self.repo.aliases, view.record.artifact))
+        return [a for a, v in aliases.items() if v == view.record.version]
+
+
+def _valid(name: str) -> bool:
+    try:
+        check_name(name)
+        return True
+    except ArtifactfsError:
+        return False

@@ -1,0 +1,183 @@
+"""Reading file contents for the mounts: verified chunks, fetched in parallel, read ahead on
+sequential access, exact chunks on random access.
+
+`ChunkSource` (one per mount) turns a Piece (see fetch.py: a whole small file, or one chunk of a large
+one) into verified bytes:
+  memory LRU of recent chunks -> single-flight fetch task -> worker thread: Fetcher.piece
+  (disk cache, else ranged GET + verify + cache). A chunk that fails its checksum raises CorruptData
+  (EIO) and is never cached. A caller waits at most `timeout` seconds, then gets StoreUnavailable (EIO);
+  the fetch itself continues in the background and is shared with whoever asks next.
+  The memory LRU exists because the kernel asks for 128 KiB-1 MiB at a time: without it each request
+  would re-read (and slice) an 8 MiB chunk from the disk cache.
+
+`FileReader` (one per open file handle) decides what to fetch. Read-ahead window: a read that starts
+within one chunk of where the previous read ended is sequential; each sequential step into a new chunk
+doubles the window, from INITIAL_WINDOW up to MAX_WINDOW, and the chunks in the window are started as
+prefetches. A read anywhere else resets the window to zero: random access fetches only the chunks it
+touches (4 KiB at 10 GiB into a 20 GiB file fetches one chunk).
+
+Prefetches run under their own limiter (PREFETCH_CONCURRENCY) inside the network limiter, so demand
+reads always find free network slots.
+
+No await between the checks and updates of `_inflight`/`_mem` in `start`/`_remember`: they are atomic
+on the trio thread, which is what makes the single flight correct.
+"""
+
+import logging
+from collections import OrderedDict
+
+import trio
+
+from ..errors import StoreUnavailable
+from ..fetch import Fetcher, Piece
+from .daemon import Workers, to_thread
+
+log = logging.getLogger(__name__)
+
+MEMORY_BYTES = 256 * 1024 * 1024
+INITIAL_WINDOW = 8 * 1024 * 1024
+MAX_WINDOW = 128 * 1024 * 1024
+PREFETCH_CONCURRENCY = 12
+
+
+class _Flight:
+    __slots__ = ("event", "data", "error")
+
+    def __init__(self):
+        self.event = trio.Event()
+        self.data: bytes | None = None
+        self.error: BaseException | None = None
+
+
+class ChunkSource:
+    def __init__(self, fetcher: Fetcher, workers: Workers, timeout: float, memory_bytes: int = MEMORY_BYTES):
+        self.fetcher = fetcher
+        self.workers = workers
+        self.timeout = timeout
+        self.memory_bytes = memory_bytes
+        self._mem: OrderedDict[str, bytes] = OrderedDict()
+        self._mem_size = 0
+        self._inflight: dict[str, _Flight] = {}
+        self._prefetch_limiter = trio.CapacityLimiter(PREFETCH_CONCURRENCY)
+        self._nursery: trio.Nursery | None = None
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Give the source the nursery its fetch tasks run in (the mount's service nursery)."""
+        self._nursery = nursery
+
+    # ---- memory LRU ------------------------------------------------------------------------------
+    def _cached(self, digest: str) -> bytes | None:
+        data = self._mem.get(digest)
+        if data is not None:
+            self._mem.move_to_end(digest)
+        return data
+
+    def _remember(self, digest: str, data: bytes) -> None:
+        if digest in self._mem or len(data) > self.memory_bytes // 4:
+            return
+        self._mem[digest] = data
+        self._mem_size += len(data)
+        while self._mem_size > self.memory_bytes:
+            _, old = self._mem.popitem(last=False)
+            self._mem_size -= len(old)
+
+    # ---- fetching --------------------------------------------------------------------------------
+    def start(self, piece: Piece, prefetch: bool = False) -> _Flight | None:
+        """Make sure `piece` is being fetched; None if it is already in memory."""
+        if piece.digest in self._mem:
+            return None
+        flight = self._inflight.get(piece.digest)
+        if flight is None:
+            flight = self._inflight[piece.digest] = _Flight()
+            self._nursery.start_soon(self._fetch, piece, flight, prefetch)
+        return flight
+
+    async def _fetch(self, piece: Piece, flight: _Flight, prefetch: bool) -> None:
+        try:
+            if prefetch:
+                async with self._prefetch_limiter:
+                    data = await self._in_thread(piece)
+            else:
+                data = await self._in_thread(piece)
+            self._remember(piece.digest, data)
+            flight.data = data
+        except Exception as exc:  # handed to every waiter; the next request retries
+            flight.error = exc
+            if prefetch:
+                log.debug("prefetch of %s failed: %s", piece.key, exc)
+        finally:
+            del self._inflight[piece.digest]
+            flight.event.set()
+
+    async def _in_thread(self, piece: Piece) -> bytes:
+        return await to_thread(self.fetcher.piece, piece, limiter=self.workers.network, abandon=True)
+
+    async def get(self, piece: Piece) -> bytes:
+        data = self._cached(piece.digest)
+        if data is not None:
+            return data
+        flight = self.start(piece)
+        if flight is None:
+            return self._cached(piece.digest)
+        with trio.move_on_after(self.timeout):
+            await flight.event.wait()
+        if not flight.event.is_set():
+            log.warning("read of %s bytes %d+%d timed out after %gs", piece.key, piece.start, piece.length,
+                        self.timeout)
+            raise StoreUnavailable(f"store did not deliver {piece.key} within {self.timeout:g}s")
+        if flight.error is not None:
+            raise flight.error
+        return flight.data
+
+
+class FileReader:
+    """Read state of one open file: its pieces (fixed at open, so it keeps its version) and window."""
+
+    def __init__(self, source: ChunkSource, pieces: list[Piece], size: int, chunk_size: int):
+        self.source = source
+        self.pieces = pieces
+        self.size = size
+        self.chunk_size = chunk_size
+        self.chunked = len(pieces) > 1
+        self._next_off = 0
+        self._window = INITIAL_WINDOW
+        self._prefetched_to = 0  # pieces below this index were already started
+
+    async def read(self, off: int, size: int) -> bytes:
+        end = min(off + size, self.size)
+        if off >= end:
+            return b""
+        if not self.chunked:
+            data = await self.source.get(self.pieces[0])
+            return data[off:end]
+        cs = self.chunk_size
+        first, last = off // cs, (end - 1) // cs
+        self._plan(off, first, last)
+        self._next_off = end
+        for i in range(first, last + 1):
+            self.source.start(self.pieces[i])  # all needed chunks in parallel, before waiting on any
+        parts = []
+        for i in range(first, last + 1):
+            data = await self.source.get(self.pieces[i])
+            lo = max(off - i * cs, 0)
+            hi = min(end - i * cs, len(data))
+            parts.append(data[lo:hi] if (lo, hi) != (0, len(data)) else data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _plan(self, off: int, first: int, last: int) -> None:
+        """Update the read-ahead window and start the prefetches it calls for."""
+        cs = self.chunk_size
+        sequential = self._next_off - cs <= off <= self._next_off + cs
+        if not sequential:
+            self._window = 0
+            self._prefetched_to = 0
+            return
+        if self._window == 0:
+            self._window = INITIAL_WINDOW
+        elif (self._next_off - 1) // cs < last:  # stepped into a new chunk: widen
+            self._window = min(self._window * 2, MAX_WINDOW)
+        ahead = last + 1 + max(1, self._window // cs)
+        start = max(last + 1, self._prefetched_to)
+        for i in range(start, min(ahead, len(self.pieces))):
+            self.source.start(self.pieces[i], prefetch=True)
+        self._prefetched_to = max(self._prefetched_to, min(ahead, len(self.pieces)))

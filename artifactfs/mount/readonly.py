@@ -1,0 +1,356 @@
+"""The read-only view: MOUNT/<entity>/<project>/<name>:<vN|alias>/<paths of the version>.
+
+Handlers are thin: resolve the inode's Node, delegate to Namespace (names, versions, aliases),
+the version's Manifest (tree, sizes) or FileReader (contents), reply.
+
+Caveats:
+- Everything under `name:vN` is immutable: entries, attributes and negative lookups are cached by the
+  kernel for VERSION_TIMEOUT, and files open with keep_cache, so re-reads come from the page cache.
+- `name:alias` is re-resolved after `alias_ttl`: the kernel keeps its children's dentries only that
+  long. Its children are the inodes of the version the alias pointed at when looked up, so a file
+  already open keeps reading that version after the alias moves.
+- `.` and `..` are not listed (as in pyfuse3's hello.py); `ls -a` and `find` work without them.
+- References (entries with an external URI) are read from the store blob of their digest; a
+  reference recorded without a digest cannot be read through the mount (EIO).
+- Hard link counts are 1 for files and 2 for directories; directory sizes are 0.
+- Every write operation fails with EROFS (the mount is also made with `-o ro`).
+
+Invariants: the inode table is touched only on the trio thread, and `remember` runs after the last
+await of a lookup, so a `forget` can never interleave between choosing a node and replying.
+"""
+
+import errno
+import json
+import logging
+import os
+import stat
+import time
+from datetime import datetime
+
+import pyfuse3
+
+from ..errors import NotFound
+from ..fetch import pieces_of
+from ..names import VERSION_RE
+from .fuse_errors import erofs, fuse_op
+from .inodes import DIR, ENTITY, FILE, PROJECT, ROOT, SEL, InodeTable, Node, inode_of, node_key
+from .namespace import Namespace, VersionView
+from .reader import ChunkSource, FileReader
+
+log = logging.getLogger(__name__)
+
+VERSION_TIMEOUT = 3600.0  # immutable content: as long as the kernel cares to keep it
+XATTR_PREFIX = "user.artifactfs."
+BLOCK_SIZE = 128 * 1024
+
+
+def _is_version(selector: str) -> bool:
+    return VERSION_RE.match(selector) is not None
+
+
+def _enoent() -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(errno.ENOENT)
+
+
+class ReadOnlyFS(pyfuse3.Operations):
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+
+    def __init__(self, namespace: Namespace, source: ChunkSource):
+        super().__init__()
+        self.ns = namespace
+        self.source = source
+        self.inodes = InodeTable()
+        self.uid, self.gid = os.getuid(), os.getgid()
+        self.mount_time_ns = time.time_ns()
+        self._files: dict[int, FileReader] = {}
+        self._dirs: dict[int, tuple] = {}
+        self._next_fh = 1
+        self._mtimes: dict[str, int] = {}
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def _node(self, ino: int) -> Node:
+        node = self.inodes.get(ino)
+        if node is None:
+            raise _enoent()
+        return node
+
+    def _new_fh(self) -> int:
+        fh, self._next_fh = self._next_fh, self._next_fh + 1
+        return fh
+
+    def _mtime_ns(self, view: VersionView | None) -> int:
+        if view is None:
+            return self.mount_time_ns
+        ns = self._mtimes.get(view.key)
+        if ns is None:
+            try:
+                ns = int(datetime.fromisoformat(view.record.created_at.replace("Z", "+00:00")).timestamp() * 1e9)
+            except ValueError:
+                ns = self.mount_time_ns
+            self._mtimes[view.key] = ns
+        return ns
+
+    def _attrs(self, node: Node, entry_timeout: float, view: VersionView | None = None) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = node.ino
+        a.entry_timeout = entry_timeout
+        view = view or node.version
+        if node.kind == FILE:
+            m = view.manifest
+            a.st_mode = stat.S_IFREG | (0o555 if m.is_executable(node.index) else 0o444)
+            a.st_size = m.size_of(node.index)
+            a.st_nlink = 1
+        else:
+            a.st_mode = stat.S_IFDIR | 0o555
+            a.st_nlink = 2
+        a.attr_timeout = self._timeout(node)
+        a.st_uid, a.st_gid = self.uid, self.gid
+        a.st_blksize = BLOCK_SIZE
+        a.st_blocks = (a.st_size + 511) // 512
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = self._mtime_ns(view)
+        return a
+
+    def _timeout(self, node: Node) -> float:
+        """How long the kernel may trust this node's entry and attributes."""
+        if node.kind in (FILE, DIR) or (node.kind == SEL and _is_version(node.selector)):
+            return VERSION_TIMEOUT
+        return self.ns.alias_ttl if node.kind == SEL else self.ns.listing_ttl
+
+    def _negative(self, timeout: float) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = 0  # "does not exist", cached by the kernel for entry_timeout
+        a.entry_timeout = timeout
+        return a
+
+    # ---- lookup / getattr ------------------------------------------------------------------------
+    @fuse_op
+    async def lookup(self, parent_inode, name, ctx=None):
+        parent = self._node(parent_inode)
+        try:
+            text = name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _enoent() from None
+        node, entry_timeout, negative_timeout, view = await self._child(parent, text)
+        if node is None:
+            return self._negative(negative_timeout)
+        node = self.inodes.remember(node)
+        return self._attrs(node, entry_timeout, view)
+
+    async def _child(self, parent: Node, name: str):
+        """(node or None, entry timeout, negative timeout, version for attributes)."""
+        ns, short = self.ns, self.ns.listing_ttl
+        if parent.kind == ROOT:
+            node = self._name_node(ENTITY, "", "", name)
+            return (node if await ns.has_entity(name) else None), short, short, None
+        if parent.kind == ENTITY:
+            node = self._name_node(PROJECT, parent.entity, "", name)
+            return (node if await ns.has_project(parent.entity, name) else None), short, short, None
+        if parent.kind == PROJECT:
+            node = self._name_node(SEL, parent.entity, parent.project, name)
+            try:
+                view = await self._sel_view(node)  # proves it exists
+            except NotFound:
+                return None, short, short, None
+            return node, self._timeout(node), short, view
+        if parent.kind == SEL:
+            view = await self._sel_view(parent)
+            timeout = self._timeout(parent)
+            return self._in_version(view, "", name), timeout, timeout, None
+        if parent.kind == DIR:
+            return self._in_version(parent.version, parent.path, name), VERSION_TIMEOUT, VERSION_TIMEOUT, None
+        raise pyfuse3.FUSEError(errno.ENOTDIR)
+
+    def _name_node(self, kind: str, entity: str, project: str, name: str) -> Node:
+        """ENTITY/PROJECT/SEL node for a directory name (not checked against the store)."""
+        if kind == ENTITY:
+            return Node(inode_of(node_key(ENTITY, name)), ENTITY, name)
+        if kind == PROJECT:
+            return Node(inode_of(node_key(PROJECT, entity, name)), PROJECT, entity, name)
+        artifact, _, selector = name.partition(":")
+        return Node(inode_of(node_key(SEL, entity, project, artifact, selector)), SEL, entity, project, artifact,
+                    selector)
+
+    async def _sel_view(self, node: Node) -> VersionView:
+        """The version a SEL node shows now; NotFound if the name or selector does not exist."""
+        artifact, version, alias = self.ns.parse(node.entity, node.project, f"{node.name}:{node.selector}")
+        if version is not None:
+            return await self.ns.version(artifact, version)
+        return await self.ns.alias_version(artifact, alias)
+
+    def _version_node(self, view: VersionView, path: str, index: int = -1) -> Node:
+        kind = FILE if index >= 0 else DIR
+        return Node(inode_of(node_key(kind, version=view, path=path)), kind, version=view, path=path, index=index)
+
+    def _in_version(self, view: VersionView, dirpath: str, name: str) -> Node | None:
+        if not name or "/" in name or name in (".", ".."):
+            return None
+        path = f"{dirpath}/{name}" if dirpath else name
+        index = view.manifest.find(path)
+        if index is not None:
+            return self._version_node(view, path, index)
+        if view.manifest.is_dir(path):
+            return self._version_node(view, path)
+        return None
+
+    @fuse_op
+    async def getattr(self, inode, ctx=None):
+        node = self._node(inode)
+        view = await self._sel_view(node) if node.kind == SEL else None
+        return self._attrs(node, 0, view)
+
+    @fuse_op
+    async def forget(self, inode_list):
+        for ino, nlookup in inode_list:
+            self.inodes.forget(ino, nlookup)
+
+    # ---- directories -----------------------------------------------------------------------------
+    @fuse_op
+    async def opendir(self, inode, ctx):
+        node = self._node(inode)
+        ns = self.ns
+        if node.kind == ROOT:
+            listing = ("names", ENTITY, "", "", await ns.entities())
+        elif node.kind == ENTITY:
+            listing = ("names", PROJECT, node.entity, "", await ns.projects(node.entity))
+        elif node.kind == PROJECT:
+            listing = ("names", SEL, node.entity, node.project, await ns.selectors(node.entity, node.project))
+        elif node.kind == SEL:
+            listing = ("tree", await self._sel_view(node), "")  # one version for the whole listing
+        elif node.kind == DIR:
+            listing = ("tree", node.version, node.path)
+        else:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        fh = self._new_fh()
+        self._dirs[fh] = listing
+        return fh
+
+    @fuse_op
+    async def readdir(self, fh, start_id, token):
+        listing = self._dirs.get(fh)
+        if listing is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        if listing[0] == "names":
+            self._readdir_names(listing, start_id, token)
+        else:
+            self._readdir_tree(listing[1], listing[2], start_id, token)
+
+    # pyfuse3 answers READDIRPLUS: each entry returned carries full attributes and counts as one
+    # lookup, so it is remembered only once readdir_reply has accepted it.
+    def _readdir_names(self, listing, start_id, token) -> None:
+        _, kind, entity, project, names = listing
+        for i in range(start_id, len(names)):
+            node = self._name_node(kind, entity, project, names[i])
+            if not pyfuse3.readdir_reply(token, names[i].encode("utf-8"), self._attrs(node, self._timeout(node)), i + 1):
+                return
+            self.inodes.remember(node)
+
+    def _readdir_tree(self, view: VersionView, dirpath: str, start_id, token) -> None:
+        """Work proportional to the entries returned: the offset token is the manifest index to resume at."""
+        prefix = dirpath + "/" if dirpath else ""
+        for child in view.manifest.children(dirpath, start_id - 1 if start_id else None):
+            node = self._version_node(view, prefix + child.name, -1 if child.is_dir else child.index)
+            attrs = self._attrs(node, VERSION_TIMEOUT)
+            if not pyfuse3.readdir_reply(token, child.name.encode("utf-8"), attrs, child.next_index + 1):
+                return
+            self.inodes.remember(node)
+
+    @fuse_op
+    async def releasedir(self, fh):
+        self._dirs.pop(fh, None)
+
+    # ---- files -----------------------------------------------------------------------------------
+    @fuse_op
+    async def open(self, inode, flags, ctx):
+        node = self._node(inode)
+        if node.kind != FILE:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & (os.O_TRUNC | os.O_APPEND | os.O_CREAT):
+            raise erofs()
+        m = node.version.manifest
+        entry = m[node.index]
+        reader = FileReader(self.source, pieces_of(entry, m.chunk_size), entry.size, m.chunk_size)
+        fh = self._new_fh()
+        self._files[fh] = reader
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    @fuse_op
+    async def read(self, fh, off, size):
+        reader = self._files.get(fh)
+        if reader is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return await reader.read(off, size)
+
+    @fuse_op
+    async def release(self, fh):
+        self._files.pop(fh, None)
+
+    @fuse_op
+    async def flush(self, fh):
+        pass
+
+    @fuse_op
+    async def statfs(self, ctx):
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = BLOCK_SIZE
+        s.f_namemax = 255
+        s.f_files = len(self.inodes)
+        return s
+
+    # ---- extended attributes ---------------------------------------------------------------------
+    async def _xattrs(self, node: Node) -> dict[str, str]:
+        from .xattrs import xattrs_of
+
+        view = await self._sel_view(node) if node.kind == SEL else node.version
+        aliases = await self.ns.aliases_of(view) if node.kind == SEL else None
+        return xattrs_of(node, view, aliases)
+
+    @fuse_op
+    async def getxattr(self, inode, name, ctx):
+        values = await self._xattrs(self._node(inode))
+        value = values.get(name.decode("utf-8", "replace").removeprefix(XATTR_PREFIX)) \
+            if name.startswith(XATTR_PREFIX.encode()) else None
+        if value is None:
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        return value.encode("utf-8")
+
+    @fuse_op
+    async def listxattr(self, inode, ctx):
+        return [(XATTR_PREFIX + k).encode("utf-8") for k in await self._xattrs(self._node(inode))]
+
+    # ---- every write: EROFS ----------------------------------------------------------------------
+    async def setxattr(self, inode, name, value, ctx):
+        raise erofs()
+
+    async def removexattr(self, inode, name, ctx):
+        raise erofs()
+
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        raise erofs()
+
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        raise erofs()
+
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        raise erofs()
+
+    async def unlink(self, parent_inode, name, ctx):
+        raise erofs()
+
+    async def rmdir(self, parent_inode, name, ctx):
+        raise erofs()
+
+    async def symlink(self, parent_inode, name, target, ctx):
+        raise erofs()
+
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        raise erofs()
+
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        raise erofs()
+
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        raise erofs()
+
+    async def write(self, fh, off, buf):
+        raise erofs()
