@@ -2,13 +2,15 @@
 API call. Each method is one user-level operation."""
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from .cache import PieceCache
 from .config import Settings, load_settings
-from .errors import NotFound
+from .errors import NotFound, UsageError
 from .fetch import Fetcher
+from .layout import blob_key
 from .ingest import LocalFile, hash_and_upload, walk_directory
 from .manifest import Entry, Manifest
 from .names import ArtifactName, Ref, parse_artifact_name, parse_ref
@@ -32,6 +34,7 @@ class Client:
         self._repo: Repository | None = None
         self._cache: PieceCache | None = None
         self._fetcher: Fetcher | None = None
+        self._references = None
 
     # ---- wiring (lazy, so `--help` and name errors never touch the store) ----------------------
     @property
@@ -53,14 +56,25 @@ class Client:
         return self._cache
 
     @property
+    def references(self):
+        """Resolves and reads external references (s3://, http(s)://, file://) with the store's S3 settings."""
+        if self._references is None:
+            from .references import References
+
+            self._references = References(self.settings.endpoint_url, self.settings.timeout)
+        return self._references
+
+    @property
     def fetcher(self) -> Fetcher:
         if self._fetcher is None:
-            self._fetcher = Fetcher(self.store, self.cache)
+            self._fetcher = Fetcher(self.store, self.cache, self.references)
         return self._fetcher
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+        if self._references is not None:
+            self._references.close()
 
     # ---- names ---------------------------------------------------------------------------------
     def ref(self, text: str) -> Ref:
@@ -124,10 +138,28 @@ class Client:
     # ---- writing -------------------------------------------------------------------------------
     def commit_files(self, name: ArtifactName, type: str, files: Iterable[LocalFile],
                      extra_entries: Iterable[Entry] = (), progress: Progress = None, **commit_args) -> CommitResult:
+        from . import lineage
+
         self.repo.ensure_artifact(name, type)  # fail on a type conflict before uploading anything
+        if commit_args.get("run"):
+            lineage.check_run(commit_args["run"])
+        if commit_args.get("inputs") and not commit_args.get("run"):
+            raise UsageError("inputs are recorded for a run: give the run id too (--run ID)")
+        if commit_args.get("inputs"):  # pin each input to the exact version it names now
+            commit_args["inputs"] = lineage.resolve_inputs(self.repo, commit_args["inputs"],
+                                                           self.settings.entity, self.settings.project)
+        from .gc import protect_commit
+
+        started = time.time()
+        files = list(files)
         entries, _ = hash_and_upload(self.store, files, progress=progress)
         manifest = Manifest.from_entries([*entries, *extra_entries])
-        return self.repo.commit(name, type, manifest, **commit_args)
+        result = self.repo.commit(name, type, manifest, **commit_args)
+        if result.created:
+            sources = {blob_key(e.digest): f.source for f, e in zip(files, entries) if e.size}
+            protect_commit(self.repo, started, sources, manifest)  # survive a gc that ran meanwhile
+            lineage.record_commit(self.repo, result.record)
+        return result
 
     def commit_dir(self, directory: str, name: str, type: str, prefix: str | None = None,
                    progress: Progress = None, **commit_args) -> CommitResult:

@@ -25,17 +25,27 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Piece:
-    digest: str  # xxh3-128 of exactly these bytes
-    key: str  # store key holding them
+    digest: str  # xxh3-128 of exactly these bytes ("" for a reference piece checked by ETag/size)
+    key: str  # store key holding them ("" for a reference)
     start: int  # offset within that object and within the file
     length: int
+    ref: str | None = None  # external URI: the bytes are read from there (references.py)
+    etag: str | None = None  # what the reference's source must still be
+    version_id: str | None = None
+    total_size: int = 0  # the reference's recorded size
+
+    @property
+    def flight_key(self) -> str:
+        return self.digest or f"{self.ref}@{self.start}"
 
 
 def pieces_of(entry: Entry, chunk_size: int) -> list[Piece]:
     if entry.size == 0:
         return []
+    if entry.ref is not None:
+        return _reference_pieces(entry, chunk_size)
     if entry.digest is None:
-        raise CorruptData(f"{entry.path} is a reference without a recorded checksum")
+        raise CorruptData(f"{entry.path} has no recorded checksum")
     key = layout.blob_key(entry.digest)
     if not entry.chunks:
         return [Piece(entry.digest, key, 0, entry.size)]
@@ -43,23 +53,45 @@ def pieces_of(entry: Entry, chunk_size: int) -> list[Piece]:
             for i, d in enumerate(entry.chunks)]
 
 
+def _reference_pieces(entry: Entry, chunk_size: int) -> list[Piece]:
+    """Ranged reads of the source; with a recorded digest each piece is also hashed."""
+    extra = dict(ref=entry.ref, etag=entry.etag, version_id=entry.version_id, total_size=entry.size)
+    if entry.digest and not entry.chunks:
+        return [Piece(entry.digest, "", 0, entry.size, **extra)]
+    digests = entry.chunks if entry.digest else None
+    count = (entry.size + chunk_size - 1) // chunk_size
+    return [Piece(digests[i] if digests else "", "", i * chunk_size, min(chunk_size, entry.size - i * chunk_size),
+                  **extra) for i in range(count)]
+
+
 class Fetcher:
-    def __init__(self, store: ObjectStore, cache: PieceCache):
+    def __init__(self, store: ObjectStore, cache: PieceCache, references=None):
         self.store = store
         self.cache = cache
+        self._references = references
         self._inflight: dict[str, Future] = {}
         self._lock = threading.Lock()
         self.fetched_bytes = 0  # from the store, for tests and benchmarks
 
+    @property
+    def references(self):
+        if self._references is None:
+            from .references import References
+
+            self._references = References()
+        return self._references
+
     def piece(self, piece: Piece) -> bytes:
-        data = self.cache.get(piece.digest)
-        if data is not None:
-            return data
+        if piece.digest:
+            data = self.cache.get(piece.digest)
+            if data is not None:
+                return data
+        flight = piece.flight_key
         with self._lock:
-            fut = self._inflight.get(piece.digest)
+            fut = self._inflight.get(flight)
             owner = fut is None
             if owner:
-                fut = self._inflight[piece.digest] = Future()
+                fut = self._inflight[flight] = Future()
         if not owner:
             return fut.result()
         try:
@@ -71,9 +103,11 @@ class Fetcher:
             raise
         finally:
             with self._lock:
-                self._inflight.pop(piece.digest, None)
+                self._inflight.pop(flight, None)
 
     def _download(self, piece: Piece) -> bytes:
+        if piece.ref is not None:
+            return self._download_reference(piece)
         data = self.store.get_range(piece.key, piece.start, piece.length)
         if len(data) != piece.length or digest_bytes(data) != piece.digest:
             log.error("store object %s bytes %d+%d do not match their digest %s: refusing to serve them",
@@ -85,6 +119,18 @@ class Fetcher:
         self.cache.put(piece.digest, data)
         return data
 
+    def _download_reference(self, piece: Piece) -> bytes:
+        from .references import verify_piece
+
+        data = self.references.read_range(piece.ref, piece.start, piece.length, piece.total_size,
+                                          piece.etag, piece.version_id)
+        verify_piece(piece.ref, data, piece.digest)
+        with self._lock:
+            self.fetched_bytes += len(data)
+        if piece.digest:  # content-addressed: safe to cache whatever its source
+            self.cache.put(piece.digest, data)
+        return data
+
     # ---- whole-file download --------------------------------------------------------------------
     def download_entry(self, entry: Entry, chunk_size: int, dest: str) -> bool:
         """Write `entry` to `dest` (temp + rename). Returns False if `dest` already held it."""
@@ -94,6 +140,9 @@ class Fetcher:
         tmp = f"{dest}.artifactfs-tmp"
         try:
             with open(tmp, "wb") as f:
+                if _unchecked(entry):  # checksum=False: whatever the URI holds now
+                    for block in self.references.stream(entry.ref):
+                        f.write(block)
                 for piece in pieces_of(entry, chunk_size):
                     f.write(self.piece(piece))
             os.chmod(tmp, 0o755 if entry.executable else 0o644)
@@ -129,9 +178,17 @@ class Fetcher:
         return counts[0], counts[1]
 
 
+def _unchecked(entry: Entry) -> bool:
+    from .references import is_unchecked
+
+    return is_unchecked(entry)
+
+
 def _already_there(entry: Entry, dest: str) -> bool:
     from .hashing import hash_file
 
+    if entry.digest is None:
+        return False  # nothing cheap to compare with: fetch again (ranged reads are validated)
     try:
         if os.path.getsize(dest) != entry.size:
             return False

@@ -85,27 +85,39 @@ def with_options(options):
 
 @cli.command()
 @click.argument("ref")
-@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False), help="Directory to commit.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Directory to commit.")
 @click.option("--type", "type_", default="dataset", show_default=True, help="Artifact type (fixed at creation).")
 @click.option("-m", "--message", "description", help="Description of the version.")
 @click.option("--alias", "aliases", multiple=True, help="Alias to point at the version (repeatable).")
 @click.option("--prefix", help="Put the files under this path in the artifact.")
 @with_options(metadata_options)
+@click.option("--reference", "references", multiple=True, metavar="URI[=NAME]",
+              help="Track an s3://, http(s):// or file:// URI without copying it (repeatable).")
+@click.option("--run", help="Id of the run producing this version (lineage).")
+@click.option("--input", "inputs", multiple=True, metavar="REF", help="A version the run used (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
-def commit(client: Client, ref, directory, type_, description, aliases, prefix, metadata_pairs, metadata_file, as_json):
-    """Commit DIR as the next version of REF (entity/project/name)."""
+def commit(client: Client, ref, directory, type_, description, aliases, prefix, metadata_pairs, metadata_file,
+           references, run, inputs, as_json):
+    """Commit DIR (and --reference URIs) as the next version of REF (entity/project/name)."""
     metadata = parse_metadata(metadata_pairs, metadata_file)
     from artifactfs.ingest import walk_directory
 
+    if not directory and not references:
+        raise UsageError("nothing to commit: give --dir PATH and/or --reference URI")
     name = client.artifact_name(ref)
-    files = walk_directory(directory, prefix)
+    files = walk_directory(directory, prefix) if directory else []
+    ref_entries = []
+    for spec in references:
+        uri, _, entry_name = spec.rpartition("=") if "=" in spec else (spec, "", "")  # a URI with '=' needs =NAME
+        ref_entries += client.references.resolve(uri, entry_name or None)
     import os
 
     progress = Progress(sum(os.path.getsize(f.source) for f in files), "uploading")
     try:
-        result = client.commit_files(name, type_, files, progress=progress, description=description,
-                                     metadata=metadata, aliases=aliases)
+        result = client.commit_files(name, type_, files, extra_entries=ref_entries, progress=progress,
+                                     description=description, metadata=metadata, aliases=aliases, run=run,
+                                     inputs=inputs)
     finally:
         progress.close()
     record = result.record
@@ -295,6 +307,13 @@ from .mount_cmds import mount_cmd, umount_cmd  # noqa: E402
 
 cli.add_command(mount_cmd)
 cli.add_command(umount_cmd)
+
+
+from . import drafts as _drafts, lifecycle as _lifecycle, lineage as _lineage  # noqa: E402
+
+_lifecycle.register(cli, cache)
+_lineage.register(cli)
+_drafts.register(cli)
 
 
 def main():

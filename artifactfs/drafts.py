@@ -1,0 +1,178 @@
+"""Drafts: several writers, on several machines, contribute files to one version, finished once.
+
+Store layout, under the artifact (`artifacts/<e>/<p>/<n>/`):
+
+    drafts/<draft>/draft.json                    {"type": ...}; created by the first writer (put_if_absent)
+    drafts/<draft>/parts/<writer>-<random>.jsonl  one object per addition: the entries it adds, one JSON
+                                                 line each; created with put_if_absent, never rewritten
+    drafts/<draft>/sealed.json                   finish has started (put_if_absent: one finisher wins)
+
+No writer ever rewrites a shared object, so concurrent additions cannot lose each other's files.
+A writer uploads its blobs before its part, so a part only names blobs that exist (and gc keeps
+the blobs of every part alive). Finish seals the draft, lists the parts, merges them (the same path
+with different content in two parts is a Conflict naming the path), commits one version and deletes
+the draft. A writer re-reads the seal after writing its part: if the draft was sealed meanwhile, the
+finisher may have listed the parts before that one, so the writer reports a Conflict instead of
+silently losing files (S3 lists are strongly consistent: a part written before the seal is listed).
+"""
+
+import os
+import socket
+import time
+import uuid
+
+from .errors import Conflict, NotFound, ObjectNotFound, PreconditionFailed, UsageError
+from .ingest import LocalFile, hash_and_upload
+from .manifest import Entry, Manifest, canonical_json
+from .names import ArtifactName, check_name
+from .repo import CommitResult, Repository, _load_json, now_iso, whoami
+
+
+def check_draft(draft: str) -> str:
+    return check_name(draft, "draft name")
+
+
+def _prefix(name: ArtifactName, draft: str) -> str:
+    return f"{name.prefix}drafts/{check_draft(draft)}/"
+
+
+def default_writer() -> str:
+    host = "".join(c if c.isalnum() or c in "_-." else "-" for c in socket.gethostname())
+    return f"{host}-{os.getpid()}"
+
+
+def _is_sealed(repo: Repository, prefix: str) -> bool:
+    return repo.store.exists(prefix + "sealed.json")
+
+
+def draft_type(repo: Repository, name: ArtifactName, draft: str) -> str:
+    key = _prefix(name, draft) + "draft.json"
+    try:
+        data, _ = repo.store.get(key)
+    except ObjectNotFound:
+        raise NotFound(f"{name} has no draft {draft!r}") from None
+    return _load_json(data, key).get("type", "")
+
+
+def add_entries(repo: Repository, name: ArtifactName, draft: str, type: str, entries: list[Entry],
+                writer: str | None = None) -> str:
+    """Add entries (whose blobs are already in the store) to the draft. Returns the part's key."""
+    prefix = _prefix(name, draft)
+    writer = check_name(writer or default_writer(), "writer id")
+    repo.ensure_artifact(name, type)
+    try:
+        repo.store.put_if_absent(prefix + "draft.json", canonical_json({"type": type, "created_at": now_iso(),
+                                                                         "created_by": whoami()}))
+    except PreconditionFailed:
+        existing = draft_type(repo, name, draft)
+        if existing != type:
+            raise Conflict(f"draft {draft!r} of {name} is a {existing}, not a {type}") from None
+    if _is_sealed(repo, prefix):
+        raise Conflict(f"draft {draft!r} of {name} is finished or being finished; start a new draft")
+    Manifest.from_entries(entries)  # a writer's own duplicates and bad paths fail here, not at finish
+    body = b"".join(canonical_json(e.to_json()) + b"\n" for e in entries)
+    key = f"{prefix}parts/{writer}-{uuid.uuid4().hex[:12]}.jsonl"
+    repo.store.put_if_absent(key, body)
+    if _is_sealed(repo, prefix):
+        raise Conflict(f"draft {draft!r} of {name} was finished while these files were being added; they may "
+                       "be missing from the version: add them to a new draft")
+    return key
+
+
+def add_files(repo: Repository, name: ArtifactName, draft: str, type: str, files: list[LocalFile],
+              extra_entries: list[Entry] = (), writer: str | None = None, progress=None) -> list[Entry]:
+    """Hash and upload local files, then add them (and `extra_entries`, e.g. references) to the draft."""
+    from .gc import protect_commit
+    from .layout import blob_key
+
+    repo.ensure_artifact(name, type)
+    started = time.time()
+    files = list(files)
+    uploaded, _ = hash_and_upload(repo.store, files, progress=progress)
+    entries = [*uploaded, *extra_entries]
+    add_entries(repo, name, draft, type, entries, writer)
+    protect_commit(repo, started, {blob_key(e.digest): f.source for f, e in zip(files, uploaded) if e.size})
+    return entries
+
+
+def parts(repo: Repository, name: ArtifactName, draft: str) -> dict[str, list[Entry]]:
+    """Every part of the draft: key -> entries."""
+    prefix = _prefix(name, draft) + "parts/"
+    out = {}
+    for info in repo.store.list(prefix):
+        try:
+            data, _ = repo.store.get(info.key)
+        except ObjectNotFound:
+            continue  # removed since the listing (the draft was finished or removed)
+        out[info.key] = [Entry.from_json(_load_json(line, info.key)) for line in data.splitlines() if line]
+    return out
+
+
+def merge(draft: str, all_parts: dict[str, list[Entry]]) -> Manifest:
+    """One manifest from all parts; identical duplicates are fine, different content at one path is not."""
+    merged: dict[str, Entry] = {}
+    for key in sorted(all_parts):
+        for e in all_parts[key]:
+            prev = merged.get(e.path)
+            if prev is not None and prev != e:
+                raise Conflict(f"draft {draft!r}: writers added different content at {e.path!r}")
+            merged[e.path] = e
+    return Manifest.from_entries(merged.values())
+
+
+def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> CommitResult:
+    """Seal the draft, merge its parts, commit them as one version, delete the draft."""
+    from . import lineage
+
+    prefix = _prefix(name, draft)
+    type = draft_type(repo, name, draft)
+    if commit_args.get("inputs") and not commit_args.get("run"):
+        raise UsageError("inputs are recorded for a run: give the run id too (--run ID)")
+    if commit_args.get("inputs"):
+        commit_args["inputs"] = lineage.resolve_inputs(repo, commit_args["inputs"])
+    try:
+        repo.store.put_if_absent(prefix + "sealed.json", canonical_json({"at": now_iso(), "by": whoami()}))
+    except PreconditionFailed:
+        raise Conflict(f"draft {draft!r} of {name} is already being finished") from None
+    try:
+        all_parts = parts(repo, name, draft)
+        if not all_parts:
+            raise UsageError(f"draft {draft!r} of {name} has no files")
+        manifest = merge(draft, all_parts)
+        result = repo.commit(name, type, manifest, **commit_args)
+    except BaseException:
+        repo.store.delete(prefix + "sealed.json")  # nothing was committed: the draft stays usable
+        raise
+    if result.created:
+        lineage.record_commit(repo, result.record)
+    _delete_draft(repo, prefix)
+    return result
+
+
+def _delete_draft(repo: Repository, prefix: str) -> None:
+    keys = [info.key for info in repo.store.list(prefix)]
+    for key in sorted(keys, key=lambda k: k.endswith("sealed.json")):  # the seal goes last
+        repo.store.delete(key)
+
+
+def remove(repo: Repository, name: ArtifactName, draft: str) -> None:
+    draft_type(repo, name, draft)
+    _delete_draft(repo, _prefix(name, draft))
+
+
+def list_drafts(repo: Repository, name: ArtifactName) -> list[dict]:
+    prefix = f"{name.prefix}drafts/"
+    drafts: dict[str, dict] = {}
+    for info in repo.store.list(prefix):
+        draft, _, rest = info.key[len(prefix):].partition("/")
+        d = drafts.setdefault(draft, {"draft": draft, "parts": 0, "sealed": False})
+        if rest.startswith("parts/"):
+            d["parts"] += 1
+        elif rest == "sealed.json":
+            d["sealed"] = True
+    return [drafts[k] for k in sorted(drafts)]
+
+
+def live_part_keys(repo: Repository) -> list[str]:
+    """Every draft part in the store (gc keeps their blobs)."""
+    return [info.key for info in repo.store.list("artifacts/") if "/drafts/" in info.key and "/parts/" in info.key]

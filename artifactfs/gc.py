@@ -1,0 +1,182 @@
+"""Garbage collection: delete manifests and blobs that no live version or draft refers to.
+
+The protocol (docs/GC.md explains why it is safe beside concurrent commits):
+
+gc run G:  1. write `gc/runs/<id>.json` {"state": "running"}         (announces itself)
+           2. delete TTL-expired versions
+           3. mark: draft parts -> blobs, then live version records -> manifests -> blobs
+           4. delete every unmarked manifest/blob whose store mtime is older than `grace`
+           5. rewrite `gc/runs/<id>.json` {"state": "done"}
+
+commit C:  uploads blobs (skipping those present), the manifest, then the version record; then
+           `protect_commit`: if any gc run is running, or finished after C started, C waits for it to
+           finish and re-checks that every object it relied on exists, re-uploading any that was
+           deleted. A gc run that starts after C's version record exists marks C's objects.
+
+Marking parts before version records matters: a draft's finish writes the version record before it
+deletes the parts, so whichever of the two a mark misses, it sees the other.
+"""
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from . import drafts, layout
+from .errors import NotFound, ObjectNotFound
+from .lifecycle import delete_version, expired_versions, live_versions
+from .manifest import Entry, Manifest, canonical_json
+from .repo import Repository, _load_json, now_iso, whoami
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = 3600.0
+RUNS = "gc/runs/"
+RUN_STALE = 6 * 3600.0  # a "running" gc older than this crashed: commits stop waiting for it
+CLOCK_SKEW = 300.0  # margin between this machine's clock and the store's
+WAIT_STEP = 0.2
+
+
+@dataclass
+class GcReport:
+    expired: list[str] = field(default_factory=list)
+    live_versions: int = 0
+    live_manifests: int = 0
+    live_blobs: int = 0
+    deleted: list[str] = field(default_factory=list)
+    deleted_bytes: int = 0
+    kept_young: int = 0  # unreferenced but younger than the grace period
+    dry_run: bool = False
+
+    def to_json(self) -> dict:
+        obj = dict(self.__dict__)
+        obj["deleted"] = len(self.deleted)
+        return obj
+
+
+def mark(repo: Repository) -> tuple[set[str], set[str], int]:
+    """(live manifest keys, live blob keys, number of live versions). Parts first: see the module doc."""
+    blobs: set[str] = set()
+    for key in drafts.live_part_keys(repo):
+        try:
+            data, _ = repo.store.get(key)
+        except ObjectNotFound:
+            continue
+        for line in data.splitlines():
+            if line:
+                entry = Entry.from_json(_load_json(line, key))
+                if entry.ref is None and entry.digest and entry.size:
+                    blobs.add(layout.blob_key(entry.digest))
+    records = live_versions(repo)
+    manifests = set()
+    for digest in {r.manifest for r in records}:
+        manifests.add(layout.manifest_key(digest))
+        try:
+            manifest = repo.manifest(digest)
+        except ObjectNotFound:
+            continue  # verify reports it
+        for i in range(len(manifest)):
+            entry = manifest[i]
+            if entry.ref is None and entry.size:
+                blobs.add(layout.blob_key(entry.digest))
+    return manifests, blobs, len(records)
+
+
+def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
+    report = GcReport(dry_run=dry_run)
+    run_key = f"{RUNS}{int(time.time())}-{uuid.uuid4().hex[:8]}.json"
+    if not dry_run:
+        repo.store.put(run_key, canonical_json({"state": "running", "started_at": now_iso(), "by": whoami()}))
+        now = repo.store.head(run_key).mtime  # the store's clock, which object mtimes use
+    else:
+        now = time.time()
+    try:
+        expired = expired_versions(repo)
+        report.expired = [str(r) for r in expired]
+        if not dry_run:
+            for ref in expired:
+                try:
+                    delete_version(repo, ref, force=True)
+                except NotFound:
+                    pass
+        manifests, blobs, report.live_versions = mark(repo)
+        if dry_run and expired:  # show what gc would free once they are gone
+            gone = set(report.expired)
+            keep = [r for r in live_versions(repo) if f"{r.artifact}:v{r.version}" not in gone]
+            manifests = {layout.manifest_key(r.manifest) for r in keep}
+            blobs = set()
+            for r in keep:
+                blobs |= {layout.blob_key(e.digest) for e in repo.manifest(r.manifest) if e.ref is None and e.size}
+        report.live_manifests, report.live_blobs = len(manifests), len(blobs)
+        live = manifests | blobs
+        for prefix in ("manifests/", "blobs/"):
+            for info in repo.store.list(prefix):
+                if info.key in live:
+                    continue
+                if info.mtime > now - grace:
+                    report.kept_young += 1
+                    continue
+                if not dry_run:
+                    repo.store.delete(info.key)
+                report.deleted.append(info.key)
+                report.deleted_bytes += info.size
+    finally:
+        if not dry_run:
+            repo.store.put(run_key, canonical_json({"state": "done", "finished_at": now_iso(), "by": whoami()}))
+    if not dry_run:
+        _prune_runs(repo, now)
+    return report
+
+
+def _prune_runs(repo: Repository, now: float) -> None:
+    for info in repo.store.list(RUNS):
+        if info.mtime < now - 2 * RUN_STALE:
+            repo.store.delete(info.key)
+
+
+# ---- the commit side ---------------------------------------------------------------------------------
+def gc_overlapped(repo: Repository, started: float, wait: bool = True) -> bool:
+    """Did a gc run overlap a commit that started at `started` (local clock)? Waits for running ones."""
+    overlapped = False
+    while True:
+        running = False
+        for info in repo.store.list(RUNS):
+            try:
+                data, _ = repo.store.get(info.key)
+                state = json.loads(data).get("state")
+            except (ObjectNotFound, ValueError):
+                continue
+            if state == "running" and info.mtime > time.time() - RUN_STALE - CLOCK_SKEW:
+                running = overlapped = True
+            elif info.mtime >= started - CLOCK_SKEW:
+                overlapped = True
+        if not running or not wait:
+            return overlapped
+        time.sleep(WAIT_STEP)
+
+
+def protect_commit(repo: Repository, started: float, blobs: dict[str, str | bytes],
+                   manifest: Manifest | None = None) -> int:
+    """Make sure a just-written version's objects survived any gc run that overlapped its commit.
+
+    `blobs` maps blob keys to their local source (a path or the bytes). Returns objects re-uploaded.
+    """
+    if not gc_overlapped(repo, started):
+        return 0
+    restored = 0
+    if manifest is not None and not repo.store.exists(layout.manifest_key(manifest.digest)):
+        repo.put_manifest(manifest)
+        restored += 1
+    for key, source in blobs.items():
+        if repo.store.exists(key):
+            continue
+        log.warning("gc removed %s while a commit was using it; uploading it again", key)
+        if isinstance(source, (bytes, bytearray)):
+            repo.store.put(key, bytes(source))
+        else:
+            import os
+
+            repo.store.put_file(key, source, os.path.getsize(source))
+        restored += 1
+    return restored

@@ -1,0 +1,243 @@
+"""Version lifecycle: delete a version, give it a time to live, verify what the store holds.
+
+Deletion never renumbers or reuses: the version record is replaced by a tombstone
+(`{"deleted": true, ...}`, which Repository.version() reports as NotFound), its digest-index entry
+and its aliases are dropped, and `latest` moves back to the newest live version. Its manifest and
+blobs stay until gc finds nothing else refers to them (docs/GC.md).
+
+TTL: `artifacts/<e>/<p>/<n>/ttl/<N>.json` = {"expires_at": <unix seconds>}; gc deletes expired versions.
+"""
+
+import gzip
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from . import layout
+from .errors import Conflict, NotFound, ObjectNotFound, PreconditionFailed, UsageError
+from .hashing import StreamHasher, digest_bytes
+from .manifest import Manifest, canonical_json
+from .names import LATEST, ArtifactName, Ref, parse_ref
+from .repo import Repository, VersionRecord, _load_json, now_iso, whoami
+
+VERIFY_THREADS = 8
+_DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`30d`, `12h`, `90m`, `45s`, `2w`, or plain seconds."""
+    m = _DURATION_RE.match(str(text))
+    if not m:
+        raise UsageError(f"invalid duration {text!r}: use a number with s, m, h, d or w (e.g. 30d)")
+    return float(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def ttl_key(name: ArtifactName, version: int) -> str:
+    return f"{name.prefix}ttl/{version}.json"
+
+
+# ---- deletion -------------------------------------------------------------------------------------
+def delete_version(repo: Repository, ref: Ref, force: bool = False) -> tuple[VersionRecord, list[str]]:
+    """Tombstone a version. Refuses one that custom aliases point at unless `force` (which removes them).
+
+    `latest` is not a reason to refuse: it moves back to the newest remaining version.
+    Returns (the deleted record, aliases removed).
+    """
+    record = repo.resolve(ref)
+    name, version = record.artifact, record.version
+    aliases = [a for a in repo.aliases_of(name, version) if a != LATEST]
+    if aliases and not force:
+        raise Conflict(f"{name}:v{version} still has aliases {', '.join(aliases)}: move or remove them, "
+                       "or pass --force to remove them with the version")
+    for alias in aliases:
+        try:
+            if repo.alias_target(name, alias)[0] == version:
+                repo.store.delete(layout.alias_key(name, alias))
+        except NotFound:
+            pass
+    tombstone = canonical_json({"deleted": True, "deleted_at": now_iso(), "deleted_by": whoami(),
+                                "version": version})
+    while True:
+        try:
+            repo.store.put_if_match(layout.version_key(name, version), tombstone, record.etag)
+            break
+        except PreconditionFailed:
+            record = repo.version(name, version)  # edited meanwhile (or deleted: NotFound ends it)
+    try:
+        data, _ = repo.store.get(layout.digest_index_key(name, record.manifest))
+        if _load_json(data, "digest index").get("version") == version:
+            repo.store.delete(layout.digest_index_key(name, record.manifest))
+    except ObjectNotFound:
+        pass
+    repo.store.delete(ttl_key(name, version))
+    _repair_latest(repo, name)
+    return record, aliases
+
+
+def _is_live(repo: Repository, name: ArtifactName, version: int) -> bool:
+    try:
+        repo.version(name, version, type="")
+        return True
+    except NotFound:
+        return False
+
+
+def _repair_latest(repo: Repository, name: ArtifactName) -> None:
+    """Point `latest` at the newest live version (compare-and-swap; a concurrent commit wins)."""
+    key = layout.alias_key(name, LATEST)
+    while True:
+        try:
+            current, etag = repo.alias_target(name, LATEST)
+        except NotFound:
+            return
+        if _is_live(repo, name, current):
+            return
+        target = next((v for v in reversed(repo.list_versions(name)) if v < current and _is_live(repo, name, v)),
+                      None)
+        try:
+            if target is None:
+                repo.store.delete(key)  # no version left
+            else:
+                repo.store.put_if_match(key, canonical_json({"version": target}), etag)
+            return
+        except PreconditionFailed:
+            continue
+
+
+# ---- ttl --------------------------------------------------------------------------------------------
+def set_ttl(repo: Repository, ref: Ref, seconds: float | None) -> tuple[VersionRecord, float | None]:
+    """Expire the version `seconds` from now (None removes the TTL). Returns (record, expires_at)."""
+    record = repo.resolve(ref)
+    key = ttl_key(record.artifact, record.version)
+    if seconds is None:
+        repo.store.delete(key)
+        return record, None
+    expires_at = time.time() + seconds
+    repo.store.put(key, canonical_json({"expires_at": expires_at, "set_at": now_iso(), "set_by": whoami()}))
+    return record, expires_at
+
+
+def get_ttl(repo: Repository, ref: Ref) -> tuple[VersionRecord, float | None]:
+    record = repo.resolve(ref)
+    try:
+        data, _ = repo.store.get(ttl_key(record.artifact, record.version))
+    except ObjectNotFound:
+        return record, None
+    return record, _load_json(data, "ttl").get("expires_at")
+
+
+def expired_versions(repo: Repository, now: float | None = None) -> list[Ref]:
+    now = time.time() if now is None else now
+    out = []
+    for info in repo.store.list("artifacts/"):
+        parts = info.key.split("/")
+        if len(parts) != 6 or parts[4] != "ttl" or not parts[5].removesuffix(".json").isdigit():
+            continue
+        try:
+            data, _ = repo.store.get(info.key)
+        except ObjectNotFound:
+            continue
+        if _load_json(data, info.key).get("expires_at", float("inf")) <= now:
+            out.append(Ref(ArtifactName(parts[1], parts[2], parts[3]), version=int(parts[5].removesuffix(".json"))))
+    return out
+
+
+# ---- verify -----------------------------------------------------------------------------------------
+def live_versions(repo: Repository) -> list[VersionRecord]:
+    """Every live version record in the store."""
+    keys = [info.key for info in repo.store.list("artifacts/")
+            if info.key.count("/") == 5 and info.key.split("/")[4] == "versions"]
+
+    def read(key: str):
+        parts = key.split("/")
+        try:
+            return repo.version(ArtifactName(parts[1], parts[2], parts[3]), int(parts[5].removesuffix(".json")),
+                                type="")
+        except (NotFound, ValueError):
+            return None
+
+    with ThreadPoolExecutor(VERIFY_THREADS) as pool:
+        return [r for r in pool.map(read, keys) if r is not None]
+
+
+def load_manifest_from_store(repo: Repository, digest: str) -> Manifest:
+    """The manifest straight from the store (never the local copy), checked against its digest."""
+    from .errors import CorruptData
+
+    packed, _ = repo.store.get(layout.manifest_key(digest))
+    try:
+        data = gzip.decompress(packed)
+    except (OSError, EOFError):
+        raise CorruptData(f"manifest {digest} is not valid gzip") from None
+    if digest_bytes(data) != digest:
+        raise CorruptData(f"manifest {digest} does not match its digest")
+    return Manifest.parse(data)
+
+
+@dataclass
+class VerifyReport:
+    versions: int
+    blobs: int
+    references: int
+    problems: list[str]
+
+
+def verify(repo: Repository, records: list[VersionRecord], references) -> VerifyReport:
+    """Re-hash every manifest, blob (whole and per chunk) and reference source the versions name."""
+    problems: list[str] = []
+    blobs: dict[str, tuple[int, tuple | None, int, str]] = {}
+    refs = []
+    for record in records:
+        try:
+            manifest = load_manifest_from_store(repo, record.manifest)
+        except ObjectNotFound:
+            problems.append(f"{record.ref}: manifest {record.manifest} is missing")
+            continue
+        except Exception as exc:
+            problems.append(f"{record.ref}: {exc}")
+            continue
+        for entry in manifest:
+            where = f"{record.ref} {entry.path}"
+            if entry.ref is not None:
+                refs.append((where, entry, manifest.chunk_size))
+            elif entry.size:
+                blobs.setdefault(entry.digest, (entry.size, entry.chunks, manifest.chunk_size, where))
+
+    def check_blob(item) -> list[str]:
+        digest, (size, chunks, chunk_size, where) = item
+        key = layout.blob_key(digest)
+        try:
+            actual = repo.store.head(key).size
+        except ObjectNotFound:
+            return [f"{where}: blob {digest} is missing"]
+        if actual != size:
+            return [f"{where}: blob {digest} is {actual} bytes, expected {size}"]
+        hasher = StreamHasher(chunk_size)
+        for start in range(0, size, chunk_size):
+            hasher.update(repo.store.get_range(key, start, min(chunk_size, size - start)))
+        _, got, got_chunks = hasher.finish()
+        out = []
+        if got != digest:
+            out.append(f"{where}: blob {digest} content does not match its digest")
+        if chunks and tuple(got_chunks or ()) != tuple(chunks):
+            bad = [i for i, (a, b) in enumerate(zip(chunks, got_chunks or ())) if a != b]
+            out.append(f"{where}: blob {digest} chunk(s) {bad} do not match their digests")
+        return out
+
+    def check_ref(item) -> list[str]:
+        where, entry, chunk_size = item
+        problem = references.check(entry, chunk_size)
+        return [f"{where}: {problem}"] if problem else []
+
+    with ThreadPoolExecutor(VERIFY_THREADS) as pool:
+        for found in pool.map(check_blob, sorted(blobs.items())):
+            problems.extend(found)
+        for found in pool.map(check_ref, refs):
+            problems.extend(found)
+    return VerifyReport(len(records), len(blobs), len(refs), problems)
+
+
+def records_for(repo: Repository, refs: list[str], entity=None, project=None) -> list[VersionRecord]:
+    return [repo.resolve(parse_ref(r, entity, project)) for r in refs]
