@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Piece:
-    digest: str  # xxh3-128 of exactly these bytes ("" for a reference piece checked by ETag/size)
+    digest: str  # xxh3-128 of exactly these bytes, or for a reference checked by ETag/size an id "ref-..."
     key: str  # store key holding them ("" for a reference)
     start: int  # offset within that object and within the file
     length: int
@@ -36,7 +36,15 @@ class Piece:
 
     @property
     def flight_key(self) -> str:
-        return self.digest or f"{self.ref}@{self.start}"
+        return self.digest
+
+    @property
+    def verifiable(self) -> bool:
+        """True when `digest` is the content's hash (cacheable); False for an ETag-checked reference."""
+        return not self.digest.startswith(REF_PIECE)
+
+
+REF_PIECE = "ref-"
 
 
 def pieces_of(entry: Entry, chunk_size: int) -> list[Piece]:
@@ -58,10 +66,17 @@ def _reference_pieces(entry: Entry, chunk_size: int) -> list[Piece]:
     extra = dict(ref=entry.ref, etag=entry.etag, version_id=entry.version_id, total_size=entry.size)
     if entry.digest and not entry.chunks:
         return [Piece(entry.digest, "", 0, entry.size, **extra)]
-    digests = entry.chunks if entry.digest else None
     count = (entry.size + chunk_size - 1) // chunk_size
-    return [Piece(digests[i] if digests else "", "", i * chunk_size, min(chunk_size, entry.size - i * chunk_size),
-                  **extra) for i in range(count)]
+    pieces = []
+    for i in range(count):
+        start, length = i * chunk_size, min(chunk_size, entry.size - i * chunk_size)
+        if entry.digest:
+            digest = entry.chunks[i]
+        else:  # a unique id of these bytes (the ETag/VersionId name the content), never a cache key
+            digest = REF_PIECE + digest_bytes(f"{entry.ref}\0{entry.etag}\0{entry.version_id}\0{start}\0{length}"
+                                              .encode())
+        pieces.append(Piece(digest, "", start, length, **extra))
+    return pieces
 
 
 class Fetcher:
@@ -82,7 +97,7 @@ class Fetcher:
         return self._references
 
     def piece(self, piece: Piece) -> bytes:
-        if piece.digest:
+        if piece.verifiable:
             data = self.cache.get(piece.digest)
             if data is not None:
                 return data
@@ -124,10 +139,11 @@ class Fetcher:
 
         data = self.references.read_range(piece.ref, piece.start, piece.length, piece.total_size,
                                           piece.etag, piece.version_id)
-        verify_piece(piece.ref, data, piece.digest)
+        if piece.verifiable:
+            verify_piece(piece.ref, data, piece.digest)
         with self._lock:
             self.fetched_bytes += len(data)
-        if piece.digest:  # content-addressed: safe to cache whatever its source
+        if piece.verifiable:  # content-addressed: safe to cache whatever its source
             self.cache.put(piece.digest, data)
         return data
 

@@ -1,0 +1,159 @@
+"""References: s3:// objects in the SeaweedFS bucket, a local HTTP server (with and without ETag), and
+local files; what is recorded, reading through the verified fetch path, and detecting a changed source."""
+
+import json
+import uuid
+
+import pytest
+
+from artifactfs import Artifact, artifact
+from artifactfs.client import Client
+from artifactfs.errors import CorruptData, UsageError
+from artifactfs.fetch import pieces_of
+from tests.conftest import BUCKET
+from tests.refserver import RefServer
+from tests.seaweed import ADMIN
+
+
+def read_entry(client, art, path) -> bytes:
+    entry = art.get_entry(path)
+    m = client.manifest(client.resolve(art.qualified_name))
+    return b"".join(client.fetcher.piece(p) for p in pieces_of(m[m.find(path)], m.chunk_size))
+
+
+@pytest.fixture
+def s3env(env, seaweed, monkeypatch):
+    """S3 settings for references on either store backend, and a fresh prefix of objects."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ADMIN[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ADMIN[1])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    prefix = f"refs-{uuid.uuid4().hex[:8]}"
+    return seaweed.client(), prefix
+
+
+def test_file_reference_records_size_and_digest_and_detects_change(client, tmp_path, cli):
+    src = tmp_path / "data.bin"
+    src.write_bytes(b"committed bytes")
+    art = Artifact("acme/proj/files", type="dataset", client=client)
+    assert art.add_reference(f"file://{src}") == ["data.bin"]
+    art.save()
+    e = art.get_entry("data.bin")
+    assert e.ref == f"file://{src}" and e.size == 15 and e.digest
+    assert e.open().read() == b"committed bytes"
+    assert not client.store.exists(f"blobs/{e.digest[:2]}/{e.digest}")  # the bytes stayed where they are
+
+    src.write_bytes(b"different bytes")  # same size, other content
+    client.cache.clean()
+    with pytest.raises(CorruptData, match="changed since it was committed"):
+        read_entry(client, art, "data.bin")
+    res = cli("verify", "acme/proj/files:latest")
+    assert res.exit_code == 7 and "data.bin" in res.output and "no longer matches" in res.output
+
+
+def test_file_reference_directory_expands(client, tmp_path):
+    d = tmp_path / "tree"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.txt").write_text("a")
+    (d / "sub" / "b.txt").write_text("bb")
+    art = Artifact("acme/proj/tree", type="dataset", client=client)
+    assert sorted(art.add_reference(f"file://{d}", name="data")) == ["data/a.txt", "data/sub/b.txt"]
+    art.save()
+    assert artifact("acme/proj/tree:v0", client=client).get_entry("data/sub/b.txt").open().read() == b"bb"
+
+
+@pytest.mark.parametrize("etags", [True, False], ids=["etag", "no-etag"])
+def test_http_reference(client, tmp_path, cli, etags):
+    with RefServer(etags=etags) as server:
+        server.files["/models/w.bin"] = b"w" * 1000
+        art = Artifact("acme/proj/web", type="model", client=client)
+        art.add_reference(server.url + "/models/w.bin")
+        art.save()
+        e = art.get_entry("w.bin")
+        assert e.size == 1000
+        if etags:
+            assert e.etag and e.digest is None  # ETag and Content-Length are what is recorded
+        else:
+            assert e.etag is None and e.digest  # no ETag: the content was hashed at commit
+        server.requests.clear()
+        assert read_entry(client, art, "w.bin") == b"w" * 1000
+        assert all(r[2] and r[2].startswith("bytes=") for r in server.requests if r[0] == "GET")  # ranged reads
+        assert cli("verify", "acme/proj/web").exit_code == 0
+
+        server.files["/models/w.bin"] = b"v" * 1000  # changed at the source, same size
+        client.cache.clean()
+        with pytest.raises(CorruptData, match="changed since it was committed"):
+            read_entry(client, art, "w.bin")
+        res = cli("get", "acme/proj/web", "--root", tmp_path / "out")
+        assert res.exit_code == 7 and "changed since it was committed" in res.stderr
+        res = cli("verify", "acme/proj/web")
+        assert res.exit_code == 7 and "w.bin" in res.output
+
+
+def test_http_reference_missing_is_not_found(client):
+    with RefServer() as server:
+        art = Artifact("acme/proj/web", type="model", client=client)
+        with pytest.raises(Exception, match="404"):
+            art.add_reference(server.url + "/nothing")
+
+
+def test_s3_object_and_prefix_references(s3env, tmp_path, cli):
+    s3, prefix = s3env
+    for i in range(3):
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/shards/{i}.bin", Body=bytes([i]) * (100 + i))
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/config.json", Body=b'{"lr": 0.1}')
+    client = Client()
+    try:
+        art = Artifact("acme/proj/s3data", type="dataset", client=client)
+        assert art.add_reference(f"s3://{BUCKET}/{prefix}/config.json") == ["config.json"]
+        assert sorted(art.add_reference(f"s3://{BUCKET}/{prefix}/shards", name="shards")) == [
+            "shards/0.bin", "shards/1.bin", "shards/2.bin"]
+        art.save()
+        e = art.get_entry("shards/2.bin")
+        assert e.size == 102 and e.etag and e.ref == f"s3://{BUCKET}/{prefix}/shards/2.bin"
+        assert read_entry(client, art, "shards/2.bin") == bytes([2]) * 102
+        with pytest.raises(UsageError, match="more than 2 objects"):
+            Artifact("acme/proj/x", type="dataset", client=client).add_reference(
+                f"s3://{BUCKET}/{prefix}/shards/", max_objects=2)
+
+        res = cli("get", "acme/proj/s3data", "--root", tmp_path / "out")
+        assert res.exit_code == 0, res.output
+        assert json.loads((tmp_path / "out" / "config.json").read_text()) == {"lr": 0.1}
+
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/shards/1.bin", Body=b"X" * 101)  # changed in place
+        client.cache.clean()
+        with pytest.raises(CorruptData, match="changed since it was committed"):
+            read_entry(client, art, "shards/1.bin")
+        res = cli("verify", "acme/proj/s3data")
+        assert res.exit_code == 7 and "shards/1.bin" in res.output and "shards/0.bin" not in res.output
+    finally:
+        client.close()
+
+
+def test_cli_commit_reference_and_unchecked(s3env, tmp_path, cli):
+    s3, prefix = s3env
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/obj", Body=b"abc")
+    local = tmp_path / "local.txt"
+    local.write_text("local")
+    res = cli("commit", "acme/proj/mixed", "--reference", f"s3://{BUCKET}/{prefix}/obj=remote/obj.bin",
+              "--reference", f"file://{local}", "--json")
+    assert res.exit_code == 0, res.output
+    res = cli("files", "acme/proj/mixed", "--json")
+    entries = {e["path"]: e for e in json.loads(res.output)}
+    assert set(entries) == {"local.txt", "remote/obj.bin"}
+    assert entries["remote/obj.bin"]["etag"] and entries["remote/obj.bin"]["size"] == 3
+
+    client = Client()
+    try:
+        art = Artifact("acme/proj/loose", type="dataset", client=client)
+        art.add_reference(f"s3://{BUCKET}/{prefix}/obj", checksum=False)
+        art.save()
+        e = art.get_entry("obj")
+        assert (e.ref, e.size, e.digest, e.etag) == (f"s3://{BUCKET}/{prefix}/obj", 0, None, None)
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/obj", Body=b"now different")
+        assert e.open().read() == b"now different"  # unchecked: whatever is there now
+        assert cli("verify", "acme/proj/loose").exit_code == 0
+    finally:
+        client.close()
+    res = cli("commit", "acme/proj/mixed", "--reference", "ftp://x/y")
+    assert res.exit_code == 2 and "unsupported reference" in res.stderr
