@@ -84,7 +84,9 @@ def with_options(options):
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", metavar="REF|MOUNTPOINT", required=False)
+@click.option("--stage", "stage_id", metavar="ID", help="Commit stage ID from its journal (its daemon is not running).")
+@click.option("--require-base", is_flag=True, help="Staging: fail if latest moved since the stage's base.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Directory to commit.")
 @click.option("--type", "type_", default="dataset", show_default=True, help="Artifact type (fixed at creation).")
 @click.option("-m", "--message", "description", help="Description of the version.")
@@ -97,10 +99,18 @@ def with_options(options):
 @click.option("--input", "inputs", multiple=True, metavar="REF", help="A version the run used (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
-def commit(client: Client, ref, directory, type_, description, aliases, prefix, metadata_pairs, metadata_file,
-           references, run, inputs, as_json):
-    """Commit DIR (and --reference URIs) as the next version of REF (entity/project/name)."""
+def commit(client: Client, ref, stage_id, require_base, directory, type_, description, aliases, prefix, metadata_pairs,
+           metadata_file, references, run, inputs, as_json):
+    """Commit DIR (and --reference URIs) as the next version of REF (entity/project/name), or commit the
+    staging mount MOUNTPOINT (or --stage ID) as the next version of its artifact."""
     metadata = parse_metadata(metadata_pairs, metadata_file)
+    from .stage_cmds import commit_stage, is_stage_target
+
+    if stage_id or (not directory and not references and is_stage_target(ref)):
+        return commit_stage(client, ref, stage_id, description=description, aliases=aliases, metadata=metadata,
+                            require_base=require_base, as_json=as_json)
+    if ref is None:
+        raise UsageError("give REF with --dir/--reference, a staging MOUNTPOINT, or --stage ID")
     from artifactfs.ingest import walk_directory
 
     if not directory and not references:
@@ -307,6 +317,10 @@ from .mount_cmds import mount_cmd, umount_cmd  # noqa: E402
 
 cli.add_command(mount_cmd)
 cli.add_command(umount_cmd)
+
+from .stage_cmds import stage as _stage_group  # noqa: E402
+
+cli.add_command(_stage_group)
 
 
 from . import drafts as _drafts, lifecycle as _lifecycle, lineage as _lineage  # noqa: E402

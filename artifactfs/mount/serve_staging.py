@@ -1,0 +1,58 @@
+"""Serve one stage in the foreground (what `artifactfs stage mount ID MOUNTPOINT --foreground` runs).
+
+The daemon owns the stage while it runs (flock on the stage's lock file), records its mountpoint and
+pid in stage.json, and marks the stage `clean` only after a normal exit with everything journaled.
+"""
+
+import logging
+import os
+from typing import Callable
+
+import trio
+
+from ..client import Client
+from ..stage.commit import base_manifest, stage_client
+from ..stage.local import Stage
+from .daemon import Workers, check_mountpoint, run_foreground
+from .reader import ChunkSource
+from .stage_files import StageFiles
+from .staging import StagingFS
+
+log = logging.getLogger(__name__)
+
+
+def serve_stage(client: Client, stage_id: str, mountpoint: str, *, allow_other: bool = False, debug: bool = False,
+                on_ready: Callable[[], None] | None = None) -> None:
+    mountpoint = check_mountpoint(mountpoint)
+    stage = Stage.open(stage_id)
+    stage.lock()
+    try:
+        client = stage_client(client, stage)
+        tree = stage.load_tree(base_manifest(client, stage))
+        removed = stage.remove_unreferenced_data(tree)
+        if removed:
+            log.info("stage %s: removed %d data files no longer used", stage.id, removed)
+        stage.info.mountpoint, stage.info.pid, stage.info.clean = mountpoint, os.getpid(), False
+        stage.save()
+        workers = Workers(network=32, cpu=4)
+        source = ChunkSource(client.fetcher, workers, timeout=client.settings.timeout)
+        files = StageFiles(stage, tree, source, workers)
+        fs = StagingFS(stage, tree, files)
+
+        def services(nursery: trio.Nursery) -> None:
+            source.attach(nursery)
+            nursery.start_soon(files.sync_loop)
+            nursery.start_soon(fs.watch_freezer)
+
+        try:
+            run_foreground(fs, mountpoint, fsname=f"artifactfs-stage:{stage.id}", subtype="artifactfs",
+                           allow_other=allow_other, debug=debug, on_ready=on_ready, services=services)
+        finally:
+            fs.flush_all()
+            files.journal.close()
+            stage.reload()
+            stage.info.pid, stage.info.clean = None, True
+            stage.save()
+            log.info("stage %s saved", stage.id)
+    finally:
+        stage.unlock()

@@ -1,0 +1,434 @@
+"""The staging filesystem: a writable tree over a base version (see stage/tree.py for the model and
+mount/stage_files.py for contents and durability).
+
+Every change is applied to the in-memory tree and appended to the journal at once (one write, so
+kill -9 keeps it). What the format cannot hold fails with EPERM and a log line: hard links, symlinks,
+device files, FIFOs, sockets. Permission bits other than the owner's executable bit are not kept
+(a file shows 0644 or 0755, a directory 0755); ownership changes are accepted and ignored.
+
+Commit control: `setxattr(ROOT, "user.artifactfs.freeze", PID)` journals every open file's state,
+fsyncs, and holds every further change (writes wait) until `user.artifactfs.thaw` or until PID dies;
+then the daemon re-reads stage.json, since the commit may have rebased the stage onto a new journal.
+"""
+
+import errno
+import logging
+import os
+import stat
+import time
+
+import pyfuse3
+import trio
+
+from ..errors import InvalidPath
+from ..paths import MAX_SEGMENT_BYTES
+from ..stage.commit import FREEZE_XATTR, THAW_XATTR
+from ..stage.journal import Journal
+from ..stage.local import Stage
+from ..stage.tree import DirNode, StageTree
+from .fuse_errors import fuse_op
+from .stage_files import Handle, StageFiles, statvfs_of
+
+log = logging.getLogger(__name__)
+
+TIMEOUT = 1.0  # entry/attr cache: every change comes through this daemon, so the kernel can keep them
+
+
+def _name(raw: bytes) -> str:
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        log.warning("refusing file name %r: artifact paths must be UTF-8", raw)
+        raise pyfuse3.FUSEError(errno.EINVAL) from None
+    if len(raw) > MAX_SEGMENT_BYTES:
+        raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
+    return name
+
+
+def _unsupported(what: str) -> pyfuse3.FUSEError:
+    log.warning("refused: %s cannot be stored in an artifact version", what)
+    return pyfuse3.FUSEError(errno.EPERM)
+
+
+class StagingFS(pyfuse3.Operations):
+    def __init__(self, stage: Stage, tree: StageTree, files: StageFiles):
+        super().__init__()
+        self.stage, self.tree, self.files = stage, tree, files
+        self.inodes = {pyfuse3.ROOT_INODE: tree.root}
+        tree.root.inode = pyfuse3.ROOT_INODE
+        self._next_inode = pyfuse3.ROOT_INODE + 1
+        self.handles: dict[int, Handle] = {}
+        self.dirs: dict[int, list] = {}
+        self._next_fh = 1
+        self.uid, self.gid = os.getuid(), os.getgid()
+        self.frozen = False
+        self.freezer: int | None = None
+        self._thawed = trio.Event()
+        self._thawed.set()
+        self._busy = 0  # changes in progress (a freeze waits for them)
+
+    # ---- helpers --------------------------------------------------------------------------------
+    def _ino(self, node) -> int:
+        if not node.inode:
+            node.inode = self._next_inode
+            self._next_inode += 1
+            self.inodes[node.inode] = node
+        return node.inode
+
+    def _node(self, inode: int):
+        node = self.inodes.get(inode)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ESTALE)
+        return node
+
+    def _dir(self, inode: int) -> DirNode:
+        node = self._node(inode)
+        if not node.is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return node
+
+    def _attrs(self, node) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = self._ino(node)
+        if node.is_dir:
+            a.st_mode, a.st_nlink, a.st_size = stat.S_IFDIR | 0o755, 2, 0
+        else:
+            a.st_mode = stat.S_IFREG | (0o755 if node.executable else 0o644)
+            a.st_nlink, a.st_size = 1, node.size
+        a.st_blocks = (a.st_size + 511) // 512
+        a.st_blksize = 128 * 1024
+        a.st_uid, a.st_gid = self.uid, self.gid
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = node.mtime_ns
+        a.entry_timeout = a.attr_timeout = TIMEOUT
+        return a
+
+    def _path(self, node) -> str:
+        return self.tree.path_of(node)
+
+    def _join(self, parent: DirNode, name: str) -> str:
+        p = self._path(parent)
+        return f"{p}/{name}" if p else name
+
+    class _Change:
+        def __init__(self, fs):
+            self.fs = fs
+
+        async def __aenter__(self):
+            while self.fs.frozen:
+                await self.fs._thawed.wait()
+            self.fs._busy += 1
+
+        async def __aexit__(self, *exc):
+            self.fs._busy -= 1
+
+    def change(self):
+        """Every change runs inside this: it waits while a commit has the stage frozen."""
+        return self._Change(self)
+
+    # ---- lookups --------------------------------------------------------------------------------
+    @fuse_op
+    async def lookup(self, parent_inode, name, ctx):
+        parent = self._dir(parent_inode)
+        if name == b".":
+            return self._attrs(parent)
+        if name == b"..":
+            return self._attrs(parent.parent or parent)
+        node = self.tree.child(parent, _name(name))
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._attrs(node)
+
+    @fuse_op
+    async def getattr(self, inode, ctx):
+        return self._attrs(self._node(inode))
+
+    @fuse_op
+    async def opendir(self, inode, ctx):
+        d = self._dir(inode)
+        fh = self._next_fh
+        self._next_fh += 1
+        self.dirs[fh] = list(self.tree.children(d).items())  # a snapshot: `rm -r` may unlink while listing
+        return fh
+
+    @fuse_op
+    async def readdir(self, fh, start_id, token):
+        entries = self.dirs.get(fh, [])
+        for i in range(start_id, len(entries)):
+            name, node = entries[i]
+            if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self._attrs(node), i + 1):
+                return
+
+    @fuse_op
+    async def releasedir(self, fh):
+        self.dirs.pop(fh, None)
+
+    @fuse_op
+    async def statfs(self, ctx):
+        return statvfs_of(self.stage.root)
+
+    # ---- files ----------------------------------------------------------------------------------
+    def _new_handle(self, node, writable: bool) -> pyfuse3.FileInfo:
+        fh = self._next_fh
+        self._next_fh += 1
+        self.handles[fh] = Handle(node, writable)
+        fi = pyfuse3.FileInfo(fh=fh)
+        fi.keep_cache = True  # every change to a file's bytes passes through the kernel's page cache
+        return fi
+
+    @fuse_op
+    async def open(self, inode, flags, ctx):
+        node = self._node(inode)
+        if node.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        if writable and flags & os.O_TRUNC:
+            async with self.change():
+                await self.files.make_empty(node)
+        return self._new_handle(node, writable)
+
+    @fuse_op
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        async with self.change():
+            parent = self._dir(parent_inode)
+            name = _name(name)
+            if not stat.S_ISREG(mode) and stat.S_IFMT(mode):
+                raise _unsupported(f"{self._join(parent, name)} (not a regular file)")
+            node = self.tree.child(parent, name)
+            if node is not None and node.is_dir:
+                raise pyfuse3.FUSEError(errno.EISDIR)
+            if node is None:
+                node = self.tree.put(parent, name, data="", size=0, executable=bool(mode & 0o100))
+                node.data = None
+                await self.files.new_file(node)
+                parent.mtime_ns = node.mtime_ns
+            else:
+                await self.files.make_empty(node)
+            fi = self._new_handle(node, True)
+            return fi, self._attrs(node)
+
+    @fuse_op
+    async def read(self, fh, off, size):
+        return await self.files.read(self.handles[fh], off, size)
+
+    @fuse_op
+    async def write(self, fh, off, buf):
+        async with self.change():
+            return await self.files.write(self.handles[fh], off, buf)
+
+    @fuse_op
+    async def flush(self, fh):
+        h = self.handles.get(fh)
+        if h is not None and h.writable and h.node.dirty:
+            async with self.change():
+                self.files.record_put(h.node)  # close(2) is the durability point
+
+    @fuse_op
+    async def release(self, fh):
+        h = self.handles.pop(fh, None)
+        if h is None:
+            return
+        self.files.close(h)
+        if h.writable and h.node.dirty:
+            async with self.change():
+                self.files.record_put(h.node)
+
+    @fuse_op
+    async def fsync(self, fh, datasync):
+        async with self.change():
+            await self.files.fsync(self.handles[fh])
+
+    @fuse_op
+    async def fsyncdir(self, fh, datasync):
+        await self.files.sync()
+
+    @fuse_op
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        node = self._node(inode)
+        async with self.change():
+            path = self._path(node)
+            if fields.update_size:
+                if node.is_dir:
+                    raise pyfuse3.FUSEError(errno.EISDIR)
+                await self.files.truncate(node, attr.st_size)
+                if path is not None:
+                    self.files.record_put(node)  # truncate(1) has no close to record it at
+            if fields.update_mode and not node.is_dir:
+                executable = bool(attr.st_mode & 0o100)
+                if executable != node.executable:
+                    node.executable = executable
+                    if path is not None:
+                        self.files.record({"op": "attr", "p": path, "x": executable})
+            if fields.update_mtime:
+                node.mtime_ns = attr.st_mtime_ns
+                if path is not None:
+                    self.files.record({"op": "attr", "p": path, "t": node.mtime_ns})
+            return self._attrs(node)
+
+    # ---- directories and names ------------------------------------------------------------------
+    @fuse_op
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        async with self.change():
+            parent = self._dir(parent_inode)
+            name = _name(name)
+            if self.tree.child(parent, name) is not None:
+                raise pyfuse3.FUSEError(errno.EEXIST)
+            now = time.time_ns()
+            path = self._join(parent, name)
+            self.files.record({"op": "mkdir", "p": path, "t": now})
+            d = self.tree.mkdir(parent, name, now)
+            return self._attrs(d)
+
+    async def _remove(self, parent_inode, name, want_dir: bool):
+        async with self.change():
+            parent = self._dir(parent_inode)
+            name = _name(name)
+            node = self.tree.child(parent, name)
+            if node is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            if want_dir and not node.is_dir:
+                raise pyfuse3.FUSEError(errno.ENOTDIR)
+            if not want_dir and node.is_dir:
+                raise pyfuse3.FUSEError(errno.EISDIR)
+            if want_dir and self.tree.children(node):
+                raise pyfuse3.FUSEError(errno.ENOTEMPTY)
+            self.files.record({"op": "rm", "p": self._join(parent, name)})
+            self.tree.remove(parent, name)
+            parent.mtime_ns = time.time_ns()
+
+    @fuse_op
+    async def unlink(self, parent_inode, name, ctx):
+        await self._remove(parent_inode, name, False)
+
+    @fuse_op
+    async def rmdir(self, parent_inode, name, ctx):
+        await self._remove(parent_inode, name, True)
+
+    @fuse_op
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            log.warning("rename: RENAME_EXCHANGE is not supported")
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        async with self.change():
+            src_parent, dst_parent = self._dir(parent_inode_old), self._dir(parent_inode_new)
+            src_name, dst_name = _name(name_old), _name(name_new)
+            node = self.tree.child(src_parent, src_name)
+            if node is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            target = self.tree.child(dst_parent, dst_name)
+            if target is node:
+                return
+            if target is not None:
+                if flags & pyfuse3.RENAME_NOREPLACE:
+                    raise pyfuse3.FUSEError(errno.EEXIST)
+                if node.is_dir and not target.is_dir:
+                    raise pyfuse3.FUSEError(errno.ENOTDIR)
+                if not node.is_dir and target.is_dir:
+                    raise pyfuse3.FUSEError(errno.EISDIR)
+                if target.is_dir and self.tree.children(target):
+                    raise pyfuse3.FUSEError(errno.ENOTEMPTY)
+            if node.is_dir:
+                up = dst_parent
+                while up is not None:
+                    if up is node:
+                        raise pyfuse3.FUSEError(errno.EINVAL)  # into its own subtree
+                    up = up.parent
+            self.files.record({"op": "mv", "a": self._join(src_parent, src_name), "b": self._join(dst_parent, dst_name)})
+            self.tree.rename(src_parent, src_name, dst_parent, dst_name)
+            src_parent.mtime_ns = dst_parent.mtime_ns = time.time_ns()
+
+    @fuse_op
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        raise _unsupported(f"hard link {new_name!r}")
+
+    @fuse_op
+    async def symlink(self, parent_inode, name, target, ctx):
+        raise _unsupported(f"symlink {name!r} -> {target!r}")
+
+    @fuse_op
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        raise _unsupported(f"special file {name!r} (mode {oct(mode)})")
+
+    # ---- extended attributes: stage info and commit control -------------------------------------
+    @fuse_op
+    async def getxattr(self, inode, name, ctx):
+        info = self.stage.info
+        values = {b"user.artifactfs.stage": info.id, b"user.artifactfs.artifact": info.artifact,
+                  b"user.artifactfs.base": self.stage.base_label()}
+        if inode == pyfuse3.ROOT_INODE and name in values:
+            return values[name].encode()
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+
+    @fuse_op
+    async def listxattr(self, inode, ctx):
+        if inode == pyfuse3.ROOT_INODE:
+            return [b"user.artifactfs.stage", b"user.artifactfs.artifact", b"user.artifactfs.base"]
+        return []
+
+    @fuse_op
+    async def setxattr(self, inode, name, value, ctx):
+        if inode == pyfuse3.ROOT_INODE and name == FREEZE_XATTR.encode():
+            await self.freeze(int(value or b"0"))
+            return
+        if inode == pyfuse3.ROOT_INODE and name == THAW_XATTR.encode():
+            self.thaw()
+            return
+        raise pyfuse3.FUSEError(errno.ENOTSUP)
+
+    @fuse_op
+    async def removexattr(self, inode, name, ctx):
+        raise pyfuse3.FUSEError(errno.ENOTSUP)
+
+    async def freeze(self, pid: int) -> None:
+        if self.frozen:
+            log.warning("freeze refused: a commit (pid %s) is already in progress", self.freezer)
+            raise pyfuse3.FUSEError(errno.EBUSY)
+        self.frozen, self.freezer = True, pid
+        self._thawed = trio.Event()
+        while self._busy:  # let changes already running finish
+            await trio.sleep(0.005)
+        for h in list(self.handles.values()):
+            if h.writable:
+                self.files.record_put(h.node)
+        await self.files.sync()
+        log.info("frozen for a commit by pid %d", pid)
+
+    def thaw(self) -> None:
+        if not self.frozen:
+            return
+        generation = self.stage.info.generation
+        self.stage.reload()
+        if self.stage.info.generation != generation:  # the commit rebased the stage: new journal
+            self.files.journal.close()
+            self.files.journal = Journal(self.stage.journal_path)
+            log.info("stage %s now continues from %s", self.stage.id, self.stage.base_label())
+        self.frozen, self.freezer = False, None
+        self._thawed.set()
+
+    async def watch_freezer(self) -> None:
+        """Thaw if the committing process died (kill -9 of `artifactfs commit`)."""
+        while True:
+            await trio.sleep(0.5)
+            if self.frozen and self.freezer and not _alive(self.freezer):
+                log.warning("the committing process %d is gone: thawing", self.freezer)
+                self.thaw()
+
+    def flush_all(self) -> None:
+        """At exit: journal every file still open for writing."""
+        for h in list(self.handles.values()):
+            if h.writable:
+                self.files.record_put(h.node)
+        self.files.sync_now()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][:1] != "Z"  # a zombie is dead for our purpose
+    except OSError:
+        return False

@@ -1,0 +1,183 @@
+"""Committing a stage: freeze the mount, build the manifest, upload what the store lacks, take the
+next version, rebase the stage onto it, thaw.
+
+Talking to the mount daemon: two extended attributes on the mountpoint, handled by the daemon itself.
+`setxattr(MOUNT, "user.artifactfs.freeze", PID)` makes the daemon journal every open file's state,
+fsync, and hold all further changes until `setxattr(MOUNT, "user.artifactfs.thaw", "")` (or until
+process PID dies, so a killed commit never leaves the mount frozen). While frozen, this process reads
+the stage from its directory (base + journal) like after a crash: there is one way to read a stage.
+"""
+
+import dataclasses
+import errno
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+from ..client import Client
+from ..errors import Conflict, LocalIOError, NotFound, UsageError
+from ..hashing import hash_file
+from ..manifest import Entry, Manifest
+from ..names import LATEST
+from ..repo import CommitResult
+from .local import Stage, find_by_mountpoint
+from .tree import StageTree
+
+FREEZE_XATTR = "user.artifactfs.freeze"
+THAW_XATTR = "user.artifactfs.thaw"
+HASH_THREADS = 4
+
+
+@dataclass
+class StageCommit:
+    result: CommitResult
+    base: str  # the stage's base before the commit ("v3" or "empty")
+    latest_moved_to: int | None  # latest when it was no longer the base (the commit went ahead)
+    empty_dirs: int  # directories with no file, which a version cannot record
+    daemon_lost: bool = False
+
+
+def stage_client(client: Client, stage: Stage) -> Client:
+    """A client on the stage's own store (which may differ from today's settings)."""
+    settings = dataclasses.replace(client.settings, store=stage.info.store, endpoint_url=stage.info.endpoint_url)
+    return Client(settings)
+
+
+def base_manifest(client: Client, stage: Stage) -> Manifest:
+    if stage.info.base_manifest is None:
+        return Manifest.from_entries([])
+    return client.repo.manifest(stage.info.base_manifest)
+
+
+def build_manifest(stage: Stage, tree: StageTree) -> tuple[Manifest, list[tuple[str, str, int]]]:
+    """The stage's manifest, and the (digest, data file, size) blobs it adds. Hashes data files whose
+    digest was not computed while they were written."""
+    chunk_size = tree.base.chunk_size
+    entries: list[Entry] = []
+    pending: list[tuple[str, object, str]] = []
+    for path, node, index in tree.walk_files():
+        entry = tree.entry_of(path, node, index)
+        if entry is not None:
+            entries.append(entry)
+            continue
+        source = stage.data_path(node.data)
+        try:
+            actual = os.path.getsize(source)
+        except OSError as exc:
+            raise LocalIOError(f"stage {stage.id}: data file of {path} is unreadable: {exc.strerror}") from None
+        if actual != node.size:
+            raise LocalIOError(f"stage {stage.id}: data file of {path} has {actual} bytes, the journal says "
+                               f"{node.size}; remount the stage to repair it")
+        if node.digest:
+            entries.append(Entry(path, node.size, node.digest, node.chunks, executable=node.executable))
+        else:
+            pending.append((path, node, source))
+
+    def hash_one(item):
+        path, node, source = item
+        try:
+            size, digest, chunks = hash_file(source, chunk_size)
+        except OSError as exc:
+            raise LocalIOError(f"cannot read the data file of {path}: {exc.strerror}") from None
+        return Entry(path, size, digest, tuple(chunks) if chunks else None, executable=node.executable)
+
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        entries.extend(pool.map(hash_one, pending))
+    by_path = {e.path: e for e in entries}
+    uploads = []
+    for path, node, index in tree.walk_files():
+        if node is not None and node.data is not None:
+            e = by_path[path]
+            uploads.append((e.digest, stage.data_path(node.data), e.size))
+    return Manifest.from_entries(entries, chunk_size), uploads
+
+
+def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description: str | None = None,
+                  metadata: dict | None = None, aliases=(), require_base: bool = False,
+                  progress: Callable[[int], Callable[[int], None]] | None = None) -> StageCommit:
+    """Commit `tree` (the stage's current content) and rebase the stage onto the result."""
+    repo = client.repo
+    name = client.artifact_name(stage.info.artifact)
+    try:
+        latest, _ = repo.alias_target(name, LATEST)
+    except NotFound:
+        latest = None
+    base = stage.base_label()
+    moved = latest is not None and latest != stage.info.base_version
+    if moved and require_base:
+        raise Conflict(f"{name}:latest is v{latest}, but this stage started from {base} "
+                       "(--require-base); nothing was committed")
+    repo.ensure_artifact(name, stage.info.type)  # a type conflict fails before any upload
+    manifest, uploads = build_manifest(stage, tree)
+    bar = progress(sum(size for _, _, size in {d: (d, p, s) for d, p, s in uploads}.values())) if progress else None
+    try:
+        repo.upload_blobs(uploads, bar)
+    finally:
+        if bar is not None and hasattr(bar, "close"):
+            bar.close()
+    result = repo.commit(name, stage.info.type, manifest, description=description, metadata=metadata,
+                         aliases=aliases)
+    empty = tree.empty_dirs()
+    stage.rebase(result.record.version, manifest.digest, empty)
+    return StageCommit(result, base, latest if moved else None, len(empty))
+
+
+# ---- the two entry points ---------------------------------------------------------------------
+def stage_of_mountpoint(mountpoint: str) -> Stage:
+    stage = find_by_mountpoint(mountpoint)
+    if stage is None:
+        raise UsageError(f"{mountpoint} is not a staging mount (see `artifactfs stage list`)")
+    if not stage.in_use():
+        raise UsageError(daemon_gone(stage))
+    return stage
+
+
+def daemon_gone(stage: Stage) -> str:
+    mp = stage.info.mountpoint
+    return (f"the daemon of stage {stage.id} (on {mp}) is not running; remount it with "
+            f"`artifactfs stage mount {stage.id} {mp}` or commit its journal with `artifactfs commit --stage {stage.id}`")
+
+
+def commit_mounted(client: Client, mountpoint: str, **kwargs) -> StageCommit:
+    stage = stage_of_mountpoint(mountpoint)
+    path = os.path.abspath(mountpoint)
+    try:
+        os.setxattr(path, FREEZE_XATTR, str(os.getpid()).encode())
+    except OSError as exc:
+        if exc.errno in (errno.ENOTCONN, errno.ENOENT, errno.ECONNABORTED):
+            raise UsageError(daemon_gone(stage)) from None
+        raise LocalIOError(f"cannot freeze the stage on {mountpoint}: {exc.strerror}") from None
+    daemon_lost = False
+    try:
+        stage.reload()
+        sc = stage_client(client, stage)
+        try:
+            tree = stage.load_tree(base_manifest(sc, stage), recover=False)
+            result = commit_loaded(sc, stage, tree, **kwargs)
+        finally:
+            sc.close()
+    finally:
+        try:
+            os.setxattr(path, THAW_XATTR, b"")
+        except OSError:
+            daemon_lost = True  # the commit itself is complete; the caller says so
+    result.daemon_lost = daemon_lost
+    return result
+
+
+def commit_offline(client: Client, stage_id: str, **kwargs) -> StageCommit:
+    """Commit a stage whose daemon is not running, straight from its journal."""
+    stage = Stage.open(stage_id)
+    if not stage.try_lock():
+        raise UsageError(f"stage {stage.id} is mounted on {stage.info.mountpoint}: "
+                         f"commit the mountpoint instead (artifactfs commit {stage.info.mountpoint})")
+    try:
+        sc = stage_client(client, stage)
+        try:
+            tree = stage.load_tree(base_manifest(sc, stage))
+            return commit_loaded(sc, stage, tree, **kwargs)
+        finally:
+            sc.close()
+    finally:
+        stage.unlock()

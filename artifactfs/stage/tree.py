@@ -1,0 +1,220 @@
+"""The tree of a stage: the base manifest plus the changes made since, held as nodes.
+
+A directory's children are read from the base manifest only when first needed, so an untouched
+subtree of a million-file base costs one node. Renaming a directory moves its node (the untouched
+children still come from its `base_path`), so it is O(1) whatever its size. A file is either an entry
+of the base (`base_index`, content in the store) or a local data file of the stage (`data`).
+
+The same methods serve the live mount and the replay of the journal, so both build the same tree.
+"""
+
+import dataclasses
+from typing import Iterator
+
+from ..errors import InvalidPath
+from ..manifest import Entry, Manifest
+
+
+class FileNode:
+    __slots__ = ("parent", "name", "inode", "base_index", "data", "size", "digest", "chunks", "executable",
+                 "mtime_ns", "dirty", "hasher")
+
+    def __init__(self, parent, name, *, base_index=None, data=None, size=0, digest=None, chunks=None,
+                 executable=False, mtime_ns=0):
+        self.parent, self.name, self.inode = parent, name, 0
+        self.base_index = base_index  # content is this entry of the base manifest (untouched)
+        self.data = data  # or: content is the stage's local data file with this id
+        self.size = size
+        self.digest, self.chunks = digest, chunks  # known hash of the data file (None: hash at commit)
+        self.executable = executable
+        self.mtime_ns = mtime_ns
+        self.dirty = False  # data changed since its last journal record
+        self.hasher = None  # StreamHasher while writes stay sequential
+
+    is_dir = False
+
+
+class DirNode:
+    __slots__ = ("parent", "name", "inode", "base_path", "entries", "mtime_ns")
+
+    def __init__(self, parent, name, base_path=None, mtime_ns=0):
+        self.parent, self.name, self.inode = parent, name, 0
+        self.base_path = base_path  # directory of the base whose entries this one started with
+        self.entries = None if base_path is not None else {}  # None: not read from the base yet
+        self.mtime_ns = mtime_ns
+
+    is_dir = True
+
+
+class StageTree:
+    def __init__(self, base: Manifest, base_mtime_ns: int):
+        self.base = base
+        self.base_mtime_ns = base_mtime_ns
+        self.root = DirNode(None, "", "" if len(base) else None, base_mtime_ns)
+
+    # ---- navigation ---------------------------------------------------------------------------
+    def children(self, d: DirNode) -> dict:
+        if d.entries is None:
+            entries = {}
+            for c in self.base.children(d.base_path):
+                if c.is_dir:
+                    sub = f"{d.base_path}/{c.name}" if d.base_path else c.name
+                    entries[c.name] = DirNode(d, c.name, sub, self.base_mtime_ns)
+                else:
+                    entries[c.name] = FileNode(d, c.name, base_index=c.index, size=self.base.size_of(c.index),
+                                               executable=self.base.is_executable(c.index),
+                                               mtime_ns=self.base_mtime_ns)
+            d.entries = entries
+        return d.entries
+
+    def child(self, d: DirNode, name: str):
+        return self.children(d).get(name)
+
+    def path_of(self, node) -> str | None:
+        """Current path of `node`, or None once it is no longer in the tree (unlinked)."""
+        parts = []
+        while node.parent is not None:
+            if node.parent.entries is None or node.parent.entries.get(node.name) is not node:
+                return None
+            parts.append(node.name)
+            node = node.parent
+        if node is not self.root:
+            return None
+        return "/".join(reversed(parts))
+
+    def lookup_path(self, path: str):
+        node = self.root
+        for seg in [s for s in path.split("/") if s]:
+            if not node.is_dir:
+                return None
+            node = self.child(node, seg)
+            if node is None:
+                return None
+        return node
+
+    def parent_and_name(self, path: str) -> tuple[DirNode, str]:
+        head, _, name = path.rpartition("/")
+        parent = self.lookup_path(head)
+        if parent is None or not parent.is_dir or not name:
+            raise InvalidPath(f"stage path {path!r} has no parent directory")
+        return parent, name
+
+    # ---- changes (the live mount and the replay both call these) ------------------------------
+    def mkdir(self, parent: DirNode, name: str, mtime_ns: int) -> DirNode:
+        d = DirNode(parent, name, None, mtime_ns)
+        self.children(parent)[name] = d
+        parent.mtime_ns = mtime_ns
+        return d
+
+    def put(self, parent: DirNode, name: str, *, data: str, size: int, digest=None, chunks=None,
+            executable=False, mtime_ns=0) -> FileNode:
+        """Make `parent/name` the local data file `data` (a new file or a new content)."""
+        entries = self.children(parent)
+        node = entries.get(name)
+        if node is None or node.is_dir:
+            node = FileNode(parent, name)
+            entries[name] = node
+        node.base_index, node.data, node.size = None, data, size
+        node.digest, node.chunks = digest, tuple(chunks) if chunks else None
+        node.executable, node.mtime_ns = executable, mtime_ns
+        return node
+
+    def remove(self, parent: DirNode, name: str):
+        node = self.children(parent).pop(name)
+        return node
+
+    def rename(self, old_parent: DirNode, old_name: str, new_parent: DirNode, new_name: str):
+        node = self.children(old_parent).pop(old_name)
+        self.children(new_parent)[new_name] = node  # replaces what was there (checked by the caller)
+        node.parent, node.name = new_parent, new_name
+        return node
+
+    # ---- replay ---------------------------------------------------------------------------------
+    def apply(self, op: dict) -> None:
+        kind = op["op"]
+        if kind == "mkdir":
+            parent, name = self.parent_and_name(op["p"])
+            if self.child(parent, name) is None:
+                self.mkdir(parent, name, op.get("t", 0))
+        elif kind == "put":
+            parent, name = self.parent_and_name(op["p"])
+            self.put(parent, name, data=op["d"], size=op["s"], digest=op.get("h"), chunks=op.get("c"),
+                     executable=op.get("x", False), mtime_ns=op.get("t", 0))
+        elif kind == "rm":
+            parent, name = self.parent_and_name(op["p"])
+            if self.child(parent, name) is not None:
+                self.remove(parent, name)
+        elif kind == "mv":
+            src_parent, src_name = self.parent_and_name(op["a"])
+            dst_parent, dst_name = self.parent_and_name(op["b"])
+            if self.child(src_parent, src_name) is not None:
+                self.rename(src_parent, src_name, dst_parent, dst_name)
+        elif kind == "attr":
+            node = self.lookup_path(op["p"])
+            if node is not None:
+                if "x" in op and not node.is_dir:
+                    node.executable = op["x"]
+                if "t" in op:
+                    node.mtime_ns = op["t"]
+        else:
+            raise InvalidPath(f"unknown journal operation {kind!r}")
+
+    # ---- reading the whole tree -----------------------------------------------------------------
+    def walk_files(self) -> Iterator[tuple[str, FileNode | None, int | None]]:
+        """(path, node, None) for stage nodes and (path, None, base index) for untouched subtrees."""
+        stack = [(self.root, "")]
+        while stack:
+            d, path = stack.pop()
+            if d.entries is None:  # untouched since the base: its entries, re-rooted at `path`
+                start, end = self.base.dir_range(d.base_path)
+                cut = len(d.base_path) + 1 if d.base_path else 0
+                for i in range(start, end):
+                    rel = self.base.path_of(i)[cut:]
+                    yield (f"{path}/{rel}" if path else rel), None, i
+                continue
+            for name, node in d.entries.items():
+                full = f"{path}/{name}" if path else name
+                if node.is_dir:
+                    stack.append((node, full))
+                else:
+                    yield full, node, None
+
+    def empty_dirs(self) -> list[str]:
+        """Directories with no file below them (the manifest cannot record them), parents first."""
+        out = []
+
+        def has_files(d: DirNode, path: str) -> bool:
+            if d.entries is None:
+                return True  # base directories always hold files
+            found = False
+            for name, node in d.entries.items():
+                full = f"{path}/{name}" if path else name
+                if not node.is_dir or has_files(node, full):
+                    found = True
+            if not found and path:
+                out.append(path)
+            return found
+
+        has_files(self.root, "")
+        return sorted(out, key=lambda p: p.count("/"))
+
+    def changes(self) -> dict:
+        """Counts of files added, modified and deleted against the base (without hashing anything)."""
+        added = modified = unchanged = 0
+        for path, node, index in self.walk_files():
+            if index is not None or (node.base_index is not None and self.base.path_of(node.base_index) == path):
+                unchanged += 1
+            elif self.base.find(path) is not None:
+                modified += 1
+            else:
+                added += 1
+        return {"added": added, "modified": modified, "deleted": len(self.base) - unchanged - modified}
+
+    def entry_of(self, path: str, node: FileNode | None, index: int | None) -> Entry | None:
+        """The manifest entry for a base file at `path`; None for a data file (hashed by the caller)."""
+        if index is not None:
+            e = self.base[index]
+            return e if e.path == path else dataclasses.replace(e, path=path)
+        if node.base_index is not None:
+            return dataclasses.replace(self.base[node.base_index], path=path, executable=node.executable)
+        return None
