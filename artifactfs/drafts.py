@@ -85,6 +85,7 @@ def add_files(repo: Repository, name: ArtifactName, draft: str, type: str, files
     from .gc import protect_commit
     from .layout import blob_key
 
+    check_draft(draft)
     repo.ensure_artifact(name, type)
     started = time.time()
     files = list(files)

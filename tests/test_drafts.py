@@ -1,0 +1,81 @@
+"""Parallel writers: several processes add files to one named draft; one finish commits one version.
+Concurrent additions never lose each other's files; the same path with different content is an error
+at finish that names the path."""
+
+import json
+import os
+import subprocess
+import sys
+
+from artifactfs import Artifact, artifact, finish_draft
+
+
+def writer_dir(tmp_path, i, files):
+    d = tmp_path / f"w{i}"
+    d.mkdir()
+    for name, content in files.items():
+        p = d / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(content)
+    return d
+
+
+def test_parallel_writers_in_processes(cli, env, client, tmp_path):
+    n = 6
+    procs = []
+    for i in range(n):
+        d = writer_dir(tmp_path, i, {f"part-{i}/data.txt": f"writer {i}", "shared/README": "same everywhere"})
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "artifactfs_cli.main", "draft", "add", "acme/ml/shards", "run42",
+             "--dir", str(d), "--writer", f"w{i}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    assert f"run42\t{n} parts" in cli("draft", "ls", "acme/ml/shards").output
+
+    res = cli("draft", "finish", "acme/ml/shards", "run42", "--alias", "full", "-m", "all shards", "--json")
+    assert res.exit_code == 0, res.output + res.stderr
+    out = json.loads(res.output)
+    assert out["version"] == 0 and out["file_count"] == n + 1
+    paths = [e["path"] for e in json.loads(cli("files", "acme/ml/shards:full", "--json").output)]
+    assert paths == sorted([f"part-{i}/data.txt" for i in range(n)] + ["shared/README"])
+    assert cli("draft", "ls", "acme/ml/shards").output == ""  # the draft is gone
+    assert cli("draft", "finish", "acme/ml/shards", "run42").exit_code == 3
+
+
+def test_conflicting_paths_fail_at_finish_naming_the_path(cli, tmp_path):
+    a = writer_dir(tmp_path, 1, {"weights/a.bin": "one", "ok.txt": "x"})
+    b = writer_dir(tmp_path, 2, {"weights/a.bin": "two"})
+    assert cli("draft", "add", "acme/ml/m", "d1", "--dir", a, "--writer", "a").exit_code == 0
+    assert cli("draft", "add", "acme/ml/m", "d1", "--dir", b, "--writer", "b").exit_code == 0
+    res = cli("draft", "finish", "acme/ml/m", "d1")
+    assert res.exit_code == 4 and "'weights/a.bin'" in res.stderr
+    assert cli("ls", "acme/ml/m").output == ""  # nothing was committed
+    assert cli("draft", "rm", "acme/ml/m", "d1").exit_code == 0
+    assert cli("draft", "finish", "acme/ml/m", "d1").exit_code == 3
+
+
+def test_draft_through_python_api_in_threads(client, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(i):
+        art = Artifact("acme/ml/emb", type="dataset", client=client)
+        with art.new_file(f"emb/{i:03d}.txt") as f:
+            f.write(f"vector {i}")
+        return art.upsert("nightly", writer=f"t{i}")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(16)))
+    art = finish_draft("acme/ml/emb", "nightly", aliases=["nightly"], run="embed-1", client=client)
+    assert art.version == "v0" and len(art.files()) == 16
+    assert artifact("acme/ml/emb:nightly", client=client).get_entry("emb/007.txt").open("r").read() == "vector 7"
+    assert art.logged_by() == "embed-1"
+
+
+def test_draft_errors(cli, tmp_path):
+    d = writer_dir(tmp_path, 1, {"x": "x"})
+    assert cli("draft", "add", "acme/ml/t", "d", "--dir", d, "--type", "model").exit_code == 0
+    res = cli("draft", "add", "acme/ml/t", "d", "--dir", d, "--type", "dataset")
+    assert res.exit_code == 4
+    assert cli("draft", "add", "acme/ml/t", "bad name", "--dir", d).exit_code == 2
+    assert cli("draft", "add", "acme/ml/t", "d").exit_code == 2
