@@ -152,7 +152,7 @@ class Client:
 
         started = time.time()
         files = list(files)
-        entries, _ = hash_and_upload(self.store, files, progress=progress)
+        entries, _ = hash_and_upload(self.store, files, progress=progress, known=self._latest_digests(name))
         manifest = Manifest.from_entries([*entries, *extra_entries])
         result = self.repo.commit(name, type, manifest, **commit_args)
         if result.created:
@@ -160,6 +160,14 @@ class Client:
             protect_commit(self.repo, started, sources, manifest)  # survive a gc that ran meanwhile
             lineage.record_commit(self.repo, result.record)
         return result
+
+    def _latest_digests(self, name: ArtifactName):
+        """Digests of the latest version's files: blobs a live version names are in the store."""
+        try:
+            manifest = self.manifest(self.repo.resolve(Ref(name, alias="latest")))
+        except NotFound:
+            return lambda digest: False
+        return manifest.has_digest
 
     def commit_dir(self, directory: str, name: str, type: str, prefix: str | None = None,
                    progress: Progress = None, **commit_args) -> CommitResult:

@@ -89,8 +89,13 @@ def local_file(source: str, name: str | None = None) -> LocalFile:
 
 
 def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: int = CHUNK_SIZE,
-                    progress: Callable[[int], None] | None = None, threads: int = THREADS) -> tuple[list[Entry], int]:
-    """Hash each file and upload its blob unless the store has it. Returns (entries, bytes uploaded)."""
+                    progress: Callable[[int], None] | None = None, threads: int = THREADS,
+                    known: Callable[[str], bool] = lambda digest: False) -> tuple[list[Entry], int]:
+    """Hash each file and upload its blob unless the store has it. Returns (entries, bytes uploaded).
+
+    `known(digest)` says a blob is certainly in the store already (it is named by a live version),
+    which saves one existence check per unchanged file.
+    """
     uploading: dict[str, threading.Event] = {}
     lock = threading.Lock()
     uploaded = [0]
@@ -117,7 +122,7 @@ def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: 
         if first:
             try:
                 key = layout.blob_key(digest)
-                if not store.exists(key):
+                if not known(digest) and not store.exists(key):
                     if data is not None:
                         store.put(key, data)
                     else:

@@ -114,6 +114,7 @@ class Manifest:
         self.total_size = sum(sizes)
         self._canonical: bytes | None = None
         self._digest: str | None = None
+        self._digest_set: set[bytes] | None = None
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -228,6 +229,12 @@ class Manifest:
 
     def is_executable(self, i: int) -> bool:
         return bool(self._executable[i])
+
+    def has_digest(self, digest: str) -> bool:
+        """Whether some entry's content has this digest (the set is built on first use)."""
+        if self._digest_set is None:
+            self._digest_set = {self._digests[16 * i:16 * i + 16] for i in range(len(self))}
+        return bytes.fromhex(digest) in self._digest_set
 
     def find(self, path: str) -> int | None:
         """Index of the file at `path`, or None."""

@@ -18,7 +18,7 @@ from ..errors import (ArtifactfsError, NotFound, ObjectNotFound, PermissionDenie
 from .base import ObjectInfo, ObjectStore
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
-MULTIPART_CHUNK = 16 * 1024 * 1024
+MULTIPART_CHUNK = 8 * 1024 * 1024
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
@@ -46,7 +46,7 @@ class S3Store(ObjectStore):
         except botocore.exceptions.BotoCoreError as exc:
             raise StoreUnavailable(f"cannot set up S3 client for {self.url}: {exc}") from None
         self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
-                                        multipart_chunksize=MULTIPART_CHUNK, max_concurrency=8,
+                                        multipart_chunksize=MULTIPART_CHUNK, max_concurrency=10,
                                         use_threads=True)
         self._lock = threading.Lock()
 

@@ -1,0 +1,56 @@
+"""Shared pieces of the benchmarks: a SeaweedFS server on 127.0.0.1, data generation, timing."""
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from tests.seaweed import ADMIN, SeaweedServer  # noqa: E402
+
+BUCKET = "bench"
+
+
+@contextlib.contextmanager
+def seaweed_server():
+    """A fresh SeaweedFS with a `bench` bucket, stopped on exit; sets the AWS env for artifactfs."""
+    with tempfile.TemporaryDirectory(prefix="artifactfs-bench-weed-") as workdir:
+        server = SeaweedServer(workdir)
+        server.start()
+        try:
+            server.create_bucket(BUCKET)
+            os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=ADMIN[0],
+                              AWS_SECRET_ACCESS_KEY=ADMIN[1], AWS_DEFAULT_REGION="us-east-1")
+            yield server
+        finally:
+            server.stop()
+
+
+def make_big_file(path: str, size: int) -> None:
+    block = os.urandom(16 * 1024 * 1024)
+    with open(path, "wb") as f:
+        written = 0
+        while written < size:
+            n = min(len(block), size - written)
+            f.write(block[:n] if written == 0 else os.urandom(16) + block[16:n])
+            written += n
+
+
+def make_small_files(root: str, count: int, size: int) -> None:
+    for i in range(count):
+        sub = os.path.join(root, f"d{i // 500:03d}")
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, f"f{i:05d}.bin"), "wb") as f:
+            f.write(os.urandom(size))
+
+
+def timed(fn, *args, **kwargs) -> float:
+    start = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - start
+
+
+def mbps(size: int, seconds: float) -> str:
+    return f"{size / seconds / 1e6:8.1f} MB/s"
