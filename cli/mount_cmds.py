@@ -21,7 +21,7 @@ def _client_with(client: Client, **overrides) -> Client:
 
 
 @click.command("mount")
-@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.argument("mountpoint", type=click.Path())
 @click.option("--store", help="Store: a directory or s3://bucket/prefix (overrides the global option).")
 @click.option("--cache-dir", help="Local cache directory (shared with `get`).")
 @click.option("--cache-size", help="Cache bound, e.g. 20G (default 10G).")
@@ -60,7 +60,7 @@ def mount_cmd(client: Client, mountpoint, store, cache_dir, cache_size, timeout,
 
 
 @click.command("umount")
-@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.argument("mountpoint", type=click.Path())
 def umount_cmd(mountpoint):
     """Unmount an artifactfs mount (the daemon then exits)."""
     unmount(mountpoint)

@@ -14,7 +14,9 @@ one) into verified bytes:
 within one chunk of where the previous read ended is sequential; each sequential step into a new chunk
 doubles the window, from INITIAL_WINDOW up to MAX_WINDOW, and the chunks in the window are started as
 prefetches. A read anywhere else resets the window to zero: random access fetches only the chunks it
-touches (4 KiB at 10 GiB into a 20 GiB file fetches one chunk).
+touches (4 KiB at 10 GiB into a 20 GiB file fetches one chunk). After such a jump, prefetching resumes
+only once the reader has gone RANDOM_TO_SEQUENTIAL bytes in order (the kernel's own readahead behind
+one small read must not look like a sequential reader); a file read from its start prefetches at once.
 
 Prefetches run under their own limiter (PREFETCH_CONCURRENCY) inside the network limiter, so demand
 reads always find free network slots.
@@ -38,6 +40,7 @@ MEMORY_BYTES = 256 * 1024 * 1024
 INITIAL_WINDOW = 8 * 1024 * 1024
 MAX_WINDOW = 128 * 1024 * 1024
 PREFETCH_CONCURRENCY = 12
+RANDOM_TO_SEQUENTIAL = 4 * 1024 * 1024  # after a jump, read this far in order before prefetching
 
 
 class _Flight:
@@ -142,6 +145,7 @@ class FileReader:
         self._next_off = 0
         self._window = INITIAL_WINDOW
         self._prefetched_to = 0  # pieces below this index were already started
+        self._run_start = 0  # where the current sequential run began
 
     async def read(self, off: int, size: int) -> bytes:
         end = min(off + size, self.size)
@@ -152,7 +156,7 @@ class FileReader:
             return data[off:end]
         cs = self.chunk_size
         first, last = off // cs, (end - 1) // cs
-        self._plan(off, first, last)
+        self._plan(off, end, last)
         self._next_off = end
         for i in range(first, last + 1):
             self.source.start(self.pieces[i])  # all needed chunks in parallel, before waiting on any
@@ -164,20 +168,21 @@ class FileReader:
             parts.append(data[lo:hi] if (lo, hi) != (0, len(data)) else data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _plan(self, off: int, first: int, last: int) -> None:
+    def _plan(self, off: int, end: int, last: int) -> None:
         """Update the read-ahead window and start the prefetches it calls for."""
         cs = self.chunk_size
-        sequential = self._next_off - cs <= off <= self._next_off + cs
-        if not sequential:
+        if not self._next_off - cs <= off <= self._next_off + cs:  # a jump: random access
             self._window = 0
             self._prefetched_to = 0
+            self._run_start = off
             return
         if self._window == 0:
+            if end - self._run_start < RANDOM_TO_SEQUENTIAL:
+                return  # the kernel's own readahead after a jump does not make a sequential reader yet
             self._window = INITIAL_WINDOW
         elif (self._next_off - 1) // cs < last:  # stepped into a new chunk: widen
             self._window = min(self._window * 2, MAX_WINDOW)
-        ahead = last + 1 + max(1, self._window // cs)
-        start = max(last + 1, self._prefetched_to)
-        for i in range(start, min(ahead, len(self.pieces))):
+        ahead = min(last + 1 + max(1, self._window // cs), len(self.pieces))
+        for i in range(max(last + 1, self._prefetched_to), ahead):
             self.source.start(self.pieces[i], prefetch=True)
-        self._prefetched_to = max(self._prefetched_to, min(ahead, len(self.pieces)))
+        self._prefetched_to = max(self._prefetched_to, ahead)

@@ -1,0 +1,64 @@
+"""Mounting through the real CLI in tests, and making sure nothing stays mounted afterwards."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+
+def run_cli(args, env, timeout=60, check=False) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, "-m", "artifactfs_cli.main", *map(str, args)], env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"artifactfs {args} failed ({res.returncode}): {res.stdout}{res.stderr}")
+    return res
+
+
+def wait_gone(pid: int, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # reap it if it is our child (it normally is not: the daemon is detached)
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+class Mount:
+    """`artifactfs mount MOUNTPOINT ...` as a background daemon; `close()` always unmounts and stops it."""
+
+    def __init__(self, mountpoint: str, env: dict, *extra):
+        self.mountpoint = str(mountpoint)
+        os.makedirs(self.mountpoint, exist_ok=True)
+        self.env = env
+        self.pid = None
+        res = run_cli(["mount", self.mountpoint, *extra], env)
+        if res.returncode != 0:
+            raise AssertionError(f"mount failed ({res.returncode}): {res.stderr}")
+        m = re.search(r"\(pid (\d+), log ([^)]+)\)", res.stdout)
+        self.pid, self.log = int(m.group(1)), m.group(2)
+        assert os.path.ismount(self.mountpoint)
+
+    def path(self, *parts) -> str:
+        return os.path.join(self.mountpoint, *parts)
+
+    def close(self) -> None:
+        if os.path.ismount(self.mountpoint):
+            res = subprocess.run(["fusermount3", "-u", self.mountpoint], capture_output=True)
+            if res.returncode != 0:
+                subprocess.run(["fusermount3", "-uz", self.mountpoint], capture_output=True)
+        if self.pid and not wait_gone(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+            wait_gone(self.pid)
+
+    def log_text(self) -> str:
+        with open(self.log, errors="replace") as f:
+            return f.read()

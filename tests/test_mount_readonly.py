@@ -1,0 +1,295 @@
+"""The read-only FUSE mount, through real mounts made by `artifactfs mount`, on both backends."""
+
+import errno
+import hashlib
+import json
+import os
+import random
+import subprocess
+import threading
+import time
+
+import pytest
+
+from artifactfs import layout
+from artifactfs.hashing import CHUNK_SIZE
+from tests.fuse_util import Mount, run_cli
+
+NAME = "acme/vision/bikes"
+MB = 1024 * 1024
+
+
+def write_tree(root, files: dict) -> None:
+    for rel, data in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+@pytest.fixture
+def data():
+    rnd = random.Random(7)
+    return {
+        "a.txt": b"hello\n",
+        "empty.bin": b"",
+        "images/cat.png": rnd.randbytes(300_000),
+        "images/dog.png": rnd.randbytes(5_000),
+        "deep/x/y/z.txt": b"deep\n",
+        "big.bin": rnd.randbytes(2 * CHUNK_SIZE + 12345),  # three verified chunks
+    }
+
+
+@pytest.fixture
+def committed(client, tmp_path, data):
+    src = tmp_path / "src"
+    write_tree(src, data)
+    client.commit_dir(str(src), NAME, "dataset", aliases=["prod"], description="first")
+    return data
+
+
+@pytest.fixture
+def mounts(env, tmp_path):
+    """Start mounts with `mounts(*extra_args)`; all are unmounted and their daemons stopped at the end."""
+    made = []
+
+    def make(*extra, name="mnt"):
+        m = Mount(tmp_path / f"{name}{len(made)}", env, *extra)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.close()
+    for m in made:
+        assert not os.path.ismount(m.mountpoint)
+
+
+def test_layout_and_bytes(committed, mounts):
+    m = mounts()
+    assert os.listdir(m.path()) == ["acme"]
+    assert os.listdir(m.path("acme")) == ["vision"]
+    assert sorted(os.listdir(m.path("acme/vision"))) == ["bikes:latest", "bikes:prod", "bikes:v0"]
+    for sel in ("bikes:v0", "bikes:latest", "bikes:prod"):
+        root = m.path("acme/vision", sel)
+        assert sorted(os.listdir(root)) == ["a.txt", "big.bin", "deep", "empty.bin", "images"]
+        for rel, content in committed.items():
+            with open(os.path.join(root, rel), "rb") as f:
+                assert f.read() == content, rel
+            assert os.stat(os.path.join(root, rel)).st_size == len(content)
+    found = subprocess.run(["find", m.path("acme/vision/bikes:v0"), "-type", "f"], capture_output=True, text=True)
+    assert len(found.stdout.split()) == len(committed)
+    # the same bytes through cat and dd (1 MiB blocks, and a range across a chunk boundary)
+    big = m.path("acme/vision/bikes:v0/big.bin")
+    cat = subprocess.run(["cat", big], capture_output=True, check=True).stdout
+    assert hashlib.sha256(cat).digest() == hashlib.sha256(committed["big.bin"]).digest()
+    dd = subprocess.run(["dd", f"if={big}", "bs=1M", "skip=7", "count=2", "status=none"], capture_output=True,
+                        check=True).stdout
+    assert dd == committed["big.bin"][7 * MB:9 * MB]
+    fd = os.open(big, os.O_RDONLY)
+    try:
+        for off in (0, CHUNK_SIZE - 10, 2 * CHUNK_SIZE + 12000, len(committed["big.bin"]) - 1):
+            assert os.pread(fd, 4096, off) == committed["big.bin"][off:off + 4096]
+        assert os.pread(fd, 100, len(committed["big.bin"]) + 5) == b""
+    finally:
+        os.close(fd)
+
+
+def test_unknown_names_are_enoent(committed, mounts):
+    m = mounts()
+    for rel in ("nobody", "acme/nothing", "acme/vision/bikes:v9", "acme/vision/bikes:nope", "acme/vision/cars:v0",
+                "acme/vision/bikes", "acme/vision/bikes:v0/missing.txt", "acme/vision/bikes:v0/images/x",
+                "acme/vision/bad name:v0"):
+        with pytest.raises(FileNotFoundError):
+            os.stat(m.path(rel))
+
+
+def test_xattrs(committed, mounts, client):
+    m = mounts()
+    root = m.path("acme/vision/bikes:prod")
+    record = client.resolve(f"{NAME}:v0")
+    get = lambda p, k: os.getxattr(p, f"user.artifactfs.{k}").decode()  # noqa: E731
+    assert get(root, "ref") == f"{NAME}:v0"
+    assert get(root, "version") == "v0"
+    assert get(root, "digest") == record.digest
+    assert get(root, "alias") == "prod"
+    assert set(get(root, "aliases").split(",")) == {"latest", "prod"}
+    assert get(root, "description") == "first"
+    assert int(get(root, "files")) == len(committed)
+    big = os.path.join(root, "big.bin")
+    entry = client.manifest(record)[client.manifest(record).find("big.bin")]
+    assert get(big, "digest") == entry.digest
+    assert int(get(big, "size")) == len(committed["big.bin"])
+    assert get(big, "chunks") == "3"
+    assert "user.artifactfs.digest" in os.listxattr(big)
+    with pytest.raises(OSError) as exc:
+        os.getxattr(big, "user.artifactfs.nope")
+    assert exc.value.errno == errno.ENODATA
+
+
+def test_writes_are_erofs(committed, mounts):
+    m = mounts()
+    root = m.path("acme/vision/bikes:v0")
+    attempts = [
+        lambda: open(os.path.join(root, "a.txt"), "wb"),
+        lambda: open(os.path.join(root, "a.txt"), "ab"),
+        lambda: open(os.path.join(root, "new.txt"), "wb"),
+        lambda: os.mkdir(os.path.join(root, "newdir")),
+        lambda: os.mkdir(m.path("acme/vision/cars:v0")),
+        lambda: os.unlink(os.path.join(root, "a.txt")),
+        lambda: os.rmdir(os.path.join(root, "deep")),
+        lambda: os.rename(os.path.join(root, "a.txt"), os.path.join(root, "b.txt")),
+        lambda: os.truncate(os.path.join(root, "a.txt"), 0),
+        lambda: os.chmod(os.path.join(root, "a.txt"), 0o777),
+        lambda: os.symlink("a.txt", os.path.join(root, "link")),
+        lambda: os.link(os.path.join(root, "a.txt"), os.path.join(root, "hard")),
+        lambda: os.setxattr(os.path.join(root, "a.txt"), "user.x", b"1"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(OSError) as exc:
+            attempt()
+        assert exc.value.errno == errno.EROFS
+    assert open(os.path.join(root, "a.txt"), "rb").read() == b"hello\n"
+
+
+def test_concurrent_readers(committed, mounts):
+    m = mounts()
+    root = m.path("acme/vision/bikes:latest")
+    errors = []
+
+    def reader(seed):
+        rnd = random.Random(seed)
+        try:
+            for _ in range(20):
+                rel = rnd.choice(sorted(committed))
+                content = committed[rel]
+                with open(os.path.join(root, rel), "rb") as f:
+                    if len(content) > 1000 and rnd.random() < 0.5:
+                        off = rnd.randrange(len(content))
+                        f.seek(off)
+                        assert f.read(70000) == content[off:off + 70000], rel
+                    else:
+                        assert f.read() == content, rel
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+
+
+def test_random_access_fetches_only_needed_chunks(client, tmp_path, mounts, env):
+    size = 5 * CHUNK_SIZE
+    content = random.Random(3).randbytes(size)
+    write_tree(tmp_path / "src", {"huge.bin": content})
+    client.commit_dir(str(tmp_path / "src"), NAME, "dataset")
+    m = mounts()
+    with open(m.path("acme/vision/bikes:v0/huge.bin"), "rb") as f:
+        f.seek(3 * CHUNK_SIZE + 1000)
+        assert f.read(4096) == content[3 * CHUNK_SIZE + 1000:3 * CHUNK_SIZE + 5096]
+    info = json.loads(run_cli(["cache", "info", "--json"], env, check=True).stdout)
+    assert info["pieces"] == 1 and info["bytes"] == CHUNK_SIZE, info
+
+
+def test_alias_moves_after_ttl_open_file_keeps_version(client, tmp_path, mounts):
+    write_tree(tmp_path / "v0", {"f.txt": b"old contents\n", "only-v0.txt": b"0"})
+    write_tree(tmp_path / "v1", {"f.txt": b"new contents, longer\n"})
+    client.commit_dir(str(tmp_path / "v0"), NAME, "dataset", aliases=["prod"])
+    m = mounts("--alias-ttl", "0.5")
+    project = m.path("acme/vision")
+    assert sorted(os.listdir(project)) == ["bikes:latest", "bikes:prod", "bikes:v0"]
+    latest = m.path("acme/vision/bikes:latest/f.txt")
+    held = open(latest, "rb")
+    try:
+        assert held.read(3) == b"old"
+        client.commit_dir(str(tmp_path / "v1"), NAME, "dataset")
+        # a name not listed yet resolves at once (no negative entry was cached for it)
+        assert open(m.path("acme/vision/bikes:v1/f.txt"), "rb").read() == b"new contents, longer\n"
+        time.sleep(1.0)
+        assert open(latest, "rb").read() == b"new contents, longer\n"
+        assert not os.path.exists(m.path("acme/vision/bikes:latest/only-v0.txt"))
+        assert open(m.path("acme/vision/bikes:prod/f.txt"), "rb").read() == b"old contents\n"
+        assert held.read() == b" contents\n"  # the open file keeps the version it opened
+        assert "bikes:v1" in os.listdir(project)
+    finally:
+        held.close()
+
+
+def test_corrupt_blob_is_eio(client, tmp_path, mounts):
+    rnd = random.Random(5)
+    big = rnd.randbytes(2 * CHUNK_SIZE)
+    write_tree(tmp_path / "src", {"small.txt": b"small file contents\n", "big.bin": big, "ok.txt": b"fine\n"})
+    client.commit_dir(str(tmp_path / "src"), NAME, "dataset")
+    manifest = client.manifest(client.resolve(f"{NAME}:v0"))
+    small = manifest[manifest.find("small.txt")]
+    client.store.put(layout.blob_key(small.digest), b"SMALL FILE CONTENTS\n")  # same size, other bytes
+    entry = manifest[manifest.find("big.bin")]
+    damaged = bytearray(big)
+    damaged[CHUNK_SIZE + 10] ^= 0xFF  # the second chunk only
+    client.store.put(layout.blob_key(entry.digest), bytes(damaged))
+    m = mounts()
+    root = m.path("acme/vision/bikes:v0")
+    with pytest.raises(OSError) as exc:
+        open(os.path.join(root, "small.txt"), "rb").read()
+    assert exc.value.errno == errno.EIO
+    with open(os.path.join(root, "big.bin"), "rb") as f:
+        assert f.read(4096) == big[:4096]  # the intact chunk is served
+        f.seek(CHUNK_SIZE)
+        with pytest.raises(OSError) as exc:
+            f.read(4096)
+        assert exc.value.errno == errno.EIO
+    assert open(os.path.join(root, "ok.txt"), "rb").read() == b"fine\n"
+    assert "do not match their digest" in m.log_text()
+
+
+def test_mount_errors_are_one_clear_line(committed, env, tmp_path):
+    res = run_cli(["mount", tmp_path / "missing"], env)
+    assert res.returncode == 2 and "does not exist" in res.stderr and "Traceback" not in res.stderr
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    res = run_cli(["mount", full], env)
+    assert res.returncode == 2 and "not empty" in res.stderr
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    res = run_cli(["mount", afile], env)
+    assert res.returncode == 2 and "not a directory" in res.stderr
+    res = run_cli(["umount", tmp_path], env)
+    assert res.returncode == 2 and "not mounted" in res.stderr
+    for path in (full, tmp_path):
+        assert not os.path.ismount(path)
+
+
+def test_unreachable_store_is_a_clear_error(env, tmp_path):
+    from tests.seaweed import free_port_pair
+
+    bad = dict(env, ARTIFACTFS_STORE="s3://nowhere/x", AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port_pair()}",
+               ARTIFACTFS_TIMEOUT="1", AWS_ACCESS_KEY_ID="k", AWS_SECRET_ACCESS_KEY="s",
+               AWS_DEFAULT_REGION="us-east-1")
+    (tmp_path / "mp").mkdir()
+    start = time.monotonic()
+    res = run_cli(["mount", tmp_path / "mp"], bad)
+    assert res.returncode == 5, res.stderr
+    assert res.stderr.count("\n") <= 1 and "Traceback" not in res.stderr
+    assert time.monotonic() - start < 30
+    assert not os.path.ismount(tmp_path / "mp")
+
+
+def test_umount_stops_the_daemon(committed, env, tmp_path):
+    m = Mount(tmp_path / "mp", env)
+    try:
+        assert open(m.path("acme/vision/bikes:v0/a.txt"), "rb").read() == b"hello\n"
+        res = run_cli(["umount", m.mountpoint], env)
+        assert res.returncode == 0, res.stderr
+        assert not os.path.ismount(m.mountpoint)
+        from tests.fuse_util import wait_gone
+
+        assert wait_gone(m.pid)
+        # what the mount fetched is in the cache `get` and `cache info` use
+        info = json.loads(run_cli(["cache", "info", "--json"], env, check=True).stdout)
+        assert info["pieces"] >= 1
+    finally:
+        m.close()
