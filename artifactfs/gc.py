@@ -136,24 +136,30 @@ def _prune_runs(repo: Repository, now: float) -> None:
 
 
 # ---- the commit side ---------------------------------------------------------------------------------
-def gc_overlapped(repo: Repository, started: float, wait: bool = True) -> bool:
-    """Did a gc run overlap a commit that started at `started` (local clock)? Waits for running ones."""
-    overlapped = False
-    while True:
-        running = False
-        for info in repo.store.list(RUNS):
-            try:
-                data, _ = repo.store.get(info.key)
-                state = json.loads(data).get("state")
-            except (ObjectNotFound, ValueError):
-                continue
-            if state == "running" and info.mtime > time.time() - RUN_STALE - CLOCK_SKEW:
-                running = overlapped = True
-            elif info.mtime >= started - CLOCK_SKEW:
-                overlapped = True
-        if not running or not wait:
-            return overlapped
-        time.sleep(WAIT_STEP)
+def _run_state(repo: Repository, key: str) -> str | None:
+    try:
+        data, _ = repo.store.get(key)
+        state = json.loads(data).get("state")
+        return state if repo.store.head(key).mtime > time.time() - RUN_STALE - CLOCK_SKEW else "stale"
+    except (ObjectNotFound, ValueError, AttributeError):
+        return None
+
+
+def gc_overlapped(repo: Repository, started: float) -> bool:
+    """Did a gc run overlap a commit that started at `started` (local clock)? Waits for the ones still
+    running; runs that start later mark the commit's version record, so they do not matter."""
+    overlapped, running = False, []
+    for info in repo.store.list(RUNS):
+        state = _run_state(repo, info.key)
+        if state == "running":
+            running.append(info.key)
+            overlapped = True
+        elif state == "done" and info.mtime >= started - CLOCK_SKEW:
+            overlapped = True
+    for key in running:
+        while _run_state(repo, key) == "running":
+            time.sleep(WAIT_STEP)
+    return overlapped
 
 
 def protect_commit(repo: Repository, started: float, blobs: dict[str, str | bytes],

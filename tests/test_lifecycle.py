@@ -1,0 +1,175 @@
+"""Lifecycle: rm (tombstones, aliases, latest), ttl, gc (what it frees, what it keeps, racing commits),
+verify (every mismatch reported, exit 7) and cache verify."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from artifactfs import layout
+from artifactfs.gc import gc
+from artifactfs.ingest import walk_directory
+
+
+def commit(cli, tmp_path, ref, files: dict, *args):
+    d = tmp_path / f"src-{time.monotonic_ns()}"
+    d.mkdir()
+    for name, content in files.items():
+        (d / name).write_text(content)
+    res = cli("commit", ref, "--dir", d, *args)
+    assert res.exit_code == 0, res.output + res.stderr
+    return res
+
+
+def blob(client, text: str) -> str:
+    from artifactfs.hashing import digest_bytes
+
+    return layout.blob_key(digest_bytes(text.encode()))
+
+
+def test_rm_tombstones_and_never_reuses_numbers(cli, client, tmp_path):
+    commit(cli, tmp_path, "acme/p/a", {"f": "zero"})
+    commit(cli, tmp_path, "acme/p/a", {"f": "one"}, "--alias", "prod")
+    commit(cli, tmp_path, "acme/p/a", {"f": "two"})
+
+    res = cli("rm", "acme/p/a:v1")
+    assert res.exit_code == 4 and "prod" in res.stderr  # an alias still points at it
+    assert cli("rm", "acme/p/a:v1", "--force").output.strip() == "deleted acme/p/a:v1 and aliases prod"
+    assert cli("show", "acme/p/a:v1").exit_code == 3
+    assert cli("show", "acme/p/a:prod").exit_code == 3
+
+    assert cli("rm", "acme/p/a:latest").exit_code == 0  # latest is not a custom alias: it moves back
+    assert json.loads(cli("show", "acme/p/a", "--json").output)["version"] == 0
+    assert [r["version"] for r in json.loads(cli("ls", "acme/p/a", "--json").output)] == [0]
+
+    out = json.loads(commit(cli, tmp_path, "acme/p/a", {"f": "two"}, "--json").output)
+    assert out["version"] == 3 and out["created"]  # the content of a deleted version is new again; v2 stays gone
+    assert cli("rm", "acme/p/a:v7").exit_code == 3
+
+
+def test_gc_frees_unreferenced_and_keeps_the_rest(cli, client, tmp_path):
+    commit(cli, tmp_path, "acme/p/g", {"keep": "kept", "gone": "only in v0"})
+    commit(cli, tmp_path, "acme/p/g", {"keep": "kept", "new": "in v1"})
+    v0 = client.resolve("acme/p/g:v0")
+    assert cli("rm", "acme/p/g:v0").exit_code == 0
+
+    res = cli("gc", "--dry-run", "--grace", "0s", "--json")
+    assert json.loads(res.output)["deleted"] == 2  # v0's manifest and its own blob
+    assert client.store.exists(blob(client, "only in v0"))
+
+    res = cli("gc", "--grace", "1h")  # everything is younger than the grace period
+    assert "deleted 0 expired versions, 0 objects" in res.output
+    res = cli("gc", "--grace", "0s", "--json")
+    assert json.loads(res.output)["deleted"] == 2
+    assert not client.store.exists(blob(client, "only in v0"))
+    assert not client.store.exists(layout.manifest_key(v0.manifest))
+    assert client.store.exists(blob(client, "kept")) and client.store.exists(blob(client, "in v1"))
+    assert cli("verify", "--all").exit_code == 0
+
+
+def test_ttl_expires_through_gc(cli, client, tmp_path):
+    commit(cli, tmp_path, "acme/p/t", {"f": "short-lived"}, "--alias", "tmp")
+    commit(cli, tmp_path, "acme/p/t", {"f": "stays"})
+    assert "expires at" in cli("ttl", "acme/p/t:v0", "30d").output
+    assert "expires at" in cli("ttl", "acme/p/t:v0").output
+    assert cli("ttl", "acme/p/t:v0", "none").output.strip() == "acme/p/t:v0: no ttl"
+    assert cli("ttl", "acme/p/t:v0", "0.2s").exit_code == 0
+    assert cli("ttl", "acme/p/t:v0", "soon").exit_code == 2
+    time.sleep(0.4)
+    res = cli("gc", "--grace", "0s")
+    assert "expired: acme/p/t:v0" in res.output
+    assert cli("show", "acme/p/t:v0").exit_code == 3 and cli("show", "acme/p/t:tmp").exit_code == 3
+    assert not client.store.exists(blob(client, "short-lived"))
+    assert cli("show", "acme/p/t:v1").exit_code == 0
+
+
+def test_verify_reports_every_problem(cli, client, tmp_path):
+    commit(cli, tmp_path, "acme/p/v", {"a": "aaaa", "b": "bbbb", "c": "cccc"})
+    assert cli("verify", "acme/p/v").exit_code == 0
+    client.store.put(blob(client, "aaaa"), b"AAAA")  # same size, other bytes
+    client.store.put(blob(client, "bbbb"), b"b")  # truncated
+    client.store.delete(blob(client, "cccc"))
+    res = cli("verify", "acme/p/v")
+    assert res.exit_code == 7
+    assert "acme/p/v:v0 a: blob" in res.output and "does not match its digest" in res.output
+    assert "acme/p/v:v0 b: blob" in res.output and "expected 4" in res.output
+    assert "acme/p/v:v0 c: blob" in res.output and "missing" in res.output
+    assert "verify found 3 problems" in res.stderr
+
+    record = client.resolve("acme/p/v")
+    client.store.put(layout.manifest_key(record.manifest), b"not gzip")
+    res = cli("verify", "--all")
+    assert res.exit_code == 7 and "not valid gzip" in res.output
+
+
+def test_cache_verify(cli, client, tmp_path):
+    commit(cli, tmp_path, "acme/p/c", {"a": "cached bytes"})
+    assert cli("get", "acme/p/c", "--root", tmp_path / "out").exit_code == 0
+    assert "checked 1 pieces: no damaged" in cli("cache", "verify").output
+    piece = next(p for p in (tmp_path / "cache" / "pieces").rglob("*") if p.is_file())
+    piece.write_bytes(b"rotten")
+    res = cli("cache", "verify")
+    assert res.exit_code == 7 and "damaged piece removed" in res.output
+
+
+def test_gc_racing_commits_loses_nothing(cli, client, tmp_path):
+    """Commits in threads reuse content whose only versions were deleted (so its blobs are garbage that
+    gc is deleting at that moment) while gc runs again and again with no grace period at all."""
+    contents = [f"payload {i} " * 50 for i in range(12)]
+    for i, text in enumerate(contents):
+        commit(cli, tmp_path, "acme/p/old", {f"f{i}": text})
+    for v in range(len(contents)):
+        assert cli("rm", f"acme/p/old:v{v}").exit_code == 0
+
+    srcs = []
+    for i, text in enumerate(contents):
+        d = tmp_path / f"race{i}"
+        d.mkdir()
+        (d / f"f{i}").write_text(text)
+        (d / "own").write_text(f"fresh {i}")
+        srcs.append(d)
+
+    stop = threading.Event()
+    gc_runs = [0]
+    errors = []
+
+    def collector():
+        while not stop.is_set():
+            try:
+                gc(client.repo, grace=0)
+                gc_runs[0] += 1
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+    def committer(i):
+        try:
+            from artifactfs.client import Client
+
+            c = Client()
+            try:
+                c.commit_files(c.artifact_name(f"acme/p/new{i % 3}"), "dataset", walk_directory(str(srcs[i])))
+            finally:
+                c.close()
+        except Exception as exc:  # pragma: no cover
+            errors.append(exc)
+
+    gc_thread = threading.Thread(target=collector)
+    gc_thread.start()
+    try:
+        workers = [threading.Thread(target=committer, args=(i,)) for i in range(len(contents))]
+        for w in workers:
+            w.start()
+            time.sleep(0.02)
+        for w in workers:
+            w.join(120)
+    finally:
+        stop.set()
+        gc_thread.join(120)
+    assert not errors, errors
+    assert gc_runs[0] >= 1
+    gc(client.repo, grace=0)  # and once more when everything is quiet
+    res = cli("verify", "--all", "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["versions"] == len(contents) and report["blobs"] == 2 * len(contents)
