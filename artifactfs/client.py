@@ -2,6 +2,7 @@
 API call. Each method is one user-level operation."""
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -102,13 +103,16 @@ class Client:
         name = parse_artifact_name("/".join(parts))
         self.repo.artifact_info(name)
         aliases = self.repo.aliases(name)
-        rows = []
-        for v in self.repo.list_versions(name):
+
+        def record(v: int) -> VersionRecord | None:
             try:
-                record = self.repo.version(name, v)
+                return self.repo.version(name, v)
             except NotFound:
-                continue  # deleted
-            rows.append((record, [a for a, t in aliases.items() if t == v]))
+                return None  # deleted
+
+        with ThreadPoolExecutor(8) as pool:
+            records = [r for r in pool.map(record, self.repo.list_versions(name)) if r is not None]
+        rows = [(r, [a for a, t in aliases.items() if t == r.version]) for r in records]
         return rows
 
     def download(self, ref: str, root: str | None = None, prefix: str | None = None,

@@ -115,6 +115,7 @@ class Repository:
         self.manifest_cache_dir = manifest_cache_dir
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
         self._manifest_lock = threading.Lock()
+        self._types: dict[ArtifactName, str] = {}
 
     # ---- listing -------------------------------------------------------------------------------
     def _child_names(self, prefix: str, marker: str) -> list[str]:
@@ -152,6 +153,13 @@ class Repository:
             raise NotFound(f"artifact {name} does not exist") from None
         return _load_json(data, layout.artifact_key(name))
 
+    def artifact_type(self, name: ArtifactName) -> str:
+        """The artifact's type; fixed at creation, so remembered once read."""
+        cached = self._types.get(name)
+        if cached is None:
+            cached = self._types[name] = self.artifact_info(name).get("type", "")
+        return cached
+
     def ensure_artifact(self, name: ArtifactName, type: str) -> dict:
         """Create the artifact with `type`, or check that the existing one has that type."""
         check_name(type, "type")
@@ -186,7 +194,7 @@ class Repository:
         if obj.get("deleted"):
             raise NotFound(f"{name}:v{version} was deleted")
         if type is None:
-            type = self.artifact_info(name).get("type", "")
+            type = self.artifact_type(name)
         try:
             return VersionRecord(artifact=name, type=type, etag=etag, **obj)
         except TypeError:
