@@ -353,7 +353,8 @@ class StagingFS(pyfuse3.Operations):
     async def getxattr(self, inode, name, ctx):
         info = self.stage.info
         values = {b"user.artifactfs.stage": info.id, b"user.artifactfs.artifact": info.artifact,
-                  b"user.artifactfs.base": self.stage.base_label()}
+                  b"user.artifactfs.base": self.stage.base_label(),
+                  b"user.artifactfs.frozen": "1" if self.frozen else "0"}  # "1" while a commit runs
         if inode == pyfuse3.ROOT_INODE and name in values:
             return values[name].encode()
         raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
@@ -361,7 +362,8 @@ class StagingFS(pyfuse3.Operations):
     @fuse_op
     async def listxattr(self, inode, ctx):
         if inode == pyfuse3.ROOT_INODE:
-            return [b"user.artifactfs.stage", b"user.artifactfs.artifact", b"user.artifactfs.base"]
+            return [b"user.artifactfs.stage", b"user.artifactfs.artifact", b"user.artifactfs.base",
+                    b"user.artifactfs.frozen"]
         return []
 
     @fuse_op

@@ -1,0 +1,85 @@
+"""Staging mounts through the real CLI in tests, and comparing directory trees."""
+
+import os
+import re
+import signal
+import stat
+import subprocess
+
+import xxhash
+
+from tests.fuse_util import run_cli, wait_gone
+
+
+class StageMount:
+    """`artifactfs stage ...` as a background daemon; `close()` always unmounts and stops it."""
+
+    def __init__(self, mountpoint, env, *args, remount_id=None):
+        self.mountpoint = str(mountpoint)
+        os.makedirs(self.mountpoint, exist_ok=True)
+        self.env = env
+        cmd = ["stage", "mount", remount_id, self.mountpoint] if remount_id else ["stage", *args, self.mountpoint]
+        res = run_cli(cmd, env)
+        if res.returncode != 0:
+            raise AssertionError(f"stage failed ({res.returncode}): {res.stderr}")
+        m = re.search(r"stage ([0-9a-f]{12}): .* \(pid (\d+), log ([^)]+)\)", res.stdout)
+        self.id, self.pid, self.log = m.group(1), int(m.group(2)), m.group(3)
+        assert os.path.ismount(self.mountpoint)
+
+    def path(self, *parts) -> str:
+        return os.path.join(self.mountpoint, *parts)
+
+    def kill9(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        assert wait_gone(self.pid)
+        subprocess.run(["fusermount3", "-uz", self.mountpoint], capture_output=True)
+
+    def close(self) -> None:
+        if os.path.ismount(self.mountpoint) or _dead_mount(self.mountpoint):
+            res = subprocess.run(["fusermount3", "-u", self.mountpoint], capture_output=True)
+            if res.returncode != 0:
+                subprocess.run(["fusermount3", "-uz", self.mountpoint], capture_output=True)
+        if self.pid and not wait_gone(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+            wait_gone(self.pid)
+
+    def log_text(self) -> str:
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+
+def _dead_mount(path: str) -> bool:
+    try:
+        os.stat(path)
+        return False
+    except OSError as exc:
+        return exc.errno == 107  # ENOTCONN: the daemon died, the kernel mount is still there
+
+
+def snapshot(root, with_dirs=True) -> dict:
+    """{relative path: (xxh128 of content, executable)} for files, {dir: "dir"} for directories."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        if with_dirs and rel_dir != ".":
+            out[rel_dir] = "dir"
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            assert stat.S_ISREG(st.st_mode), full
+            with open(full, "rb") as f:
+                digest = xxhash.xxh3_128_hexdigest(f.read())
+            out[os.path.normpath(os.path.join(rel_dir, name))] = (digest, bool(st.st_mode & stat.S_IXUSR))
+    return out
+
+
+def files_only(snap: dict) -> dict:
+    return {k: v for k, v in snap.items() if v != "dir"}
+
+
+def write_tree(root, files: dict) -> None:
+    for rel, data in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
