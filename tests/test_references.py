@@ -157,3 +157,36 @@ def test_cli_commit_reference_and_unchecked(s3env, tmp_path, cli):
         client.close()
     res = cli("commit", "acme/proj/mixed", "--reference", "ftp://x/y")
     assert res.exit_code == 2 and "unsupported reference" in res.stderr
+
+
+def test_references_through_the_mount(client, env, tmp_path):
+    import errno
+    import os
+
+    from tests.fuse_util import Mount
+
+    local = tmp_path / "local.bin"
+    local.write_bytes(b"L" * 5000)
+    with RefServer(etags=True) as server:
+        server.files["/a.bin"] = b"a" * 3000
+        server.files["/b.bin"] = b"b" * 3000
+        art = Artifact("acme/proj/mounted", type="dataset", client=client)
+        art.add_reference(server.url + "/a.bin")
+        art.add_reference(server.url + "/b.bin")
+        art.add_reference(f"file://{local}")
+        art.save()
+        m = Mount(tmp_path / "mnt", env)
+        try:
+            root = m.path("acme/proj/mounted:v0")
+            assert sorted(os.listdir(root)) == ["a.bin", "b.bin", "local.bin"]
+            assert os.path.getsize(os.path.join(root, "b.bin")) == 3000
+            assert open(os.path.join(root, "a.bin"), "rb").read() == b"a" * 3000
+            assert open(os.path.join(root, "local.bin"), "rb").read() == b"L" * 5000
+            server.files["/b.bin"] = b"B" * 3000  # changed at the source after the commit
+            with pytest.raises(OSError) as exc:
+                open(os.path.join(root, "b.bin"), "rb").read()
+            assert exc.value.errno == errno.EIO
+            assert "changed since it was committed" in m.log_text()
+        finally:
+            m.close()
+        assert not os.path.ismount(m.mountpoint)
