@@ -349,6 +349,7 @@ class Repository:
         self.ensure_artifact(name, type)
         existing = self.find_by_digest(name, manifest.digest)
         if existing is not None:
+            self._advance_latest(name, existing.version)  # a commit killed before moving latest left it behind
             for alias in aliases:
                 self.set_alias(name, alias, existing.version)
             return CommitResult(existing, False, aliases)
