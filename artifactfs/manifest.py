@@ -10,14 +10,17 @@ array, binary digests in one buffer, and a sparse dict for the rare entries with
 """
 
 import bisect
+import itertools
 import json
+import operator
+import re
 from array import array
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from .errors import CorruptData, InvalidPath
 from .hashing import CHUNK_SIZE, digest_bytes, is_digest
-from .paths import normalize_entry_path
+from .paths import MAX_PATH_BYTES, MAX_SEGMENT_BYTES, normalize_entry_path
 
 FORMAT = "artifactfs-manifest"
 FORMAT_VERSION = 1
@@ -100,6 +103,134 @@ class DirChild:
     next_index: int  # where a listing resumes after this child
 
 
+_PARSE_WINDOW = 4 * 1024 * 1024
+# A plain canonical entry line: keys sorted, no escapes in the path, nothing but digest, path, size.
+_PLAIN_LINE = re.compile(rb'^\{"digest":"([0-9a-f]{32})","path":"([^"\\\x00-\x1f]+)","size":(0|[1-9][0-9]{0,18})\}\n',
+                         re.MULTILINE)
+# Substrings that normalize_entry_path would change or reject, in "\n"-separated paths framed by "\n".
+_BAD_PARTS = (b"\n/", b"/\n", b"//", b"/./", b"/../", b"\n./", b"\n../", b"/.\n", b"/..\n", b"\n.\n", b"\n..\n")
+
+
+def _plain_paths_ok(paths: list[bytes], joined: bytes) -> bool:
+    framed = b"\n" + joined + b"\n"
+    if any(part in framed for part in _BAD_PARTS):
+        return False
+    if max(map(len, paths)) > MAX_SEGMENT_BYTES:  # rare: check the long ones segment by segment
+        for p in paths:
+            if len(p) > MAX_SEGMENT_BYTES and (len(p) > MAX_PATH_BYTES
+                                               or max(map(len, p.split(b"/"))) > MAX_SEGMENT_BYTES):
+                return False
+    return True
+_DIGEST_RE = re.compile(r"[0-9a-f]{32}")
+
+
+def _simple_normal_path(path: str, encoded: bytes) -> bool:
+    """True for the common case of a path that is already normalized (checked without splitting)."""
+    if not path or path[0] == "/" or path[-1] == "/" or "//" in path or "\x00" in path or len(encoded) > MAX_PATH_BYTES:
+        return False
+    if ("." in path and (path.startswith("./") or path.startswith("../") or path in (".", "..")
+                         or "/./" in path or "/../" in path or path.endswith("/.") or path.endswith("/.."))):
+        return False
+    if len(encoded) > MAX_SEGMENT_BYTES and any(len(seg.encode("utf-8")) > MAX_SEGMENT_BYTES for seg in path.split("/")):
+        return False
+    return True
+
+
+class _Columns:
+    """Builds the column buffers of a Manifest one entry at a time, in path order, validating as it goes."""
+
+    def __init__(self):
+        self.paths = bytearray()
+        self.offsets = array("Q", [0])
+        self.sizes = array("Q")
+        self.digests = bytearray()
+        self.executable = bytearray()
+        self.extras: dict[int, dict] = {}
+        self.prev: bytes | None = None
+        self.suspects: list[int] = []  # entries whose successor starts with their path (see _check_tree)
+
+    def _add_path(self, path: str, encoded: bytes) -> None:
+        prev = self.prev
+        if prev is not None and encoded <= prev:
+            if encoded == prev:
+                raise InvalidPath(f"duplicate entry path {path!r}")
+            raise CorruptData("manifest entries are not sorted by path")
+        if prev is not None and encoded.startswith(prev):
+            self.suspects.append(len(self.offsets) - 2)
+        self.prev = encoded
+        self.paths += encoded
+        self.offsets.append(len(self.paths))
+
+    def add_json(self, obj) -> None:
+        """One parsed manifest line. Plain entries (path, size, digest) take a fast path; anything else
+        goes through Entry.from_json and its full checks."""
+        if type(obj) is dict and len(obj) == 3:
+            path, size, digest = obj.get("path"), obj.get("size"), obj.get("digest")
+            if (type(path) is str and type(size) is int and size >= 0 and type(digest) is str
+                    and _DIGEST_RE.fullmatch(digest)):
+                encoded = path.encode("utf-8", "surrogatepass")
+                if _simple_normal_path(path, encoded):
+                    self._add_path(path, encoded)
+                    self.sizes.append(size)
+                    self.digests += bytes.fromhex(digest)
+                    self.executable.append(0)
+                    return
+        if not isinstance(obj, dict):
+            raise CorruptData("malformed manifest entry: not an object")
+        self.add_entry(Entry.from_json(obj))
+
+    def add_entry(self, e: Entry) -> None:
+        if normalize_entry_path(e.path) != e.path:
+            raise InvalidPath(f"entry path {e.path!r} is not normalized")
+        i = len(self.sizes)
+        self._add_path(e.path, e.path.encode("utf-8"))
+        self.sizes.append(e.size)
+        self.digests += bytes.fromhex(e.digest) if e.digest else _ZERO_DIGEST
+        self.executable.append(1 if e.executable else 0)
+        extra = {k: v for k, v in (("chunks", e.chunks), ("ref", e.ref), ("etag", e.etag),
+                                   ("version_id", e.version_id)) if v}
+        if e.digest is None:
+            extra["no_digest"] = True
+        if extra:
+            self.extras[i] = extra
+
+    def build(self, cls, chunk_size: int) -> "Manifest":
+        m = cls(chunk_size, bytes(self.paths), self.offsets, self.sizes, bytes(self.digests), bytes(self.executable),
+                self.extras)
+        m._check_tree(self.suspects)
+        return m
+
+    def add_plain_window(self, window: bytes) -> bool:
+        """Add a window of whole lines if every one is a plain, valid entry; False (nothing added) if not."""
+        rows = _PLAIN_LINE.findall(window)
+        if len(rows) != window.count(b"\n") or not rows:
+            return False
+        paths = [r[1] for r in rows]
+        joined = b"\n".join(paths)
+        try:
+            joined.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        if not _plain_paths_ok(paths, joined):
+            return False
+        prev = self.prev
+        befores = paths[:-1] if prev is None else [prev, *paths[:-1]]
+        afters = paths[1:] if prev is None else paths
+        if not all(map(operator.lt, befores, afters)):
+            return False  # unsorted or duplicate: the slow path says which
+        base = len(self.sizes) - (0 if prev is None else 1)
+        self.suspects.extend(base + i for i, hit in enumerate(map(bytes.startswith, afters, befores)) if hit)
+        ends = itertools.accumulate(map(len, paths), initial=len(self.paths))
+        next(ends)  # `initial` is the previous end, already there
+        self.offsets.extend(ends)
+        self.paths += b"".join(paths)
+        self.sizes.extend(map(int, (r[2] for r in rows)))
+        self.digests += bytes.fromhex(b"".join(r[0] for r in rows).decode("ascii"))
+        self.executable += bytes(len(rows))
+        self.prev = paths[-1]
+        return True
+
+
 class Manifest:
     """An immutable, sorted list of entries, stored column-wise."""
 
@@ -125,66 +256,54 @@ class Manifest:
 
     @classmethod
     def _pack(cls, ordered: Iterable[Entry], chunk_size: int) -> "Manifest":
-        paths = bytearray()
-        offsets = array("Q", [0])
-        sizes = array("Q")
-        digests = bytearray()
-        executable = bytearray()
-        extras: dict[int, dict] = {}
-        prev = None
-        for i, e in enumerate(ordered):
-            if normalize_entry_path(e.path) != e.path:
-                raise InvalidPath(f"entry path {e.path!r} is not normalized")
-            p = e.path.encode("utf-8")
-            if prev is not None and p <= prev:
-                if p == prev:
-                    raise InvalidPath(f"duplicate entry path {e.path!r}")
-                raise CorruptData("manifest entries are not sorted by path")
-            prev = p
-            paths += p
-            offsets.append(len(paths))
-            sizes.append(e.size)
-            digests += bytes.fromhex(e.digest) if e.digest else _ZERO_DIGEST
-            executable.append(1 if e.executable else 0)
-            extra = {k: v for k, v in (("chunks", e.chunks), ("ref", e.ref), ("etag", e.etag),
-                                       ("version_id", e.version_id)) if v}
-            if e.digest is None:
-                extra["no_digest"] = True
-            if extra:
-                extras[i] = extra
-        m = cls(chunk_size, bytes(paths), offsets, sizes, bytes(digests), bytes(executable), extras)
-        m._check_tree()
-        return m
+        cols = _Columns()
+        for e in ordered:
+            cols.add_entry(e)
+        return cols.build(cls, chunk_size)
 
-    def _check_tree(self) -> None:
-        for i in range(len(self) - 1):
+    def _check_tree(self, suspects: Iterable[int] | None = None) -> None:
+        """Reject a path that is both a file and a directory. Only an entry whose successor starts with
+        its path can be one (paths sharing a prefix are contiguous), so `suspects` may list just those."""
+        if suspects is None:
+            suspects = (i for i in range(len(self) - 1) if self._paths[i + 1].startswith(self._paths[i]))
+        for i in suspects:
             p = self._paths[i]
-            if not self._paths[i + 1].startswith(p):
-                continue  # paths sharing a prefix are contiguous: nothing can lie under p
             j = bisect.bisect_left(self._paths, p + b"/", i + 1)
             if j < len(self) and self._paths[j].startswith(p + b"/"):
                 raise InvalidPath(f"entry path {p.decode()!r} is both a file and a directory")
 
     @classmethod
     def parse(cls, data: bytes) -> "Manifest":
-        """Parse canonical bytes; the result's digest is that of `data`."""
-        lines = iter(data.split(b"\n"))
+        """Parse canonical bytes; the result's digest is that of `data`.
+
+        Windows of plain lines (`{"digest":..,"path":..,"size":..}`, the vast majority) are matched and
+        validated with a few C-level passes; any other window goes line by line through Entry.from_json.
+        """
+        head_end = data.find(b"\n")
         try:
-            header = json.loads(next(lines))
-        except (StopIteration, ValueError):
+            header = json.loads(data[:head_end] if head_end >= 0 else data)
+        except ValueError:
             raise CorruptData("manifest has no valid header") from None
-        if header.get("type") != FORMAT or header.get("format") != FORMAT_VERSION:
+        if not isinstance(header, dict) or header.get("type") != FORMAT or header.get("format") != FORMAT_VERSION:
             raise CorruptData(f"unsupported manifest format {header!r}")
-
-        def entries() -> Iterator[Entry]:
-            for line in lines:
-                if line:
-                    try:
-                        yield Entry.from_json(json.loads(line))
-                    except ValueError as exc:
-                        raise CorruptData(f"malformed manifest line: {exc}") from None
-
-        m = cls._pack(entries(), int(header["chunk_size"]))
+        cols = _Columns()
+        pos = head_end + 1 if head_end >= 0 else len(data)
+        while pos < len(data):
+            cut = data.find(b"\n", min(pos + _PARSE_WINDOW, len(data) - 1))
+            cut = len(data) if cut < 0 else cut + 1
+            window = data[pos:cut]
+            if not window.endswith(b"\n"):
+                window += b"\n"
+            if not cols.add_plain_window(window):
+                for line in window.split(b"\n"):
+                    if line:
+                        try:
+                            obj = json.loads(line)
+                        except ValueError as exc:
+                            raise CorruptData(f"malformed manifest line: {exc}") from None
+                        cols.add_json(obj)
+            pos = cut
+        m = cols.build(cls, int(header["chunk_size"]))
         m._canonical = data if data.endswith(b"\n") or not data else None
         m._digest = digest_bytes(data)
         return m

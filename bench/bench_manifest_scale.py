@@ -1,0 +1,108 @@
+"""Memory and time of the read-only mount on versions of 100,000 and 1,000,000 files.
+
+For each size: a synthetic manifest (1,000 files per directory; the blobs are not needed to list) is
+committed to a local store; then `artifactfs mount` runs as a daemon and we time the first `ls` of a
+directory of the version (which loads and indexes the manifest), a second `ls` of another directory,
+and `stat` of one file; and read the daemon's RSS (VmRSS now, VmHWM peak) from /proc.
+Also reported: Manifest.parse time and the in-process RSS growth of holding the parsed manifest.
+
+Run: python bench/bench_manifest_scale.py [--sizes 100000 1000000]
+"""
+
+import argparse
+import gc
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from artifactfs.client import Client  # noqa: E402
+from artifactfs.manifest import Entry, Manifest  # noqa: E402
+from artifactfs.names import ArtifactName  # noqa: E402
+from tests.fuse_util import Mount  # noqa: E402
+
+
+def rss_kib(pid="self") -> tuple[int, int]:
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def synthetic_manifest(n: int) -> Manifest:
+    per_dir = 1000
+    entries = (Entry(f"d{i // per_dir:05d}/f{i % per_dir:04d}.bin", 1000 + i % 977, f"{i:032x}") for i in range(n))
+    return Manifest._pack(entries, 8 * 1024 * 1024)  # generated already in path order
+
+
+def run(n: int, tmp: str) -> None:
+    store, cache = os.path.join(tmp, f"store{n}"), os.path.join(tmp, f"cache{n}")
+    client = Client(store=store, cache_dir=cache)
+    t0 = time.perf_counter()
+    manifest = synthetic_manifest(n)
+    t_build = time.perf_counter() - t0
+    data = manifest.to_bytes()
+    size = len(data)
+    client.repo.commit(ArtifactName("bench", "scale", "many"), "dataset", manifest)
+    del manifest
+    gc.collect()
+    before = rss_kib()[0]
+    t0 = time.perf_counter()
+    parsed = Manifest.parse(data)
+    t_parse = time.perf_counter() - t0
+    held = rss_kib()[0] - before
+    del parsed, data
+    client.close()
+
+    env = dict(os.environ, ARTIFACTFS_STORE=store, ARTIFACTFS_CACHE_DIR=cache,
+               ARTIFACTFS_CONFIG=os.path.join(tmp, "none.toml"))
+    t0 = time.perf_counter()
+    m = Mount(os.path.join(tmp, f"mnt{n}"), env)
+    try:
+        t_mount = time.perf_counter() - t0
+        rss_idle = rss_kib(m.pid)[0]
+        root = m.path("bench/scale/many:v0")
+        t0 = time.perf_counter()
+        first = subprocess.run(["ls", "-l", os.path.join(root, "d00000")], capture_output=True, check=True)
+        t_first = time.perf_counter() - t0
+        last_dir = f"d{(n - 1) // 1000:05d}"
+        t0 = time.perf_counter()
+        subprocess.run(["ls", "-l", os.path.join(root, last_dir)], capture_output=True, check=True)
+        t_second = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        top = subprocess.run(["ls", root], capture_output=True, check=True)
+        t_top = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        os.stat(os.path.join(root, last_dir, "f0999.bin"))
+        t_stat = time.perf_counter() - t0
+        rss, peak = rss_kib(m.pid)
+    finally:
+        m.close()
+    print(f"\n{n:,} entries (canonical manifest {size / 2**20:.0f} MiB)")
+    print(f"  build manifest in memory           {t_build:7.2f} s")
+    print(f"  Manifest.parse                     {t_parse:7.2f} s   holds {held / 1024:7.1f} MiB")
+    print(f"  mount ready (daemon started)       {t_mount:7.2f} s   daemon RSS {rss_idle / 1024:7.1f} MiB")
+    print(f"  first ls -l of a 1,000-entry dir   {t_first:7.2f} s   (loads + indexes the manifest; "
+          f"{len(first.stdout.splitlines()) - 1} entries)")
+    print(f"  ls -l of another 1,000-entry dir   {t_second:7.3f} s")
+    print(f"  ls of the version root             {t_top:7.3f} s   ({len(top.stdout.splitlines())} dirs)")
+    print(f"  stat of one file                   {t_stat * 1000:7.2f} ms")
+    print(f"  daemon RSS after listing           {rss / 1024:7.1f} MiB (peak {peak / 1024:.1f} MiB)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, max RSS of this process so far "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    with tempfile.TemporaryDirectory(prefix="artifactfs-scale-") as tmp:
+        for n in args.sizes:
+            run(n, tmp)
+
+
+if __name__ == "__main__":
+    main()
