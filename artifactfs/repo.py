@@ -386,24 +386,28 @@ class Repository:
             return versions[-1] + 1 if versions else 0
 
     def _advance_latest(self, name: ArtifactName, version: int) -> None:
-        key = layout.alias_key(name, LATEST)
+        self._swap_alias(name, LATEST, version, keep=lambda current: current >= version)
+
+    def _swap_alias(self, name: ArtifactName, alias: str, version: int, keep=lambda current: False) -> None:
+        """Point `alias` at `version` by compare-and-swap, retried until it sticks or `keep(current)`."""
+        key = layout.alias_key(name, alias)
         body = canonical_json({"version": version})
         while True:
             try:
-                current, etag = self.alias_target(name, LATEST)
+                current, etag = self.alias_target(name, alias)
             except NotFound:
                 try:
                     self.store.put_if_absent(key, body)
                     return
                 except PreconditionFailed:
                     continue
-            if current >= version:
+            if keep(current):
                 return
             try:
                 self.store.put_if_match(key, body, etag)
                 return
             except PreconditionFailed:
-                continue
+                continue  # moved meanwhile: the last writer wins, but never a torn write
 
     # ---- aliases and edits ---------------------------------------------------------------------
     def set_alias(self, name: ArtifactName, alias: str, version: int) -> None:
@@ -411,22 +415,7 @@ class Repository:
         if alias == LATEST:
             raise InvalidName("'latest' is managed automatically: it always follows the newest version")
         self.version(name, version)  # the target must exist
-        key = layout.alias_key(name, alias)
-        body = canonical_json({"version": version})
-        while True:
-            try:
-                _, etag = self.alias_target(name, alias)
-            except NotFound:
-                try:
-                    self.store.put_if_absent(key, body)
-                    return
-                except PreconditionFailed:
-                    continue
-            try:
-                self.store.put_if_match(key, body, etag)
-                return
-            except PreconditionFailed:
-                continue  # moved meanwhile: last writer wins, but never a torn write
+        self._swap_alias(name, alias, version)
 
     def remove_alias(self, name: ArtifactName, alias: str) -> int:
         check_alias(alias)
