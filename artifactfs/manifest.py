@@ -319,6 +319,12 @@ class Manifest:
             self._canonical = b"\n".join(parts) + b"\n"
         return self._canonical
 
+    def drop_canonical(self) -> None:
+        """Forget the canonical bytes kept from parsing (80 MiB for a million entries); `to_bytes`
+        regenerates the same bytes if they are needed again. For long-lived readers like the mount."""
+        if self._digest is not None:
+            self._canonical = None
+
     @property
     def digest(self) -> str:
         if self._digest is None:

@@ -158,7 +158,9 @@ class Namespace:
 
     def _load_version(self, artifact: ArtifactName, number: int) -> VersionView:
         record = self.repo.version(artifact, number)
-        return VersionView(record, self.repo.manifest(record.manifest))
+        manifest = self.repo.manifest(record.manifest)
+        manifest.drop_canonical()  # the mount only reads the columns
+        return VersionView(record, manifest)
 
     async def alias_version(self, artifact: ArtifactName, alias: str) -> VersionView:
         """The version `alias` points at now (re-read from the store after alias_ttl)."""

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 VERSION_TIMEOUT = 3600.0  # immutable content: as long as the kernel cares to keep it
 XATTR_PREFIX = "user.artifactfs."
+_XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 BLOCK_SIZE = 128 * 1024
 
 
@@ -307,9 +308,11 @@ class ReadOnlyFS(pyfuse3.Operations):
 
     @fuse_op
     async def getxattr(self, inode, name, ctx):
-        values = await self._xattrs(self._node(inode))
-        value = values.get(name.decode("utf-8", "replace").removeprefix(XATTR_PREFIX)) \
-            if name.startswith(XATTR_PREFIX.encode()) else None
+        node = self._node(inode)
+        if not name.startswith(_XATTR_PREFIX_BYTES):  # `ls -l` asks for ACLs and SELinux labels of every file
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        values = await self._xattrs(node)
+        value = values.get(name[len(_XATTR_PREFIX_BYTES):].decode("utf-8", "replace"))
         if value is None:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         return value.encode("utf-8")
