@@ -49,6 +49,7 @@ class StageFiles:
         self.journal = Journal(stage.journal_path)
         self.disk = trio.CapacityLimiter(8)
         self.unsynced: set[str] = set()  # data ids written since the last grouped fsync
+        self.doomed: set[str] = set()  # data files of removed files, deleted once the journal says so
         self._copying: dict[int, trio.Event] = {}  # id(node) -> done, one copy-up per file at a time
 
     # ---- journal --------------------------------------------------------------------------------
@@ -75,7 +76,8 @@ class StageFiles:
     def sync_now(self) -> None:
         """fsync written data files, then the journal that names them. Blocking: call in a thread."""
         ids, self.unsynced = self.unsynced, set()
-        for data_id in ids:
+        doomed, self.doomed = self.doomed, set()
+        for data_id in ids - doomed:
             try:
                 fd = os.open(self.stage.data_path(data_id), os.O_RDONLY)
             except FileNotFoundError:
@@ -85,6 +87,17 @@ class StageFiles:
             finally:
                 os.close(fd)
         self.journal.sync()
+        for data_id in doomed:  # only now: a journal without the removal must still find the file
+            try:
+                os.unlink(self.stage.data_path(data_id))
+            except FileNotFoundError:
+                pass
+
+    def drop(self, node) -> None:
+        """`node` left the tree and no handle has it open: its data file can go (at the next sync)."""
+        if not node.is_dir and node.data is not None:
+            self.doomed.add(node.data)
+            node.data = None
 
     async def sync(self) -> None:
         await to_thread(self.sync_now, limiter=self.disk)
@@ -92,7 +105,7 @@ class StageFiles:
     async def sync_loop(self) -> None:
         while True:
             await trio.sleep(SYNC_INTERVAL)
-            if self.unsynced or self.journal.dirty:
+            if self.unsynced or self.journal.dirty or self.doomed:
                 try:
                     await self.sync()
                 except OSError as exc:

@@ -231,6 +231,8 @@ class StagingFS(pyfuse3.Operations):
         if h.writable and h.node.dirty:
             async with self.change():
                 self.files.record_put(h.node)
+        if self.tree.path_of(h.node) is None:
+            self._forget_data(h.node)
 
     @fuse_op
     async def fsync(self, fh, datasync):
@@ -239,7 +241,7 @@ class StagingFS(pyfuse3.Operations):
 
     @fuse_op
     async def fsyncdir(self, fh, datasync):
-        await self.files.sync()
+        await self.files.sync()  # also frees the data files of removed files
 
     @fuse_op
     async def setattr(self, inode, attr, fields, fh, ctx):
@@ -293,7 +295,13 @@ class StagingFS(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.ENOTEMPTY)
             self.files.record({"op": "rm", "p": self._join(parent, name)})
             self.tree.remove(parent, name)
+            self._forget_data(node)
             parent.mtime_ns = time.time_ns()
+
+    def _forget_data(self, node) -> None:
+        """A file left the tree: free its data file now, or at the last close if it is open."""
+        if not node.is_dir and not any(h.node is node for h in self.handles.values()):
+            self.files.drop(node)
 
     @fuse_op
     async def unlink(self, parent_inode, name, ctx):
@@ -334,6 +342,8 @@ class StagingFS(pyfuse3.Operations):
                     up = up.parent
             self.files.record({"op": "mv", "a": self._join(src_parent, src_name), "b": self._join(dst_parent, dst_name)})
             self.tree.rename(src_parent, src_name, dst_parent, dst_name)
+            if target is not None:
+                self._forget_data(target)
             src_parent.mtime_ns = dst_parent.mtime_ns = time.time_ns()
 
     @fuse_op
