@@ -14,6 +14,10 @@ from artifactfs.errors import ArtifactfsError
 
 INTERNAL_ERROR_EXIT = 70
 
+# Library log lines (a corrupt blob, a cache write that failed) belong in daemon logs; a command reports
+# its failure as one line. Without a handler, Python would print warnings and errors to stderr as well.
+logging.getLogger("artifactfs").addHandler(logging.NullHandler())
+
 
 def human_size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
