@@ -1,0 +1,89 @@
+"""Helpers of the fault, hostile-input and security suites: the real CLI in a subprocess, a CLI with a
+fault at an exact point (tests/killpoint.py), tree comparison, and the tally of what was checked.
+
+Set ARTIFACTFS_FAULT_TALLY=FILE to have each test append one JSON line
+{"test", "faults", "recoveries", "bytes_checked"}; README's reliability figures are their sums.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import xxhash
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def af(env: dict, *args, timeout: float = 120, user: tuple[int, int] | None = None) -> subprocess.CompletedProcess:
+    """`artifactfs ARGS...` as a user runs it (optionally as another uid:gid)."""
+    cmd = [sys.executable, "-m", "artifactfs_cli.main", *map(str, args)]
+    if user is not None:
+        cmd = ["setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", "--clear-groups", *cmd]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+
+
+def af_ok(env: dict, *args, timeout: float = 120) -> str:
+    res = af(env, *args, timeout=timeout)
+    assert res.returncode == 0, (args, res.returncode, res.stdout, res.stderr)
+    return res.stdout
+
+
+def af_at(env: dict, point: str, action: str, *args, timeout: float = 120, wait: bool = True):
+    """`artifactfs ARGS...` with ACTION (kill, pause:FILE) at POINT; see tests/killpoint.py."""
+    cmd = [sys.executable, "-m", "tests.killpoint", point, action, "--", *map(str, args)]
+    if not wait:
+        return subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+
+
+def one_clear_line(res, code: int, *fragments: str) -> str:
+    """The documented failure shape: exit `code`, one `artifactfs: error:` line naming the problem."""
+    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("artifactfs: error:"), res.stderr
+    assert "Traceback" not in res.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def wait_for(cond, timeout: float = 30, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def tree_digests(root) -> dict[str, str]:
+    """{relative path: xxh128 of content} of every regular file under root."""
+    out = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            full = os.path.join(dirpath, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, root)] = xxhash.xxh3_128_hexdigest(f.read())
+    return out
+
+
+def write_files(root, files: dict) -> int:
+    total = 0
+    for rel, data in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        total += len(data)
+    return total
+
+
+def tally(test: str, faults: int = 0, recoveries: int = 0, bytes_checked: int = 0) -> None:
+    path = os.environ.get("ARTIFACTFS_FAULT_TALLY")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"test": test, "faults": faults, "recoveries": recoveries,
+                                "bytes_checked": bytes_checked}) + "\n")
