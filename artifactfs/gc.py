@@ -5,6 +5,7 @@ The protocol (docs/GC.md explains why it is safe beside concurrent commits):
 gc run G:  1. write `gc/runs/<id>.json` {"state": "running"}         (announces itself)
            2. delete TTL-expired versions
            3. mark: draft parts -> blobs, then live version records -> manifests -> blobs
+              (a live version whose manifest is missing stops the run: nothing is deleted)
            4. delete every unmarked manifest/blob whose store mtime is older than `grace`
            5. rewrite `gc/runs/<id>.json` {"state": "done"}
 
@@ -47,6 +48,7 @@ class GcReport:
     deleted: list[str] = field(default_factory=list)
     deleted_bytes: int = 0
     kept_young: int = 0  # unreferenced but younger than the grace period
+    skipped: str | None = None  # why nothing was swept
     dry_run: bool = False
 
     def to_json(self) -> dict:
@@ -55,8 +57,15 @@ class GcReport:
         return obj
 
 
+class Incomplete(Exception):
+    """A live version's manifest is missing: its blobs cannot be marked, so nothing may be swept."""
+
+
 def mark(repo: Repository) -> tuple[set[str], set[str], int]:
-    """(live manifest keys, live blob keys, number of live versions). Parts first: see the module doc."""
+    """(live manifest keys, live blob keys, number of live versions). Parts first: see the module doc.
+
+    Raises Incomplete if a live version's manifest is missing (a commit re-uploading it after an
+    earlier gc, or damage that verify reports)."""
     blobs: set[str] = set()
     for key in drafts.live_part_keys(repo):
         try:
@@ -75,7 +84,7 @@ def mark(repo: Repository) -> tuple[set[str], set[str], int]:
         try:
             manifest = repo.manifest(digest)
         except ObjectNotFound:
-            continue  # verify reports it
+            raise Incomplete(digest) from None
         for i in range(len(manifest)):
             entry = manifest[i]
             if entry.ref is None and entry.size:
@@ -100,14 +109,24 @@ def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
                     delete_version(repo, ref, force=True)
                 except NotFound:
                     pass
-        manifests, blobs, report.live_versions = mark(repo)
+        try:
+            manifests, blobs, report.live_versions = mark(repo)
+        except Incomplete as exc:
+            log.warning("gc: manifest %s of a live version is missing; deleting nothing this run (a commit "
+                        "may be restoring it; if it persists, run `artifactfs verify --all`)", exc)
+            report.skipped = f"manifest {exc} of a live version is missing"
+            return report
         if dry_run and expired:  # show what gc would free once they are gone
             gone = set(report.expired)
             keep = [r for r in live_versions(repo) if f"{r.artifact}:v{r.version}" not in gone]
             manifests = {layout.manifest_key(r.manifest) for r in keep}
             blobs = set()
             for r in keep:
-                blobs |= {layout.blob_key(e.digest) for e in repo.manifest(r.manifest) if e.ref is None and e.size}
+                try:
+                    blobs |= {layout.blob_key(e.digest) for e in repo.manifest(r.manifest) if e.ref is None and e.size}
+                except ObjectNotFound:
+                    report.skipped = f"manifest {r.manifest} of a live version is missing"
+                    return report
         report.live_manifests, report.live_blobs = len(manifests), len(blobs)
         live = manifests | blobs
         for prefix in ("manifests/", "blobs/"):

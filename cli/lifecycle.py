@@ -62,6 +62,10 @@ def gc(client: Client, dry_run, grace, as_json):
     if as_json:
         emit_json(report.to_json())
         return
+    if report.skipped:
+        click.echo(f"deleted nothing: {report.skipped} (a commit may be restoring it; if this persists, "
+                   "run `artifactfs verify --all`)")
+        return
     verb = "would delete" if dry_run else "deleted"
     for ref in report.expired:
         click.echo(f"expired: {ref}")

@@ -21,7 +21,7 @@ def writer_dir(tmp_path, i, files):
 
 
 def test_parallel_writers_in_processes(cli, env, client, tmp_path):
-    n = 6
+    n = 4
     procs = []
     for i in range(n):
         d = writer_dir(tmp_path, i, {f"part-{i}/data.txt": f"writer {i}", "shared/README": "same everywhere"})
