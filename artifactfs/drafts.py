@@ -135,6 +135,7 @@ def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> C
         repo.store.put_if_absent(prefix + "sealed.json", canonical_json({"at": now_iso(), "by": whoami()}))
     except PreconditionFailed:
         raise Conflict(f"draft {draft!r} of {name} is already being finished") from None
+    started = time.time()
     try:
         all_parts = parts(repo, name, draft)
         if not all_parts:
@@ -145,6 +146,10 @@ def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> C
         repo.store.delete(prefix + "sealed.json")  # nothing was committed: the draft stays usable
         raise
     if result.created:
+        from .gc import protect_commit
+
+        # The parts keep the blobs alive until the record exists (docs/GC.md); the new manifest needs this.
+        protect_commit(repo, started, {}, manifest)
         lineage.record_commit(repo, result.record)
     _delete_draft(repo, prefix)
     return result
