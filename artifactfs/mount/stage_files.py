@@ -6,7 +6,7 @@
 - Each data file has one StreamHasher while writes arrive in order (offset == bytes hashed so far):
   copy-up feeds it the base content, appends continue it. Any other write drops it, and the file is
   hashed at commit instead. Hashing runs on the trio thread in request order (a 128 KiB-1 MiB write
-  hashes in microseconds at ~15 GB/s); the pwrite itself runs in a worker thread.
+  hashes in microseconds at ~15 GB/s); the pwrite runs in a worker thread beyond a file's first MiB.
 - Durability: a closed (flushed) file's state is one journal line, written at once (so kill -9 loses
   nothing closed); fsync of data files and journal is grouped once a second (`sync_loop`) and forced
   by fsync(2). Local metadata syscalls (open/close of data files) are inline: microseconds on a disk.
@@ -31,6 +31,10 @@ from .reader import ChunkSource, FileReader
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL = 1.0
+# Writes within the first MiB of a file go to the page cache inline (microseconds; a thread hop costs
+# more than the write for the many-small-files case). Beyond it, a stream of writes can meet the kernel's
+# dirty-page throttling, so those run in worker threads and never stall other requests.
+INLINE_WRITE_LIMIT = 1024 * 1024
 
 
 class Handle:
@@ -74,10 +78,18 @@ class StageFiles:
         node.dirty = False
 
     def sync_now(self) -> None:
-        """fsync written data files, then the journal that names them. Blocking: call in a thread."""
+        """fsync everything pending (at exit, on the calling thread)."""
+        self._sync_files(*self._take_pending())
+
+    def _take_pending(self) -> tuple[set, set]:
+        """Swap the pending sets on the trio thread, so the worker thread owns what it gets."""
         ids, self.unsynced = self.unsynced, set()
         doomed, self.doomed = self.doomed, set()
-        for data_id in ids - doomed:
+        return ids - doomed, doomed
+
+    def _sync_files(self, ids: set, doomed: set) -> None:
+        """fsync written data files, then the journal that names them. Blocking: run in a thread."""
+        for data_id in ids:
             try:
                 fd = os.open(self.stage.data_path(data_id), os.O_RDONLY)
             except FileNotFoundError:
@@ -100,7 +112,7 @@ class StageFiles:
             node.data = None
 
     async def sync(self) -> None:
-        await to_thread(self.sync_now, limiter=self.disk)
+        await to_thread(self._sync_files, *self._take_pending(), limiter=self.disk)
 
     async def sync_loop(self) -> None:
         while True:
@@ -118,13 +130,21 @@ class StageFiles:
         node.mtime_ns = time.time_ns()
         self.unsynced.add(node.data)
 
-    async def new_file(self, node: FileNode) -> None:
-        """Give `node` a fresh empty data file (a created file)."""
-        node.data = self.stage.new_data_id()
-        fd = os.open(self.stage.data_path(node.data), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
-        node.base_index, node.size, node.hasher = None, 0, StreamHasher(self.chunk_size)
+    def new_data_file(self) -> str:
+        """A fresh empty data file; returns its id."""
+        data_id = self.stage.new_data_id()
+        os.close(os.open(self.stage.data_path(data_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return data_id
+
+    def started(self, node: FileNode) -> None:
+        """`node` was just created empty on a new data file: hash it from the first byte."""
+        node.hasher = StreamHasher(self.chunk_size)
         self._touch(node)
+
+    async def new_file(self, node: FileNode) -> None:
+        node.data = self.new_data_file()
+        node.base_index, node.size = None, 0
+        self.started(node)
 
     async def make_empty(self, node: FileNode) -> None:
         if node.data is None:
@@ -201,7 +221,10 @@ class StageFiles:
             else:
                 node.hasher = hasher = None
         try:
-            await to_thread(_write_all, fd, buf, off, limiter=self.disk)
+            if off + len(buf) <= INLINE_WRITE_LIMIT:
+                _write_all(fd, buf, off)
+            else:
+                await to_thread(_write_all, fd, buf, off, limiter=self.disk)
         except OSError as exc:
             node.hasher = None
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):

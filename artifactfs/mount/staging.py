@@ -197,11 +197,12 @@ class StagingFS(pyfuse3.Operations):
             if node is not None and node.is_dir:
                 raise pyfuse3.FUSEError(errno.EISDIR)
             if node is None:
-                node = self.tree.put(parent, name, data="", size=0, executable=bool(mode & 0o100))
-                node.data = None
-                await self.files.new_file(node)
+                data_id = self.files.new_data_file()  # before the tree changes: a failure leaves no trace
+                node = self.tree.put(parent, name, data=data_id, size=0, executable=bool(mode & 0o100),
+                                     mtime_ns=time.time_ns())
+                self.files.started(node)
                 parent.mtime_ns = node.mtime_ns
-            else:
+            elif flags & os.O_TRUNC:
                 await self.files.make_empty(node)
             fi = self._new_handle(node, True)
             return fi, self._attrs(node)
