@@ -250,3 +250,30 @@ def test_errors_are_one_clear_line(stage_env, base, stages, tmp_path):
         assert text in res.stderr, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert not os.path.exists(tmp_path / "stages") or os.listdir(tmp_path / "stages") == []  # failed `stage` commands leave nothing behind
+
+
+def test_sequential_writes_are_hashed_while_written(stage_env, base, stages, tmp_path):
+    import json
+
+    from artifactfs.hashing import hash_file
+
+    st = stages(NAME)
+    seq = os.urandom(CHUNK_SIZE + 1000)
+    with open(st.path("seq.bin"), "wb") as f:  # in order: hashed on the fly, chunks included
+        f.write(seq)
+    with open(st.path("rnd.bin"), "wb") as f:  # out of order: left for the commit to hash
+        f.write(b"b" * 1000)
+        f.seek(0)
+        f.write(b"a")
+    with open(st.path("big.bin"), "ab") as f:  # copy-up hashes the base content, the append continues it
+        f.write(b"tail")
+    journal = [json.loads(line) for path in (tmp_path / "stages" / st.id).glob("journal-*.jsonl")
+               for line in path.read_text().splitlines()]
+    puts = {op["p"]: op for op in journal if op["op"] == "put"}
+    for name in ("seq.bin", "big.bin"):
+        size, digest, chunks = hash_file(st.path(name))
+        assert (puts[name]["h"], puts[name]["c"]) == (digest, chunks)
+    assert puts["rnd.bin"]["h"] is None
+    assert run_cli(["commit", st.mountpoint], stage_env).returncode == 0
+    listed = run_cli(["files", f"{NAME}:v1"], stage_env, check=True).stdout
+    assert f"{hash_file(st.path('rnd.bin'))[1]}\trnd.bin" in listed

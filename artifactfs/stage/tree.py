@@ -202,7 +202,8 @@ class StageTree:
         """Counts of files added, modified and deleted against the base (without hashing anything)."""
         added = modified = unchanged = 0
         for path, node, index in self.walk_files():
-            if index is not None or (node.base_index is not None and self.base.path_of(node.base_index) == path):
+            source = index if index is not None else node.base_index
+            if source is not None and self.base.path_of(source) == path:  # a base file still where it was
                 unchanged += 1
             elif self.base.find(path) is not None:
                 modified += 1
