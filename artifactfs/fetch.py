@@ -87,6 +87,8 @@ class Fetcher:
         self._inflight: dict[str, Future] = {}
         self._lock = threading.Lock()
         self.fetched_bytes = 0  # from the store, for tests and benchmarks
+        # Called with every verified piece instead of cache.put when set (see mount/cache_writer.py).
+        self.cache_writer: Callable[[str, bytes], None] | None = None
 
     @property
     def references(self):
@@ -120,6 +122,12 @@ class Fetcher:
             with self._lock:
                 self._inflight.pop(flight, None)
 
+    def _store_in_cache(self, digest: str, data: bytes) -> None:
+        if self.cache_writer is not None:
+            self.cache_writer(digest, data)  # e.g. the mount's write-behind: serve first, write after
+        else:
+            self.cache.put(digest, data)
+
     def _download(self, piece: Piece) -> bytes:
         if piece.ref is not None:
             return self._download_reference(piece)
@@ -131,7 +139,7 @@ class Fetcher:
                               f"do not match digest {piece.digest})")
         with self._lock:
             self.fetched_bytes += len(data)
-        self.cache.put(piece.digest, data)
+        self._store_in_cache(piece.digest, data)
         return data
 
     def _download_reference(self, piece: Piece) -> bytes:
@@ -144,7 +152,7 @@ class Fetcher:
         with self._lock:
             self.fetched_bytes += len(data)
         if piece.verifiable:  # content-addressed: safe to cache whatever its source
-            self.cache.put(piece.digest, data)
+            self._store_in_cache(piece.digest, data)
         return data
 
     # ---- whole-file download --------------------------------------------------------------------

@@ -190,6 +190,13 @@ def test_random_access_fetches_only_needed_chunks(client, tmp_path, mounts, env)
     with open(m.path("acme/vision/bikes:v0/huge.bin"), "rb") as f:
         f.seek(3 * CHUNK_SIZE + 1000)
         assert f.read(4096) == content[3 * CHUNK_SIZE + 1000:3 * CHUNK_SIZE + 5096]
+    deadline = time.monotonic() + 10
+    while True:  # the mount writes its cache behind the reads
+        info = json.loads(run_cli(["cache", "info", "--json"], env, check=True).stdout)
+        if info["pieces"] >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    time.sleep(0.5)
     info = json.loads(run_cli(["cache", "info", "--json"], env, check=True).stdout)
     assert info["pieces"] == 1 and info["bytes"] == CHUNK_SIZE, info
 

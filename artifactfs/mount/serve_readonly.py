@@ -5,6 +5,7 @@ import logging
 from typing import Callable
 
 from ..client import Client
+from .cache_writer import CacheWriter
 from .daemon import Workers, check_mountpoint, run_foreground
 from .namespace import Namespace
 from .reader import ChunkSource
@@ -24,8 +25,13 @@ def serve_readonly(client: Client, mountpoint: str, *, alias_ttl: float = 2.0, a
     timeout = client.settings.timeout
     workers = Workers(network=NETWORK_THREADS, cpu=CPU_THREADS)
     namespace = Namespace(client.repo, workers, alias_ttl=alias_ttl, listing_ttl=alias_ttl, timeout=timeout)
+    writer = CacheWriter(client.cache)
+    client.fetcher.cache_writer = writer
     source = ChunkSource(client.fetcher, workers, timeout=timeout)
     fs = ReadOnlyFS(namespace, source)
     fsname = "artifactfs:" + client.store.url.replace(",", "_")
-    run_foreground(fs, mountpoint, fsname=fsname, subtype="artifactfs", allow_other=allow_other,
-                   read_only=True, debug=debug, on_ready=on_ready, services=source.attach)
+    try:
+        run_foreground(fs, mountpoint, fsname=fsname, subtype="artifactfs", allow_other=allow_other,
+                       read_only=True, debug=debug, on_ready=on_ready, services=source.attach)
+    finally:
+        writer.close()
