@@ -130,13 +130,19 @@ class References:
 
     def _resolve_http(self, uri: str, name: str | None, chunk_size: int) -> Entry:
         path = normalize_entry_path(name or _base_name(urllib.parse.urlparse(uri).path, uri))
-        with self._open_http(uri, method="HEAD") as resp:
-            etag = resp.headers.get("ETag")
-            length = resp.headers.get("Content-Length")
+        etag = length = None
+        try:
+            with self._open_http(uri, method="HEAD") as resp:
+                etag = resp.headers.get("ETag")
+                length = resp.headers.get("Content-Length")
+        except StoreUnavailable as exc:
+            if " 405 " not in str(exc) and " 501 " not in str(exc):
+                raise  # a server that refuses HEAD is read with GET below; other failures are errors
         if etag and length is not None:
             return Entry(path, int(length), None, ref=uri, etag=etag)
         hasher = StreamHasher(chunk_size)  # no ETag: the content itself is what we can check later
         with self._open_http(uri) as resp:
+            etag = resp.headers.get("ETag")
             while block := resp.read(1024 * 1024):
                 hasher.update(block)
         size, digest, chunks = hasher.finish()
