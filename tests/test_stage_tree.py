@@ -60,3 +60,17 @@ def test_journal_torn_last_line_is_ignored_and_a_torn_middle_is_an_error(tmp_pat
         f.write(b'\n{"op":"mkdir","p":"y"}\n{"op":"mkdir","p":"z"}\n')
     with pytest.raises(LocalIOError):
         read_journal(path)
+
+
+def test_compacted_journal_rebuilds_the_same_tree():
+    ops = [{"op": "mv", "a": "d", "b": "moved"}, {"op": "mkdir", "p": "new"},
+           {"op": "put", "p": "new/f.bin", "d": "id1", "s": 5}, {"op": "rm", "p": "e/z.txt"},
+           {"op": "mkdir", "p": "empty"}, {"op": "attr", "p": "a.txt", "x": True},
+           {"op": "put", "p": "new/g.bin", "d": "id2", "s": 1}, {"op": "rm", "p": "new/g.bin"}]
+    tree = replay(ops)
+    snap = tree.snapshot_ops()
+    again = replay(snap)
+    assert paths(again) == paths(tree) and again.empty_dirs() == tree.empty_dirs()
+    assert again.changes() == tree.changes()
+    assert again.lookup_path("a.txt").executable
+    assert replay([]).snapshot_ops() == []

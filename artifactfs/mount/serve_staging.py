@@ -29,6 +29,8 @@ def serve_stage(client: Client, stage_id: str, mountpoint: str, *, allow_other: 
     try:
         client = stage_client(client, stage)
         tree = stage.load_tree(base_manifest(client, stage))
+        if stage.compact(tree):
+            log.info("stage %s: journal of %d operations compacted", stage.id, stage.replayed)
         removed = stage.remove_unreferenced_data(tree)
         if removed:
             log.info("stage %s: removed %d data files no longer used", stage.id, removed)

@@ -77,7 +77,8 @@ class Stage:
         stage_id = uuid.uuid4().hex[:12]
         root = os.path.join(parent, stage_id)
         try:
-            os.makedirs(os.path.join(root, "data"), mode=0o700)
+            os.mkdir(root, 0o700)  # (makedirs would give only the leaf the mode)
+            os.mkdir(os.path.join(root, "data"), 0o700)
             info = StageInfo(stage_id, store, endpoint_url, artifact, type, base_version, base_manifest,
                              time.time_ns(), time.time())
             write_journal(os.path.join(root, "journal-0.jsonl"), [])
@@ -174,8 +175,10 @@ class Stage:
         dropped (the data file may have been written after them) and data files are cut to their
         journaled size. A frozen live daemon has journaled everything: no recovery needed."""
         tree = StageTree(base, self.info.base_mtime_ns)
-        for op in read_journal(self.journal_path):
+        ops = read_journal(self.journal_path)
+        for op in ops:
             tree.apply(op)
+        self.replayed = len(ops)
         if recover and not self.info.clean:
             for _, node, _ in tree.walk_files():
                 if node is not None and node.data is not None:
@@ -201,13 +204,26 @@ class Stage:
 
     def rebase(self, version: int, manifest_digest: str, empty_dirs: list[str]) -> None:
         """Make `version` the base with an empty change list (its content is the stage's content)."""
+        self._switch_journal([{"op": "mkdir", "p": p} for p in empty_dirs], base_version=version,
+                             base_manifest=manifest_digest)
+
+    def compact(self, tree: StageTree) -> bool:
+        """Replace the journal by a snapshot of `tree` (same base) if that is shorter. Owner only,
+        before serving (a commit also starts a fresh journal)."""
+        ops = tree.snapshot_ops()
+        if len(ops) >= getattr(self, "replayed", 0):
+            return False
+        self._switch_journal(ops)
+        return True
+
+    def _switch_journal(self, ops: list[dict], **info) -> None:
+        """Write `ops` as the next journal generation, then point stage.json at it (one rename)."""
         generation = self.info.generation + 1
         old_journal = self.journal_path
-        write_journal(os.path.join(self.root, f"journal-{generation}.jsonl"),
-                      [{"op": "mkdir", "p": p} for p in empty_dirs])
+        write_journal(os.path.join(self.root, f"journal-{generation}.jsonl"), ops)
         self.info.generation = generation
-        self.info.base_version = version
-        self.info.base_manifest = manifest_digest
+        for key, value in info.items():
+            setattr(self.info, key, value)
         self.save()
         try:
             os.unlink(old_journal)

@@ -156,8 +156,44 @@ class StageTree:
                     node.executable = op["x"]
                 if "t" in op:
                     node.mtime_ns = op["t"]
+        elif kind == "reset":  # the start of a compacted journal: an empty root, rebuilt below
+            self.root.entries, self.root.base_path = {}, None
+        elif kind == "graft":  # an untouched base directory, placed at `p`
+            parent, name = self.parent_and_name(op["p"])
+            self.children(parent)[name] = DirNode(parent, name, op["b"], op.get("t", 0))
+        elif kind == "base":  # an untouched base file, placed at `p`
+            parent, name = self.parent_and_name(op["p"])
+            index = self.base.find(op["b"])
+            if index is None:
+                raise InvalidPath(f"journal names base file {op['b']!r}, which the base does not have")
+            self.children(parent)[name] = FileNode(parent, name, base_index=index, size=self.base.size_of(index),
+                                                   executable=op.get("x", False), mtime_ns=op.get("t", 0))
         else:
             raise InvalidPath(f"unknown journal operation {kind!r}")
+
+    def snapshot_ops(self) -> list[dict]:
+        """A journal that rebuilds this tree from the base in one op per loaded node (compaction)."""
+        if self.root.entries is None:
+            return []  # nothing loaded, nothing changed: the base itself
+        ops: list[dict] = [{"op": "reset"}]
+        stack = [(self.root, "")]
+        while stack:
+            d, path = stack.pop()
+            for name, node in d.entries.items():
+                full = f"{path}/{name}" if path else name
+                if node.is_dir and node.entries is None:
+                    ops.append({"op": "graft", "p": full, "b": node.base_path, "t": node.mtime_ns})
+                elif node.is_dir:
+                    ops.append({"op": "mkdir", "p": full, "t": node.mtime_ns})
+                    stack.append((node, full))
+                elif node.data is not None:
+                    ops.append({"op": "put", "p": full, "d": node.data, "s": node.size, "h": node.digest,
+                                "c": list(node.chunks) if node.chunks else None, "x": node.executable,
+                                "t": node.mtime_ns})
+                else:
+                    ops.append({"op": "base", "p": full, "b": self.base.path_of(node.base_index),
+                                "x": node.executable, "t": node.mtime_ns})
+        return ops
 
     # ---- reading the whole tree -----------------------------------------------------------------
     def walk_files(self) -> Iterator[tuple[str, FileNode | None, int | None]]:
