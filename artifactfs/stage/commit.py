@@ -147,6 +147,8 @@ def commit_mounted(client: Client, mountpoint: str, **kwargs) -> StageCommit:
     except OSError as exc:
         if exc.errno in (errno.ENOTCONN, errno.ENOENT, errno.ECONNABORTED):
             raise UsageError(daemon_gone(stage)) from None
+        if exc.errno == errno.EBUSY:
+            raise Conflict(f"another commit of stage {stage.id} is running; try again when it is done") from None
         raise LocalIOError(f"cannot freeze the stage on {mountpoint}: {exc.strerror}") from None
     daemon_lost = False
     try:
