@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ..errors import ArtifactfsError, InvalidName, NotFound
+from ..errors import ArtifactfsError, InvalidName, NotFound, StoreUnavailable
 from ..manifest import Manifest
 from ..names import ArtifactName, check_name, parse_selector
 from ..repo import Repository, VersionRecord
@@ -67,7 +67,15 @@ class _SingleFlight:
             return await self.get(key, ttl, load)
         event = self._inflight[key] = trio.Event()
         try:
-            value = await load()
+            try:
+                value = await load()
+            except StoreUnavailable as exc:
+                if hit is None:
+                    raise
+                # stale-if-error: during an outage, paths to versions already loaded keep working;
+                # the stale value is kept one more TTL so each lookup does not wait out the timeout
+                log.warning("store unavailable (%s): serving %s as last seen", exc, key)
+                value = hit[1]
             self._values[key] = (None if ttl is None else trio.current_time() + ttl, value)
             return value
         finally:
