@@ -119,6 +119,7 @@ class ForeignMount:
         self.mountpoint = mountpoint
         os.makedirs(mountpoint, exist_ok=True)
         env = dict(os.environ)
+        env.pop("AWS_CA_BUNDLE", None)  # rclone's AWS SDK refuses a custom CA bundle on its HTTP transport
         if kind == "rclone":
             env.update(RCLONE_S3_PROVIDER="Other", RCLONE_S3_ENDPOINT=server.endpoint, RCLONE_S3_ACCESS_KEY_ID=ADMIN[0],
                        RCLONE_S3_SECRET_ACCESS_KEY=ADMIN[1], RCLONE_S3_REGION="us-east-1",

@@ -300,3 +300,27 @@ def test_umount_stops_the_daemon(committed, env, tmp_path):
         assert info["pieces"] >= 1
     finally:
         m.close()
+
+
+def _cache_pieces(env, settle=1.0) -> int:
+    time.sleep(settle)  # prefetches and write-behind finish in the background
+    return json.loads(run_cli(["cache", "info", "--json"], env, check=True).stdout)["pieces"]
+
+
+def test_in_order_walk_prefetches_next_files_shuffled_reads_do_not(client, tmp_path, mounts, env):
+    files = {f"d/f{i:03d}.bin": random.Random(i).randbytes(1000 + i) for i in range(400)}
+    write_tree(tmp_path / "src", files)
+    client.commit_dir(str(tmp_path / "src"), NAME, "dataset")
+    names = sorted(files)
+    m = mounts()
+    root = m.path("acme/vision/bikes:v0")
+    order = names[:]
+    random.Random(9).shuffle(order)
+    for rel in order[:10]:  # shuffled: only what is read is fetched
+        assert open(os.path.join(root, rel), "rb").read() == files[rel]
+    assert _cache_pieces(env) == 10
+    for rel in names[200:210]:  # in manifest order: the following files are fetched ahead
+        assert open(os.path.join(root, rel), "rb").read() == files[rel]
+    assert _cache_pieces(env) > 30
+    for rel in names:  # and everything still reads back exactly
+        assert open(os.path.join(root, rel), "rb").read() == files[rel]

@@ -89,6 +89,14 @@ class InodeTable:
         known.lookups += 1
         return known
 
+    def count_lookup(self, ino: int) -> bool:
+        """Count one more lookup of a known inode; False if the inode is not in the table."""
+        node = self._nodes.get(ino)
+        if node is None:
+            return False
+        node.lookups += 1
+        return True
+
     def forget(self, ino: int, nlookup: int) -> None:
         node = self._nodes.get(ino)
         if node is None or ino == ROOT_INODE:

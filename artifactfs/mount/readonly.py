@@ -36,6 +36,7 @@ from .fuse_errors import erofs, fuse_op
 from .inodes import DIR, ENTITY, FILE, PROJECT, ROOT, SEL, InodeTable, Node, inode_of, node_key
 from .namespace import Namespace, VersionView
 from .reader import ChunkSource, FileReader
+from .tree_readahead import TreeReadAhead
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ VERSION_TIMEOUT = 3600.0  # immutable content: as long as the kernel cares to ke
 XATTR_PREFIX = "user.artifactfs."
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 BLOCK_SIZE = 128 * 1024
+
+
+_DIR_MODE = stat.S_IFDIR | 0o555
+_FILE_MODE = stat.S_IFREG | 0o444
+_EXEC_MODE = stat.S_IFREG | 0o555
 
 
 def _is_version(selector: str) -> bool:
@@ -62,6 +68,7 @@ class ReadOnlyFS(pyfuse3.Operations):
         self.ns = namespace
         self.source = source
         self.inodes = InodeTable()
+        self.tree_readahead = TreeReadAhead(source)
         self.uid, self.gid = os.getuid(), os.getgid()
         self.mount_time_ns = time.time_ns()
         self._files: dict[int, FileReader] = {}
@@ -247,14 +254,33 @@ class ReadOnlyFS(pyfuse3.Operations):
             self.inodes.remember(node)
 
     def _readdir_tree(self, view: VersionView, dirpath: str, start_id, token) -> None:
-        """Work proportional to the entries returned: the offset token is the manifest index to resume at."""
+        """Work proportional to the entries returned: the offset token is the manifest index to resume at.
+        The hot loop of `find`/`ls -R`: attributes are filled inline, nodes made only for new inodes."""
+        m = view.manifest
         prefix = dirpath + "/" if dirpath else ""
-        for child in view.manifest.children(dirpath, start_id - 1 if start_id else None):
-            node = self._version_node(view, prefix + child.name, -1 if child.is_dir else child.index)
-            attrs = self._attrs(node, VERSION_TIMEOUT)
-            if not pyfuse3.readdir_reply(token, child.name.encode("utf-8"), attrs, child.next_index + 1):
+        key_prefix = f"V:{view.key}:{prefix}"
+        mtime = self._mtime_ns(view)
+        uid, gid, table = self.uid, self.gid, self.inodes
+        for child in m.children(dirpath, start_id - 1 if start_id else None):
+            ino = inode_of(key_prefix + child.name)
+            a = pyfuse3.EntryAttributes()
+            a.st_ino = ino
+            a.entry_timeout = a.attr_timeout = VERSION_TIMEOUT
+            if child.is_dir:
+                a.st_mode, a.st_nlink = _DIR_MODE, 2
+            else:
+                i = child.index
+                a.st_mode = _EXEC_MODE if m.is_executable(i) else _FILE_MODE
+                a.st_nlink = 1
+                a.st_size = size = m.size_of(i)
+                a.st_blocks = (size + 511) // 512
+            a.st_uid, a.st_gid, a.st_blksize = uid, gid, BLOCK_SIZE
+            a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = mtime
+            if not pyfuse3.readdir_reply(token, child.name.encode("utf-8"), a, child.next_index + 1):
                 return
-            self.inodes.remember(node)
+            if not table.count_lookup(ino):
+                kind, index = (DIR, -1) if child.is_dir else (FILE, child.index)
+                table.remember(Node(ino, kind, version=view, path=prefix + child.name, index=index))
 
     @fuse_op
     async def releasedir(self, fh):
@@ -271,6 +297,9 @@ class ReadOnlyFS(pyfuse3.Operations):
         m = node.version.manifest
         entry = m[node.index]
         reader = FileReader(self.source, pieces_of(entry, m.chunk_size), entry.size, m.chunk_size)
+        if len(reader.pieces) == 1:
+            self.source.start(reader.pieces[0])  # the read follows at once: start its fetch now
+            self.tree_readahead.on_open(node.version, node.index)
         fh = self._new_fh()
         self._files[fh] = reader
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)

@@ -1,0 +1,77 @@
+"""Read-ahead across files: when small files of a version are opened in manifest order (what `cp -r`,
+`tar`, `find -exec cat`, `du`-like scans and in-order data loaders do, since readdir lists entries in
+manifest order), fetch the next ones before they are asked for.
+
+Many small files are latency-bound: each open+read waits one store round trip. Detecting an in-order
+walk turns that into a pipeline. The detector is per version and tolerant of the reordering that
+parallel readers cause: an open within SLACK entries of where the walk is expected counts as in order.
+After IN_ORDER_OPENS such opens, the next `window` files are prefetched; the window doubles on each
+further in-order open up to MAX_WINDOW files and MAX_BYTES. Any other open resets it, so a shuffled
+reader (a training loop with shuffle=True) never triggers prefetching and fetches only what it reads.
+Only files of one piece (up to the chunk size) are prefetched; large files have their own read-ahead.
+
+Runs on the trio thread with no await: `on_open` only starts fetch tasks.
+"""
+
+from collections import OrderedDict
+
+from ..errors import ArtifactfsError
+from ..fetch import pieces_of
+
+SLACK = 16
+IN_ORDER_OPENS = 3
+INITIAL_WINDOW = 8
+MAX_WINDOW = 256
+MAX_BYTES = 64 * 1024 * 1024
+TRACKED_VERSIONS = 64
+
+
+class _Walk:
+    __slots__ = ("expected", "in_order", "window", "prefetched_to")
+
+    def __init__(self, index: int):
+        self.expected = index + 1
+        self.in_order = 1
+        self.window = 0
+        self.prefetched_to = index + 1
+
+
+class TreeReadAhead:
+    def __init__(self, source):
+        self.source = source  # reader.ChunkSource
+        self._walks: OrderedDict[str, _Walk] = OrderedDict()
+
+    def on_open(self, view, index: int) -> None:
+        walk = self._walks.get(view.key)
+        if walk is None or not walk.expected - SLACK <= index <= max(walk.expected, walk.prefetched_to) + SLACK:
+            self._walks[view.key] = _Walk(index)
+            self._walks.move_to_end(view.key)
+            while len(self._walks) > TRACKED_VERSIONS:
+                self._walks.popitem(last=False)
+            return
+        self._walks.move_to_end(view.key)
+        walk.in_order += 1
+        walk.expected = max(walk.expected, index + 1)
+        if walk.in_order < IN_ORDER_OPENS:
+            return
+        walk.window = min(MAX_WINDOW, max(INITIAL_WINDOW, walk.window * 2))
+        self._prefetch(view, walk, index)
+
+    def _prefetch(self, view, walk: _Walk, index: int) -> None:
+        m = view.manifest
+        end = min(len(m), index + 1 + walk.window)
+        start = max(walk.prefetched_to, index + 1)
+        budget = MAX_BYTES
+        i = start
+        while i < end and budget > 0:
+            size = m.size_of(i)
+            if 0 < size <= m.chunk_size:
+                try:
+                    pieces = pieces_of(m[i], m.chunk_size)
+                except ArtifactfsError:
+                    pieces = []  # e.g. a reference without checksum: its reader will report it
+                for piece in pieces:
+                    self.source.start(piece, prefetch=True)
+                budget -= size
+            i += 1
+        walk.prefetched_to = max(walk.prefetched_to, i)
