@@ -23,6 +23,7 @@ from ..names import LATEST
 from ..repo import CommitResult
 from .local import Stage, find_by_mountpoint
 from .tree import StageTree
+from .upload import upload_missing
 
 FREEZE_XATTR = "user.artifactfs.freeze"
 THAW_XATTR = "user.artifactfs.thaw"
@@ -112,7 +113,7 @@ def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description:
     manifest, uploads = build_manifest(stage, tree)
     bar = progress(sum(size for _, _, size in {d: (d, p, s) for d, p, s in uploads}.values())) if progress else None
     try:
-        repo.upload_blobs(uploads, bar)
+        upload_missing(client.store, uploads, bar)
     finally:
         if bar is not None and hasattr(bar, "close"):
             bar.close()
