@@ -19,7 +19,7 @@ from .errors import Conflict, NotFound, ObjectNotFound, PreconditionFailed, Usag
 from .hashing import StreamHasher, digest_bytes
 from .manifest import Manifest, canonical_json
 from .names import LATEST, ArtifactName, Ref, parse_ref
-from .repo import Repository, VersionRecord, _load_json, now_iso, whoami
+from .repo import Repository, VersionRecord, _load_json, now_iso, parse_stored_manifest, whoami
 
 VERIFY_THREADS = 8
 _DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
@@ -173,7 +173,7 @@ def load_manifest_from_store(repo: Repository, digest: str) -> Manifest:
         raise CorruptData(f"manifest {digest} is not valid gzip") from None
     if digest_bytes(data) != digest:
         raise CorruptData(f"manifest {digest} does not match its digest")
-    return Manifest.parse(data)
+    return parse_stored_manifest(data, digest)
 
 
 @dataclass

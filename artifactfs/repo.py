@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
 from . import layout
-from .errors import Conflict, CorruptData, InvalidName, NotFound, ObjectNotFound, PreconditionFailed, UsageError
+from .errors import Conflict, CorruptData, InvalidName, InvalidPath, NotFound, ObjectNotFound, PreconditionFailed, UsageError
 from .hashing import digest_bytes
 from .manifest import Manifest, canonical_json
 from .names import LATEST, ArtifactName, Ref, check_alias, check_name
@@ -107,6 +107,15 @@ def _load_json(data: bytes, key: str) -> dict:
     if not isinstance(obj, dict):
         raise CorruptData(f"store object {key} is not a JSON object")
     return obj
+
+
+def parse_stored_manifest(data: bytes, digest: str) -> Manifest:
+    """Parse a manifest read from the store. A path it must not hold (traversal, duplicates) means the
+    store holds a manifest no commit writes: corrupt data (exit 7), not a usage error."""
+    try:
+        return Manifest.parse(data)
+    except InvalidPath as exc:
+        raise CorruptData(f"manifest {digest} in the store is invalid: {exc}") from None
 
 
 class Repository:
@@ -254,7 +263,7 @@ class Repository:
             if digest_bytes(data) != digest:
                 raise CorruptData(f"manifest {digest} in the store does not match its digest")
             self._write_cached_manifest(digest, data)
-        manifest = Manifest.parse(data)
+        manifest = parse_stored_manifest(data, digest)
         with self._manifest_lock:
             self._manifests[digest] = manifest
             while len(self._manifests) > 8:
