@@ -82,7 +82,9 @@ class Client:
         return parse_ref(text, self.settings.entity, self.settings.project)
 
     def artifact_name(self, text: str) -> ArtifactName:
-        return parse_artifact_name(text.partition(":")[0], self.settings.entity, self.settings.project)
+        if ":" in text:  # `name:selector` names the artifact too, but a malformed selector is an error
+            return self.ref(text).artifact
+        return parse_artifact_name(text, self.settings.entity, self.settings.project)
 
     # ---- reading -------------------------------------------------------------------------------
     def resolve(self, ref: str | Ref) -> VersionRecord:
@@ -143,7 +145,13 @@ class Client:
     def commit_files(self, name: ArtifactName, type: str, files: Iterable[LocalFile],
                      extra_entries: Iterable[Entry] = (), progress: Progress = None, **commit_args) -> CommitResult:
         from . import lineage
+        from .names import check_alias
+        from .repo import check_metadata
 
+        for alias in commit_args.get("aliases") or ():  # bad input fails before anything is written
+            if alias != "latest":
+                check_alias(alias)
+        check_metadata(commit_args.get("metadata"))
         self.repo.ensure_artifact(name, type)  # fail on a type conflict before uploading anything
         if commit_args.get("run"):
             lineage.check_run(commit_args["run"])
