@@ -1,0 +1,250 @@
+"""Hostile and bad input: what `commit --dir` refuses (devices, sockets, symlink tricks, huge metadata,
+names and paths the format cannot hold), manifests crafted with traversal or duplicates and placed
+straight into the store, and property-based tests of path normalization and canonical manifests.
+
+Each refusal is one clear line with a documented exit code, and nothing is written where it does not
+belong: no blob or version in the store, no file outside the download directory. Already covered in
+test_cli.py: outside symlink, FIFO, non-UTF-8 name, `..`/absolute --prefix, bad artifact names."""
+
+import gzip
+import json
+import os
+import socket
+import stat
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from artifactfs import layout
+from artifactfs.errors import InvalidPath
+from artifactfs.hashing import digest_bytes
+from artifactfs.manifest import Entry, Manifest, canonical_json
+from artifactfs.paths import MAX_PATH_BYTES, normalize_entry_path
+from tests.fault_util import tally, write_files
+from tests.fuse_util import Mount
+
+NAME = "acme/vision/hostile"
+
+
+def refused(res, code: int, *fragments: str) -> str:
+    assert res.exit_code == code, (res.exit_code, res.output)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("artifactfs: error:"), res.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def store_keys(client) -> list[str]:
+    return sorted(info.key for info in client.store.list(""))
+
+
+@pytest.fixture
+def data(tmp_path):
+    d = tmp_path / "data"
+    write_files(d, {"ok.txt": b"fine\n", "sub/inner.txt": b"inner\n"})
+    return d
+
+
+# ---- commit --dir ---------------------------------------------------------------------------------
+def test_special_files_and_symlink_tricks_are_refused(cli, client, data, tmp_path):
+    before = store_keys(client)
+    outside = tmp_path / "outside"
+    write_files(outside, {"secret.txt": b"secret\n"})
+    cases = []
+    if os.geteuid() == 0:
+        os.mknod(data / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        cases.append(("null", 8, "not a regular file"))
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(data / "sock"))
+    cases.append(("sock", 8, "not a regular file"))
+    cases.append(("dir-link", 2, "outside the committed directory"))
+    cases.append(("loop", 8, "cannot read"))
+    cases.append(("dangling", 8, "cannot read"))
+    cases.append(("via-dotdot", 2, "outside the committed directory"))
+    try:
+        for name, code, fragment in cases:
+            path = data / name
+            if name == "dir-link":
+                os.symlink(outside, path)
+            elif name == "loop":
+                os.symlink(data / "loop2", path)
+                os.symlink(path, data / "loop2")
+            elif name == "dangling":
+                os.symlink(data / "missing", path)  # inside, but to nothing
+            elif name == "via-dotdot":
+                os.symlink("sub/../../outside/secret.txt", path)
+            refused(cli("commit", "--dir", data, NAME), code, fragment)
+            for p in (path, data / "loop2"):
+                if os.path.lexists(p):
+                    os.unlink(p)
+    finally:
+        sock.close()
+    os.symlink("sub/inner.txt", data / "inside-link")  # a symlink inside the directory is followed
+    assert cli("commit", "--dir", data, NAME).exit_code == 0
+    files = json.loads(cli("files", f"{NAME}:v0", "--json").stdout)
+    assert sorted(e["path"] for e in files) == ["inside-link", "ok.txt", "sub/inner.txt"]
+    assert before == [] and not any("secret" in k for k in store_keys(client))
+    tally("special files and symlinks", faults=len(cases))
+
+
+def test_names_and_paths_the_format_cannot_hold(cli, client, data):
+    """Through the in-process CLI, so arguments can hold what a shell cannot pass (NUL)."""
+    long_prefix = "/".join(["d" * 200] * 25)  # 5 KB: over the 4096-byte path limit
+    cases = [
+        (("--prefix", "a\x00b"), 2, "NUL"),
+        (("--prefix", long_prefix), 2, f"over {MAX_PATH_BYTES} bytes"),
+        (("--prefix", "x" * 300), 2, "over 255 bytes"),
+        (("--prefix", "a//b"), 2, "empty segment"),
+        (("--prefix", "a/../../b"), 2, "'..'"),
+        (("--alias", "../x"), 2, "invalid alias"),
+        (("--alias", "v3"), 2, "reserved"),
+        (("--alias", "a\x00"), 2, "invalid alias"),
+        (("--type", "../model"), 2, "invalid type"),
+    ]
+    for args, code, fragment in cases:
+        refused(cli("commit", "--dir", data, NAME, *args), code, fragment)
+    for ref in ("../vision/x", "acme/../x", "/acme/vision/x", "acme/vision/x\x00y", "acme/vision/" + "n" * 129,
+                "acme/vision/x:..", "acme/vision/ü"):
+        refused(cli("commit", "--dir", data, ref), 2, "invalid")
+    assert not [k for k in store_keys(client) if k.startswith(("blobs/", "manifests/", "artifacts/"))]
+    tally("bad names and paths", faults=len(cases) + 7)
+
+
+def test_ten_megabytes_of_metadata_is_refused_before_any_upload(cli, client, data, tmp_path):
+    big = tmp_path / "meta.json"
+    big.write_text(json.dumps({"blob": "x" * (10 * 1024 * 1024)}))
+    refused(cli("commit", "--dir", data, NAME, "--metadata-file", big), 2, "metadata is", "limit")
+    assert not [k for k in store_keys(client) if k.startswith(("blobs/", "manifests/", "artifacts/"))]
+    assert cli("commit", "--dir", data, NAME).exit_code == 0
+    refused(cli("update", f"{NAME}:v0", "--metadata-file", big), 2, "limit")
+    assert json.loads(cli("show", f"{NAME}:v0", "--json").stdout)["metadata"] == {}
+    tally("10 MB metadata", faults=2)
+
+
+# ---- crafted manifests in the store ---------------------------------------------------------------
+def plant_version(client, lines: list[dict], name=NAME) -> str:
+    """Write a manifest of raw entry lines, and a version 0 + latest naming it, straight into the store."""
+    header = {"chunk_size": 8 * 1024 * 1024, "format": 1, "type": "artifactfs-manifest"}
+    data = b"\n".join(canonical_json(x) for x in [header, *lines]) + b"\n"
+    digest = digest_bytes(data)
+    store = client.store
+    store.put(layout.manifest_key(digest), gzip.compress(data))
+    parts = name.split("/")
+    base = f"artifacts/{parts[0]}/{parts[1]}/{parts[2]}"
+    store.put(f"{base}/artifact.json", canonical_json({"type": "dataset", "created_at": "", "created_by": "x"}))
+    record = {"version": 0, "manifest": digest, "size": 6, "file_count": len(lines), "description": None,
+              "metadata": {}, "created_at": "", "created_by": "x", "run": None, "inputs": []}
+    store.put(f"{base}/versions/0.json", canonical_json(record))
+    store.put(f"{base}/aliases/latest.json", canonical_json({"version": 0}))
+    return digest
+
+
+BAD_PATHS = ["../escape.txt", "/etc/evil.txt", "a/../../escape.txt", "dup", "a//b"]
+
+
+def test_crafted_manifests_are_refused_everywhere(cli, client, tmp_path, env):
+    """Manifests no commit writes (traversal, absolute, duplicates, empty segment), planted with valid
+    digests: get, files and verify exit 7 naming the manifest, nothing lands outside the download
+    directory, and the mount refuses the version while the daemon stays up."""
+    blob = b"evil!\n"
+    digest = digest_bytes(blob)
+    client.store.put(layout.blob_key(digest), blob)
+    out = tmp_path / "deep" / "out"
+    out.mkdir(parents=True)
+    for i, bad in enumerate(BAD_PATHS):
+        name = f"{NAME}{i}"
+        if bad == "dup":
+            lines = [{"path": "same.txt", "size": 6, "digest": digest}, {"path": "same.txt", "size": 6, "digest": digest}]
+        else:
+            lines = [{"path": bad, "size": 6, "digest": digest}]
+        plant_version(client, lines, name)
+        assert cli("show", f"{name}:v0", "--json").exit_code == 0  # the record alone is fine
+        for args in (("get", name, "--root", out), ("files", name), ("verify", name)):
+            res = cli(*args)
+            line = refused(res, 7)
+            if args[0] == "verify":  # the summary is on stderr, each problem on stdout
+                line = res.stdout
+            assert "manifest" in line and ("duplicate" in line if bad == "dup" else "path" in line), line
+    for root, _, names in os.walk(tmp_path):
+        assert "escape.txt" not in names and "evil.txt" not in names and "same.txt" not in names, root
+    assert not os.path.exists("/etc/evil.txt")
+    m = Mount(tmp_path / "mp", env)
+    try:
+        for i in range(len(BAD_PATHS)):
+            with pytest.raises(OSError):
+                os.listdir(m.path(f"{NAME}{i}:v0"))
+        assert os.path.ismount(m.mountpoint)  # the daemon stays up
+        assert os.listdir(m.path("acme")) == ["vision"]
+    finally:
+        m.close()
+    tally("crafted manifests", faults=len(BAD_PATHS))
+
+
+# ---- properties -----------------------------------------------------------------------------------
+segment = st.one_of(st.sampled_from([".", "..", "", "a", "b.txt", "ü", " ", "\\", "x" * 256]),
+                    st.text(string.ascii_letters + string.digits + "._-", min_size=1, max_size=12),
+                    st.text(min_size=1, max_size=6))
+raw_path = st.builds(lambda segs, lead, trail: ("/" if lead else "") + "/".join(segs) + ("/" if trail else ""),
+                     st.lists(segment, min_size=0, max_size=6), st.booleans(), st.booleans())
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw_path)
+def test_normalized_paths_are_safe_and_stable(path):
+    try:
+        norm = normalize_entry_path(path)
+    except InvalidPath:
+        segs = [s for s in path.split("/") if s != "."]
+        assert (path.startswith("/") or "\x00" in path or ".." in segs or "" in segs[:-1] or not segs
+                or segs == [""] or any(len(s.encode("utf-8", "surrogatepass")) > 255 for s in segs)
+                or len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES
+                or any(0xD800 <= ord(c) <= 0xDFFF for c in path)), path
+        return
+    assert normalize_entry_path(norm) == norm  # idempotent
+    parts = norm.split("/")
+    assert not norm.startswith("/") and "" not in parts and ".." not in parts and "." not in parts
+    assert "\x00" not in norm
+    assert os.path.normpath(os.path.join("/root", norm)).startswith("/root/")  # never escapes a root
+    assert [s for s in path.split("/") if s not in (".", "")] == parts
+
+
+entry = st.builds(
+    lambda path, size, d, ex: Entry(path, size, d, executable=ex),
+    st.lists(st.text(string.ascii_lowercase + "é0", min_size=1, max_size=4), min_size=1, max_size=3).map("/".join),
+    st.integers(0, 10**12), st.binary(min_size=16, max_size=16).map(bytes.hex), st.booleans())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(entry, max_size=30, unique_by=lambda e: e.path), st.randoms())
+def test_canonical_manifest_is_independent_of_order(entries, rnd):
+    try:
+        m = Manifest.from_entries(entries)
+    except InvalidPath as exc:  # a file that is also a directory: refused, whatever the order
+        assert "both a file and a directory" in str(exc)
+        shuffled = entries[:]
+        rnd.shuffle(shuffled)
+        with pytest.raises(InvalidPath):
+            Manifest.from_entries(shuffled)
+        return
+    shuffled = entries[:]
+    rnd.shuffle(shuffled)
+    again = Manifest.from_entries(shuffled)
+    assert again.to_bytes() == m.to_bytes() and again.digest == m.digest
+    parsed = Manifest.parse(m.to_bytes())
+    assert parsed.digest == m.digest and list(parsed) == list(m) == sorted(entries, key=lambda e: e.path.encode())
+    lines = m.to_bytes().split(b"\n")
+    assert lines[-1] == b"" and all(b" " not in ln or b'"path"' in ln for ln in lines)
+    for ln in lines[:-1]:
+        obj = json.loads(ln)
+        assert canonical_json(obj) == ln  # sorted keys, no spaces
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(entry, min_size=1, max_size=10, unique_by=lambda e: e.path), st.data())
+def test_duplicate_paths_are_refused(entries, data):
+    dup = data.draw(st.sampled_from(entries))
+    with pytest.raises(InvalidPath):
+        Manifest.from_entries([*entries, Entry(dup.path, 1, "0" * 32)])
