@@ -19,8 +19,8 @@ from ..client import Client
 from ..errors import Conflict, LocalIOError, NotFound, UsageError
 from ..hashing import hash_file
 from ..manifest import Entry, Manifest
-from ..names import LATEST
-from ..repo import CommitResult
+from ..names import LATEST, check_alias
+from ..repo import CommitResult, check_metadata
 from .local import Stage, find_by_mountpoint
 from .tree import StageTree
 from .upload import upload_missing
@@ -109,6 +109,10 @@ def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description:
     if moved and require_base:
         raise Conflict(f"{name}:latest is v{latest}, but this stage started from {base} "
                        "(--require-base); nothing was committed")
+    for alias in aliases:  # bad input fails before any upload
+        if alias != LATEST:
+            check_alias(alias)
+    check_metadata(metadata)
     repo.ensure_artifact(name, stage.info.type)  # a type conflict fails before any upload
     manifest, uploads = build_manifest(stage, tree)
     bar = progress(sum(size for _, _, size in {d: (d, p, s) for d, p, s in uploads}.values())) if progress else None
