@@ -24,6 +24,7 @@ from artifactfs.manifest import Entry, Manifest, canonical_json
 from artifactfs.paths import MAX_PATH_BYTES, normalize_entry_path
 from tests.fault_util import tally, write_files
 from tests.fuse_util import Mount
+from tests.staging_util import StageMount
 
 NAME = "acme/vision/hostile"
 
@@ -113,10 +114,20 @@ def test_names_and_paths_the_format_cannot_hold(cli, client, data):
     tally("bad names and paths", faults=len(cases) + 7)
 
 
-def test_ten_megabytes_of_metadata_is_refused_before_any_upload(cli, client, data, tmp_path):
+def test_ten_megabytes_of_metadata_is_refused_before_any_upload(cli, client, data, tmp_path, monkeypatch):
     big = tmp_path / "meta.json"
     big.write_text(json.dumps({"blob": "x" * (10 * 1024 * 1024)}))
     refused(cli("commit", "--dir", data, NAME, "--metadata-file", big), 2, "metadata is", "limit")
+    assert not [k for k in store_keys(client) if k.startswith(("blobs/", "manifests/", "artifacts/"))]
+    monkeypatch.setenv("ARTIFACTFS_STAGE_DIR", str(tmp_path / "stages"))
+    st = StageMount(tmp_path / "mp", dict(os.environ), NAME, "--empty")
+    try:
+        write_files(st.mountpoint, {"staged.txt": b"staged\n"})
+        refused(cli("commit", st.mountpoint, "--metadata-file", big), 2, "limit")
+        refused(cli("commit", st.mountpoint, "--alias", "v9"), 2, "reserved")
+        assert open(st.path("staged.txt"), "rb").read() == b"staged\n"  # the stage is untouched
+    finally:
+        st.close()
     assert not [k for k in store_keys(client) if k.startswith(("blobs/", "manifests/", "artifacts/"))]
     assert cli("commit", "--dir", data, NAME).exit_code == 0
     refused(cli("update", f"{NAME}:v0", "--metadata-file", big), 2, "limit")
