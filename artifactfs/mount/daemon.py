@@ -106,7 +106,7 @@ def _bdi_of(mountpoint: str) -> str | None:
     return found
 
 
-def raise_readahead(mountpoint: str, kb: int = READ_AHEAD_KB) -> bool:
+def raise_readahead(mountpoint: str, kb: int = READ_AHEAD_KB, quiet: bool = False) -> bool:
     dev = _bdi_of(mountpoint)
     if dev is None:
         return False
@@ -114,7 +114,8 @@ def raise_readahead(mountpoint: str, kb: int = READ_AHEAD_KB) -> bool:
     try:
         with open(path, "w") as f:
             f.write(str(kb))
-        log.info("readahead of %s raised to %d KiB", mountpoint, kb)
+        if not quiet:
+            log.info("readahead of %s raised to %d KiB", mountpoint, kb)
         return True
     except OSError as exc:
         log.info("cannot raise readahead (%s): %s; FUSE reads stay at 128 KiB", path, exc)
@@ -143,12 +144,11 @@ def run_foreground(ops: pyfuse3.Operations, mountpoint: str, *, fsname: str, sub
         pyfuse3.init(ops, mountpoint, options)
     except RuntimeError as exc:
         raise UsageError(f"cannot mount on {mountpoint}: {exc}") from None
-    raise_readahead(mountpoint)
     if on_ready:
         on_ready()
     log.info("mounted %s on %s", fsname, mountpoint)
     try:
-        trio.run(_serve, services)
+        trio.run(_serve, services, mountpoint)
     except BaseException:
         pyfuse3.close(unmount=True)
         raise
@@ -156,8 +156,35 @@ def run_foreground(ops: pyfuse3.Operations, mountpoint: str, *, fsname: str, sub
     log.info("unmounted %s", mountpoint)
 
 
-async def _serve(services) -> None:
+async def _raise_readahead_after_init(mountpoint: str) -> None:
+    """The kernel sets the mount's readahead from the INIT reply, which the loop sends after this task
+    starts: so raise it once INIT is through, and check that it stuck."""
+    stable = 0
+    for _ in range(100):
+        await trio.sleep(0.05)
+        if _read_ahead_kb(mountpoint) == READ_AHEAD_KB:
+            stable += 1
+            if stable >= 4:
+                log.info("readahead of %s raised to %d KiB", mountpoint, READ_AHEAD_KB)
+                return
+        else:
+            stable = 0
+            if not raise_readahead(mountpoint, quiet=True):
+                return  # not root: FUSE requests stay at 128 KiB
+
+
+def _read_ahead_kb(mountpoint: str) -> int | None:
+    dev = _bdi_of(mountpoint)
+    try:
+        with open(f"/sys/class/bdi/{dev}/read_ahead_kb") as f:
+            return int(f.read())
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+async def _serve(services, mountpoint: str) -> None:
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(_raise_readahead_after_init, mountpoint)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async def stop_on_signal():
                 async for sig in signals:

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 MEMORY_BYTES = 256 * 1024 * 1024
 INITIAL_WINDOW = 8 * 1024 * 1024
 MAX_WINDOW = 128 * 1024 * 1024
-PREFETCH_CONCURRENCY = 12
+PREFETCH_CONCURRENCY = 16
 RANDOM_TO_SEQUENTIAL = 4 * 1024 * 1024  # after a jump, read this far in order before prefetching
 
 

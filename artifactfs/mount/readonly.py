@@ -40,6 +40,7 @@ from .tree_readahead import TreeReadAhead
 
 log = logging.getLogger(__name__)
 
+_debug_reads = os.environ.get("ARTIFACTFS_DEBUG_READS") == "1"
 VERSION_TIMEOUT = 3600.0  # immutable content: as long as the kernel cares to keep it
 XATTR_PREFIX = "user.artifactfs."
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
@@ -309,6 +310,8 @@ class ReadOnlyFS(pyfuse3.Operations):
         reader = self._files.get(fh)
         if reader is None:
             raise pyfuse3.FUSEError(errno.EBADF)
+        if _debug_reads:
+            log.debug("read fh %d: %d bytes at %d", fh, size, off)
         return await reader.read(off, size)
 
     @fuse_op
