@@ -13,7 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from .. import layout
+from ..errors import LocalIOError
 from ..store import ObjectStore
+from .fast_put import SMALL, FastPut
 
 THREADS = 16
 KEYS_PER_LIST = 1000
@@ -49,6 +51,7 @@ def upload_missing(store: ObjectStore, blobs: list[tuple[str, str, int]],
     for digest, path, size in blobs:
         unique.setdefault(digest, (path, size))
     have = listed_blobs(store, set(unique))
+    fast = FastPut.for_store(store, threads) if unique else None
     counts = [0, 0]
     lock = threading.Lock()
 
@@ -57,7 +60,14 @@ def upload_missing(store: ObjectStore, blobs: list[tuple[str, str, int]],
         key = layout.blob_key(digest)
         present = digest in have if have is not None else store.exists(key)
         if not present:
-            store.put_file(key, path, size)
+            if fast is not None and size <= SMALL:
+                with open(path, "rb") as f:
+                    data = f.read()
+                if len(data) != size:
+                    raise LocalIOError(f"{path} changed size while it was being committed")
+                fast.put(key, data)
+            else:
+                store.put_file(key, path, size)
             with lock:
                 counts[0] += 1
                 counts[1] += size
@@ -66,7 +76,11 @@ def upload_missing(store: ObjectStore, blobs: list[tuple[str, str, int]],
 
     # the biggest first, so one large blob does not start last and finish alone
     items = sorted(unique.items(), key=lambda kv: -kv[1][1])
-    with ThreadPoolExecutor(max(1, min(threads, len(items)))) as pool:
-        for _ in pool.map(one, items):
-            pass
+    try:
+        with ThreadPoolExecutor(max(1, min(threads, len(items)))) as pool:
+            for _ in pool.map(one, items):
+                pass
+    finally:
+        if fast is not None:
+            fast.close()
     return counts[0], counts[1]
