@@ -24,6 +24,17 @@ def af(env: dict, *args, timeout: float = 120, user: tuple[int, int] | None = No
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
 
 
+def af_many(calls, timeout: float = 120) -> list[subprocess.CompletedProcess]:
+    """Run independent `artifactfs` calls [(env, args), ...] at once; results in order."""
+    procs = [subprocess.Popen([sys.executable, "-m", "artifactfs_cli.main", *map(str, args)], env=env, cwd=REPO_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for env, args in calls]
+    results = []
+    for p, (_, args) in zip(procs, calls):
+        out, err = p.communicate(timeout=timeout)
+        results.append(subprocess.CompletedProcess(args, p.returncode, out, err))
+    return results
+
+
 def af_ok(env: dict, *args, timeout: float = 120) -> str:
     res = af(env, *args, timeout=timeout)
     assert res.returncode == 0, (args, res.returncode, res.stdout, res.stderr)
