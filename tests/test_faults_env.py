@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import pytest
 
 from artifactfs.hashing import CHUNK_SIZE
-from tests.fault_util import af, af_at, af_ok, one_clear_line, tally, tree_digests, wait_for, write_files
+from tests.fault_util import af, af_at, af_ok, tally, tree_digests, wait_for, write_files
 from tests.fuse_util import Mount
 from tests.seaweed import ADMIN, SeaweedServer
 
