@@ -3,11 +3,13 @@ written to the PieceCache by a background thread (temp file + rename, as PieceCa
 
 Writing an 8 MiB chunk into the cache costs about as much as downloading it on a busy machine, so
 doing it on the read path halved cold sequential throughput. Pending bytes are bounded: past
-MAX_PENDING, the caller writes synchronously (back-pressure instead of unbounded memory). A crash
-loses at most the pending pieces, which are only cache.
+MAX_PENDING, a piece is simply not cached (a streaming read of a huge file must not run at the speed
+of the cache disk; a later read fetches that piece again). A crash loses at most the pending pieces,
+which are only cache.
 """
 
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,16 +17,26 @@ from ..cache import PieceCache
 
 log = logging.getLogger(__name__)
 
-MAX_PENDING = 256 * 1024 * 1024
+MAX_PENDING = 128 * 1024 * 1024
+
+
+def _lower_priority() -> None:
+    """Cache writes yield the CPU to fetching and serving: on a busy machine they fall behind and
+    pieces go uncached, instead of reads slowing down. (Linux: nice applies per thread.)"""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (OSError, AttributeError):
+        pass
 
 
 class CacheWriter:
     def __init__(self, cache: PieceCache, threads: int = 2, max_pending: int = MAX_PENDING):
         self.cache = cache
         self.max_pending = max_pending
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="cache-writer")
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="cache-writer", initializer=_lower_priority)
         self._lock = threading.Lock()
         self._pending = 0
+        self.skipped = 0  # pieces not cached because the writes were too far behind
 
     def __call__(self, digest: str, data: bytes) -> None:
         with self._lock:
@@ -32,7 +44,8 @@ class CacheWriter:
             if defer:
                 self._pending += len(data)
         if not defer:
-            self.cache.put(digest, data)
+            self.skipped += 1  # the disk cannot keep up: serve without caching rather than slow the read
+            log.debug("cache writes behind by %d bytes: not caching %s", self._pending, digest)
             return
         self._pool.submit(self._write, digest, data)
 

@@ -153,7 +153,7 @@ class FileReader:
             return b""
         if not self.chunked:
             data = await self.source.get(self.pieces[0])
-            return data[off:end]
+            return data[off:end] if off or end < len(data) else data
         cs = self.chunk_size
         first, last = off // cs, (end - 1) // cs
         self._plan(off, end, last)
@@ -165,7 +165,8 @@ class FileReader:
             data = await self.source.get(self.pieces[i])
             lo = max(off - i * cs, 0)
             hi = min(end - i * cs, len(data))
-            parts.append(data[lo:hi] if (lo, hi) != (0, len(data)) else data)
+            # a view, not a copy: pyfuse3 replies from any buffer, and the chunk stays alive meanwhile
+            parts.append(memoryview(data)[lo:hi] if (lo, hi) != (0, len(data)) else data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _plan(self, off: int, end: int, last: int) -> None:
