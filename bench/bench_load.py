@@ -7,6 +7,13 @@ the manifest. Two phases: `cold` (fresh mount, empty cache: every first read goe
 The daemon's RSS is sampled every 0.5 s.
 
 Run: .venv/bin/python bench/bench_load.py [--files 20000] [--readers 16] [--seconds 20]
+
+Measured 2026-11-24 on the 2-core dev VM while other test suites ran (load average ~10), defaults:
+    commit of 20,000 files (4-16 KiB, 195 MiB): 121 s
+    cold     478 files/s, 4.9 MB/s, p50 32.8 ms, p99 79.5 ms, 0 errors, 0 wrong; RSS 69 -> 140 MiB
+    remount  754 files/s, 7.7 MB/s, p50 11.2 ms, p99 110 ms, 0 errors, 0 wrong; RSS 68 -> 169 MiB
+RSS grows with the distinct files read: recent pieces are kept in the mount's memory LRU, which is
+capped at 256 MiB (mount/reader.py MEMORY_BYTES), so the daemon stays under ~70 MiB + that cap.
 """
 
 import argparse
