@@ -318,9 +318,9 @@ def test_in_order_walk_prefetches_next_files_shuffled_reads_do_not(client, tmp_p
     random.Random(9).shuffle(order)
     for rel in order[:10]:  # shuffled: only what is read is fetched
         assert open(os.path.join(root, rel), "rb").read() == files[rel]
-    assert _cache_pieces(env) == 10
+    assert _cache_pieces(env) < 20  # 10 read; a chance run of near neighbours may add one small window
     for rel in names[200:210]:  # in manifest order: the following files are fetched ahead
         assert open(os.path.join(root, rel), "rb").read() == files[rel]
-    assert _cache_pieces(env) > 30
+    assert _cache_pieces(env) > 40
     for rel in names:  # and everything still reads back exactly
         assert open(os.path.join(root, rel), "rb").read() == files[rel]

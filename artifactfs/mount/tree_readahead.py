@@ -4,7 +4,8 @@ manifest order), fetch the next ones before they are asked for.
 
 Many small files are latency-bound: each open+read waits one store round trip. Detecting an in-order
 walk turns that into a pipeline. The detector is per version and tolerant of the reordering that
-parallel readers cause: an open within SLACK entries of where the walk is expected counts as in order.
+parallel readers cause: an open within SLACK entries of where the walk is expected counts as in order,
+and one up to STRAGGLERS behind it is ignored.
 After IN_ORDER_OPENS such opens, the next `window` files are prefetched; the window doubles on each
 further in-order open up to MAX_WINDOW files and MAX_BYTES. Any other open resets it, so a shuffled
 reader (a training loop with shuffle=True) never triggers prefetching and fetches only what it reads.
@@ -19,6 +20,7 @@ from ..errors import ArtifactfsError
 from ..fetch import pieces_of
 
 SLACK = 16
+STRAGGLERS = 64  # opens this far behind the walk are ignored (slow threads of a parallel reader)
 IN_ORDER_OPENS = 3
 INITIAL_WINDOW = 8
 MAX_WINDOW = 256
@@ -43,6 +45,8 @@ class TreeReadAhead:
 
     def on_open(self, view, index: int) -> None:
         walk = self._walks.get(view.key)
+        if walk is not None and walk.expected - STRAGGLERS <= index < walk.expected - SLACK:
+            return  # a parallel reader lagging behind the walk: neither in order nor a reason to reset
         if walk is None or not walk.expected - SLACK <= index <= max(walk.expected, walk.prefetched_to) + SLACK:
             self._walks[view.key] = _Walk(index)
             self._walks.move_to_end(view.key)
