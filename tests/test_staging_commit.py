@@ -189,7 +189,7 @@ def test_latest_moved_since_the_base(stage_env, base, stages):  # noqa: F811
     res = run_cli(["commit", b.mountpoint, "--require-base"], stage_env)
     assert res.returncode == 4 and "latest is v1" in res.stderr and "started from v0" in res.stderr
     assert versions(stage_env) == ["v0", "v1"]
-    os.getxattr(b.mountpoint, FROZEN) == b"0"
+    assert os.getxattr(b.mountpoint, FROZEN) == b"0"
     write(b.path("b3.txt"), b"b3")  # the failed commit left the stage writable
     res = run_cli(["commit", b.mountpoint], stage_env)
     assert res.returncode == 0, res.stderr

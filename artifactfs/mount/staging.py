@@ -7,8 +7,8 @@ device files, FIFOs, sockets. Permission bits other than the owner's executable 
 (a file shows 0644 or 0755, a directory 0755); ownership changes are accepted and ignored.
 
 Commit control: `setxattr(ROOT, "user.artifactfs.freeze", PID)` journals every open file's state,
-fsyncs, and holds every further change (writes wait) until `user.artifactfs.thaw` or until PID dies;
-then the daemon re-reads stage.json, since the commit may have rebased the stage onto a new journal.
+fsyncs, and holds every further change (writes wait) until `user.artifactfs.thaw` or until PID dies
+(mount/stage_freeze.py); `user.artifactfs.frozen` reads "1" meanwhile.
 """
 
 import errno
@@ -18,15 +18,13 @@ import stat
 import time
 
 import pyfuse3
-import trio
 
-from ..errors import InvalidPath
 from ..paths import MAX_SEGMENT_BYTES
 from ..stage.commit import FREEZE_XATTR, THAW_XATTR
-from ..stage.journal import Journal
 from ..stage.local import Stage
 from ..stage.tree import DirNode, StageTree
 from .fuse_errors import fuse_op
+from .stage_freeze import FreezeControl
 from .stage_files import Handle, StageFiles, statvfs_of
 
 log = logging.getLogger(__name__)
@@ -50,7 +48,7 @@ def _unsupported(what: str) -> pyfuse3.FUSEError:
     return pyfuse3.FUSEError(errno.EPERM)
 
 
-class StagingFS(pyfuse3.Operations):
+class StagingFS(FreezeControl, pyfuse3.Operations):
     def __init__(self, stage: Stage, tree: StageTree, files: StageFiles):
         super().__init__()
         self.stage, self.tree, self.files = stage, tree, files
@@ -61,11 +59,7 @@ class StagingFS(pyfuse3.Operations):
         self.dirs: dict[int, list] = {}
         self._next_fh = 1
         self.uid, self.gid = os.getuid(), os.getgid()
-        self.frozen = False
-        self.freezer: int | None = None
-        self._thawed = trio.Event()
-        self._thawed.set()
-        self._busy = 0  # changes in progress (a freeze waits for them)
+        self.init_freeze()
 
     # ---- helpers --------------------------------------------------------------------------------
     def _ino(self, node) -> int:
@@ -108,22 +102,6 @@ class StagingFS(pyfuse3.Operations):
     def _join(self, parent: DirNode, name: str) -> str:
         p = self._path(parent)
         return f"{p}/{name}" if p else name
-
-    class _Change:
-        def __init__(self, fs):
-            self.fs = fs
-
-        async def __aenter__(self):
-            while self.fs.frozen:
-                await self.fs._thawed.wait()
-            self.fs._busy += 1
-
-        async def __aexit__(self, *exc):
-            self.fs._busy -= 1
-
-    def change(self):
-        """Every change runs inside this: it waits while a commit has the stage frozen."""
-        return self._Change(self)
 
     # ---- lookups --------------------------------------------------------------------------------
     @fuse_op
@@ -391,40 +369,6 @@ class StagingFS(pyfuse3.Operations):
     async def removexattr(self, inode, name, ctx):
         raise pyfuse3.FUSEError(errno.ENOTSUP)
 
-    async def freeze(self, pid: int) -> None:
-        if self.frozen:
-            log.warning("freeze refused: a commit (pid %s) is already in progress", self.freezer)
-            raise pyfuse3.FUSEError(errno.EBUSY)
-        self.frozen, self.freezer = True, pid
-        self._thawed = trio.Event()
-        while self._busy:  # let changes already running finish
-            await trio.sleep(0.005)
-        for h in list(self.handles.values()):
-            if h.writable:
-                self.files.record_put(h.node)
-        await self.files.sync()
-        log.info("frozen for a commit by pid %d", pid)
-
-    def thaw(self) -> None:
-        if not self.frozen:
-            return
-        generation = self.stage.info.generation
-        self.stage.reload()
-        if self.stage.info.generation != generation:  # the commit rebased the stage: new journal
-            self.files.journal.close()
-            self.files.journal = Journal(self.stage.journal_path)
-            log.info("stage %s now continues from %s", self.stage.id, self.stage.base_label())
-        self.frozen, self.freezer = False, None
-        self._thawed.set()
-
-    async def watch_freezer(self) -> None:
-        """Thaw if the committing process died (kill -9 of `artifactfs commit`)."""
-        while True:
-            await trio.sleep(0.5)
-            if self.frozen and self.freezer and not _alive(self.freezer):
-                log.warning("the committing process %d is gone: thawing", self.freezer)
-                self.thaw()
-
     def flush_all(self) -> None:
         """At exit: journal every file still open for writing."""
         for h in list(self.handles.values()):
@@ -432,16 +376,3 @@ class StagingFS(pyfuse3.Operations):
                 self.files.record_put(h.node)
         self.files.sync_now()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][:1] != "Z"  # a zombie is dead for our purpose
-    except OSError:
-        return False
