@@ -142,36 +142,50 @@ class Client:
         return DiffResult(added, list(old.values()), changed)
 
     # ---- writing -------------------------------------------------------------------------------
-    def commit_files(self, name: ArtifactName, type: str, files: Iterable[LocalFile],
-                     extra_entries: Iterable[Entry] = (), progress: Progress = None, **commit_args) -> CommitResult:
+    def check_commit_args(self, name: ArtifactName, type: str, commit_args: dict) -> dict:
+        """Validate a commit's arguments before anything is uploaded; returns them with each input
+        pinned to the exact version it names now."""
         from . import lineage
         from .names import check_alias
         from .repo import check_metadata
 
-        for alias in commit_args.get("aliases") or ():  # bad input fails before anything is written
+        for alias in commit_args.get("aliases") or ():
             if alias != "latest":
                 check_alias(alias)
         check_metadata(commit_args.get("metadata"))
-        self.repo.ensure_artifact(name, type)  # fail on a type conflict before uploading anything
+        self.repo.ensure_artifact(name, type)  # a type conflict fails before any upload
         if commit_args.get("run"):
             lineage.check_run(commit_args["run"])
         if commit_args.get("inputs") and not commit_args.get("run"):
             raise UsageError("inputs are recorded for a run: give the run id too (--run ID)")
-        if commit_args.get("inputs"):  # pin each input to the exact version it names now
-            commit_args["inputs"] = lineage.resolve_inputs(self.repo, commit_args["inputs"],
-                                                           self.settings.entity, self.settings.project)
+        if commit_args.get("inputs"):
+            commit_args = {**commit_args, "inputs": lineage.resolve_inputs(
+                self.repo, commit_args["inputs"], self.settings.entity, self.settings.project)}
+        return commit_args
+
+    def record_version(self, name: ArtifactName, type: str, manifest: Manifest, started: float,
+                       sources: dict[str, str], **commit_args) -> CommitResult:
+        """Take the next version for `manifest` (its blobs uploaded since `started`), then make sure a
+        gc that overlapped the commit removed nothing it uses (`sources`: blob key -> local file) and
+        record its lineage."""
+        from . import lineage
         from .gc import protect_commit
 
+        result = self.repo.commit(name, type, manifest, **commit_args)
+        if result.created:
+            protect_commit(self.repo, started, sources, manifest)
+            lineage.record_commit(self.repo, result.record)
+        return result
+
+    def commit_files(self, name: ArtifactName, type: str, files: Iterable[LocalFile],
+                     extra_entries: Iterable[Entry] = (), progress: Progress = None, **commit_args) -> CommitResult:
+        commit_args = self.check_commit_args(name, type, commit_args)
         started = time.time()
         files = list(files)
         entries, _ = hash_and_upload(self.store, files, progress=progress, known=self._latest_digests(name))
         manifest = Manifest.from_entries([*entries, *extra_entries])
-        result = self.repo.commit(name, type, manifest, **commit_args)
-        if result.created:
-            sources = {blob_key(e.digest): f.source for f, e in zip(files, entries) if e.size}
-            protect_commit(self.repo, started, sources, manifest)  # survive a gc that ran meanwhile
-            lineage.record_commit(self.repo, result.record)
-        return result
+        sources = {blob_key(e.digest): f.source for f, e in zip(files, entries) if e.size}
+        return self.record_version(name, type, manifest, started, sources, **commit_args)
 
     def _latest_digests(self, name: ArtifactName):
         """Digests of the latest version's files: blobs a live version names are in the store."""

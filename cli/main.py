@@ -108,7 +108,7 @@ def commit(client: Client, ref, stage_id, require_base, directory, type_, descri
 
     if stage_id or (not directory and not references and is_stage_target(ref)):
         return commit_stage(client, ref, stage_id, description=description, aliases=aliases, metadata=metadata,
-                            require_base=require_base, as_json=as_json)
+                            require_base=require_base, run=run, inputs=inputs, as_json=as_json)
     if ref is None:
         raise UsageError("give REF with --dir/--reference, a staging MOUNTPOINT, or --stage ID")
     from artifactfs.ingest import walk_directory

@@ -161,10 +161,10 @@ def is_stage_target(target: str | None) -> bool:
 
 
 def commit_stage(client: Client, mountpoint: str | None, stage_id: str | None, *, description, aliases, metadata,
-                 require_base: bool, as_json: bool) -> None:
+                 require_base: bool, run: str | None, inputs, as_json: bool) -> None:
     """`artifactfs commit MOUNTPOINT` or `artifactfs commit --stage ID`."""
     kwargs = dict(description=description, metadata=metadata, aliases=aliases, require_base=require_base,
-                  progress=lambda total: Progress(total, "uploading"))
+                  run=run, inputs=inputs, progress=lambda total: Progress(total, "uploading"))
     if stage_id:
         sc = commit_offline(client, stage_id, **kwargs)
     else:

@@ -11,6 +11,7 @@ the stage from its directory (base + journal) like after a crash: there is one w
 import dataclasses
 import errno
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -18,9 +19,10 @@ from typing import Callable
 from ..client import Client
 from ..errors import Conflict, LocalIOError, NotFound, UsageError
 from ..hashing import hash_file
+from ..layout import blob_key
 from ..manifest import Entry, Manifest
-from ..names import LATEST, check_alias
-from ..repo import CommitResult, check_metadata
+from ..names import LATEST
+from ..repo import CommitResult
 from .local import Stage, find_by_mountpoint
 from .tree import StageTree
 from .upload import upload_missing
@@ -95,8 +97,8 @@ def build_manifest(stage: Stage, tree: StageTree) -> tuple[Manifest, list[tuple[
 
 
 def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description: str | None = None,
-                  metadata: dict | None = None, aliases=(), require_base: bool = False,
-                  progress: Callable[[int], Callable[[int], None]] | None = None) -> StageCommit:
+                  metadata: dict | None = None, aliases=(), require_base: bool = False, run: str | None = None,
+                  inputs=(), progress: Callable[[int], Callable[[int], None]] | None = None) -> StageCommit:
     """Commit `tree` (the stage's current content) and rebase the stage onto the result."""
     repo = client.repo
     name = client.artifact_name(stage.info.artifact)
@@ -109,11 +111,9 @@ def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description:
     if moved and require_base:
         raise Conflict(f"{name}:latest is v{latest}, but this stage started from {base} "
                        "(--require-base); nothing was committed")
-    for alias in aliases:  # bad input fails before any upload
-        if alias != LATEST:
-            check_alias(alias)
-    check_metadata(metadata)
-    repo.ensure_artifact(name, stage.info.type)  # a type conflict fails before any upload
+    commit_args = client.check_commit_args(name, stage.info.type, dict(
+        description=description, metadata=metadata, aliases=aliases, run=run, inputs=inputs))
+    started = time.time()
     manifest, uploads = build_manifest(stage, tree)
     bar = progress(sum(size for _, _, size in {d: (d, p, s) for d, p, s in uploads}.values())) if progress else None
     try:
@@ -121,8 +121,8 @@ def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description:
     finally:
         if bar is not None and hasattr(bar, "close"):
             bar.close()
-    result = repo.commit(name, stage.info.type, manifest, description=description, metadata=metadata,
-                         aliases=aliases)
+    result = client.record_version(name, stage.info.type, manifest, started,
+                                   {blob_key(d): path for d, path, _ in uploads}, **commit_args)
     empty = tree.empty_dirs()
     stage.rebase(result.record.version, manifest.digest, empty)
     return StageCommit(result, base, latest if moved else None, len(empty))
