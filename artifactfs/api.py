@@ -26,7 +26,7 @@ from .errors import InvalidPath, NotFound, UsageError
 from .ingest import LocalFile, local_file, walk_directory
 from .manifest import Entry
 from .names import LATEST
-from .paths import join_entry_path, normalize_entry_path
+from .paths import normalize_entry_path
 from .references import MAX_OBJECTS
 from .repo import VersionRecord
 

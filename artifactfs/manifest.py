@@ -15,7 +15,7 @@ import json
 import operator
 import re
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .errors import CorruptData, InvalidPath

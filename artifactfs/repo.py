@@ -13,12 +13,11 @@ import json
 import os
 import socket
 import threading
-import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from . import layout
 from .errors import Conflict, CorruptData, InvalidName, InvalidPath, NotFound, ObjectNotFound, PreconditionFailed, UsageError

@@ -32,7 +32,7 @@ def store_url(request, backend, tmp_path):
     """A fresh, empty store on each backend: a directory, or a unique prefix in the test bucket."""
     if backend == "local":
         return str(tmp_path / "store")
-    server = request.getfixturevalue("seaweed")
+    request.getfixturevalue("seaweed")  # the server must be up
     return f"s3://{BUCKET}/{uuid.uuid4().hex}"
 
 

@@ -3,7 +3,6 @@ Concurrent additions never lose each other's files; the same path with different
 at finish that names the path."""
 
 import json
-import os
 import subprocess
 import sys
 

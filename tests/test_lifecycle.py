@@ -5,7 +5,6 @@ import json
 import threading
 import time
 
-import pytest
 
 from artifactfs import layout
 from artifactfs.gc import gc
