@@ -231,3 +231,12 @@ def test_full_disk_is_enospc_and_the_stage_survives(stage_env, base, tmp_path, m
         if st is not None:
             st.close()
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_stage_commit_records_lineage(stage_env, base, stages):  # noqa: F811
+    stage = stages(NAME)
+    write(stage.path("model.bin"), b"weights")
+    res = run_cli(["commit", stage.mountpoint, "--run", "train-7", "--input", f"{NAME}:v0"], stage_env)
+    assert res.returncode == 0, res.stderr
+    out = run_cli(["lineage", f"{NAME}:v1", "--json"], stage_env, check=True).stdout
+    assert "train-7" in out and f"{NAME}:v0" in out
