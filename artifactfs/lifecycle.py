@@ -8,7 +8,6 @@ blobs stay until gc finds nothing else refers to them (docs/GC.md).
 TTL: `artifacts/<e>/<p>/<n>/ttl/<N>.json` = {"expires_at": <unix seconds>}; gc deletes expired versions.
 """
 
-import gzip
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 
 from . import layout
 from .errors import Conflict, NotFound, ObjectNotFound, PreconditionFailed, UsageError
-from .hashing import StreamHasher, digest_bytes
+from .hashing import StreamHasher
 from .manifest import Manifest, canonical_json
 from .names import LATEST, ArtifactName, Ref, parse_ref
 from .repo import Repository, VersionRecord, _load_json, now_iso, parse_stored_manifest, whoami
@@ -164,15 +163,7 @@ def live_versions(repo: Repository) -> list[VersionRecord]:
 
 def load_manifest_from_store(repo: Repository, digest: str) -> Manifest:
     """The manifest straight from the store (never the local copy), checked against its digest."""
-    from .errors import CorruptData
-
-    packed, _ = repo.store.get(layout.manifest_key(digest))
-    try:
-        data = gzip.decompress(packed)
-    except (OSError, EOFError):
-        raise CorruptData(f"manifest {digest} is not valid gzip") from None
-    if digest_bytes(data) != digest:
-        raise CorruptData(f"manifest {digest} does not match its digest")
+    data = repo.manifest_bytes_from_store(digest)
     return parse_stored_manifest(data, digest)
 
 

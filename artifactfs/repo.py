@@ -254,13 +254,7 @@ class Repository:
                 return self._manifests[digest]
         data = self._read_cached_manifest(digest)
         if data is None:
-            packed, _ = self.store.get(layout.manifest_key(digest))
-            try:
-                data = gzip.decompress(packed)
-            except (OSError, EOFError):
-                raise CorruptData(f"manifest {digest} in the store is not valid gzip") from None
-            if digest_bytes(data) != digest:
-                raise CorruptData(f"manifest {digest} in the store does not match its digest")
+            data = self.manifest_bytes_from_store(digest)
             self._write_cached_manifest(digest, data)
         manifest = parse_stored_manifest(data, digest)
         with self._manifest_lock:
@@ -268,6 +262,17 @@ class Repository:
             while len(self._manifests) > 8:
                 self._manifests.popitem(last=False)
         return manifest
+
+    def manifest_bytes_from_store(self, digest: str) -> bytes:
+        """The canonical manifest bytes straight from the store, checked against their digest."""
+        packed, _ = self.store.get(layout.manifest_key(digest))
+        try:
+            data = gzip.decompress(packed)
+        except (OSError, EOFError):
+            raise CorruptData(f"manifest {digest} in the store is not valid gzip") from None
+        if digest_bytes(data) != digest:
+            raise CorruptData(f"manifest {digest} in the store does not match its digest")
+        return data
 
     def _manifest_cache_path(self, digest: str) -> str | None:
         if not self.manifest_cache_dir:

@@ -84,21 +84,19 @@ class LocalStore(ObjectStore):
             os.close(fd)
 
     def put(self, key: str, data: bytes) -> str:
+        return self._replace(key, data=data)
+
+    def put_file(self, key: str, path: str, size: int) -> None:
+        self._replace(key, source=path)
+
+    def _replace(self, key: str, data: bytes | None = None, source: str | None = None) -> str:
+        """Write `key` from bytes or a local file: temp file, fsync, rename, fsync the directory."""
         target = self._path(key)
         try:
-            tmp = self._write_temp(target, data)
+            tmp = self._write_temp(target, data, source)
             os.rename(tmp, target)
             fsync_dir(os.path.dirname(target))
             return _etag(os.stat(target))
-        except OSError as exc:
-            raise _translate(exc, key) from None
-
-    def put_file(self, key: str, path: str, size: int) -> None:
-        target = self._path(key)
-        try:
-            tmp = self._write_temp(target, source=path)
-            os.rename(tmp, target)
-            fsync_dir(os.path.dirname(target))
         except OSError as exc:
             raise _translate(exc, key) from None
 
