@@ -20,7 +20,6 @@ await of a lookup, so a `forget` can never interleave between choosing a node an
 """
 
 import errno
-import json
 import logging
 import os
 import stat

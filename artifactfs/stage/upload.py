@@ -13,9 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from .. import layout
-from ..errors import LocalIOError
 from ..store import ObjectStore
-from .fast_put import SMALL, FastPut
 
 THREADS = 16
 KEYS_PER_LIST = 1000
@@ -51,7 +49,6 @@ def upload_missing(store: ObjectStore, blobs: list[tuple[str, str, int]],
     for digest, path, size in blobs:
         unique.setdefault(digest, (path, size))
     have = listed_blobs(store, set(unique))
-    fast = FastPut.for_store(store, threads) if unique else None
     counts = [0, 0]
     lock = threading.Lock()
 
@@ -60,14 +57,7 @@ def upload_missing(store: ObjectStore, blobs: list[tuple[str, str, int]],
         key = layout.blob_key(digest)
         present = digest in have if have is not None else store.exists(key)
         if not present:
-            if fast is not None and size <= SMALL:
-                with open(path, "rb") as f:
-                    data = f.read()
-                if len(data) != size:
-                    raise LocalIOError(f"{path} changed size while it was being committed")
-                fast.put(key, data)
-            else:
-                store.put_file(key, path, size)
+            store.put_file(key, path, size)
             with lock:
                 counts[0] += 1
                 counts[1] += size
@@ -76,11 +66,7 @@ def upload_missing(store: ObjectStore, blobs: list[tuple[str, str, int]],
 
     # the biggest first, so one large blob does not start last and finish alone
     items = sorted(unique.items(), key=lambda kv: -kv[1][1])
-    try:
-        with ThreadPoolExecutor(max(1, min(threads, len(items)))) as pool:
-            for _ in pool.map(one, items):
-                pass
-    finally:
-        if fast is not None:
-            fast.close()
+    with ThreadPoolExecutor(max(1, min(threads, len(items)))) as pool:
+        for _ in pool.map(one, items):
+            pass
     return counts[0], counts[1]

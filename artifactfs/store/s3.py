@@ -13,9 +13,10 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from ..errors import (ArtifactfsError, NotFound, ObjectNotFound, PermissionDenied, PreconditionFailed,
+from ..errors import (ArtifactfsError, LocalIOError, NotFound, ObjectNotFound, PermissionDenied, PreconditionFailed,
                       StoreUnavailable)
 from .base import ObjectInfo, ObjectStore
+from .s3_lean import MAX_PUT as MAX_LEAN_PUT
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
@@ -45,13 +46,13 @@ class S3Store(ObjectStore):
                                          region_name=region or session.region_name or "us-east-1")
         except botocore.exceptions.BotoCoreError as exc:
             raise StoreUnavailable(f"cannot set up S3 client for {self.url}: {exc}") from None
-        self._fast_get = None  # ranged GETs with less CPU per request (s3_fastget.py), explicit endpoints only
+        self._lean = None  # GETs and small PUTs with less CPU per request (s3_lean.py), explicit endpoints only
         credentials = session.get_credentials()
-        if endpoint_url and credentials is not None:
-            from .s3_fastget import FastRangedGet
+        if endpoint_url and "amazonaws.com" not in endpoint_url and credentials is not None:
+            from .s3_lean import LeanS3
 
-            self._fast_get = FastRangedGet(credentials, endpoint_url, bucket, self.client.meta.region_name,
-                                           timeout, max_connections, self.url)
+            self._lean = LeanS3(credentials, endpoint_url, bucket, self.client.meta.region_name,
+                                timeout, max_connections, self.url)
         self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
                                         multipart_chunksize=MULTIPART_CHUNK, max_concurrency=10,
                                         use_threads=True)
@@ -73,16 +74,25 @@ class S3Store(ObjectStore):
     def get_range(self, key: str, start: int, length: int) -> bytes:
         if length <= 0:
             return b""
-        if self._fast_get is not None:
-            return self._fast_get.get_range(key, self._key(key), start, length)
+        if self._lean is not None:
+            return self._lean.get_range(key, self._key(key), start, length)
         resp = self._call(key, self.client.get_object, Key=self._key(key),
                           Range=f"bytes={start}-{start + length - 1}")
         return _read_body(resp, self.url, key)
 
     def put(self, key: str, data: bytes) -> str:
+        if self._lean is not None and len(data) <= MAX_LEAN_PUT:
+            return self._lean.put(key, self._key(key), data)
         return self._call(key, self.client.put_object, Key=self._key(key), Body=data)["ETag"]
 
     def put_file(self, key: str, path: str, size: int) -> None:
+        if self._lean is not None and size <= MAX_LEAN_PUT:
+            with open(path, "rb") as f:
+                data = f.read()
+            if len(data) != size:
+                raise LocalIOError(f"{path} changed size while it was being uploaded")
+            self._lean.put(key, self._key(key), data)
+            return
         if size < MULTIPART_THRESHOLD:
             with open(path, "rb") as f:
                 self._call(key, self.client.put_object, Key=self._key(key), Body=f)
@@ -120,6 +130,8 @@ class S3Store(ObjectStore):
         self._call(key, self.client.delete_object, Key=self._key(key))
 
     def close(self) -> None:
+        if self._lean is not None:
+            self._lean.close()
         self.client.close()
 
 

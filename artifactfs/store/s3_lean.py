@@ -1,6 +1,7 @@
-"""Ranged GETs for S3Store without boto3's per-request machinery: urllib3 plus botocore's own SigV4
-signer. Reading many small files is bound by CPU per request on a small machine, and this path costs
-~0.6 ms of CPU per GET instead of ~1.7 ms through the boto3 client (measured against SeaweedFS).
+"""Ranged GETs and small PUTs for S3Store without boto3's per-request machinery: urllib3 plus
+botocore's own SigV4 signer. Reading or writing many small objects is bound by CPU per request on a
+small machine, and this path costs ~0.6 ms of CPU per request instead of ~1.7-2 ms through the boto3
+client (measured against SeaweedFS).
 
 Used only for path-style requests to an explicit endpoint (SeaweedFS, MinIO, Ceph...); AWS itself
 keeps the full client. Errors are translated to the same exceptions as s3.py: 404 ObjectNotFound,
@@ -20,9 +21,10 @@ from botocore.awsrequest import AWSRequest
 from ..errors import ObjectNotFound, PermissionDenied, StoreUnavailable
 
 ATTEMPTS = 3
+MAX_PUT = 8 * 1024 * 1024  # bigger objects go through boto3's multipart upload
 
 
-class FastRangedGet:
+class LeanS3:
     def __init__(self, credentials, endpoint_url: str, bucket: str, region: str, timeout: float,
                  max_connections: int, url: str):
         self._credentials = credentials
@@ -34,37 +36,46 @@ class FastRangedGet:
             timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
             ca_certs=os.environ.get("AWS_CA_BUNDLE") or None)
 
-    def get_range(self, key: str, full_key: str, start: int, length: int) -> bytes:
+    def _send(self, method: str, key: str, full_key: str, headers: dict, body: bytes | None = None):
+        """Sign and send one request, retrying what is transient; returns the response (2xx, 416)."""
         url = self._base + quote(full_key, safe="/~")
-        headers = {"Range": f"bytes={start}-{start + length - 1}"}
         problem = ""
         for attempt in range(ATTEMPTS):
             if attempt:
                 time.sleep(min(2.0, 0.1 * 2 ** attempt) * random.uniform(0.5, 1.0))
-            request = AWSRequest(method="GET", url=url, headers=headers)
+            request = AWSRequest(method=method, url=url, headers=headers, data=body)
             S3SigV4Auth(self._credentials.get_frozen_credentials(), "s3", self._region).add_auth(request)
             try:
-                resp = self._pool.request("GET", url, headers=dict(request.headers.items()), preload_content=True,
-                                          decode_content=False, redirect=False)
+                resp = self._pool.request(method, url, body=body, headers=dict(request.headers.items()),
+                                          preload_content=True, decode_content=False, redirect=False)
             except urllib3.exceptions.HTTPError as exc:  # refused, reset, timed out
-                problem = f"unreachable: {type(exc).__name__}"
+                problem = f"is unreachable: {type(exc).__name__}"
                 continue
             status = resp.status
-            if status == 206:
-                return resp.data
-            if status == 200:  # a server that ignored Range sends the whole object
-                return resp.data[start:start + length] if len(resp.data) > length else resp.data
+            if 200 <= status < 300 or status == 416:
+                return resp
             if status == 404:
                 raise ObjectNotFound(key)
             if status == 403:
                 raise PermissionDenied(f"store {self._url} refused the request for {key}: 403 "
                                        "(check the credentials and their permissions)")
-            if status == 416:
-                return b""
             problem = f"failed on {key}: HTTP {status}"
             if status < 500 and status != 429:
                 break
         raise StoreUnavailable(f"store {self._url} {problem}")
+
+    def get_range(self, key: str, full_key: str, start: int, length: int) -> bytes:
+        resp = self._send("GET", key, full_key, {"Range": f"bytes={start}-{start + length - 1}"})
+        if resp.status == 416:
+            return b""
+        if resp.status == 200:  # a server that ignored Range sends the whole object
+            return resp.data[start:start + length] if len(resp.data) > length else resp.data
+        return resp.data
+
+    def put(self, key: str, full_key: str, data: bytes) -> str:
+        resp = self._send("PUT", key, full_key, {"Content-Length": str(len(data)),
+                                                 "Content-Type": "application/octet-stream"}, data)
+        return resp.headers.get("ETag", "")
 
     def close(self) -> None:
         self._pool.clear()
