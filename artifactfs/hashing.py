@@ -52,6 +52,10 @@ class StreamHasher:
 def hash_file(path: str | os.PathLike, chunk_size: int = CHUNK_SIZE) -> tuple[int, str, list[str] | None]:
     hasher = StreamHasher(chunk_size)
     with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < chunk_size:  # a small file: one read, no chunk-sized buffer to allocate
+            hasher.update(f.read())
+            return hasher.finish()
         buf = bytearray(chunk_size)
         view = memoryview(buf)
         while True:
