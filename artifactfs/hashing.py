@@ -49,13 +49,21 @@ class StreamHasher:
         return self.size, self._whole.hexdigest(), (chunks if self.size > self.chunk_size else None)
 
 
+def hash_bytes(data: bytes, chunk_size: int = CHUNK_SIZE) -> tuple[int, str, list[str] | None]:
+    """(size, digest, chunk digests or None) of content held in memory."""
+    if len(data) <= chunk_size:
+        return len(data), digest_bytes(data), None
+    hasher = StreamHasher(chunk_size)
+    hasher.update(data)
+    return hasher.finish()
+
+
 def hash_file(path: str | os.PathLike, chunk_size: int = CHUNK_SIZE) -> tuple[int, str, list[str] | None]:
     hasher = StreamHasher(chunk_size)
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
         if size < chunk_size:  # a small file: one read, no chunk-sized buffer to allocate
-            hasher.update(f.read())
-            return hasher.finish()
+            return hash_bytes(f.read(), chunk_size)
         buf = bytearray(chunk_size)
         view = memoryview(buf)
         while True:

@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 from . import layout
 from .errors import InvalidPath, LocalIOError
-from .hashing import CHUNK_SIZE, StreamHasher, hash_file
+from .hashing import CHUNK_SIZE, hash_bytes, hash_file
 from .manifest import Entry
 from .paths import join_entry_path, normalize_entry_path
 from .store import ObjectStore
@@ -106,9 +106,7 @@ def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: 
             if before.st_size <= SMALL_FILE:  # read once: the bytes hashed are the bytes uploaded
                 with open(f.source, "rb") as fh:
                     data = fh.read()
-                hasher = StreamHasher(chunk_size)
-                hasher.update(data)
-                size, digest, chunks = hasher.finish()
+                size, digest, chunks = hash_bytes(data, chunk_size)
             else:
                 data = None
                 size, digest, chunks = hash_file(f.source, chunk_size)
@@ -140,10 +138,22 @@ def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: 
             progress(size)
         return Entry(f.path, size, digest, tuple(chunks) if chunks else None, executable=f.executable)
 
-    files = list(files)
-    with ThreadPoolExecutor(max(1, min(threads, len(files)))) as pool:
-        entries = list(pool.map(one, files))
+    batches = _batches(list(files), threads)
+    with ThreadPoolExecutor(max(1, min(threads, len(batches)))) as pool:
+        entries = [e for batch in pool.map(lambda b: [one(f) for f in b], batches) for e in batch]
     return entries, uploaded[0]
+
+
+def _batches(files: list[LocalFile], threads: int, per_batch: int = 16) -> list[list[LocalFile]]:
+    """Runs of consecutive files, one run per task: a task per small file costs the pool more than
+    hashing it. Runs stay short enough that every thread gets several."""
+    per_batch = max(1, min(per_batch, len(files) // (4 * threads)))
+    batches: list[list[LocalFile]] = []
+    for f in files:
+        if not batches or len(batches[-1]) >= per_batch:
+            batches.append([])
+        batches[-1].append(f)
+    return batches
 
 
 def _changed(before: os.stat_result, path: str) -> bool:
