@@ -32,26 +32,39 @@ def wait_gone(pid: int, timeout: float = 15.0) -> bool:
     return False
 
 
+def dead_mount(path: str) -> bool:
+    """The daemon died but the kernel mount is still there (stat fails with ENOTCONN)."""
+    try:
+        os.stat(path)
+        return False
+    except OSError as exc:
+        return exc.errno == 107
+
+
 class Mount:
     """`artifactfs mount MOUNTPOINT ...` as a background daemon; `close()` always unmounts and stops it."""
 
     def __init__(self, mountpoint: str, env: dict, *extra):
+        self._start(mountpoint, env, ["mount", str(mountpoint), *extra])
+        m = re.search(r"\(pid (\d+), log ([^)]+)\)", self.output)
+        self.pid, self.log = int(m.group(1)), m.group(2)
+        assert os.path.ismount(self.mountpoint)
+
+    def _start(self, mountpoint, env: dict, args: list) -> None:
         self.mountpoint = str(mountpoint)
         os.makedirs(self.mountpoint, exist_ok=True)
         self.env = env
         self.pid = None
-        res = run_cli(["mount", self.mountpoint, *extra], env)
+        res = run_cli(args, env)
         if res.returncode != 0:
-            raise AssertionError(f"mount failed ({res.returncode}): {res.stderr}")
-        m = re.search(r"\(pid (\d+), log ([^)]+)\)", res.stdout)
-        self.pid, self.log = int(m.group(1)), m.group(2)
-        assert os.path.ismount(self.mountpoint)
+            raise AssertionError(f"{args[0]} failed ({res.returncode}): {res.stderr}")
+        self.output = res.stdout
 
     def path(self, *parts) -> str:
         return os.path.join(self.mountpoint, *parts)
 
     def close(self) -> None:
-        if os.path.ismount(self.mountpoint):
+        if os.path.ismount(self.mountpoint) or dead_mount(self.mountpoint):
             res = subprocess.run(["fusermount3", "-u", self.mountpoint], capture_output=True)
             if res.returncode != 0:
                 subprocess.run(["fusermount3", "-uz", self.mountpoint], capture_output=True)

@@ -8,52 +8,23 @@ import subprocess
 
 import xxhash
 
-from tests.fuse_util import run_cli, wait_gone
+from tests.fuse_util import Mount, wait_gone
 
 
-class StageMount:
+class StageMount(Mount):
     """`artifactfs stage ...` as a background daemon; `close()` always unmounts and stops it."""
 
     def __init__(self, mountpoint, env, *args, remount_id=None):
-        self.mountpoint = str(mountpoint)
-        os.makedirs(self.mountpoint, exist_ok=True)
-        self.env = env
-        cmd = ["stage", "mount", remount_id, self.mountpoint] if remount_id else ["stage", *args, self.mountpoint]
-        res = run_cli(cmd, env)
-        if res.returncode != 0:
-            raise AssertionError(f"stage failed ({res.returncode}): {res.stderr}")
-        m = re.search(r"stage ([0-9a-f]{12}): .* \(pid (\d+), log ([^)]+)\)", res.stdout)
+        cmd = ["stage", "mount", remount_id, str(mountpoint)] if remount_id else ["stage", *args, str(mountpoint)]
+        self._start(mountpoint, env, cmd)
+        m = re.search(r"stage ([0-9a-f]{12}): .* \(pid (\d+), log ([^)]+)\)", self.output)
         self.id, self.pid, self.log = m.group(1), int(m.group(2)), m.group(3)
         assert os.path.ismount(self.mountpoint)
-
-    def path(self, *parts) -> str:
-        return os.path.join(self.mountpoint, *parts)
 
     def kill9(self) -> None:
         os.kill(self.pid, signal.SIGKILL)
         assert wait_gone(self.pid)
         subprocess.run(["fusermount3", "-uz", self.mountpoint], capture_output=True)
-
-    def close(self) -> None:
-        if os.path.ismount(self.mountpoint) or _dead_mount(self.mountpoint):
-            res = subprocess.run(["fusermount3", "-u", self.mountpoint], capture_output=True)
-            if res.returncode != 0:
-                subprocess.run(["fusermount3", "-uz", self.mountpoint], capture_output=True)
-        if self.pid and not wait_gone(self.pid):
-            os.kill(self.pid, signal.SIGKILL)
-            wait_gone(self.pid)
-
-    def log_text(self) -> str:
-        with open(self.log, errors="replace") as f:
-            return f.read()
-
-
-def _dead_mount(path: str) -> bool:
-    try:
-        os.stat(path)
-        return False
-    except OSError as exc:
-        return exc.errno == 107  # ENOTCONN: the daemon died, the kernel mount is still there
 
 
 def snapshot(root, with_dirs=True) -> dict:
