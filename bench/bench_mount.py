@@ -26,7 +26,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from common import BUCKET, mbps, seaweed_server
+from common import BUCKET, drop_caches, mbps, seaweed_server
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -36,15 +36,6 @@ from tests.seaweed import ADMIN  # noqa: E402
 
 RANGE = 8 * 1024 * 1024
 THREADS = 16
-
-
-def drop_caches() -> None:
-    subprocess.run(["sync"])
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3")
-    except OSError:
-        pass
 
 
 def random_file(path: str, size: int) -> None:

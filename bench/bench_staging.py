@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 
-from common import BUCKET, mbps, seaweed_server
+from common import BUCKET, drop_caches, mbps, seaweed_server
 
 BLOCK = 1024 * 1024
 
@@ -52,15 +52,6 @@ def cli(args, env, check=True) -> subprocess.CompletedProcess:
     if check and res.returncode != 0:
         raise SystemExit(f"artifactfs {' '.join(args)} failed: {res.stderr.strip()}")
     return res
-
-
-def drop_caches() -> None:
-    subprocess.run(["sync"])
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-    except OSError:
-        pass
 
 
 def run_dvc(dvc: str, src: str, work: str, endpoint: str, env: dict) -> tuple[float, float]:

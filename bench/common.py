@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +27,16 @@ def seaweed_server():
             yield server
         finally:
             server.stop()
+
+
+def drop_caches() -> None:
+    """Empty the kernel's page cache (root only; otherwise a no-op), so a cold read is cold."""
+    subprocess.run(["sync"])
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError:
+        pass
 
 
 def make_big_file(path: str, size: int) -> None:

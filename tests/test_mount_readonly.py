@@ -14,17 +14,10 @@ import pytest
 from artifactfs import layout
 from artifactfs.hashing import CHUNK_SIZE
 from tests.fuse_util import Mount, run_cli
+from tests.staging_util import write_tree
 
 NAME = "acme/vision/bikes"
 MB = 1024 * 1024
-
-
-def write_tree(root, files: dict) -> None:
-    for rel, data in files.items():
-        path = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(data)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from tests.seaweed import ADMIN
 
 
 def read_entry(client, art, path) -> bytes:
-    entry = art.get_entry(path)
+    art.get_entry(path)  # the API knows the entry
     m = client.manifest(client.resolve(art.qualified_name))
     return b"".join(client.fetcher.piece(p) for p in pieces_of(m[m.find(path)], m.chunk_size))
 
