@@ -2,8 +2,8 @@
 API call. Each method is one user-level operation."""
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -195,8 +195,18 @@ class Client:
             return lambda digest: False
         return manifest.has_digest
 
-    def commit_dir(self, directory: str, name: str, type: str, prefix: str | None = None,
-                   progress: Progress = None, **commit_args) -> CommitResult:
+    def commit_dir(self, directory: str | None, name: str, type: str, prefix: str | None = None,
+                   progress: Callable[[int], Callable[[int], None]] | None = None,
+                   references: Iterable[str] = (), **commit_args) -> CommitResult:
+        """Commit a directory's files (under `prefix`) and `references` ("URI" or "URI=NAME") as the next
+        version of `name`. `progress(total_bytes)` returns the callback that receives uploaded bytes."""
         artifact = self.artifact_name(name)
-        files = walk_directory(directory, prefix)
-        return self.commit_files(artifact, type, files, progress=progress, **commit_args)
+        if not directory and not references:
+            raise UsageError("nothing to commit: give a directory and/or references")
+        files = walk_directory(directory, prefix) if directory else []
+        ref_entries = []
+        for spec in references:
+            uri, _, entry_name = spec.rpartition("=") if "=" in spec else (spec, "", "")  # a URI with '=' needs =NAME
+            ref_entries += self.references.resolve(uri, entry_name or None)
+        bar = progress(sum(os.path.getsize(f.source) for f in files)) if progress else None
+        return self.commit_files(artifact, type, files, extra_entries=ref_entries, progress=bar, **commit_args)

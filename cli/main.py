@@ -111,25 +111,11 @@ def commit(client: Client, ref, stage_id, require_base, directory, type_, descri
                             require_base=require_base, run=run, inputs=inputs, as_json=as_json)
     if ref is None:
         raise UsageError("give REF with --dir/--reference, a staging MOUNTPOINT, or --stage ID")
-    from artifactfs.ingest import walk_directory
-
     if not directory and not references:
         raise UsageError("nothing to commit: give --dir PATH and/or --reference URI")
-    name = client.artifact_name(ref)
-    files = walk_directory(directory, prefix) if directory else []
-    ref_entries = []
-    for spec in references:
-        uri, _, entry_name = spec.rpartition("=") if "=" in spec else (spec, "", "")  # a URI with '=' needs =NAME
-        ref_entries += client.references.resolve(uri, entry_name or None)
-    import os
-
-    progress = Progress(sum(os.path.getsize(f.source) for f in files), "uploading")
-    try:
-        result = client.commit_files(name, type_, files, extra_entries=ref_entries, progress=progress,
-                                     description=description, metadata=metadata, aliases=aliases, run=run,
-                                     inputs=inputs)
-    finally:
-        progress.close()
+    with Progress.bar("uploading") as progress:
+        result = client.commit_dir(directory, ref, type_, prefix, progress, references, description=description,
+                                   metadata=metadata, aliases=aliases, run=run, inputs=inputs)
     record = result.record
     if as_json:
         emit_json({**record_summary(record), "created": result.created, "aliases": result.aliases})

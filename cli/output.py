@@ -1,5 +1,6 @@
 """Printing helpers shared by the commands: JSON, sizes, progress bars, the error boundary."""
 
+import contextlib
 import json
 import logging
 import os
@@ -59,6 +60,23 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
+
+    @classmethod
+    @contextlib.contextmanager
+    def bar(cls, label: str):
+        """A factory for the library's `progress` argument: called with the total once the library
+        knows it, it returns the bar; the bar is closed when the block ends."""
+        made = []
+
+        def factory(total: int) -> "Progress":
+            made.append(cls(total, label))
+            return made[-1]
+
+        try:
+            yield factory
+        finally:
+            for bar in made:
+                bar.close()
 
 
 def run_guarded(fn):
