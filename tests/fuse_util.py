@@ -1,5 +1,6 @@
 """Mounting through the real CLI in tests, and making sure nothing stays mounted afterwards."""
 
+import contextlib
 import os
 import re
 import signal
@@ -75,3 +76,23 @@ class Mount:
     def log_text(self) -> str:
         with open(self.log, errors="replace") as f:
             return f.read()
+
+
+@contextlib.contextmanager
+def mount_factory(cls, env: dict, tmp_path, default_name: str):
+    """Yields `make(*args, name=..., **kwargs)`, which starts a `cls` mount in a new directory under
+    `tmp_path`; every mount made is unmounted and its daemon stopped at the end, and must be gone."""
+    made = []
+
+    def make(*args, name=default_name, **kwargs):
+        m = cls(tmp_path / f"{name}{len(made)}", env, *args, **kwargs)
+        made.append(m)
+        return m
+
+    try:
+        yield make
+    finally:
+        for m in made:
+            m.close()
+    for m in made:
+        assert not os.path.ismount(m.mountpoint)

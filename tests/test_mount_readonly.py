@@ -13,7 +13,7 @@ import pytest
 
 from artifactfs import layout
 from artifactfs.hashing import CHUNK_SIZE
-from tests.fuse_util import Mount, run_cli
+from tests.fuse_util import Mount, mount_factory, run_cli
 from tests.staging_util import write_tree
 
 NAME = "acme/vision/bikes"
@@ -44,18 +44,8 @@ def committed(client, tmp_path, data):
 @pytest.fixture
 def mounts(env, tmp_path):
     """Start mounts with `mounts(*extra_args)`; all are unmounted and their daemons stopped at the end."""
-    made = []
-
-    def make(*extra, name="mnt"):
-        m = Mount(tmp_path / f"{name}{len(made)}", env, *extra)
-        made.append(m)
-        return m
-
-    yield make
-    for m in made:
-        m.close()
-    for m in made:
-        assert not os.path.ismount(m.mountpoint)
+    with mount_factory(Mount, env, tmp_path, "mnt") as make:
+        yield make
 
 
 def test_layout_and_bytes(committed, mounts):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from artifactfs.hashing import CHUNK_SIZE
-from tests.fuse_util import Mount, run_cli
+from tests.fuse_util import Mount, mount_factory, run_cli
 from tests.staging_util import StageMount, files_only, snapshot, write_tree
 
 NAME = "acme/vision/ds"
@@ -29,18 +29,8 @@ def stage_env(env, tmp_path, monkeypatch):
 
 @pytest.fixture
 def stages(stage_env, tmp_path):
-    made = []
-
-    def make(*args, name="stage", remount_id=None):
-        m = StageMount(tmp_path / f"{name}{len(made)}", stage_env, *args, remount_id=remount_id)
-        made.append(m)
-        return m
-
-    yield make
-    for m in made:
-        m.close()
-    for m in made:
-        assert not os.path.ismount(m.mountpoint)
+    with mount_factory(StageMount, stage_env, tmp_path, "stage") as make:
+        yield make
 
 
 def base_files() -> dict:
