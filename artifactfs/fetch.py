@@ -17,6 +17,7 @@ from . import layout
 from .cache import PieceCache
 from .errors import CorruptData, LocalIOError
 from .hashing import digest_bytes
+from .localfs import unlink_quietly
 from .manifest import Entry
 from .store import ObjectStore
 
@@ -172,10 +173,10 @@ class Fetcher:
             os.chmod(tmp, 0o755 if entry.executable else 0o644)
             os.replace(tmp, dest)
         except OSError as exc:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
             raise LocalIOError(f"cannot write {dest}: {exc.strerror or exc}") from None
         except BaseException:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
             raise
         return True
 
@@ -219,10 +220,3 @@ def _already_there(entry: Entry, dest: str) -> bool:
         return hash_file(dest)[1] == entry.digest
     except OSError:
         return False
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

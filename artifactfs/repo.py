@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 from . import layout
 from .errors import Conflict, CorruptData, InvalidName, InvalidPath, NotFound, ObjectNotFound, PreconditionFailed, UsageError
 from .hashing import digest_bytes
+from .localfs import write_atomic
 from .manifest import Manifest, canonical_json
 from .names import LATEST, ArtifactName, Ref, check_alias, check_name
 from .store import ObjectStore
@@ -299,10 +300,7 @@ class Repository:
             return
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.rename(tmp, path)
+            write_atomic(path, data, durable=False)  # a damaged copy is re-read from the store
         except OSError:
             pass  # the cache is an optimisation; the store still has it
 

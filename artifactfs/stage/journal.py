@@ -11,6 +11,7 @@ import logging
 import os
 
 from ..errors import LocalIOError
+from ..localfs import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,7 @@ def read_journal(path: str) -> list[dict]:
 
 
 def write_journal(path: str, ops: list[dict]) -> None:
-    """Write a fresh journal (temp, fsync, rename): the start of a new generation."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        for op in ops:
-            f.write(json.dumps(op, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write a fresh journal durably (temp, fsync, rename, fsync the directory): the start of a new
+    generation."""
+    write_atomic(path, b"".join(json.dumps(op, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+                                for op in ops))

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import Conflict, InvalidName, LocalIOError, NotFound
 from ..manifest import Manifest
+from ..localfs import write_atomic
 from .journal import read_journal, write_journal
 from .tree import StageTree
 
@@ -262,9 +263,4 @@ def find_by_mountpoint(mountpoint: str) -> Stage | None:
 
 
 def _write_json(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode("utf-8"))

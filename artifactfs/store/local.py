@@ -14,6 +14,7 @@ import tempfile
 from typing import Iterator
 
 from ..errors import LocalIOError, ObjectNotFound, PermissionDenied, PreconditionFailed, StoreUnavailable
+from ..localfs import fsync_dir, unlink_quietly
 from .base import ObjectInfo, ObjectStore
 
 _TMP_PREFIX = ".tmp-"
@@ -21,14 +22,6 @@ _TMP_PREFIX = ".tmp-"
 
 def _etag(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalStore(ObjectStore):
@@ -61,7 +54,7 @@ class LocalStore(ObjectStore):
                 f.flush()
                 os.fsync(f.fileno())
         except BaseException:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
             raise
         return tmp
 
@@ -109,7 +102,7 @@ class LocalStore(ObjectStore):
             except FileExistsError:
                 raise PreconditionFailed(key) from None
             finally:
-                _unlink_quietly(tmp)
+                unlink_quietly(tmp)
             fsync_dir(os.path.dirname(target))
             return _etag(os.stat(target))
         except OSError as exc:
@@ -171,13 +164,6 @@ class LocalStore(ObjectStore):
             pass
         except OSError as exc:
             raise _translate(exc, key) from None
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _translate(exc: OSError, key: str) -> Exception:
