@@ -164,11 +164,12 @@ def commit_stage(client: Client, mountpoint: str | None, stage_id: str | None, *
                  require_base: bool, run: str | None, inputs, as_json: bool) -> None:
     """`artifactfs commit MOUNTPOINT` or `artifactfs commit --stage ID`."""
     kwargs = dict(description=description, metadata=metadata, aliases=aliases, require_base=require_base,
-                  run=run, inputs=inputs, progress=lambda total: Progress(total, "uploading"))
-    if stage_id:
-        sc = commit_offline(client, stage_id, **kwargs)
-    else:
-        sc = commit_mounted(client, mountpoint, **kwargs)
+                  run=run, inputs=inputs)
+    with Progress.bar("uploading") as progress:
+        if stage_id:
+            sc = commit_offline(client, stage_id, progress=progress, **kwargs)
+        else:
+            sc = commit_mounted(client, mountpoint, progress=progress, **kwargs)
     result, record = sc.result, sc.result.record
     if as_json:
         emit_json({**record.to_json(), "created": result.created, "aliases": result.aliases, "base": sc.base,

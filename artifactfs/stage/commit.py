@@ -116,11 +116,7 @@ def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description:
     started = time.time()
     manifest, uploads = build_manifest(stage, tree)
     bar = progress(sum(size for _, _, size in {d: (d, p, s) for d, p, s in uploads}.values())) if progress else None
-    try:
-        upload_missing(client.store, uploads, bar)
-    finally:
-        if bar is not None and hasattr(bar, "close"):
-            bar.close()
+    upload_missing(client.store, uploads, bar)
     result = client.record_version(name, stage.info.type, manifest, started,
                                    {blob_key(d): path for d, path, _ in uploads}, **commit_args)
     empty = tree.empty_dirs()
