@@ -1,6 +1,7 @@
 """Mounting through the real CLI in tests, and making sure nothing stays mounted afterwards."""
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -15,6 +16,16 @@ def run_cli(args, env, timeout=60, check=False) -> subprocess.CompletedProcess:
     if check and res.returncode != 0:
         raise AssertionError(f"artifactfs {args} failed ({res.returncode}): {res.stdout}{res.stderr}")
     return res
+
+
+def json_results(procs, timeout=120) -> list:
+    """Wait for CLI processes started with `--json`; each must succeed. Their parsed outputs, in order."""
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0, err
+        results.append(json.loads(out))
+    return results
 
 
 def wait_gone(pid: int, timeout: float = 15.0) -> bool:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests.fuse_util import json_results
 from tests.seaweed import free_port_pair
 
 
@@ -152,11 +153,7 @@ def test_eight_concurrent_committers_get_dense_versions(env, tmp_path):
         dirs.append(d)
     procs = [subprocess.Popen(["artifactfs", "commit", "--dir", str(d), "acme/vision/race", "--json"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in dirs]
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        results.append(json.loads(out))
+    results = json_results(procs)
     assert sorted(r["version"] for r in results) == list(range(8))
     versions = json.loads(run(env, "ls", "acme/vision/race", "--json").stdout)
     assert [v["version"] for v in versions] == list(range(8))

@@ -21,7 +21,7 @@ import pytest
 from artifactfs import layout
 from artifactfs.hashing import CHUNK_SIZE
 from tests.fault_util import af, af_at, af_ok, one_clear_line, tally, tree_digests, wait_for, write_files
-from tests.fuse_util import Mount, wait_gone
+from tests.fuse_util import Mount, json_results, wait_gone
 from tests.staging_util import StageMount
 
 NAME = "acme/vision/faults"
@@ -254,11 +254,7 @@ def test_eight_committers_separate_caches_one_alias(env, cli, tmp_path):
         penv = dict(env, ARTIFACTFS_CACHE_DIR=str(tmp_path / f"cache{i}"))
         procs.append(subprocess.Popen(["artifactfs", "commit", "--dir", str(d), NAME, "--alias", "prod", "--json"],
                                       env=penv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        results.append(json.loads(out))
+    results = json_results(procs)
     assert sorted(r["version"] for r in results) == list(range(8))
     assert versions_of(cli) == list(range(8))
     prod = show(cli, f"{NAME}:prod")["version"]

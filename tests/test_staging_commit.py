@@ -39,6 +39,12 @@ def check_versions_complete(client):
             assert client.store.exists(layout.blob_key(e.digest)), (v, e.path)
 
 
+def downloaded(env, ref: str, root) -> dict:
+    """The files of `ref` as `artifactfs get` writes them, snapshotted."""
+    run_cli(["get", ref, "--root", root], env, check=True)
+    return files_only(snapshot(root))
+
+
 def many_files(root, n=150, size=32 * 1024, tag=b"") -> None:
     for i in range(n):
         write(os.path.join(root, "many", f"f{i:04d}.bin"), tag + os.urandom(size))
@@ -103,9 +109,7 @@ def test_commit_from_the_journal_when_the_daemon_died(stage_env, base, stages, t
     res = run_cli(["commit", "--stage", st.id, "-m", "recovered"], stage_env)
     assert res.returncode == 0, res.stderr
     assert f"{NAME}:v1 committed" in res.stdout
-    out = tmp_path / "out"
-    run_cli(["get", f"{NAME}:v1", "--root", out], stage_env, check=True)
-    assert files_only(snapshot(out)) == expected
+    assert downloaded(stage_env, f"{NAME}:v1", tmp_path / "out") == expected
 
 
 def test_kill9_of_the_daemon_during_a_commit(stage_env, base, stages, tmp_path, client):  # noqa: F811
@@ -130,9 +134,7 @@ def test_kill9_of_the_daemon_during_a_commit(stage_env, base, stages, tmp_path, 
     res = run_cli(["commit", again.mountpoint], stage_env)
     assert res.returncode == 0, res.stderr
     assert versions(stage_env) == ["v0", "v1"]  # the interrupted commit made v1 or nothing, never a torn one
-    out = tmp_path / "out"
-    run_cli(["get", f"{NAME}:v1", "--root", out], stage_env, check=True)
-    assert files_only(snapshot(out)) == expected
+    assert downloaded(stage_env, f"{NAME}:v1", tmp_path / "out") == expected
 
 
 def test_kill9_of_the_commit_process_thaws_the_stage(stage_env, base, stages, tmp_path, client):  # noqa: F811
@@ -155,9 +157,7 @@ def test_kill9_of_the_commit_process_thaws_the_stage(stage_env, base, stages, tm
     assert res.returncode == 0, res.stderr
     expected["after.txt"] = files_only(snapshot(st.mountpoint))["after.txt"]
     final = versions(stage_env)[-1]
-    out = tmp_path / "out"
-    run_cli(["get", f"{NAME}:{final}", "--root", out], stage_env, check=True)
-    assert files_only(snapshot(out)) == expected
+    assert downloaded(stage_env, f"{NAME}:{final}", tmp_path / "out") == expected
     check_versions_complete(client)
 
 
