@@ -25,6 +25,7 @@ No await between the checks and updates of `_inflight`/`_mem` in `start`/`_remem
 on the trio thread, which is what makes the single flight correct.
 """
 
+import functools
 import logging
 from collections import OrderedDict
 
@@ -111,6 +112,52 @@ class ChunkSource:
         finally:
             del self._inflight[piece.digest]
             flight.event.set()
+
+    def start_span(self, pieces: list[Piece], prefetch: bool = False) -> None:
+        """Fetch pieces that lie back to back in one object (files of a pack) with one ranged GET per
+        run of those not in memory or already in flight."""
+        run: list[Piece] = []
+        for p in pieces:
+            if p.digest in self._mem or p.digest in self._inflight or any(q.digest == p.digest for q in run):
+                self._start_run(run, prefetch)
+                run = []
+                continue
+            if run and (p.key != run[-1].key or p.start != run[-1].start + run[-1].length):
+                self._start_run(run, prefetch)
+                run = []
+            run.append(p)
+        self._start_run(run, prefetch)
+
+    def _start_run(self, run: list[Piece], prefetch: bool) -> None:
+        if len(run) == 1:
+            self.start(run[0], prefetch)
+        elif run:
+            flights = [self._inflight.setdefault(p.digest, _Flight()) for p in run]
+            self._nursery.start_soon(self._fetch_run, run, flights, prefetch)
+
+    async def _fetch_run(self, run: list[Piece], flights: list[_Flight], prefetch: bool) -> None:
+        try:
+            fetch = functools.partial(to_thread, self.fetcher.span, run, limiter=self.workers.network, abandon=True)
+            if prefetch:
+                async with self._prefetch_limiter:
+                    results = await fetch()
+            else:
+                results = await fetch()
+            for p, flight, result in zip(run, flights, results):
+                if isinstance(result, BaseException):
+                    flight.error = result
+                else:
+                    self._remember(p.digest, result)
+                    flight.data = result
+        except Exception as exc:  # handed to every waiter; the next request retries
+            for flight in flights:
+                flight.error = exc
+            if prefetch:
+                log.debug("prefetch of %s failed: %s", run[0].key, exc)
+        finally:
+            for p, flight in zip(run, flights):
+                del self._inflight[p.digest]
+                flight.event.set()
 
     async def _in_thread(self, piece: Piece) -> bytes:
         return await to_thread(self.fetcher.piece, piece, limiter=self.workers.network, abandon=True)
