@@ -104,6 +104,7 @@ class DirChild:
 
 
 _PARSE_WINDOW = 4 * 1024 * 1024
+_CHILD_BATCH = 256  # children per child_rows call
 # A plain canonical entry line: keys sorted, no escapes in the path, nothing but digest, path, size.
 _PLAIN_LINE = re.compile(rb'^\{"digest":"([0-9a-f]{32})","path":"([^"\\\x00-\x1f]+)","size":(0|[1-9][0-9]{0,18})\}\n',
                          re.MULTILINE)
@@ -385,20 +386,45 @@ class Manifest:
 
         Work is proportional to the children returned: a subdirectory is skipped with one search.
         """
+        while True:
+            rows = self.child_rows(dirpath, start)
+            for name, is_dir, index, next_index in rows:
+                yield DirChild(name.decode("utf-8"), is_dir, index, next_index)
+            if len(rows) < _CHILD_BATCH:
+                return
+            start = rows[-1][3]
+
+    def child_rows(self, dirpath: str, start: int | None = None, limit: int = 0) -> list[tuple[bytes, bool, int, int]]:
+        """Up to `limit` (default _CHILD_BATCH) children as `children` gives them, as plain tuples
+        (UTF-8 name, is_dir, index, next_index): the bulk form for directory listings. Fewer than
+        `limit` means the listing is complete."""
+        limit = limit or _CHILD_BATCH
         lo, hi = self.dir_range(dirpath)
         cut = len(dirpath.encode("utf-8")) + 1 if dirpath else 0
+        depth = dirpath.count("/") + 1 if dirpath else 0  # slashes in the path of an immediate child file
+        blob, offsets = self._paths.blob, self._paths.offsets
         i = lo if start is None else max(start, lo)
-        while i < hi:
-            rel = self._paths[i][cut:]
-            slash = rel.find(b"/")
+        rows: list[tuple[bytes, bool, int, int]] = []
+        run = 8
+        while i < hi and len(rows) < limit:
+            # Try a run of files first: a window with `depth` slashes per path holds no subdirectory.
+            j = min(hi, i + run, i + limit - len(rows))
+            if blob.count(b"/", offsets[i], offsets[j]) == (j - i) * depth:
+                names = [blob[a + cut:b] for a, b in zip(offsets[i:j], offsets[i + 1:j + 1])]
+                rows += zip(names, itertools.repeat(False), range(i, j), range(i + 1, j + 1))
+                i, run = j, run * 2
+                continue
+            run = 8
+            s, e = offsets[i] + cut, offsets[i + 1]
+            slash = blob.find(b"/", s, e)
             if slash < 0:
-                yield DirChild(rel.decode("utf-8"), False, i, i + 1)
+                rows.append((blob[s:e], False, i, i + 1))
                 i += 1
             else:
-                sub = self._paths[i][:cut + slash]
-                end = bisect.bisect_left(self._paths, sub + b"0", i, hi)
-                yield DirChild(rel[:slash].decode("utf-8"), True, i, end)
+                end = bisect.bisect_left(self._paths, blob[offsets[i]:slash] + b"0", i, hi)  # '0' follows '/'
+                rows.append((blob[s:slash], True, i, end))
                 i = end
+        return rows
 
     def files_under(self, prefix: str | None) -> Iterator[Entry]:
         """Entries whose path equals `prefix` or lies under it (all when prefix is empty)."""
