@@ -11,8 +11,8 @@ from .cache import PieceCache
 from .config import Settings, load_settings
 from .errors import NotFound, UsageError
 from .fetch import Fetcher
-from .layout import blob_key
 from .ingest import LocalFile, hash_and_upload, walk_directory
+from .packs import protect_sources
 from .manifest import Entry, Manifest
 from .names import ArtifactName, Ref, parse_artifact_name, parse_ref
 from .repo import CommitResult, Repository, VersionRecord
@@ -182,18 +182,18 @@ class Client:
         commit_args = self.check_commit_args(name, type, commit_args)
         started = time.time()
         files = list(files)
-        entries, _ = hash_and_upload(self.store, files, progress=progress, known=self._latest_digests(name))
+        entries, _ = hash_and_upload(self.store, files, progress=progress, known=self._latest_locations(name))
         manifest = Manifest.from_entries([*entries, *extra_entries])
-        sources = {blob_key(e.digest): f.source for f, e in zip(files, entries) if e.size}
+        sources = protect_sources(entries, [f.source for f in files])
         return self.record_version(name, type, manifest, started, sources, **commit_args)
 
-    def _latest_digests(self, name: ArtifactName):
-        """Digests of the latest version's files: blobs a live version names are in the store."""
+    def _latest_locations(self, name: ArtifactName):
+        """Where the latest version stores each content: what a live version names is in the store."""
         try:
             manifest = self.manifest(self.repo.resolve(Ref(name, alias="latest")))
         except NotFound:
-            return lambda digest: False
-        return manifest.has_digest
+            return lambda digest: None
+        return manifest.location
 
     def commit_dir(self, directory: str | None, name: str, type: str, prefix: str | None = None,
                    progress: Callable[[int], Callable[[int], None]] | None = None,

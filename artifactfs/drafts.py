@@ -83,7 +83,7 @@ def add_files(repo: Repository, name: ArtifactName, draft: str, type: str, files
               extra_entries: list[Entry] = (), writer: str | None = None, progress=None) -> list[Entry]:
     """Hash and upload local files, then add them (and `extra_entries`, e.g. references) to the draft."""
     from .gc import protect_commit
-    from .layout import blob_key
+    from .packs import protect_sources
 
     check_draft(draft)
     repo.ensure_artifact(name, type)
@@ -92,7 +92,7 @@ def add_files(repo: Repository, name: ArtifactName, draft: str, type: str, files
     uploaded, _ = hash_and_upload(repo.store, files, progress=progress)
     entries = [*uploaded, *extra_entries]
     add_entries(repo, name, draft, type, entries, writer)
-    protect_commit(repo, started, {blob_key(e.digest): f.source for f, e in zip(files, uploaded) if e.size})
+    protect_commit(repo, started, protect_sources(uploaded, [f.source for f in files]))
     return entries
 
 

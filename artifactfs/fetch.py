@@ -55,6 +55,8 @@ def pieces_of(entry: Entry, chunk_size: int) -> list[Piece]:
         return _reference_pieces(entry, chunk_size)
     if entry.digest is None:
         raise CorruptData(f"{entry.path} has no recorded checksum")
+    if entry.pack:  # bytes [offset, offset+size) of a pack
+        return [Piece(entry.digest, layout.pack_key(entry.pack), entry.offset, entry.size)]
     key = layout.blob_key(entry.digest)
     if not entry.chunks:
         return [Piece(entry.digest, key, 0, entry.size)]
@@ -133,15 +135,40 @@ class Fetcher:
         if piece.ref is not None:
             return self._download_reference(piece)
         data = self.store.get_range(piece.key, piece.start, piece.length)
+        with self._lock:
+            self.fetched_bytes += len(data)
+        return self._verified(piece, data)
+
+    def _verified(self, piece: Piece, data) -> bytes:
+        """`data` if it is the piece's content (then also cached), else CorruptData."""
         if len(data) != piece.length or digest_bytes(data) != piece.digest:
             log.error("store object %s bytes %d+%d do not match their digest %s: refusing to serve them",
                       piece.key, piece.start, piece.length, piece.digest)
             raise CorruptData(f"store object {piece.key} is corrupt (bytes {piece.start}+{piece.length} "
                               f"do not match digest {piece.digest})")
-        with self._lock:
-            self.fetched_bytes += len(data)
         self._store_in_cache(piece.digest, data)
         return data
+
+    def span(self, pieces: list[Piece]) -> list[bytes | BaseException]:
+        """Several pieces that lie back to back in one object (files of a pack), with one ranged GET
+        for those not cached. Returns each piece's bytes, or the CorruptData of one that fails its check
+        (the others are still good). Store errors raise."""
+        out: list = [self.cache.get(p.digest) for p in pieces]
+        missing = [i for i, data in enumerate(out) if data is None]
+        if not missing:
+            return out
+        lo, hi = pieces[missing[0]].start, pieces[missing[-1]].start + pieces[missing[-1]].length
+        blob = self.store.get_range(pieces[missing[0]].key, lo, hi - lo)
+        with self._lock:
+            self.fetched_bytes += len(blob)
+        view = memoryview(blob)
+        for i in missing:
+            p = pieces[i]
+            try:
+                out[i] = self._verified(p, bytes(view[p.start - lo:p.start - lo + p.length]))
+            except CorruptData as exc:
+                out[i] = exc
+        return out
 
     def _download_reference(self, piece: Piece) -> bytes:
         from .references import verify_piece

@@ -1,4 +1,4 @@
-"""Garbage collection: delete manifests and blobs that no live version or draft refers to.
+"""Garbage collection: delete manifests, blobs and packs that no live version or draft refers to.
 
 The protocol (docs/GC.md explains why it is safe beside concurrent commits):
 
@@ -76,7 +76,7 @@ def mark(repo: Repository) -> tuple[set[str], set[str], int]:
             if line:
                 entry = Entry.from_json(_load_json(line, key))
                 if entry.ref is None and entry.digest and entry.size:
-                    blobs.add(layout.blob_key(entry.digest))
+                    blobs.add(layout.content_key(entry))
     records = live_versions(repo)
     manifests = set()
     for digest in {r.manifest for r in records}:
@@ -85,11 +85,13 @@ def mark(repo: Repository) -> tuple[set[str], set[str], int]:
             manifest = repo.manifest(digest)
         except ObjectNotFound:
             raise Incomplete(digest) from None
-        for i in range(len(manifest)):
-            entry = manifest[i]
-            if entry.ref is None and entry.size:
-                blobs.add(layout.blob_key(entry.digest))
+        blobs |= stored_keys(manifest)
     return manifests, blobs, len(records)
+
+
+def stored_keys(manifest: Manifest) -> set[str]:
+    """The store objects (blobs and packs) holding a manifest's files."""
+    return {layout.content_key(e) for e in manifest if e.ref is None and e.size}
 
 
 def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
@@ -123,13 +125,13 @@ def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
             blobs = set()
             for r in keep:
                 try:
-                    blobs |= {layout.blob_key(e.digest) for e in repo.manifest(r.manifest) if e.ref is None and e.size}
+                    blobs |= stored_keys(repo.manifest(r.manifest))
                 except ObjectNotFound:
                     report.skipped = f"manifest {r.manifest} of a live version is missing"
                     return report
         report.live_manifests, report.live_blobs = len(manifests), len(blobs)
         live = manifests | blobs
-        for prefix in ("manifests/", "blobs/"):
+        for prefix in ("manifests/", "blobs/", "packs/"):
             for info in repo.store.list(prefix):
                 if info.key in live:
                     continue
@@ -185,8 +187,11 @@ def protect_commit(repo: Repository, started: float, blobs: dict[str, str | byte
                    manifest: Manifest | None = None) -> int:
     """Make sure a just-written version's objects survived any gc run that overlapped its commit.
 
-    `blobs` maps blob keys to their local source (a path or the bytes). Returns objects re-uploaded.
+    `blobs` maps blob keys to their local source (a path or the bytes) and pack keys to the
+    packs.Member list of what the commit placed in them. Returns objects re-uploaded.
     """
+    from .packs import restore_pack
+
     if not gc_overlapped(repo, started):
         return 0
     restored = 0
@@ -197,7 +202,9 @@ def protect_commit(repo: Repository, started: float, blobs: dict[str, str | byte
         if repo.store.exists(key):
             continue
         log.warning("gc removed %s while a commit was using it; uploading it again", key)
-        if isinstance(source, (bytes, bytearray)):
+        if isinstance(source, list):
+            restore_pack(repo.store, key, source)
+        elif isinstance(source, (bytes, bytearray)):
             repo.store.put(key, bytes(source))
         else:
             import os

@@ -14,6 +14,7 @@ from . import layout
 from .errors import InvalidPath, LocalIOError
 from .hashing import CHUNK_SIZE, hash_bytes, hash_file
 from .manifest import Entry
+from .packs import PACK_FILE_MAX, Packer, Slot
 from .paths import join_entry_path, normalize_entry_path
 from .store import ObjectStore
 
@@ -88,21 +89,29 @@ def local_file(source: str, name: str | None = None) -> LocalFile:
     return LocalFile(normalize_entry_path(name or os.path.basename(source)), source, bool(st.st_mode & stat.S_IXUSR))
 
 
+Location = tuple  # (pack or None, offset): where the store already holds some content (Manifest.location)
+
+
 def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: int = CHUNK_SIZE,
                     progress: Callable[[int], None] | None = None, threads: int = THREADS,
-                    known: Callable[[str], bool] = lambda digest: False) -> tuple[list[Entry], int]:
-    """Hash each file and upload its blob unless the store has it. Returns (entries, bytes uploaded).
+                    known: Callable[[str], Location | None] = lambda digest: None) -> tuple[list[Entry], int]:
+    """Hash each file and upload what the store lacks: files up to PACK_FILE_MAX into packs, bigger
+    ones as their own blob unless the store has it. Returns (entries in `files` order, bytes uploaded).
 
-    `known(digest)` says a blob is certainly in the store already (it is named by a live version),
-    which saves one existence check per unchanged file.
+    `known(digest)` gives where a live version already stores that content, which saves one existence
+    check per unchanged big file and keeps an unchanged small file in its pack.
     """
-    uploading: dict[str, threading.Event] = {}
+    files = list(files)
+    placed: dict[str, tuple[threading.Event, list]] = {}  # digest -> (done, [location]) of its first file
     lock = threading.Lock()
     uploaded = [0]
+    packer = Packer(store)
 
-    def one(f: LocalFile) -> Entry:
+    def one(seq: int, f: LocalFile) -> tuple[int, str, list | None, list]:
         try:
             before = os.stat(f.source)
+            if not 0 < before.st_size <= PACK_FILE_MAX:
+                packer.skip(seq)  # at once: files behind it need not wait for its hashing
             if before.st_size <= SMALL_FILE:  # read once: the bytes hashed are the bytes uploaded
                 with open(f.source, "rb") as fh:
                     data = fh.read()
@@ -113,42 +122,67 @@ def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: 
         except OSError as exc:
             raise LocalIOError(f"cannot read {f.source}: {exc.strerror}") from None
         with lock:  # the same content twice in one commit is uploaded once
-            first = digest not in uploading
+            first = digest not in placed
             if first:
-                uploading[digest] = threading.Event()
-            done = uploading[digest]
+                placed[digest] = (threading.Event(), [])
+            done, where = placed[digest]
         if first:
             try:
-                key = layout.blob_key(digest)
-                if not known(digest) and not store.exists(key):
-                    if data is not None:
-                        store.put(key, data)
-                    else:
-                        store.put_file(key, f.source, size)
-                        if _changed(before, f.source):
-                            store.delete(key)
-                            raise LocalIOError(f"{f.source} changed while it was being committed; try again")
-                    with lock:
-                        uploaded[0] += size
+                where.append(_place(seq, f, before, data, size, digest))
             finally:
                 done.set()
         else:
+            if 0 < before.st_size <= PACK_FILE_MAX:
+                packer.skip(seq)
             done.wait()
         if progress:
             progress(size)
-        return Entry(f.path, size, digest, tuple(chunks) if chunks else None, executable=f.executable)
+        return size, digest, chunks, where
 
-    batches = _batches(list(files), threads)
+    def _place(seq: int, f: LocalFile, before, data, size: int, digest: str):
+        packable = 0 < before.st_size <= PACK_FILE_MAX
+        location = known(digest)
+        if location is not None:
+            if packable:
+                packer.skip(seq)
+            return location
+        if packable:
+            if size == before.st_size:
+                return packer.add(seq, data)  # a Slot: placed by packer.finish() at the latest
+            packer.skip(seq)  # it changed size since stat: uploaded as a blob, never out of sequence
+        key = layout.blob_key(digest)
+        if not store.exists(key):
+            if data is not None:
+                store.put(key, data)
+            else:
+                store.put_file(key, f.source, size)
+                if _changed(before, f.source):
+                    store.delete(key)
+                    raise LocalIOError(f"{f.source} changed while it was being committed; try again")
+            with lock:
+                uploaded[0] += size
+        return None, 0
+
+    batches = _batches(list(enumerate(files)), threads)
     with ThreadPoolExecutor(max(1, min(threads, len(batches)))) as pool:
-        entries = [e for batch in pool.map(lambda b: [one(f) for f in b], batches) for e in batch]
-    return entries, uploaded[0]
+        results = [r for batch in pool.map(lambda b: [one(*item) for item in b], batches) for r in batch]
+    packer.finish()
+    entries = []
+    for f, (size, digest, chunks, where) in zip(files, results):
+        if not where:
+            raise LocalIOError(f"{f.source} could not be uploaded")  # its first copy failed: reported there
+        loc = where[0]
+        pack, offset = (loc.pack, loc.offset) if isinstance(loc, Slot) else loc
+        entries.append(Entry(f.path, size, digest, tuple(chunks) if chunks else None, executable=f.executable,
+                             pack=pack, offset=offset))
+    return entries, uploaded[0] + packer.uploaded_bytes
 
 
-def _batches(files: list[LocalFile], threads: int, per_batch: int = 16) -> list[list[LocalFile]]:
+def _batches(files: list, threads: int, per_batch: int = 16) -> list[list]:
     """Runs of consecutive files, one run per task: a task per small file costs the pool more than
     hashing it. Runs stay short enough that every thread gets several."""
     per_batch = max(1, min(per_batch, len(files) // (4 * threads)))
-    batches: list[list[LocalFile]] = []
+    batches: list[list] = []
     for f in files:
         if not batches or len(batches[-1]) >= per_batch:
             batches.append([])

@@ -7,6 +7,15 @@ def blob_key(digest: str) -> str:
     return f"blobs/{digest[:2]}/{digest}"
 
 
+def pack_key(digest: str) -> str:
+    return f"packs/{digest[:2]}/{digest}"
+
+
+def content_key(entry) -> str:
+    """The object holding a stored entry's bytes: its pack, or its own blob."""
+    return pack_key(entry.pack) if entry.pack else blob_key(entry.digest)
+
+
 def manifest_key(digest: str) -> str:
     return f"manifests/{digest[:2]}/{digest}.jsonl.gz"
 

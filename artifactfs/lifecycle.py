@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from . import layout
 from .errors import Conflict, NotFound, ObjectNotFound, PreconditionFailed, UsageError
-from .hashing import StreamHasher
+from .hashing import StreamHasher, digest_bytes
 from .manifest import Manifest, canonical_json
 from .names import LATEST, ArtifactName, Ref, parse_ref
 from .repo import Repository, VersionRecord, _load_json, now_iso, parse_stored_manifest, whoami
@@ -179,6 +179,7 @@ def verify(repo: Repository, records: list[VersionRecord], references) -> Verify
     """Re-hash every manifest, blob (whole and per chunk) and reference source the versions name."""
     problems: list[str] = []
     blobs: dict[str, tuple[int, tuple | None, int, str]] = {}
+    packs: dict[str, dict[tuple[int, int, str], str]] = {}  # pack -> (offset, size, digest) -> where
     refs = []
     for record in records:
         try:
@@ -193,6 +194,8 @@ def verify(repo: Repository, records: list[VersionRecord], references) -> Verify
             where = f"{record.ref} {entry.path}"
             if entry.ref is not None:
                 refs.append((where, entry, manifest.chunk_size))
+            elif entry.pack:
+                packs.setdefault(entry.pack, {})[(entry.offset, entry.size, entry.digest)] = where
             elif entry.size:
                 blobs.setdefault(entry.digest, (entry.size, entry.chunks, manifest.chunk_size, where))
 
@@ -217,6 +220,18 @@ def verify(repo: Repository, records: list[VersionRecord], references) -> Verify
             out.append(f"{where}: blob {digest} chunk(s) {bad} do not match their digests")
         return out
 
+    def check_pack(item) -> list[str]:
+        pack, members = item
+        try:
+            data, _ = repo.store.get(layout.pack_key(pack))
+        except ObjectNotFound:
+            return [f"{where}: pack {pack} is missing" for where in sorted(members.values())[:1]]
+        out = []  # members only: a pack restore_pack rebuilt no longer hashes to its name
+        for (offset, size, digest), where in sorted(members.items()):
+            if digest_bytes(data[offset:offset + size]) != digest:
+                out.append(f"{where}: bytes {offset}+{size} of pack {pack} do not match its digest {digest}")
+        return out
+
     def check_ref(item) -> list[str]:
         where, entry, chunk_size = item
         problem = references.check(entry, chunk_size)
@@ -225,9 +240,11 @@ def verify(repo: Repository, records: list[VersionRecord], references) -> Verify
     with ThreadPoolExecutor(VERIFY_THREADS) as pool:
         for found in pool.map(check_blob, sorted(blobs.items())):
             problems.extend(found)
+        for found in pool.map(check_pack, sorted(packs.items())):
+            problems.extend(found)
         for found in pool.map(check_ref, refs):
             problems.extend(found)
-    return VerifyReport(len(records), len(blobs), len(refs), problems)
+    return VerifyReport(len(records), len(blobs) + sum(map(len, packs.values())), len(refs), problems)
 
 
 def records_for(repo: Repository, refs: list[str], entity=None, project=None) -> list[VersionRecord]:

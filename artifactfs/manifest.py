@@ -38,11 +38,16 @@ class Entry:
     etag: str | None = None
     version_id: str | None = None
     executable: bool = False
+    pack: str | None = None  # the content is bytes [offset, offset+size) of this pack (docs/FORMAT.md)
+    offset: int = 0
 
     def to_json(self) -> dict:
         obj: dict = {"path": self.path, "size": self.size}
         if self.digest is not None:
             obj["digest"] = self.digest
+        if self.pack is not None:
+            obj["pack"] = self.pack
+            obj["offset"] = self.offset
         if self.chunks:
             obj["chunks"] = list(self.chunks)
         if self.ref is not None:
@@ -72,8 +77,14 @@ class Entry:
                 if not all(isinstance(c, str) and is_digest(c) for c in chunks):
                     raise CorruptData(f"manifest entry {path!r} has an invalid chunk digest")
                 chunks = tuple(chunks)
+            pack, offset = obj.get("pack"), obj.get("offset", 0)
+            if pack is not None and not (is_digest(pack) and digest and not chunks and obj.get("ref") is None
+                                         and type(offset) is int and offset >= 0):
+                raise CorruptData(f"manifest entry {path!r} has an invalid pack location")
+            if pack is None and "offset" in obj:
+                raise CorruptData(f"manifest entry {path!r} has an offset but no pack")
             return cls(path, size, digest, chunks, obj.get("ref"), obj.get("etag"), obj.get("version_id"),
-                       obj.get("mode") == EXECUTABLE_MODE)
+                       obj.get("mode") == EXECUTABLE_MODE, pack, offset)
         except (KeyError, TypeError, AttributeError) as exc:
             raise CorruptData(f"malformed manifest entry: {exc}") from None
 
@@ -105,9 +116,10 @@ class DirChild:
 
 _PARSE_WINDOW = 4 * 1024 * 1024
 _CHILD_BATCH = 256  # children per child_rows call
-# A plain canonical entry line: keys sorted, no escapes in the path, nothing but digest, path, size.
-_PLAIN_LINE = re.compile(rb'^\{"digest":"([0-9a-f]{32})","path":"([^"\\\x00-\x1f]+)","size":(0|[1-9][0-9]{0,18})\}\n',
-                         re.MULTILINE)
+# A plain canonical entry line: keys sorted, no escapes in the path, nothing but digest, path, size and
+# optionally a pack location (offset, pack). Groups: digest, offset, pack, path, size.
+_PLAIN_LINE = re.compile(rb'^\{"digest":"([0-9a-f]{32})",(?:"offset":(0|[1-9][0-9]{0,18}),"pack":"([0-9a-f]{32})",)?'
+                         rb'"path":"([^"\\\x00-\x1f]+)","size":(0|[1-9][0-9]{0,18})\}\n', re.MULTILINE)
 # Substrings that normalize_entry_path would change or reject, in "\n"-separated paths framed by "\n".
 _BAD_PARTS = (b"\n/", b"/\n", b"//", b"/./", b"/../", b"\n./", b"\n../", b"/.\n", b"/..\n", b"\n.\n", b"\n..\n")
 
@@ -147,6 +159,7 @@ class _Columns:
         self.digests = bytearray()
         self.executable = bytearray()
         self.extras: dict[int, dict] = {}
+        self.packs = _PackColumns()
         self.prev: bytes | None = None
         self.suspects: list[int] = []  # entries whose successor starts with their path (see _check_tree)
 
@@ -175,6 +188,7 @@ class _Columns:
                     self.sizes.append(size)
                     self.digests += bytes.fromhex(digest)
                     self.executable.append(0)
+                    self.packs.add(None, 0)
                     return
         if not isinstance(obj, dict):
             raise CorruptData("malformed manifest entry: not an object")
@@ -188,6 +202,7 @@ class _Columns:
         self.sizes.append(e.size)
         self.digests += bytes.fromhex(e.digest) if e.digest else _ZERO_DIGEST
         self.executable.append(1 if e.executable else 0)
+        self.packs.add(e.pack, e.offset)
         extra = {k: v for k, v in (("chunks", e.chunks), ("ref", e.ref), ("etag", e.etag),
                                    ("version_id", e.version_id)) if v}
         if e.digest is None:
@@ -197,7 +212,7 @@ class _Columns:
 
     def build(self, cls, chunk_size: int) -> "Manifest":
         m = cls(chunk_size, bytes(self.paths), self.offsets, self.sizes, bytes(self.digests), bytes(self.executable),
-                self.extras)
+                self.extras, self.packs)
         m._check_tree(self.suspects)
         return m
 
@@ -206,7 +221,7 @@ class _Columns:
         rows = _PLAIN_LINE.findall(window)
         if len(rows) != window.count(b"\n") or not rows:
             return False
-        paths = [r[1] for r in rows]
+        paths = [r[3] for r in rows]
         joined = b"\n".join(paths)
         try:
             joined.decode("utf-8")
@@ -225,28 +240,71 @@ class _Columns:
         next(ends)  # `initial` is the previous end, already there
         self.offsets.extend(ends)
         self.paths += b"".join(paths)
-        self.sizes.extend(map(int, (r[2] for r in rows)))
+        self.sizes.extend(map(int, (r[4] for r in rows)))
         self.digests += bytes.fromhex(b"".join(r[0] for r in rows).decode("ascii"))
         self.executable += bytes(len(rows))
+        self.packs.add_rows(rows)
         self.prev = paths[-1]
         return True
+
+
+class _PackColumns:
+    """Pack locations per entry: an index into a table of pack digests (0: not packed) and an offset."""
+
+    def __init__(self):
+        self.ids = array("I")
+        self.offsets = array("Q")
+        self.table: list[str | None] = [None]
+        self._index: dict[bytes, int] = {b"": 0}  # hex digest (as in the manifest line) -> table index
+
+    @classmethod
+    def none(cls, count: int) -> "_PackColumns":
+        cols = cls()
+        cols.ids = array("I", bytes(4 * count))
+        cols.offsets = array("Q", bytes(8 * count))
+        return cols
+
+    def _id(self, hexdigest: bytes) -> int:
+        i = self._index.get(hexdigest)
+        if i is None:
+            i = self._index[hexdigest] = len(self.table)
+            self.table.append(hexdigest.decode("ascii"))
+        return i
+
+    def add(self, pack: str | None, offset: int) -> None:
+        self.ids.append(self._id(pack.encode("ascii")) if pack else 0)
+        self.offsets.append(offset)
+
+    def add_rows(self, rows: list[tuple[bytes, ...]]) -> None:
+        """Regex rows of plain lines (digest, offset, pack, path, size); offset and pack may be empty."""
+        get = self._index.get
+        ids = [get(r[2]) for r in rows]
+        if None in ids:
+            ids = [self._id(r[2]) for r in rows]
+        self.ids.extend(ids)
+        self.offsets.extend(map(int, (r[1] or b"0" for r in rows)))
+
+    def location(self, i: int) -> tuple[str | None, int]:
+        pid = self.ids[i]
+        return (self.table[pid], self.offsets[i]) if pid else (None, 0)
 
 
 class Manifest:
     """An immutable, sorted list of entries, stored column-wise."""
 
     def __init__(self, chunk_size: int, paths: bytes, offsets: array, sizes: array, digests: bytes,
-                 executable: bytes, extras: dict[int, dict]):
+                 executable: bytes, extras: dict[int, dict], packs: "_PackColumns | None" = None):
         self.chunk_size = chunk_size
         self._paths = _PathColumn(paths, offsets)
         self._sizes = sizes
         self._digests = digests
         self._executable = executable
         self._extras = extras
+        self._packs = packs if packs is not None else _PackColumns.none(len(sizes))
         self.total_size = sum(sizes)
         self._canonical: bytes | None = None
         self._digest: str | None = None
-        self._digest_set: set[bytes] | None = None
+        self._digest_index: dict[bytes, int] | None = None
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -341,14 +399,19 @@ class Manifest:
             raise IndexError(i)
         extra = self._extras.get(i, {})
         digest = None if extra.get("no_digest") else self._digests[16 * i:16 * i + 16].hex()
+        pack, offset = self._packs.location(i)
         return Entry(self._paths[i].decode("utf-8"), self._sizes[i], digest, extra.get("chunks"),
-                     extra.get("ref"), extra.get("etag"), extra.get("version_id"), bool(self._executable[i]))
+                     extra.get("ref"), extra.get("etag"), extra.get("version_id"), bool(self._executable[i]),
+                     pack, offset)
 
     def __iter__(self) -> Iterator[Entry]:
         return (self[i] for i in range(len(self)))
 
     def size_of(self, i: int) -> int:
         return self._sizes[i]
+
+    def digest_of(self, i: int) -> str:
+        return self._digests[16 * i:16 * i + 16].hex()
 
     def path_of(self, i: int) -> str:
         return self._paths[i].decode("utf-8")
@@ -357,10 +420,22 @@ class Manifest:
         return bool(self._executable[i])
 
     def has_digest(self, digest: str) -> bool:
-        """Whether some entry's content has this digest (the set is built on first use)."""
-        if self._digest_set is None:
-            self._digest_set = {self._digests[16 * i:16 * i + 16] for i in range(len(self))}
-        return bytes.fromhex(digest) in self._digest_set
+        """Whether some entry's content has this digest."""
+        return self.location(digest) is not None
+
+    def location(self, digest: str) -> tuple[str | None, int] | None:
+        """Where an entry with this content is stored: (pack, offset), (None, 0) for its own blob, or
+        None if no entry has it. The index is built on first use."""
+        if self._digest_index is None:
+            d, extras = self._digests, self._extras  # references' bytes are not in the store: skipped
+            self._digest_index = {d[16 * i:16 * i + 16]: i for i in range(len(self) - 1, -1, -1)
+                                  if i not in extras or "ref" not in extras[i]}
+        i = self._digest_index.get(bytes.fromhex(digest))
+        return None if i is None else self._packs.location(i)
+
+    def pack_of(self, i: int) -> tuple[str | None, int]:
+        """(pack, offset) of entry `i`; (None, 0) when it is not in a pack."""
+        return self._packs.location(i)
 
     def find(self, path: str) -> int | None:
         """Index of the file at `path`, or None."""

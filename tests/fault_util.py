@@ -98,3 +98,24 @@ def tally(test: str, faults: int = 0, recoveries: int = 0, bytes_checked: int = 
         with open(path, "a") as f:
             f.write(json.dumps({"test": test, "faults": faults, "recoveries": recoveries,
                                 "bytes_checked": bytes_checked}) + "\n")
+
+
+def stored_key(client, ref: str, path: str) -> str:
+    """The store object holding a file of a version: its blob, or the pack it is in."""
+    from artifactfs import layout
+
+    manifest = client.manifest(client.resolve(ref))
+    return layout.content_key(manifest[manifest.find(path)])
+
+
+def overwrite_stored(client, entry, data: bytes) -> None:
+    """Replace a file's bytes where the store keeps them. In a pack, bytes of the same length replace
+    its range; shorter ones cut the pack there (a truncated upload)."""
+    from artifactfs import layout
+
+    key = layout.content_key(entry)
+    if entry.pack:
+        pack = client.store.get(key)[0]
+        tail = pack[entry.offset + entry.size:] if len(data) == entry.size else b""
+        data = pack[:entry.offset] + data + tail
+    client.store.put(key, data)

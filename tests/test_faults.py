@@ -20,7 +20,8 @@ import pytest
 
 from artifactfs import layout
 from artifactfs.hashing import CHUNK_SIZE
-from tests.fault_util import af, af_at, af_ok, one_clear_line, tally, tree_digests, wait_for, write_files
+from tests.fault_util import (af, af_at, af_ok, one_clear_line, overwrite_stored, tally, tree_digests, wait_for,
+                              write_files)
 from tests.fuse_util import Mount, json_results, wait_gone
 from tests.staging_util import StageMount
 
@@ -198,7 +199,7 @@ def test_corrupt_and_truncated_store_and_cache(env, cli, tmp_path, client):
     for name in ("cut.bin", "bigcut.bin"):  # not cached: their reads must reach the damaged store
         for piece in [entry[name].digest, *(entry[name].chunks or ())]:
             (cache / piece[:2] / piece).unlink(missing_ok=True)
-    client.store.put(layout.blob_key(entry["cut.bin"].digest), files["cut.bin"][:-10])
+    overwrite_stored(client, entry["cut.bin"], files["cut.bin"][:-10])
     client.store.put(layout.blob_key(entry["bigcut.bin"].digest), files["bigcut.bin"][:CHUNK_SIZE + 10])
     faults = 5
 
@@ -230,7 +231,7 @@ def test_corrupt_and_truncated_store_and_cache(env, cli, tmp_path, client):
     # a damaged piece whose blob is damaged too: EIO, never the damaged bytes
     piece = cache / entry["healme.bin"].digest[:2] / entry["healme.bin"].digest
     piece.write_bytes(b"x" * len(files["healme.bin"]))
-    client.store.put(layout.blob_key(entry["healme.bin"].digest), b"y" * len(files["healme.bin"]))
+    overwrite_stored(client, entry["healme.bin"], b"y" * len(files["healme.bin"]))
     m = Mount(tmp_path / "mp", env)
     try:
         with pytest.raises(OSError) as exc:

@@ -5,10 +5,11 @@ import json
 import threading
 import time
 
-
 from artifactfs import layout
 from artifactfs.gc import gc
 from artifactfs.ingest import LocalFile, walk_directory
+from artifactfs.packs import PACK_FILE_MAX
+from tests.fault_util import overwrite_stored, stored_key
 
 
 def commit(cli, tmp_path, ref, files: dict, *args):
@@ -19,12 +20,6 @@ def commit(cli, tmp_path, ref, files: dict, *args):
     res = cli("commit", ref, "--dir", d, *args)
     assert res.exit_code == 0, res.output + res.stderr
     return res
-
-
-def blob(client, text: str) -> str:
-    from artifactfs.hashing import digest_bytes
-
-    return layout.blob_key(digest_bytes(text.encode()))
 
 
 def test_rm_tombstones_and_never_reuses_numbers(cli, client, tmp_path):
@@ -50,26 +45,34 @@ def test_rm_tombstones_and_never_reuses_numbers(cli, client, tmp_path):
 def test_gc_frees_unreferenced_and_keeps_the_rest(cli, client, tmp_path):
     commit(cli, tmp_path, "acme/p/g", {"keep": "kept", "gone": "only in v0"})
     commit(cli, tmp_path, "acme/p/g", {"keep": "kept", "new": "in v1"})
-    v0 = client.resolve("acme/p/g:v0")
+    commit(cli, tmp_path, "acme/p/h", {"alone": "only in h:v0"})
+    v0, h0 = client.resolve("acme/p/g:v0"), client.resolve("acme/p/h:v0")
+    shared_pack = stored_key(client, "acme/p/g:v0", "gone")  # v1 still reads "kept" from it
+    alone_pack = stored_key(client, "acme/p/h:v0", "alone")
+    new_pack = stored_key(client, "acme/p/g:v1", "new")
+    assert stored_key(client, "acme/p/g:v1", "keep") == shared_pack  # unchanged files are not uploaded again
     assert cli("rm", "acme/p/g:v0").exit_code == 0
+    assert cli("rm", "acme/p/h:v0").exit_code == 0
 
     res = cli("gc", "--dry-run", "--grace", "0s", "--json")
-    assert json.loads(res.output)["deleted"] == 2  # v0's manifest and its own blob
-    assert client.store.exists(blob(client, "only in v0"))
+    assert json.loads(res.output)["deleted"] == 3  # the two manifests and h's pack
+    assert client.store.exists(alone_pack)
 
     res = cli("gc", "--grace", "1h")  # everything is younger than the grace period
     assert "deleted 0 expired versions, 0 objects" in res.output
     res = cli("gc", "--grace", "0s", "--json")
-    assert json.loads(res.output)["deleted"] == 2
-    assert not client.store.exists(blob(client, "only in v0"))
+    assert json.loads(res.output)["deleted"] == 3
+    assert not client.store.exists(alone_pack)
     assert not client.store.exists(layout.manifest_key(v0.manifest))
-    assert client.store.exists(blob(client, "kept")) and client.store.exists(blob(client, "in v1"))
+    assert not client.store.exists(layout.manifest_key(h0.manifest))
+    assert client.store.exists(shared_pack) and client.store.exists(new_pack)
     assert cli("verify", "--all").exit_code == 0
 
 
 def test_ttl_expires_through_gc(cli, client, tmp_path):
     commit(cli, tmp_path, "acme/p/t", {"f": "short-lived"}, "--alias", "tmp")
     commit(cli, tmp_path, "acme/p/t", {"f": "stays"})
+    short_lived = stored_key(client, "acme/p/t:v0", "f")
     assert "expires at" in cli("ttl", "acme/p/t:v0", "30d").output
     assert "expires at" in cli("ttl", "acme/p/t:v0").output
     assert cli("ttl", "acme/p/t:v0", "none").output.strip() == "acme/p/t:v0: no ttl"
@@ -79,22 +82,33 @@ def test_ttl_expires_through_gc(cli, client, tmp_path):
     res = cli("gc", "--grace", "0s")
     assert "expired: acme/p/t:v0" in res.output
     assert cli("show", "acme/p/t:v0").exit_code == 3 and cli("show", "acme/p/t:tmp").exit_code == 3
-    assert not client.store.exists(blob(client, "short-lived"))
+    assert not client.store.exists(short_lived)
     assert cli("show", "acme/p/t:v1").exit_code == 0
 
 
 def test_verify_reports_every_problem(cli, client, tmp_path):
     commit(cli, tmp_path, "acme/p/v", {"a": "aaaa", "b": "bbbb", "c": "cccc"})
     assert cli("verify", "acme/p/v").exit_code == 0
-    client.store.put(blob(client, "aaaa"), b"AAAA")  # same size, other bytes
-    client.store.put(blob(client, "bbbb"), b"b")  # truncated
-    client.store.delete(blob(client, "cccc"))
+    manifest = client.manifest(client.resolve("acme/p/v"))
+    a, b = (manifest[manifest.find(p)] for p in ("a", "b"))
+    overwrite_stored(client, a, b"AAAA")  # same size, other bytes
+    overwrite_stored(client, b, b"b")  # truncated (the pack ends there)
     res = cli("verify", "acme/p/v")
     assert res.exit_code == 7
-    assert "acme/p/v:v0 a: blob" in res.output and "does not match its digest" in res.output
-    assert "acme/p/v:v0 b: blob" in res.output and "expected 4" in res.output
-    assert "acme/p/v:v0 c: blob" in res.output and "missing" in res.output
+    assert "acme/p/v:v0 a: bytes" in res.output and "do not match its digest" in res.output
+    assert "acme/p/v:v0 b: bytes" in res.output and "acme/p/v:v0 c: bytes" in res.output
     assert "verify found 3 problems" in res.stderr
+    client.store.delete(layout.content_key(a))
+    res = cli("verify", "acme/p/v")
+    assert res.exit_code == 7 and "acme/p/v:v0 a: pack" in res.output and "is missing" in res.output
+
+    commit(cli, tmp_path, "acme/p/big", {"big": "x" * (PACK_FILE_MAX + 1)})  # a file with its own blob
+    key = stored_key(client, "acme/p/big", "big")
+    client.store.put(key, b"x" * (PACK_FILE_MAX + 1) + b"!")
+    res = cli("verify", "acme/p/big")
+    assert res.exit_code == 7 and "acme/p/big:v0 big: blob" in res.output and f"expected {PACK_FILE_MAX + 1}" in res.output
+    client.store.delete(key)
+    assert "missing" in cli("verify", "acme/p/big").output
 
     record = client.resolve("acme/p/v")
     client.store.put(layout.manifest_key(record.manifest), b"not gzip")

@@ -13,6 +13,7 @@ import pytest
 
 from artifactfs import layout
 from artifactfs.hashing import CHUNK_SIZE
+from tests.fault_util import overwrite_stored
 from tests.fuse_util import Mount, mount_factory, run_cli
 from tests.staging_util import write_tree
 
@@ -215,7 +216,7 @@ def test_corrupt_blob_is_eio(client, tmp_path, mounts):
     client.commit_dir(str(tmp_path / "src"), NAME, "dataset")
     manifest = client.manifest(client.resolve(f"{NAME}:v0"))
     small = manifest[manifest.find("small.txt")]
-    client.store.put(layout.blob_key(small.digest), b"SMALL FILE CONTENTS\n")  # same size, other bytes
+    overwrite_stored(client, small, b"SMALL FILE CONTENTS\n")  # same size, other bytes
     entry = manifest[manifest.find("big.bin")]
     damaged = bytearray(big)
     damaged[CHUNK_SIZE + 10] ^= 0xFF  # the second chunk only

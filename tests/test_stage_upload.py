@@ -1,4 +1,5 @@
-"""Uploading a stage's blobs: only what the store lacks, whether found by listing or by asking."""
+"""Uploading a stage's blobs: small ones into packs, big ones only if the store lacks them, whether
+found by listing or by asking."""
 
 import os
 
@@ -27,8 +28,8 @@ def test_uploads_only_what_the_store_lacks(client, tmp_path, monkeypatch, listin
     for digest, path, size in items[:10]:  # already there
         client.store.put_file(layout.blob_key(digest), path, size)
     seen = []
-    count, size = upload.upload_missing(client.store, items + items[:3], progress=seen.append)
-    assert count == 30 and size == sum(s for _, _, s in items[10:])
+    count, size, places = upload.upload_missing(client.store, items + items[:3], progress=seen.append, pack_max=0)
+    assert count == 30 and size == sum(s for _, _, s in items[10:]) and places == {}
     assert sum(seen) == sum(s for _, _, s in items)  # every blob reported once
     for digest, path, _ in items:
         data, _ = client.store.get(layout.blob_key(digest))
@@ -44,3 +45,19 @@ def test_listing_is_used_only_while_cheaper(client, tmp_path):
     assert upload.listed_blobs(client.store, digests) == set(present)
     spread = {f"{i:02x}" + os.urandom(15).hex() for i in range(40)}  # 40 groups for 40 blobs: ask each
     assert upload.listed_blobs(client.store, spread) is None
+
+
+def test_small_blobs_go_into_packs_in_order(client, tmp_path):
+    items = blobs(tmp_path, 40)
+    known = {items[0][0]: ("ab" * 16, 7)}  # a live version stores this one already
+    count, size, places = upload.upload_missing(client.store, items + items[:3], known=known.get)
+    new = items[1:]
+    assert count == 1 and size == sum(s for _, _, s in new)  # one PUT for 39 files
+    assert places[items[0][0]] == ("ab" * 16, 7)
+    pack = places[new[0][0]][0]
+    data, _ = client.store.get(layout.pack_key(pack))
+    assert data == b"".join(open(path, "rb").read() for _, path, _ in new)  # in the caller's order
+    for digest, path, n in new:
+        assert places[digest][0] == pack
+        offset = places[digest][1]
+        assert data[offset:offset + n] == open(path, "rb").read()

@@ -36,7 +36,7 @@ def check_versions_complete(client):
         record = client.repo.version(name, v)
         manifest = client.repo.manifest(record.manifest)
         for e in manifest:
-            assert client.store.exists(layout.blob_key(e.digest)), (v, e.path)
+            assert client.store.exists(layout.content_key(e)), (v, e.path)
 
 
 def downloaded(env, ref: str, root) -> dict:

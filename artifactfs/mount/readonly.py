@@ -27,12 +27,14 @@ import time
 from datetime import datetime
 
 import pyfuse3
+from xxhash import xxh64_intdigest
 
 from ..errors import NotFound
 from ..fetch import pieces_of
 from ..names import VERSION_RE
 from .fuse_errors import erofs, fuse_op
-from .inodes import DIR, ENTITY, FILE, PROJECT, ROOT, SEL, InodeTable, Node, inode_of, node_key
+from .inodes import (DIR, ENTITY, FILE, INODE_MASK, PROJECT, ROOT, ROOT_INODE, SEL, InodeTable, Node, inode_of,
+                     node_key)
 from .namespace import Namespace, VersionView
 from .reader import ChunkSource, FileReader
 from .tree_readahead import TreeReadAhead
@@ -44,6 +46,7 @@ VERSION_TIMEOUT = 3600.0  # immutable content: as long as the kernel cares to ke
 XATTR_PREFIX = "user.artifactfs."
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 BLOCK_SIZE = 128 * 1024
+READDIR_BATCH = 128  # children taken from the manifest at a time; a reply holds ~500
 
 
 _DIR_MODE = stat.S_IFDIR | 0o555
@@ -255,32 +258,48 @@ class ReadOnlyFS(pyfuse3.Operations):
 
     def _readdir_tree(self, view: VersionView, dirpath: str, start_id, token) -> None:
         """Work proportional to the entries returned: the offset token is the manifest index to resume at.
-        The hot loop of `find`/`ls -R`: attributes are filled inline, nodes made only for new inodes."""
+        The hot loop of `find`/`ls -R` (a reply holds ~500 entries): the manifest hands out children in
+        batches of plain tuples, one attributes object is refilled per entry (readdir_reply copies it),
+        and the inode table gets one call per reply."""
         m = view.manifest
         prefix = dirpath + "/" if dirpath else ""
-        key_prefix = f"V:{view.key}:{prefix}"
-        mtime = self._mtime_ns(view)
-        uid, gid, table = self.uid, self.gid, self.inodes
-        for child in m.children(dirpath, start_id - 1 if start_id else None):
-            ino = inode_of(key_prefix + child.name)
-            a = pyfuse3.EntryAttributes()
-            a.st_ino = ino
-            a.entry_timeout = a.attr_timeout = VERSION_TIMEOUT
-            if child.is_dir:
-                a.st_mode, a.st_nlink = _DIR_MODE, 2
-            else:
-                i = child.index
-                a.st_mode = _EXEC_MODE if m.is_executable(i) else _FILE_MODE
-                a.st_nlink = 1
-                a.st_size = size = m.size_of(i)
-                a.st_blocks = (size + 511) // 512
-            a.st_uid, a.st_gid, a.st_blksize = uid, gid, BLOCK_SIZE
-            a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = mtime
-            if not pyfuse3.readdir_reply(token, child.name.encode("utf-8"), a, child.next_index + 1):
-                return
-            if not table.count_lookup(ino):
-                kind, index = (DIR, -1) if child.is_dir else (FILE, child.index)
-                table.remember(Node(ino, kind, version=view, path=prefix + child.name, index=index))
+        key_prefix = f"V:{view.key}:{prefix}".encode("utf-8")
+        a = self._listing_attrs(view)
+        reply, hash64, size_of, is_executable = pyfuse3.readdir_reply, xxh64_intdigest, m.size_of, m.is_executable
+        replied = []
+        start = start_id - 1 if start_id else None
+        try:
+            while True:
+                rows = m.child_rows(dirpath, start, READDIR_BATCH)
+                for name, is_dir, index, next_index in rows:
+                    ino = hash64(key_prefix + name) & INODE_MASK  # == inode_of(node_key(...))
+                    if ino <= ROOT_INODE:
+                        ino += 2
+                    a.st_ino = ino
+                    if is_dir:
+                        a.st_mode, a.st_nlink, a.st_size, a.st_blocks = _DIR_MODE, 2, 0, 0
+                        index = -1
+                    else:
+                        a.st_mode = _EXEC_MODE if is_executable(index) else _FILE_MODE
+                        a.st_nlink = 1
+                        a.st_size = size = size_of(index)
+                        a.st_blocks = (size + 511) >> 9
+                    if not reply(token, name, a, next_index + 1):
+                        return
+                    replied.append((ino, name, index))
+                if len(rows) < READDIR_BATCH:
+                    return
+                start = rows[-1][3]
+        finally:  # every entry the reply holds counts one lookup, and only those
+            self.inodes.count_listed(view, prefix, replied)
+
+    def _listing_attrs(self, view: VersionView) -> pyfuse3.EntryAttributes:
+        """Attributes every entry of a version listing shares; the per-entry fields are set in the loop."""
+        a = pyfuse3.EntryAttributes()
+        a.entry_timeout = a.attr_timeout = VERSION_TIMEOUT
+        a.st_uid, a.st_gid, a.st_blksize = self.uid, self.gid, BLOCK_SIZE
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = self._mtime_ns(view)
+        return a
 
     @fuse_op
     async def releasedir(self, fh):
@@ -297,9 +316,8 @@ class ReadOnlyFS(pyfuse3.Operations):
         m = node.version.manifest
         entry = m[node.index]
         reader = FileReader(self.source, pieces_of(entry, m.chunk_size), entry.size, m.chunk_size)
-        if len(reader.pieces) == 1:
-            self.source.start(reader.pieces[0])  # the read follows at once: start its fetch now
-            self.tree_readahead.on_open(node.version, node.index)
+        if len(reader.pieces) == 1:  # the read follows at once: start its fetch now
+            self.tree_readahead.open_file(node.version, node.index, reader.pieces[0])
         fh = self._new_fh()
         self._files[fh] = reader
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)

@@ -19,9 +19,9 @@ from typing import Callable
 from ..client import Client
 from ..errors import Conflict, LocalIOError, NotFound, UsageError
 from ..hashing import hash_file
-from ..layout import blob_key
 from ..manifest import Entry, Manifest
 from ..names import LATEST
+from ..packs import protect_sources
 from ..repo import CommitResult
 from .local import Stage, find_by_mountpoint
 from .tree import StageTree
@@ -53,8 +53,8 @@ def base_manifest(client: Client, stage: Stage) -> Manifest:
     return client.repo.manifest(stage.info.base_manifest)
 
 
-def build_manifest(stage: Stage, tree: StageTree) -> tuple[Manifest, list[tuple[str, str, int]]]:
-    """The stage's manifest, and the (digest, data file, size) blobs it adds. Hashes data files whose
+def stage_entries(stage: Stage, tree: StageTree) -> tuple[list[Entry], list[tuple[str, str, int]]]:
+    """The stage's entries, and the (digest, data file, size) blobs it adds. Hashes data files whose
     digest was not computed while they were written."""
     chunk_size = tree.base.chunk_size
     entries: list[Entry] = []
@@ -93,7 +93,18 @@ def build_manifest(stage: Stage, tree: StageTree) -> tuple[Manifest, list[tuple[
         if node is not None and node.data is not None:
             e = by_path[path]
             uploads.append((e.digest, stage.data_path(node.data), e.size))
-    return Manifest.from_entries(entries, chunk_size), uploads
+    return entries, uploads
+
+
+def placed_manifest(entries: list[Entry], uploads: list[tuple[str, str, int]], places: dict,
+                    chunk_size: int) -> tuple[Manifest, dict]:
+    """The manifest with each uploaded file at its place (pack, offset), and what gc.protect_commit
+    needs to restore those objects."""
+    entries = [dataclasses.replace(e, pack=places[e.digest][0], offset=places[e.digest][1])
+               if e.digest in places and e.ref is None else e for e in entries]
+    source_of = {d: path for d, path, _ in uploads}
+    mine = [e for e in entries if e.digest in source_of and e.ref is None]
+    return Manifest.from_entries(entries, chunk_size), protect_sources(mine, [source_of[e.digest] for e in mine])
 
 
 def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description: str | None = None,
@@ -114,11 +125,11 @@ def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description:
     commit_args = client.check_commit_args(name, stage.info.type, dict(
         description=description, metadata=metadata, aliases=aliases, run=run, inputs=inputs))
     started = time.time()
-    manifest, uploads = build_manifest(stage, tree)
+    entries, uploads = stage_entries(stage, tree)
     bar = progress(sum(size for _, _, size in {d: (d, p, s) for d, p, s in uploads}.values())) if progress else None
-    upload_missing(client.store, uploads, bar)
-    result = client.record_version(name, stage.info.type, manifest, started,
-                                   {blob_key(d): path for d, path, _ in uploads}, **commit_args)
+    _, _, places = upload_missing(client.store, uploads, bar, known=tree.base.location)
+    manifest, sources = placed_manifest(entries, uploads, places, tree.base.chunk_size)
+    result = client.record_version(name, stage.info.type, manifest, started, sources, **commit_args)
     empty = tree.empty_dirs()
     stage.rebase(result.record.version, manifest.digest, empty)
     return StageCommit(result, base, latest if moved else None, len(empty))

@@ -1,5 +1,5 @@
-"""Uploading a stage's new blobs: find which ones the store lacks with as few requests as possible,
-then upload those in parallel.
+"""Uploading a stage's new blobs: small ones into packs (packs.py), big ones only if the store lacks
+them, found with as few requests as possible, then uploaded in parallel.
 
 Asking per blob (HEAD) costs one request each: 5,000 small files are 5,000 HEADs before 5,000 PUTs,
 and on a small machine the CPU per request is what bounds a commit. Blob keys are grouped by the first
@@ -8,11 +8,14 @@ two hex digits of the digest, so listing the groups the new blobs fall in answer
 (a store of N blobs costs about N/1000 requests), and fall back to HEADs otherwise.
 """
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from .. import layout
+from ..errors import LocalIOError
+from ..packs import PACK_FILE_MAX, Packer, Slot
 from ..store import ObjectStore
 
 THREADS = 16
@@ -43,14 +46,34 @@ def listed_blobs(store: ObjectStore, digests: set[str]) -> set[str] | None:
 
 
 def upload_missing(store: ObjectStore, blobs: list[tuple[str, str, int]],
-                   progress: Callable[[int], None] | None = None, threads: int = THREADS) -> tuple[int, int]:
-    """Upload the (digest, local path, size) blobs the store lacks. Returns (blobs, bytes) uploaded."""
+                   progress: Callable[[int], None] | None = None, threads: int = THREADS,
+                   known: Callable[[str], tuple | None] = lambda digest: None,
+                   pack_max: int = PACK_FILE_MAX) -> tuple[int, int, dict[str, tuple[str | None, int]]]:
+    """Upload the (digest, local path, size) blobs the store lacks: up to `pack_max` bytes into packs,
+    bigger ones as blobs. Content `known(digest)` locates in a live version is not uploaded again.
+    Returns (objects uploaded, bytes uploaded, digest -> (pack, offset) of every placed or known blob
+    that is in a pack)."""
     unique: dict[str, tuple[str, int]] = {}
     for digest, path, size in blobs:
         unique.setdefault(digest, (path, size))
-    have = listed_blobs(store, set(unique))
+    located = {d: loc for d in unique if (loc := known(d)) is not None}
+    small = [d for d, (_, size) in unique.items() if d not in located and 0 < size <= pack_max]
+    big = {d: v for d, v in unique.items() if d not in located and d not in small}
+    have = listed_blobs(store, set(big)) if big else set()
     counts = [0, 0]
     lock = threading.Lock()
+    packer = Packer(store)
+    slots: dict[str, Slot] = {}
+
+    def pack_one(seq, digest):
+        path, size = unique[digest]
+        with open(path, "rb") as f:
+            data = f.read()
+        if len(data) != size:
+            raise LocalIOError(f"{path} changed while it was being committed")
+        slots[digest] = packer.add(seq, data)
+        if progress:
+            progress(size)
 
     def one(item):
         digest, (path, size) = item
@@ -64,9 +87,17 @@ def upload_missing(store: ObjectStore, blobs: list[tuple[str, str, int]],
         if progress:
             progress(size)
 
-    # the biggest first, so one large blob does not start last and finish alone
-    items = sorted(unique.items(), key=lambda kv: -kv[1][1])
-    with ThreadPoolExecutor(max(1, min(threads, len(items)))) as pool:
-        for _ in pool.map(one, items):
+    # the biggest first, so one large blob does not start last and finish alone; small files in
+    # path order (the caller's), so neighbours share a pack
+    items = sorted(big.items(), key=lambda kv: -kv[1][1])
+    tasks = [functools.partial(one, item) for item in items] + [functools.partial(pack_one, i, d) for i, d in enumerate(small)]
+    with ThreadPoolExecutor(max(1, min(threads, len(tasks)))) as pool:
+        for _ in pool.map(lambda task: task(), tasks):
             pass
-    return counts[0], counts[1]
+    packer.finish()
+    if progress:
+        for digest in located:
+            progress(unique[digest][1])
+    places = {d: (slot.pack, slot.offset) for d, slot in slots.items()}
+    places.update((d, loc) for d, loc in located.items() if loc[0])
+    return counts[0] + packer.packs, counts[1] + packer.uploaded_bytes, places
