@@ -163,9 +163,14 @@ def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: 
                 uploaded[0] += size
         return None, 0
 
-    batches = _batches(list(enumerate(files)), threads)
+    # in path order (the order of the manifest and of readdir), so packs hold directory neighbours
+    order = sorted(range(len(files)), key=lambda i: files[i].path.encode("utf-8"))
+    batches = _batches([(seq, files[i]) for seq, i in enumerate(order)], threads)
     with ThreadPoolExecutor(max(1, min(threads, len(batches)))) as pool:
-        results = [r for batch in pool.map(lambda b: [one(*item) for item in b], batches) for r in batch]
+        in_order = [r for batch in pool.map(lambda b: [one(*item) for item in b], batches) for r in batch]
+    results = [None] * len(files)
+    for seq, i in enumerate(order):
+        results[i] = in_order[seq]
     packer.finish()
     entries = []
     for f, (size, digest, chunks, where) in zip(files, results):

@@ -92,8 +92,9 @@ def stage_entries(stage: Stage, tree: StageTree) -> tuple[list[Entry], list[tupl
     for path, node, index in tree.walk_files():
         if node is not None and node.data is not None:
             e = by_path[path]
-            uploads.append((e.digest, stage.data_path(node.data), e.size))
-    return entries, uploads
+            uploads.append((path.encode("utf-8"), e.digest, stage.data_path(node.data), e.size))
+    uploads.sort()  # path order: packs hold directory neighbours
+    return entries, [u[1:] for u in uploads]
 
 
 def placed_manifest(entries: list[Entry], uploads: list[tuple[str, str, int]], places: dict,
