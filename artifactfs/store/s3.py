@@ -61,6 +61,12 @@ class S3Store(ObjectStore):
     def _key(self, key: str) -> str:
         return self.prefix + key
 
+    def use_buffers(self, pool) -> None:
+        """Receive large ranged GETs into reused aligned buffers (buffers.BufferPool); get_range then
+        returns memoryviews for them. Only on the lean path (explicit endpoints)."""
+        if self._lean is not None:
+            self._lean.buffers = pool
+
     def _call(self, key: str, fn, **kwargs):
         try:
             return fn(Bucket=self.bucket, **kwargs)

@@ -7,11 +7,16 @@ Used only for path-style requests to an explicit endpoint (SeaweedFS, MinIO, Cep
 keeps the full client. Errors are translated to the same exceptions as s3.py: 404 ObjectNotFound,
 403 PermissionDenied, anything transient (connection, timeout, 5xx, 429) retried with backoff and then
 StoreUnavailable. Messages never include credentials.
+
+With a BufferPool attached (`buffers`, the read-only mount does), a large ranged GET is received
+straight into a reused page-aligned buffer (http.client readinto: one copy, no fresh memory) and
+returned as a memoryview of it; otherwise as bytes.
 """
 
 import os
 import random
 import time
+from http.client import HTTPException
 from urllib.parse import quote
 
 import urllib3
@@ -35,9 +40,13 @@ class LeanS3:
             maxsize=max_connections, block=False, retries=False,
             timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
             ca_certs=os.environ.get("AWS_CA_BUNDLE") or None)
+        self.buffers = None  # a buffers.BufferPool: large GETs are received into its buffers
 
-    def _send(self, method: str, key: str, full_key: str, headers: dict, body: bytes | None = None):
-        """Sign and send one request, retrying what is transient; returns the response (2xx, 416)."""
+    def _send(self, method: str, key: str, full_key: str, headers: dict, body: bytes | None = None,
+              into: memoryview | None = None):
+        """Sign and send one request, retrying what is transient; returns the response (2xx, 416).
+        With `into`, a 206 response of len(into) bytes is received into that buffer: `received` is then
+        set on the response (True), and its `data` is empty."""
         url = self._base + quote(full_key, safe="/~")
         problem = ""
         for attempt in range(ATTEMPTS):
@@ -47,8 +56,10 @@ class LeanS3:
             S3SigV4Auth(self._credentials.get_frozen_credentials(), "s3", self._region).add_auth(request)
             try:
                 resp = self._pool.request(method, url, body=body, headers=dict(request.headers.items()),
-                                          preload_content=True, decode_content=False, redirect=False)
-            except urllib3.exceptions.HTTPError as exc:  # refused, reset, timed out
+                                          preload_content=into is None, decode_content=False, redirect=False)
+                if into is not None:
+                    resp.received = _receive(resp, into)
+            except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:  # refused, reset, timed out
                 problem = f"is unreachable: {type(exc).__name__}"
                 continue
             status = resp.status
@@ -64,8 +75,11 @@ class LeanS3:
                 break
         raise StoreUnavailable(f"store {self._url} {problem}")
 
-    def get_range(self, key: str, full_key: str, start: int, length: int) -> bytes:
-        resp = self._send("GET", key, full_key, {"Range": f"bytes={start}-{start + length - 1}"})
+    def get_range(self, key: str, full_key: str, start: int, length: int) -> bytes | memoryview:
+        into = self.buffers.take(length) if self.buffers is not None and length >= self.buffers.min_size else None
+        resp = self._send("GET", key, full_key, {"Range": f"bytes={start}-{start + length - 1}"}, into=into)
+        if getattr(resp, "received", False):
+            return into
         if resp.status == 416:
             return b""
         if resp.status == 200:  # a server that ignored Range sends the whole object
@@ -79,3 +93,25 @@ class LeanS3:
 
     def close(self) -> None:
         self._pool.clear()
+
+
+def _receive(resp, into: memoryview) -> bool:
+    """Read a 206 response of exactly len(into) bytes into `into`, then give the connection back.
+    Anything else (an error status, a server that ignored Range) is read the usual way."""
+    fp = getattr(resp, "_fp", None)
+    if resp.status != 206 or resp.length_remaining != len(into) or not hasattr(fp, "readinto"):
+        resp.read(cache_content=True)  # preload by hand: resp.data holds the body
+        resp.release_conn()
+        return False
+    try:
+        got = 0
+        while got < len(into):
+            n = fp.readinto(into[got:])
+            if not n:
+                raise HTTPException(f"response ended after {got} of {len(into)} bytes")
+            got += n
+    except BaseException:
+        resp.close()  # a half-read connection is not reusable
+        raise
+    resp.release_conn()
+    return True
