@@ -8,6 +8,9 @@ answers READDIRPLUS, so both `lookup` and every entry `readdir` returns count on
 removes a node when its count drops to zero (pyfuse3 developer-notes/lookup_counts.rst). Memory
 follows what the kernel holds, not the size of the versions mounted.
 
+Entries a directory listing returns are kept as a small row (`count_listed`) and become a Node only
+when the kernel asks about that inode (`get`): `find` lists every entry but asks about none of them.
+
 Invariant (single trio thread, no await inside these methods): `remember` and `forget` are atomic with
 respect to other requests, so a node is never dropped between a lookup and its reply.
 """
@@ -21,7 +24,7 @@ import xxhash
 log = logging.getLogger(__name__)
 
 ROOT_INODE = pyfuse3.ROOT_INODE
-_MASK = (1 << 63) - 1
+INODE_MASK = (1 << 63) - 1
 
 # node kinds
 # SEL is a `name:vN` or `name:alias` directory: its content is the version the selector names,
@@ -30,7 +33,11 @@ ROOT, ENTITY, PROJECT, SEL, DIR, FILE = "root", "entity", "project", "sel", "dir
 
 
 def inode_of(key: str) -> int:
-    ino = xxhash.xxh64_intdigest(key.encode("utf-8")) & _MASK
+    return inode_of_bytes(key.encode("utf-8"))
+
+
+def inode_of_bytes(key: bytes) -> int:
+    ino = xxhash.xxh64_intdigest(key) & INODE_MASK
     return ino if ino > ROOT_INODE else ino + 2
 
 
@@ -70,16 +77,41 @@ def node_key(kind, entity="", project="", name="", selector="", version=None, pa
 class InodeTable:
     def __init__(self):
         self._nodes: dict[int, Node] = {ROOT_INODE: Node(ROOT_INODE, ROOT, lookups=1)}
+        # listed, not asked about yet: ino -> [lookups, version, directory prefix, UTF-8 name, index or -1]
+        self._listed: dict[int, list] = {}
 
     def __len__(self) -> int:
-        return len(self._nodes)
+        return len(self._nodes) + len(self._listed)
 
     def get(self, ino: int) -> Node | None:
-        return self._nodes.get(ino)
+        node = self._nodes.get(ino)
+        if node is None:
+            row = self._listed.pop(ino, None)
+            if row is None:
+                return None
+            lookups, version, prefix, name, index = row
+            node = self._nodes[ino] = Node(ino, FILE if index >= 0 else DIR, version=version,
+                                           path=prefix + name.decode("utf-8"), index=index, lookups=lookups)
+        return node
+
+    def count_listed(self, version, prefix: str, rows) -> None:
+        """Count one lookup of each (ino, UTF-8 name, index or -1 for a directory) a listing of the
+        directory `prefix` (with its trailing slash) of `version` returned."""
+        nodes, listed = self._nodes, self._listed
+        for ino, name, index in rows:
+            node = nodes.get(ino)
+            if node is not None:
+                node.lookups += 1
+                continue
+            row = listed.get(ino)
+            if row is None:
+                listed[ino] = [1, version, prefix, name, index]
+            else:
+                row[0] += 1
 
     def remember(self, node: Node) -> Node:
         """Count one kernel lookup of `node` (call right before replying to lookup)."""
-        known = self._nodes.get(node.ino)
+        known = self.get(node.ino)
         if known is None:
             self._nodes[node.ino] = node
             known = node
@@ -89,17 +121,14 @@ class InodeTable:
         known.lookups += 1
         return known
 
-    def count_lookup(self, ino: int) -> bool:
-        """Count one more lookup of a known inode; False if the inode is not in the table."""
-        node = self._nodes.get(ino)
-        if node is None:
-            return False
-        node.lookups += 1
-        return True
-
     def forget(self, ino: int, nlookup: int) -> None:
-        node = self._nodes.get(ino)
+        node = self._nodes.get(ino) or self._listed.get(ino)
         if node is None or ino == ROOT_INODE:
+            return
+        if type(node) is list:
+            node[0] -= nlookup
+            if node[0] <= 0:
+                del self._listed[ino]
             return
         node.lookups -= nlookup
         if node.lookups <= 0:

@@ -128,8 +128,11 @@ class Namespace:
     async def has_entity(self, entity: str) -> bool:
         if not _valid(entity):
             return False
-        if entity in await self.entities():
+        listed = self._cache.peek(("entities",))
+        if listed is not None and entity in listed:
             return True
+        # Its projects, not the listing of every entity: a narrower listing, and what the lookup of a
+        # project in it (the next step of any path) needs anyway.
         return bool(await self.projects(entity))
 
     async def has_project(self, entity: str, project: str) -> bool:
@@ -165,8 +168,12 @@ class Namespace:
         return view
 
     def _load_version(self, artifact: ArtifactName, number: int) -> VersionView:
-        record = self.repo.version(artifact, number)
-        manifest = self.repo.manifest(record.manifest)
+        # The artifact's type is a read of its own: made beside the record and manifest, not before them.
+        with ThreadPoolExecutor(1) as pool:
+            artifact_type = pool.submit(self.repo.artifact_type, artifact)
+            record = self.repo.version(artifact, number, type="")
+            manifest = self.repo.manifest(record.manifest)
+            record.type = artifact_type.result()
         manifest.drop_canonical()  # the mount only reads the columns
         return VersionView(record, manifest)
 

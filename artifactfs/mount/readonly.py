@@ -266,32 +266,32 @@ class ReadOnlyFS(pyfuse3.Operations):
         key_prefix = f"V:{view.key}:{prefix}".encode("utf-8")
         a = self._listing_attrs(view)
         reply, hash64, size_of, is_executable = pyfuse3.readdir_reply, xxh64_intdigest, m.size_of, m.is_executable
-        replied = []
+        replied = []  # every entry the reply holds counts one lookup, and only those
         start = start_id - 1 if start_id else None
-        try:
-            while True:
-                rows = m.child_rows(dirpath, start, READDIR_BATCH)
-                for name, is_dir, index, next_index in rows:
-                    ino = hash64(key_prefix + name) & INODE_MASK  # == inode_of(node_key(...))
-                    if ino <= ROOT_INODE:
-                        ino += 2
-                    a.st_ino = ino
-                    if is_dir:
-                        a.st_mode, a.st_nlink, a.st_size, a.st_blocks = _DIR_MODE, 2, 0, 0
-                        index = -1
-                    else:
-                        a.st_mode = _EXEC_MODE if is_executable(index) else _FILE_MODE
-                        a.st_nlink = 1
-                        a.st_size = size = size_of(index)
-                        a.st_blocks = (size + 511) >> 9
-                    if not reply(token, name, a, next_index + 1):
-                        return
-                    replied.append((ino, name, index))
-                if len(rows) < READDIR_BATCH:
-                    return
-                start = rows[-1][3]
-        finally:  # every entry the reply holds counts one lookup, and only those
-            self.inodes.count_listed(view, prefix, replied)
+        while True:
+            rows = m.child_rows(dirpath, start, READDIR_BATCH)
+            full = False
+            for name, is_dir, index, next_index in rows:
+                ino = hash64(key_prefix + name) & INODE_MASK  # inode_of(node_key(...)), inlined
+                if ino <= ROOT_INODE:
+                    ino += 2
+                a.st_ino = ino
+                if is_dir:
+                    a.st_mode, a.st_nlink, a.st_size, a.st_blocks = _DIR_MODE, 2, 0, 0
+                    index = -1
+                else:
+                    a.st_mode = _EXEC_MODE if is_executable(index) else _FILE_MODE
+                    a.st_nlink = 1
+                    a.st_size = size = size_of(index)
+                    a.st_blocks = (size + 511) >> 9
+                if not reply(token, name, a, next_index + 1):
+                    full = True
+                    break
+                replied.append((ino, name, index))
+            if full or len(rows) < READDIR_BATCH:
+                break
+            start = rows[-1][3]
+        self.inodes.count_listed(view, prefix, replied)
 
     def _listing_attrs(self, view: VersionView) -> pyfuse3.EntryAttributes:
         """Attributes every entry of a version listing shares; the per-entry fields are set in the loop."""
