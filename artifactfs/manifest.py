@@ -463,41 +463,46 @@ class Manifest:
         """
         while True:
             rows = self.child_rows(dirpath, start)
-            for name, is_dir, index, next_index in rows:
+            for name, is_dir, index, next_index, _, _ in rows:
                 yield DirChild(name.decode("utf-8"), is_dir, index, next_index)
             if len(rows) < _CHILD_BATCH:
                 return
             start = rows[-1][3]
 
-    def child_rows(self, dirpath: str, start: int | None = None, limit: int = 0) -> list[tuple[bytes, bool, int, int]]:
+    def child_rows(self, dirpath: str, start: int | None = None, limit: int = 0) -> list[tuple]:
         """Up to `limit` (default _CHILD_BATCH) children as `children` gives them, as plain tuples
-        (UTF-8 name, is_dir, index, next_index): the bulk form for directory listings. Fewer than
-        `limit` means the listing is complete."""
+        (UTF-8 name, is_dir, index, next_index, size, executable), size 0 and executable 0 for a
+        directory: the bulk form for directory listings. Fewer than `limit` means the listing is complete."""
         limit = limit or _CHILD_BATCH
         lo, hi = self.dir_range(dirpath)
         cut = len(dirpath.encode("utf-8")) + 1 if dirpath else 0
         depth = dirpath.count("/") + 1 if dirpath else 0  # slashes in the path of an immediate child file
-        blob, offsets = self._paths.blob, self._paths.offsets
+        blob, offsets, sizes, executable = self._paths.blob, self._paths.offsets, self._sizes, self._executable
+        prefix = dirpath.encode("utf-8") + b"/"
         i = lo if start is None else max(start, lo)
-        rows: list[tuple[bytes, bool, int, int]] = []
-        run = 8
+        rows: list[tuple] = []
+        run = limit
         while i < hi and len(rows) < limit:
             # Try a run of files first: a window with `depth` slashes per path holds no subdirectory.
             j = min(hi, i + run, i + limit - len(rows))
             if blob.count(b"/", offsets[i], offsets[j]) == (j - i) * depth:
-                names = [blob[a + cut:b] for a, b in zip(offsets[i:j], offsets[i + 1:j + 1])]
-                rows += zip(names, itertools.repeat(False), range(i, j), range(i + 1, j + 1))
+                if dirpath:  # the run is prefix+name, prefix+name...; the prefix (with '/') is in no name
+                    names = blob[offsets[i]:offsets[j]].split(prefix)[1:]
+                else:
+                    names = [blob[a:b] for a, b in zip(offsets[i:j], offsets[i + 1:j + 1])]
+                rows += zip(names, itertools.repeat(False), range(i, j), range(i + 1, j + 1), sizes[i:j],
+                            executable[i:j])
                 i, run = j, run * 2
                 continue
             run = 8
             s, e = offsets[i] + cut, offsets[i + 1]
             slash = blob.find(b"/", s, e)
             if slash < 0:
-                rows.append((blob[s:e], False, i, i + 1))
+                rows.append((blob[s:e], False, i, i + 1, sizes[i], executable[i]))
                 i += 1
             else:
                 end = bisect.bisect_left(self._paths, blob[offsets[i]:slash] + b"0", i, hi)  # '0' follows '/'
-                rows.append((blob[s:slash], True, i, end))
+                rows.append((blob[s:slash], True, i, end, 0, 0))
                 i = end
         return rows
 

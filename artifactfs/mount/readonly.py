@@ -265,25 +265,27 @@ class ReadOnlyFS(pyfuse3.Operations):
         prefix = dirpath + "/" if dirpath else ""
         key_prefix = f"V:{view.key}:{prefix}".encode("utf-8")
         a = self._listing_attrs(view)
-        reply, hash64, size_of, is_executable = pyfuse3.readdir_reply, xxh64_intdigest, m.size_of, m.is_executable
+        reply, hash64 = pyfuse3.readdir_reply, xxh64_intdigest
         replied = []  # every entry the reply holds counts one lookup, and only those
         start = start_id - 1 if start_id else None
+        mode = 0
         while True:
             rows = m.child_rows(dirpath, start, READDIR_BATCH)
             full = False
-            for name, is_dir, index, next_index in rows:
+            for name, is_dir, index, next_index, size, executable in rows:
                 ino = hash64(key_prefix + name) & INODE_MASK  # inode_of(node_key(...)), inlined
                 if ino <= ROOT_INODE:
                     ino += 2
                 a.st_ino = ino
                 if is_dir:
-                    a.st_mode, a.st_nlink, a.st_size, a.st_blocks = _DIR_MODE, 2, 0, 0
                     index = -1
-                else:
-                    a.st_mode = _EXEC_MODE if is_executable(index) else _FILE_MODE
+                    if mode != _DIR_MODE:
+                        a.st_mode, a.st_nlink, mode = _DIR_MODE, 2, _DIR_MODE
+                elif mode != (_EXEC_MODE if executable else _FILE_MODE):
+                    mode = a.st_mode = _EXEC_MODE if executable else _FILE_MODE
                     a.st_nlink = 1
-                    a.st_size = size = size_of(index)
-                    a.st_blocks = (size + 511) >> 9
+                a.st_size = size
+                a.st_blocks = (size + 511) >> 9
                 if not reply(token, name, a, next_index + 1):
                     full = True
                     break
