@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class Piece:
     digest: str  # xxh3-128 of exactly these bytes, or for a reference checked by ETag/size an id "ref-..."
     key: str  # store key holding them ("" for a reference)
-    start: int  # offset within that object and within the file
+    start: int  # offset within that object (within the file too, except for a file in a pack)
     length: int
     ref: str | None = None  # external URI: the bytes are read from there (references.py)
     etag: str | None = None  # what the reference's source must still be

@@ -304,6 +304,7 @@ class Manifest:
         self.total_size = sum(sizes)
         self._canonical: bytes | None = None
         self._digest: str | None = None
+        self._last_range: tuple = (None, None)
         self._digest_index: dict[bytes, int] | None = None
 
     # ---- construction -------------------------------------------------------------------------
@@ -410,9 +411,6 @@ class Manifest:
     def size_of(self, i: int) -> int:
         return self._sizes[i]
 
-    def digest_of(self, i: int) -> str:
-        return self._digests[16 * i:16 * i + 16].hex()
-
     def path_of(self, i: int) -> str:
         return self._paths[i].decode("utf-8")
 
@@ -447,9 +445,13 @@ class Manifest:
         """Entry indexes [start, end) of everything under `dirpath` ('' is the root)."""
         if not dirpath:
             return 0, len(self)
+        last = self._last_range  # a listing asks for the same directory once per batch
+        if last[0] == dirpath:
+            return last[1]
         prefix = dirpath.encode("utf-8") + b"/"
         start = bisect.bisect_left(self._paths, prefix)
         end = bisect.bisect_left(self._paths, dirpath.encode("utf-8") + b"0", start)  # '0' follows '/'
+        self._last_range = (dirpath, (start, end))  # one tuple, replaced whole: safe across threads
         return start, end
 
     def is_dir(self, dirpath: str) -> bool:

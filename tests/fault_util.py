@@ -119,3 +119,16 @@ def overwrite_stored(client, entry, data: bytes) -> None:
         tail = pack[entry.offset + entry.size:] if len(data) == entry.size else b""
         data = pack[:entry.offset] + data + tail
     client.store.put(key, data)
+
+
+def make_src(root, count=24, seed=7, blobs=0) -> int:
+    """`count` small files in three directories (one pack) and `blobs` files just over the pack limit
+    (a blob each). Returns the bytes written."""
+    import random
+
+    from artifactfs.packs import PACK_FILE_MAX
+
+    rnd = random.Random(seed)
+    files = {f"d{i % 3}/f{i:02d}.bin": rnd.randbytes(rnd.randint(1, 40_000)) for i in range(count)}
+    files.update({f"big{i}.bin": rnd.randbytes(PACK_FILE_MAX + 1000) for i in range(blobs)})
+    return write_files(root, files)

@@ -3,7 +3,7 @@
     python -m tests.killpoint POINT ACTION -- ARGS...
 
 POINT is where, counted over the store calls the command makes:
-    blob:N       just before the N-th blob upload (put or put_file of a blobs/ key), 1-based
+    blob:N       just before the N-th blob or pack upload (put or put_file of a blobs/ or packs/ key), 1-based
     manifest     just after the manifest object is written
     version      just before the version record (versions/<N>.json) is created
     latest       just before `latest` is moved (after the version record exists)
@@ -50,7 +50,7 @@ def _wrap(store, point: str, action: str):
             _fire(action)
 
     def blob_hook(key: str) -> None:
-        if point.startswith("blob:") and key.startswith("blobs/"):
+        if point.startswith("blob:") and key.startswith(("blobs/", "packs/")):
             with _lock:
                 _blob_puts[0] += 1
                 n = _blob_puts[0]

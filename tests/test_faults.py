@@ -20,17 +20,12 @@ import pytest
 
 from artifactfs import layout
 from artifactfs.hashing import CHUNK_SIZE
-from tests.fault_util import (af, af_at, af_ok, one_clear_line, overwrite_stored, tally, tree_digests, wait_for,
-                              write_files)
+from tests.fault_util import (af, af_at, af_ok, make_src, one_clear_line, overwrite_stored, tally, tree_digests,
+                              wait_for, write_files)
 from tests.fuse_util import Mount, json_results, wait_gone
 from tests.staging_util import StageMount
 
 NAME = "acme/vision/faults"
-
-
-def make_src(root, count=24, seed=7) -> int:
-    rnd = random.Random(seed)
-    return write_files(root, {f"d{i % 3}/f{i:02d}.bin": rnd.randbytes(rnd.randint(1, 40_000)) for i in range(count)})
 
 
 def verify_all(cli) -> dict:
@@ -62,12 +57,12 @@ def get_and_compare(cli, ref, expected_root, out) -> int:
 
 
 # ---- kill -9 of `commit` --------------------------------------------------------------------------
-@pytest.mark.parametrize("point", ["blob:5", "manifest", "version", "latest"])
+@pytest.mark.parametrize("point", ["blob:3", "manifest", "version", "latest"])
 def test_commit_killed_then_committed_again(env, cli, tmp_path, point):
     """SIGKILL during the upload, between manifest and version record, and between the version record
     and `latest`: never a partial version; the same commit again completes; verify and gc agree."""
     src = tmp_path / "src"
-    make_src(src)
+    make_src(src, blobs=3)  # 1 pack + 3 blobs: blob:3 kills the commit with two objects uploaded
     res = af_at(env, point, "kill", "commit", "--dir", src, NAME)
     assert res.returncode == -signal.SIGKILL, (res.stdout, res.stderr)
     if point == "latest":  # the version record was written: v0 is whole, whatever latest says
@@ -80,7 +75,7 @@ def test_commit_killed_then_committed_again(env, cli, tmp_path, point):
     assert json.loads(res)["version"] == 0
     assert cli("gc", "--grace", "0").exit_code == 0  # reclaims what the killed commit left; keeps everything live
     report = verify_all(cli)
-    assert report["versions"] == 1 and report["blobs"] == 24
+    assert report["versions"] == 1 and report["blobs"] == 27
     checked = get_and_compare(cli, f"{NAME}:latest", src, tmp_path / "out")
     tally(f"commit killed at {point}", faults=1, recoveries=1, bytes_checked=checked)
 
@@ -170,10 +165,10 @@ def test_readonly_daemon_killed_during_reads(env, cli, tmp_path):
 
 # ---- corruption -----------------------------------------------------------------------------------
 def test_corrupt_and_truncated_store_and_cache(env, cli, tmp_path, client):
-    """A truncated blob in the store is EIO through the mount and exit 7 from get and verify. A damaged
+    """A truncated blob in the store (and a pack cut short in the last file it holds) is EIO through the mount and exit 7 from get and verify. A damaged
     cache piece is never served: the next reader fetches it from the store and the cache heals."""
     rnd = random.Random(3)
-    files = {"small.txt": rnd.randbytes(3000), "cut.bin": rnd.randbytes(50_000),
+    files = {"small.txt": rnd.randbytes(3000), "tail-cut.bin": rnd.randbytes(50_000),
              "bigcut.bin": rnd.randbytes(CHUNK_SIZE + 1000), "healme.bin": rnd.randbytes(70_000),
              "cutme.bin": rnd.randbytes(20_000)}
     src = tmp_path / "src"
@@ -196,10 +191,10 @@ def test_corrupt_and_truncated_store_and_cache(env, cli, tmp_path, client):
             data = bytearray()
         piece.write_bytes(bytes(data))
     # the store: truncated blobs (whole small file; the second chunk of a big one)
-    for name in ("cut.bin", "bigcut.bin"):  # not cached: their reads must reach the damaged store
+    for name in ("tail-cut.bin", "bigcut.bin"):  # not cached: their reads must reach the damaged store
         for piece in [entry[name].digest, *(entry[name].chunks or ())]:
             (cache / piece[:2] / piece).unlink(missing_ok=True)
-    overwrite_stored(client, entry["cut.bin"], files["cut.bin"][:-10])
+    overwrite_stored(client, entry["tail-cut.bin"], files["tail-cut.bin"][:-10])
     client.store.put(layout.blob_key(entry["bigcut.bin"].digest), files["bigcut.bin"][:CHUNK_SIZE + 10])
     faults = 5
 
@@ -210,7 +205,7 @@ def test_corrupt_and_truncated_store_and_cache(env, cli, tmp_path, client):
             with open(os.path.join(root, name), "rb") as f:
                 assert f.read() == files[name]
         with pytest.raises(OSError) as exc:
-            open(os.path.join(root, "cut.bin"), "rb").read()
+            open(os.path.join(root, "tail-cut.bin"), "rb").read()
         assert exc.value.errno == errno.EIO
         with open(os.path.join(root, "bigcut.bin"), "rb") as f:
             assert f.read(CHUNK_SIZE) == files["bigcut.bin"][:CHUNK_SIZE]
@@ -224,10 +219,10 @@ def test_corrupt_and_truncated_store_and_cache(env, cli, tmp_path, client):
         assert piece.read_bytes() == files[name]
     res = af(env, "get", f"{NAME}:v0", "--root", tmp_path / "out")
     one_clear_line(res, 7, "corrupt")
-    assert not os.path.exists(tmp_path / "out" / "cut.bin")  # never a wrong file on disk
+    assert not os.path.exists(tmp_path / "out" / "tail-cut.bin")  # never a wrong file on disk
     res = cli("verify", f"{NAME}:v0")
     assert res.exit_code == 7, res.output
-    assert "cut.bin" in res.stdout and "bigcut.bin" in res.stdout, res.stdout
+    assert "tail-cut.bin" in res.stdout and "bigcut.bin" in res.stdout, res.stdout
     # a damaged piece whose blob is damaged too: EIO, never the damaged bytes
     piece = cache / entry["healme.bin"].digest[:2] / entry["healme.bin"].digest
     piece.write_bytes(b"x" * len(files["healme.bin"]))

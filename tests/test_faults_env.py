@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import pytest
 
 from artifactfs.hashing import CHUNK_SIZE
-from tests.fault_util import af, af_at, af_ok, tally, tree_digests, wait_for, write_files
+from tests.fault_util import af, af_at, af_ok, make_src, tally, tree_digests, wait_for, write_files
 from tests.fuse_util import Mount
 from tests.seaweed import ADMIN, SeaweedServer
 
@@ -67,11 +67,6 @@ def until_ok(fn, timeout=30):
         time.sleep(0.5)
 
 
-def make_src(root, count=24, seed=5) -> int:
-    rnd = random.Random(seed)
-    return write_files(root, {f"f{i:02d}.bin": rnd.randbytes(rnd.randint(1000, 50_000)) for i in range(count)})
-
-
 def check_recovered(env, src, out, versions) -> int:
     listed = json.loads(af_ok(env, "ls", NAME, "--json"))
     assert [v["version"] for v in listed] == versions
@@ -83,10 +78,10 @@ def check_recovered(env, src, out, versions) -> int:
 
 
 def test_store_stopped_during_commit(weed, weed_env, tmp_path):
-    """SeaweedFS stops after the 4th blob upload: the commit fails with one clear line within the timeout
+    """SeaweedFS stops before the 4th blob or pack upload: the commit fails with one clear line within the timeout
     and leaves no version; once it is back, the same commit completes and the store verifies."""
     src = tmp_path / "src"
-    make_src(src)
+    make_src(src, blobs=4)
     marker = str(tmp_path / "paused")
     proc = af_at(weed_env, "blob:4", f"pause:{marker}", "commit", "--dir", src, NAME, wait=False)
     try:

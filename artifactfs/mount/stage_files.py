@@ -168,10 +168,12 @@ class StageFiles:
             hasher = StreamHasher(self.chunk_size)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
+                at = 0  # offset in the file (a piece's `start` is its offset in the stored object)
                 for piece in pieces_of(entry, self.tree.base.chunk_size):
                     data = await self.source.get(piece)
                     hasher.update(data)
-                    await to_thread(_write_all, fd, data, piece.start, limiter=self.disk)
+                    await to_thread(_write_all, fd, data, at, limiter=self.disk)
+                    at += len(data)
             except BaseException:
                 os.close(fd)
                 os.unlink(path)

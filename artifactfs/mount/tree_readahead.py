@@ -10,18 +10,15 @@ After IN_ORDER_OPENS such opens, the next `window` files are prefetched; the win
 further in-order open up to MAX_WINDOW files and MAX_BYTES. Any other open resets it, so a shuffled
 reader (a training loop with shuffle=True) never triggers prefetching and fetches only what it reads.
 Only files of one piece (up to the chunk size) are prefetched; large files have their own read-ahead.
-Files stored back to back in a pack are fetched as runs, one ranged GET each (ChunkSource.start_span),
-and even a single cold open reads a little past its file (DEMAND_SPAN): a 64 KiB GET and a 512 KiB
-GET cost about the same request, and the next file is then already here.
+Files stored back to back in a pack are prefetched as runs, one ranged GET each (ChunkSource.start_span).
 
 Runs on the trio thread with no await: `on_open` only starts fetch tasks.
 """
 
 from collections import OrderedDict
 
-from .. import layout
 from ..errors import ArtifactfsError
-from ..fetch import Piece, pieces_of
+from ..fetch import pieces_of
 
 SLACK = 16
 STRAGGLERS = 64  # opens this far behind the walk are ignored (slow threads of a parallel reader)
@@ -29,7 +26,6 @@ IN_ORDER_OPENS = 3
 INITIAL_WINDOW = 8
 MAX_WINDOW = 256
 MAX_BYTES = 64 * 1024 * 1024
-DEMAND_SPAN = 512 * 1024  # a cold open of a packed file also reads this much of what follows it
 TRACKED_VERSIONS = 64
 
 
@@ -47,28 +43,6 @@ class TreeReadAhead:
     def __init__(self, source):
         self.source = source  # reader.ChunkSource
         self._walks: OrderedDict[str, _Walk] = OrderedDict()
-
-    def open_file(self, view, index: int, piece) -> None:
-        """A file of one piece is being opened: start its fetch (for a packed file, together with the
-        neighbours that follow it in its pack, up to DEMAND_SPAN bytes: one GET instead of many), then
-        look for an in-order walk."""
-        if piece.key.startswith("packs/"):
-            self.source.start_span(self._pack_run(view.manifest, index, piece), prefetch=False)
-        else:
-            self.source.start(piece)
-        self.on_open(view, index)
-
-    def _pack_run(self, m, index: int, piece) -> list:
-        run, end, budget = [piece], piece.start + piece.length, DEMAND_SPAN - piece.length
-        for i in range(index + 1, len(m)):
-            pack, offset = m.pack_of(i)
-            size = m.size_of(i)
-            if offset != end or size > budget or layout.pack_key(pack or "") != piece.key:
-                break
-            run.append(Piece(m.digest_of(i), piece.key, offset, size))
-            end += size
-            budget -= size
-        return run
 
     def on_open(self, view, index: int) -> None:
         walk = self._walks.get(view.key)
