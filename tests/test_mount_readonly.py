@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import random
+import stat
 import subprocess
 import threading
 import time
@@ -109,6 +110,41 @@ def test_xattrs(committed, mounts, client):
     with pytest.raises(OSError) as exc:
         os.getxattr(big, "user.artifactfs.nope")
     assert exc.value.errno == errno.ENODATA
+
+
+def test_large_listing_matches_lookups(client, tmp_path, mounts):
+    """A directory of more entries than one listing reply or batch holds, with subdirectories among its
+    files: every entry listed once with its size and mode, under the inode number a lookup gives, the
+    same through a version and an alias and after a remount; listed entries are readable and have xattrs."""
+    files = {f"many/f{i:04d}.txt": b"x" * (i % 7) for i in range(1100)}
+    files.update({f"many/{d}/inner.txt": d.encode() for d in ("f0000d", "f05", "f0700d", "f1099d")})
+    files["many/run.sh"] = b"#!/bin/sh\n"
+    write_tree(tmp_path / "src", files)
+    os.chmod(tmp_path / "src/many/run.sh", 0o755)
+    client.commit_dir(str(tmp_path / "src"), NAME, "dataset", aliases=["prod"])
+
+    def listing(m, sel):
+        with os.scandir(m.path("acme/vision", sel, "many")) as it:
+            return {e.name: (e.inode(), e.stat(follow_symlinks=False)) for e in it}
+
+    m = mounts()
+    seen = listing(m, "bikes:v0")
+    assert sorted(seen) == sorted({rel.split("/")[1] for rel in files})
+    for name, (ino, st) in seen.items():
+        assert ino == st.st_ino == os.stat(m.path("acme/vision/bikes:v0/many", name)).st_ino, name
+        if name in ("f0000d", "f05", "f0700d", "f1099d"):
+            assert stat.S_ISDIR(st.st_mode)
+        else:
+            assert (st.st_size, stat.S_IMODE(st.st_mode)) == (len(files[f"many/{name}"]),
+                                                             0o555 if name == "run.sh" else 0o444), name
+    assert {n: v[0] for n, v in listing(m, "bikes:prod").items()} == {n: v[0] for n, v in seen.items()}
+    root = m.path("acme/vision/bikes:v0/many")
+    assert open(os.path.join(root, "f0777.txt"), "rb").read() == files["many/f0777.txt"]
+    assert open(os.path.join(root, "f05/inner.txt"), "rb").read() == b"f05"
+    assert os.getxattr(os.path.join(root, "f0321.txt"), "user.artifactfs.path") == b"many/f0321.txt"
+    assert os.getxattr(os.path.join(root, "f0700d"), "user.artifactfs.path") == b"many/f0700d"
+    again = mounts()
+    assert {n: v[0] for n, v in listing(again, "bikes:v0").items()} == {n: v[0] for n, v in seen.items()}
 
 
 def test_writes_are_erofs(committed, mounts):

@@ -99,15 +99,13 @@ class InodeTable:
         directory `prefix` (with its trailing slash) of `version` returned."""
         nodes, listed = self._nodes, self._listed
         for ino, name, index in rows:
-            node = nodes.get(ino)
-            if node is not None:
-                node.lookups += 1
-                continue
             row = listed.get(ino)
-            if row is None:
-                listed[ino] = [1, version, prefix, name, index]
-            else:
+            if row is not None:
                 row[0] += 1
+            elif (node := nodes.get(ino)) is not None:
+                node.lookups += 1
+            else:
+                listed[ino] = [1, version, prefix, name, index]
 
     def remember(self, node: Node) -> Node:
         """Count one kernel lookup of `node` (call right before replying to lookup)."""
