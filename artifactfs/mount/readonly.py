@@ -340,7 +340,9 @@ class ReadOnlyFS(pyfuse3.Operations):
 
     @fuse_op
     async def flush(self, fh):
-        pass
+        # Nothing to flush on a read-only file. ENOSYS makes the kernel stop sending FLUSH for the
+        # whole mount (it counts as success): one request less per close(), ~20 % of a small-file read.
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     @fuse_op
     async def statfs(self, ctx):

@@ -7,7 +7,8 @@ walk turns that into a pipeline. The detector is per version and tolerant of the
 parallel readers cause: an open within SLACK entries of where the walk is expected counts as in order,
 and one up to STRAGGLERS behind it is ignored.
 After IN_ORDER_OPENS such opens, the next `window` files are prefetched; the window doubles on each
-further in-order open up to MAX_WINDOW files and MAX_BYTES. Any other open resets it, so a shuffled
+further in-order open up to MAX_WINDOW files and MAX_BYTES, and is topped up whenever the walk comes
+within half a window of its end (in batches, not file by file, so a batch of pack neighbours is one GET). Any other open resets it, so a shuffled
 reader (a training loop with shuffle=True) never triggers prefetching and fetches only what it reads.
 Only files of one piece (up to the chunk size) are prefetched; large files have their own read-ahead.
 Files stored back to back in a pack are prefetched as runs, one ranged GET each (ChunkSource.start_span).
@@ -63,6 +64,8 @@ class TreeReadAhead:
         self._prefetch(view, walk, index)
 
     def _prefetch(self, view, walk: _Walk, index: int) -> None:
+        if walk.prefetched_to - index > walk.window // 2:
+            return  # still half a window ahead: top up in batches, so pack neighbours go in one GET
         m = view.manifest
         end = min(len(m), index + 1 + walk.window)
         start = max(walk.prefetched_to, index + 1)
