@@ -6,6 +6,11 @@ doing it on the read path halved cold sequential throughput. Pending bytes are b
 MAX_PENDING, a piece is simply not cached (a streaming read of a huge file must not run at the speed
 of the cache disk; a later read fetches that piece again). A crash loses at most the pending pieces,
 which are only cache.
+
+Chunks received into aligned buffers (large pieces from S3, see buffers.py) are written with O_DIRECT,
+which costs little CPU: they go to threads at normal priority, so they keep up with the disk instead
+of waiting for CPU on a busy machine. Other pieces (buffered writes, a CPU copy each) go to threads
+that yield the CPU to serving.
 """
 
 import logging
@@ -13,6 +18,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from ..buffers import is_aligned
 from ..cache import PieceCache
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,7 @@ class CacheWriter:
         self.cache = cache
         self.max_pending = max_pending
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="cache-writer", initializer=_lower_priority)
+        self._direct = ThreadPoolExecutor(threads, thread_name_prefix="cache-writer-direct")
         self._lock = threading.Lock()
         self._pending = 0
         self.skipped = 0  # pieces not cached because the writes were too far behind
@@ -47,7 +54,7 @@ class CacheWriter:
             self.skipped += 1  # the disk cannot keep up: serve without caching rather than slow the read
             log.debug("cache writes behind by %d bytes: not caching %s", self._pending, digest)
             return
-        self._pool.submit(self._write, digest, data)
+        (self._direct if is_aligned(data) else self._pool).submit(self._write, digest, data)
 
     def _write(self, digest: str, data: bytes) -> None:
         try:
@@ -61,3 +68,4 @@ class CacheWriter:
     def close(self) -> None:
         """Finish pending writes (at unmount)."""
         self._pool.shutdown(wait=True)
+        self._direct.shutdown(wait=True)
