@@ -9,11 +9,13 @@ import stat
 import subprocess
 import threading
 import time
+import types
 
 import pytest
 
 from artifactfs import layout
 from artifactfs.hashing import CHUNK_SIZE
+from artifactfs.mount.inodes import DIR, FILE, InodeTable, Node
 from tests.fault_util import overwrite_stored
 from tests.fuse_util import Mount, mount_factory, run_cli
 from tests.staging_util import write_tree
@@ -145,6 +147,29 @@ def test_large_listing_matches_lookups(client, tmp_path, mounts):
     assert os.getxattr(os.path.join(root, "f0700d"), "user.artifactfs.path") == b"many/f0700d"
     again = mounts()
     assert {n: v[0] for n, v in listing(again, "bikes:v0").items()} == {n: v[0] for n, v in seen.items()}
+
+
+def test_inode_table_counts_listed_entries_until_forgotten():
+    """Listed entries are rows until asked about; lookups from listings and lookups of the Node add up,
+    and `forget` drops a row or a Node once the kernel's count reaches zero."""
+    view = types.SimpleNamespace(key="acme/vision/bikes:0")  # a VersionView as far as the table cares
+    table = InodeTable()
+    table.count_listed(view, "d/", [(10, b"a.txt", 4), (11, b"sub", -1)])
+    table.count_listed(view, "d/", [(10, b"a.txt", 4)])
+    assert len(table) == 3  # the root and two rows
+    node = table.get(10)
+    assert (node.kind, node.path, node.index, node.version, node.lookups) == (FILE, "d/a.txt", 4, view, 2)
+    assert table.remember(Node(10, FILE, version=view, path="d/a.txt", index=4)) is node and node.lookups == 3
+    table.count_listed(view, "d/", [(10, b"a.txt", 4)])
+    assert node.lookups == 4
+    table.forget(10, 3)
+    assert table.get(10) is node
+    table.forget(10, 1)
+    assert table.get(10) is None
+    table.forget(11, 1)  # a row never asked about
+    assert table.get(11) is None and len(table) == 1
+    table.count_listed(view, "", [(12, b"top", -1)])
+    assert (table.get(12).kind, table.get(12).path) == (DIR, "top")
 
 
 def test_writes_are_erofs(committed, mounts):
