@@ -184,19 +184,23 @@ class Fetcher:
         return data
 
     # ---- whole-file download --------------------------------------------------------------------
-    def download_entry(self, entry: Entry, chunk_size: int, dest: str) -> bool:
-        """Write `entry` to `dest` (temp + rename). Returns False if `dest` already held it."""
+    def download_entry(self, entry: Entry, chunk_size: int, dest: str, data: bytes | None = None) -> bool:
+        """Write `entry` to `dest` (temp + rename); `data`: its verified bytes, when already fetched.
+        Returns False if `dest` already held it."""
         if _already_there(entry, dest):
             return False
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         tmp = f"{dest}.artifactfs-tmp"
         try:
             with open(tmp, "wb") as f:
-                if _unchecked(entry):  # checksum=False: whatever the URI holds now
+                if data is not None:
+                    f.write(data)
+                elif _unchecked(entry):  # checksum=False: whatever the URI holds now
                     for block in self.references.stream(entry.ref):
                         f.write(block)
-                for piece in pieces_of(entry, chunk_size):
-                    f.write(self.piece(piece))
+                else:
+                    for piece in pieces_of(entry, chunk_size):
+                        f.write(self.piece(piece))
             os.chmod(tmp, 0o755 if entry.executable else 0o644)
             os.replace(tmp, dest)
         except OSError as exc:
@@ -214,20 +218,50 @@ class Fetcher:
         counts = [0, 0]
         lock = threading.Lock()
 
-        def one(entry: Entry):
+        def one(entry: Entry, data: bytes | None = None):
             dest = os.path.join(root, entry.path)
             if not os.path.abspath(dest).startswith(root + os.sep):
                 raise LocalIOError(f"refusing to write {entry.path!r} outside {root}")
-            wrote = self.download_entry(entry, chunk_size, dest)
+            wrote = self.download_entry(entry, chunk_size, dest, data)
             with lock:
                 counts[0 if wrote else 1] += 1
             if progress:
                 progress(entry.size)
 
+        def run(group: list[Entry]):
+            if len(group) == 1:
+                return one(group[0])
+            for entry, data in zip(group, self.span([pieces_of(e, chunk_size)[0] for e in group])):
+                if isinstance(data, BaseException):
+                    raise data
+                one(entry, data)
+
         with ThreadPoolExecutor(threads) as pool:
-            for _ in pool.map(one, entries):
+            for _ in pool.map(run, _pack_runs(entries)):
                 pass
         return counts[0], counts[1]
+
+
+def _pack_runs(entries: Iterable[Entry], max_bytes: int = 8 * 1024 * 1024) -> list[list[Entry]]:
+    """Entries grouped for download: files back to back in one pack (up to `max_bytes`) share a group
+    and so one ranged GET; every other entry is a group of its own."""
+    groups: list[list[Entry]] = []
+    by_pack: dict[str, list[Entry]] = {}
+    for e in entries:
+        if e.pack and e.size:
+            by_pack.setdefault(e.pack, []).append(e)
+        else:
+            groups.append([e])
+    for packed in by_pack.values():
+        packed.sort(key=lambda e: e.offset)
+        run: list[Entry] = []
+        for e in packed:
+            if run and (e.offset != run[-1].offset + run[-1].size or e.offset + e.size - run[0].offset > max_bytes):
+                groups.append(run)
+                run = []
+            run.append(e)
+        groups.append(run)
+    return groups
 
 
 def _unchecked(entry: Entry) -> bool:
