@@ -279,8 +279,10 @@ class _PackColumns:
         """Regex rows of plain lines (digest, offset, pack, path, size); offset and pack may be empty."""
         get = self._index.get
         ids = [get(r[2]) for r in rows]
-        if None in ids:
-            ids = [self._id(r[2]) for r in rows]
+        if None in ids:  # new packs in this window: register each once, then look up again
+            for pack in {r[2] for r in rows if get(r[2]) is None}:
+                self._id(pack)
+            ids = [get(r[2]) for r in rows]
         self.ids.extend(ids)
         self.offsets.extend(map(int, (r[1] or b"0" for r in rows)))
 
