@@ -9,8 +9,9 @@ one) into verified bytes:
   the fetch itself continues in the background and is shared with whoever asks next.
   The memory LRU exists because the kernel asks for 128 KiB-1 MiB at a time: without it each request
   would re-read (and slice) an 8 MiB chunk from the disk cache. A chunk that a sequential reader has
-  read to its end is dropped from it at once (`forget`: the kernel keeps those pages, keep_cache), so
-  a streaming read cycles through a few reused buffers (buffers.py) instead of filling the LRU.
+  read past (by one more chunk) is dropped from it at once (`forget`: the kernel keeps those pages,
+  keep_cache), so a streaming read cycles through a few reused buffers (buffers.py) instead of filling
+  the LRU.
 
 `FileReader` (one per open file handle) decides what to fetch. Read-ahead window: a read that starts
 within one chunk of where the previous read ended is sequential; each sequential step into a new chunk
@@ -221,11 +222,12 @@ class FileReader:
             hi = min(end - i * cs, len(data))
             # a view, not a copy: pyfuse3 replies from any buffer, and the chunk stays alive meanwhile
             parts.append(memoryview(data)[lo:hi] if (lo, hi) != (0, len(data)) else data)
-            if hi == len(data) and self._window:
-                # a sequential reader is done with this chunk (the kernel keeps its pages): free its
-                # buffer for the next one instead of holding it in memory, so a streaming read reuses
-                # a few buffers rather than touching new memory for the whole LRU
-                self.source.forget(self.pieces[i])
+            if hi == len(data) and self._window and i:
+                # a sequential reader is done with the chunk before this one (the kernel keeps its
+                # pages): free its buffer for the next chunk instead of holding it in memory, so a
+                # streaming read reuses a few buffers rather than touching new memory for the whole
+                # LRU. One chunk of slack: the kernel's readahead requests may arrive out of order.
+                self.source.forget(self.pieces[i - 1])
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _plan(self, off: int, end: int, last: int) -> None:
