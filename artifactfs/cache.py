@@ -99,15 +99,22 @@ class PieceCache:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             size = os.fstat(fd).st_size
-            if size < pool.min_size or not _set_direct(fd, True):
-                return os.read(fd, size) if size else b""
+            if size < pool.min_size:
+                return os.pread(fd, size, 0) if size else b""
             # O_DIRECT reads whole blocks: ask for the size rounded up, EOF makes the last one short
             buf = pool.take(-(-size // ALIGN) * ALIGN)
             got = 0
+            direct = _set_direct(fd, True)
             while got < size:
-                n = os.preadv(fd, [buf[got:]], got)
+                try:
+                    n = os.preadv(fd, [buf[got:]], got)
+                except OSError as exc:
+                    if not direct or exc.errno != errno.EINVAL:
+                        raise
+                    direct = not _set_direct(fd, False)  # O_DIRECT refused after all: read normally
+                    continue
                 if not n:
-                    break
+                    break  # shorter than it was a moment ago: the digest check drops it
                 got += n
             return buf[:got]
         finally:
