@@ -244,7 +244,8 @@ def verify(repo: Repository, records: list[VersionRecord], references) -> Verify
             problems.extend(found)
         for found in pool.map(check_ref, refs):
             problems.extend(found)
-    return VerifyReport(len(records), len(blobs) + sum(map(len, packs.values())), len(refs), problems)
+    contents = set(blobs).union(*({d for _, _, d in members} for members in packs.values()))
+    return VerifyReport(len(records), len(contents), len(refs), problems)  # distinct contents checked
 
 
 def records_for(repo: Repository, refs: list[str], entity=None, project=None) -> list[VersionRecord]:
