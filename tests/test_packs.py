@@ -147,12 +147,14 @@ def test_packed_manifest_lines_parse_on_the_fast_path():
     entries = [Entry(f"dir/f{i:05d}", 10 + i, digest_bytes(str(i).encode()), pack=("ab" * 16 if i % 3 else "cd" * 16),
                      offset=i * 100) for i in range(3000)]
     entries.append(Entry("plain", 5, digest_bytes(b"plain")))
+    entries.append(Entry("a-first", 3, digest_bytes(b"first")))  # unpacked entries before the first packed one
     entries.append(Entry("x/exec", 7, digest_bytes(b"exec"), executable=True, pack="ef" * 16, offset=9))
     m = Manifest.from_entries(entries)
     parsed = Manifest.parse(m.to_bytes())
     assert parsed.digest == m.digest and list(parsed) == list(m)
     assert parsed.location(digest_bytes(b"7")) == ("ab" * 16, 700)
     assert parsed.location(digest_bytes(b"plain")) == (None, 0)
+    assert parsed.location(digest_bytes(b"first")) == (None, 0) and parsed[0].pack is None
     assert parsed.location(digest_bytes(b"nothing")) is None
     assert b'"offset":700,"pack":"' in m.to_bytes()
 
