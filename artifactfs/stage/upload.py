@@ -58,7 +58,7 @@ def upload_missing(store: ObjectStore, blobs: list[tuple[str, str, int]],
         unique.setdefault(digest, (path, size))
     located = {d: loc for d in unique if (loc := known(d)) is not None}
     small = [d for d, (_, size) in unique.items() if d not in located and 0 < size <= pack_max]
-    big = {d: v for d, v in unique.items() if d not in located and d not in small}
+    big = {d: v for d, v in unique.items() if d not in located and not 0 < v[1] <= pack_max}
     have = listed_blobs(store, set(big)) if big else set()
     counts = [0, 0]
     lock = threading.Lock()
@@ -90,7 +90,8 @@ def upload_missing(store: ObjectStore, blobs: list[tuple[str, str, int]],
     # the biggest first, so one large blob does not start last and finish alone; small files in
     # path order (the caller's), so neighbours share a pack
     items = sorted(big.items(), key=lambda kv: -kv[1][1])
-    tasks = [functools.partial(one, item) for item in items] + [functools.partial(pack_one, i, d) for i, d in enumerate(small)]
+    tasks = ([functools.partial(one, item) for item in items]
+             + [functools.partial(pack_one, i, d) for i, d in enumerate(small)])
     with ThreadPoolExecutor(max(1, min(threads, len(tasks)))) as pool:
         for _ in pool.map(lambda task: task(), tasks):
             pass
