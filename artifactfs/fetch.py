@@ -46,6 +46,7 @@ class Piece:
 
 
 REF_PIECE = "ref-"
+RUN_BYTES = 8 * 1024 * 1024  # `get` reads runs of packed files up to this size with one GET
 
 
 def pieces_of(entry: Entry, chunk_size: int) -> list[Piece]:
@@ -150,9 +151,14 @@ class Fetcher:
         return data
 
     def span(self, pieces: list[Piece]) -> list[bytes | BaseException]:
-        """Several pieces that lie back to back in one object (files of a pack), with one ranged GET
-        for those not cached. Returns each piece's bytes, or the CorruptData of one that fails its check
-        (the others are still good). Store errors raise."""
+        """A run of pieces from contiguous_runs (back to back in one object: files of a pack), with one
+        ranged GET for those not cached. Returns each piece's bytes, or the CorruptData of one that
+        fails its check (the others are still good). Store errors raise."""
+        if len(pieces) == 1:  # the single-piece path: single flight across threads, references
+            try:
+                return [self.piece(pieces[0])]
+            except CorruptData as exc:
+                return [exc]
         out: list = [self.cache.get(p.digest) for p in pieces]
         missing = [i for i, data in enumerate(out) if data is None]
         if not missing:
@@ -228,40 +234,40 @@ class Fetcher:
             if progress:
                 progress(entry.size)
 
-        def run(group: list[Entry]):
+        def run(group: list[tuple[Entry, Piece]]):
             if len(group) == 1:
-                return one(group[0])
-            for entry, data in zip(group, self.span([pieces_of(e, chunk_size)[0] for e in group])):
+                return one(group[0][0])
+            for (entry, _), data in zip(group, self.span([piece for _, piece in group])):
                 if isinstance(data, BaseException):
                     raise data
                 one(entry, data)
 
+        # files back to back in a pack: one ranged GET per run; every other entry on its own
+        entries = list(entries)
+        packed = sorted((e for e in entries if e.pack and e.size), key=lambda e: (e.pack, e.offset))
+        pairs = [(e, pieces_of(e, chunk_size)[0]) for e in packed]
+        ordered = iter(pairs)
+        groups = [[next(ordered) for _ in run] for run in contiguous_runs([p for _, p in pairs], RUN_BYTES)]
+        groups += [[(e, None)] for e in entries if not (e.pack and e.size)]
         with ThreadPoolExecutor(threads) as pool:
-            for _ in pool.map(run, _pack_runs(entries)):
+            for _ in pool.map(run, groups):
                 pass
         return counts[0], counts[1]
 
 
-def _pack_runs(entries: Iterable[Entry], max_bytes: int = 8 * 1024 * 1024) -> list[list[Entry]]:
-    """Entries grouped for download: files back to back in one pack (up to `max_bytes`) share a group
-    and so one ranged GET; every other entry is a group of its own."""
-    groups: list[list[Entry]] = []
-    by_pack: dict[str, list[Entry]] = {}
-    for e in entries:
-        if e.pack and e.size:
-            by_pack.setdefault(e.pack, []).append(e)
+def contiguous_runs(pieces: Iterable[Piece], max_bytes: int | None = None) -> list[list[Piece]]:
+    """Split `pieces` (in order) into runs that lie back to back in one store object, each at most
+    `max_bytes` long: one ranged GET per run (Fetcher.span). A reference's pieces are never joined."""
+    runs: list[list[Piece]] = []
+    for p in pieces:
+        run = runs[-1] if runs else None
+        if (run is None or p.ref is not None or run[-1].ref is not None or p.key != run[-1].key
+                or p.start != run[-1].start + run[-1].length
+                or (max_bytes is not None and p.start + p.length - run[0].start > max_bytes)):
+            runs.append([p])
         else:
-            groups.append([e])
-    for packed in by_pack.values():
-        packed.sort(key=lambda e: e.offset)
-        run: list[Entry] = []
-        for e in packed:
-            if run and (e.offset != run[-1].offset + run[-1].size or e.offset + e.size - run[0].offset > max_bytes):
-                groups.append(run)
-                run = []
-            run.append(e)
-        groups.append(run)
-    return groups
+            run.append(p)
+    return runs
 
 
 def _unchecked(entry: Entry) -> bool:

@@ -35,7 +35,7 @@ from collections import OrderedDict
 import trio
 
 from ..errors import StoreUnavailable
-from ..fetch import Fetcher, Piece
+from ..fetch import Fetcher, Piece, contiguous_runs
 from .daemon import Workers, to_thread
 
 log = logging.getLogger(__name__)
@@ -101,49 +101,22 @@ class ChunkSource:
         flight = self._inflight.get(piece.digest)
         if flight is None:
             flight = self._inflight[piece.digest] = _Flight()
-            self._nursery.start_soon(self._fetch, piece, flight, prefetch)
+            self._nursery.start_soon(self._fetch, [piece], [flight], prefetch)
         return flight
 
-    async def _fetch(self, piece: Piece, flight: _Flight, prefetch: bool) -> None:
-        try:
-            if prefetch:
-                async with self._prefetch_limiter:
-                    data = await self._in_thread(piece)
-            else:
-                data = await self._in_thread(piece)
-            self._remember(piece.digest, data)
-            flight.data = data
-        except Exception as exc:  # handed to every waiter; the next request retries
-            flight.error = exc
-            if prefetch:
-                log.debug("prefetch of %s failed: %s", piece.key, exc)
-        finally:
-            del self._inflight[piece.digest]
-            flight.event.set()
-
     def start_span(self, pieces: list[Piece], prefetch: bool = False) -> None:
-        """Fetch pieces that lie back to back in one object (files of a pack) with one ranged GET per
-        run of those not in memory or already in flight."""
-        run: list[Piece] = []
+        """Fetch those of `pieces` not in memory or in flight, with one ranged GET per run of them that
+        lies back to back in one object (files of a pack). A piece left out breaks the run there."""
+        todo, seen = [], set()
         for p in pieces:
-            if p.digest in self._mem or p.digest in self._inflight or any(q.digest == p.digest for q in run):
-                self._start_run(run, prefetch)
-                run = []
-                continue
-            if run and (p.key != run[-1].key or p.start != run[-1].start + run[-1].length):
-                self._start_run(run, prefetch)
-                run = []
-            run.append(p)
-        self._start_run(run, prefetch)
-
-    def _start_run(self, run: list[Piece], prefetch: bool) -> None:
-        if len(run) == 1:
-            self.start(run[0], prefetch)
-        elif run:
+            if p.digest not in self._mem and p.digest not in self._inflight and p.digest not in seen:
+                seen.add(p.digest)
+                todo.append(p)
+        for run in contiguous_runs(todo):
             flights = [self._inflight.setdefault(p.digest, _Flight()) for p in run]
-            self._nursery.start_soon(self._fetch_run, run, flights, prefetch)
+            self._nursery.start_soon(self._fetch, run, flights, prefetch)
 
-    async def _fetch_run(self, run: list[Piece], flights: list[_Flight], prefetch: bool) -> None:
+    async def _fetch(self, run: list[Piece], flights: list[_Flight], prefetch: bool) -> None:
         try:
             fetch = functools.partial(to_thread, self.fetcher.span, run, limiter=self.workers.network, abandon=True)
             if prefetch:
@@ -166,9 +139,6 @@ class ChunkSource:
             for p, flight in zip(run, flights):
                 del self._inflight[p.digest]
                 flight.event.set()
-
-    async def _in_thread(self, piece: Piece) -> bytes:
-        return await to_thread(self.fetcher.piece, piece, limiter=self.workers.network, abandon=True)
 
     async def get(self, piece: Piece) -> bytes:
         data = self._cached(piece.digest)
