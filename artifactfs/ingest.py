@@ -110,7 +110,9 @@ def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: 
     def one(seq: int, f: LocalFile) -> tuple[int, str, list | None, list]:
         try:
             before = os.stat(f.source)
-            if not 0 < before.st_size <= PACK_FILE_MAX:
+            # decided once, by the size seen first, so each file is added to or skipped by the packer once
+            packable = 0 < before.st_size <= PACK_FILE_MAX
+            if not packable:
                 packer.skip(seq)  # at once: files behind it need not wait for its hashing
             if before.st_size <= SMALL_FILE:  # read once: the bytes hashed are the bytes uploaded
                 with open(f.source, "rb") as fh:
@@ -128,19 +130,18 @@ def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: 
             done, where = placed[digest]
         if first:
             try:
-                where.append(_place(seq, f, before, data, size, digest))
+                where.append(_place(seq, f, before, packable, data, size, digest))
             finally:
                 done.set()
         else:
-            if 0 < before.st_size <= PACK_FILE_MAX:
+            if packable:
                 packer.skip(seq)
             done.wait()
         if progress:
             progress(size)
         return size, digest, chunks, where
 
-    def _place(seq: int, f: LocalFile, before, data, size: int, digest: str):
-        packable = 0 < before.st_size <= PACK_FILE_MAX
+    def _place(seq: int, f: LocalFile, before, packable: bool, data, size: int, digest: str):
         location = known(digest)
         if location is not None:
             if packable:
