@@ -1,7 +1,12 @@
 """The local content-addressed cache of verified pieces: whole small files and chunks of large ones.
 
-Layout: `<cache_dir>/pieces/<first two hex>/<xxh3-128 of the content>`. Each piece is written to a temp
-file, then renamed, so a reader sees a whole piece or none. A piece is re-verified the first time this
+Layout: `<cache_dir>/pieces/<first two hex>/<xxh3-128 of the content>` for whole files and chunks, and
+`<cache_dir>/runs/<first two hex>/<pack digest>/<start>-<end>-<xxh3-128 of the run>` for runs of files
+of a pack, cached as fetched: one ranged GET of back-to-back small files becomes one cache file, not one
+per file (5,000 small files cost 5,000 creates, renames and page-cache fills otherwise, which halved
+cold small-file reads on 2 cores). A packed file is read from any cached run that covers its bytes and
+checked against its digest on every read. Each file is written to a temp file, then renamed, so a
+reader sees a whole piece or none. A piece is re-verified the first time this
 process reads it, so a piece damaged on disk (or half-written before a crash) is dropped and fetched
 again, never served. Eviction is LRU by mtime between a high and a low watermark and skips pinned
 pieces; an evicted piece that a reader already opened stays readable (POSIX unlink semantics).
@@ -35,9 +40,10 @@ class PieceCache:
     def __init__(self, cache_dir: str, max_bytes: int):
         self.dir = os.path.abspath(cache_dir)
         self.pieces_dir = os.path.join(self.dir, "pieces")
+        self.runs_dir = os.path.join(self.dir, "runs")
         self.tmp_dir = os.path.join(self.dir, "tmp")
         self.max_bytes = max_bytes
-        for d in (self.dir, self.pieces_dir, self.tmp_dir):
+        for d in (self.dir, self.pieces_dir, self.runs_dir, self.tmp_dir):
             os.makedirs(d, mode=0o700, exist_ok=True)
         os.chmod(self.dir, 0o700)
         self._lock = threading.Lock()
@@ -73,23 +79,87 @@ class PieceCache:
 
     def put(self, digest: str, data: bytes) -> None:
         """Store a piece the caller has verified. Errors (a full disk) are logged, not raised."""
-        path = self.path(digest)
-        tmp = os.path.join(self.tmp_dir, f"{digest}.{os.getpid()}.{threading.get_ident()}")
+        if self._install(self.path(digest), data):
+            with self._lock:
+                self._verified.add(digest)
+
+    # ---- runs of packed files ------------------------------------------------------------------
+    def run_dir(self, pack: str) -> str:
+        return os.path.join(self.runs_dir, pack[:2], pack)
+
+    def get_packed(self, pack: str, files: list[tuple[int, int, str]]) -> list[bytes | None]:
+        """The bytes of files of pack `pack`, each given as (offset in the pack, size, digest), from
+        cached runs; None for a file no run covers. Each file is checked against its digest: a run
+        that fails the check is damaged, removed, and its files read as not cached."""
+        runs = self._runs_of(pack)
+        out: list[bytes | None] = []
+        for start, length, digest in files:
+            data = None
+            for lo, hi, path in runs:
+                if lo <= start and start + length <= hi:
+                    data = self._read_run(path, start - lo, length, digest)
+                    if data is not None:
+                        break
+            out.append(data)
+        return out
+
+    def put_run(self, pack: str, start: int, data) -> None:
+        """Store bytes [start, start + len(data)) of pack `pack` (the caller verified the files in it)."""
+        name = f"{start}-{start + len(data)}-{digest_bytes(data)}"
+        self._install(os.path.join(self.run_dir(pack), name), data)
+
+    def _runs_of(self, pack: str) -> list[tuple[int, int, str]]:
+        d = self.run_dir(pack)
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            return []
+        runs = []
+        for name in names:
+            lo, _, rest = name.partition("-")
+            hi, _, _ = rest.partition("-")
+            if lo.isdigit() and hi.isdigit():
+                runs.append((int(lo), int(hi), os.path.join(d, name)))
+        return runs
+
+    def _read_run(self, path: str, offset: int, length: int, digest: str) -> bytes | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # evicted meanwhile
+            return None
+        try:
+            data = os.pread(fd, length, offset)
+        except OSError as exc:
+            log.warning("cache: cannot read %s: %s", path, exc)
+            return None
+        finally:
+            os.close(fd)
+        if len(data) != length or digest_bytes(data) != digest:
+            log.warning("cache: run %s is damaged on disk; dropping it and refetching", path)
+            self._remove(path)
+            return None
+        self._touch(path, path)
+        return data
+
+    def _install(self, path: str, data) -> bool:
+        """Write `data` as the cache file `path` (temp + rename) and account for it; False on an
+        OSError (a full disk: logged, and a tenth of the cache freed)."""
+        tmp = os.path.join(self.tmp_dir, f"{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}")
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             _write_file(tmp, data)
             os.rename(tmp, path)
         except OSError as exc:
             self._remove(tmp)
-            log.warning("cache: cannot store piece %s: %s", digest, exc)
+            log.warning("cache: cannot store %s: %s", os.path.relpath(path, self.dir), exc)
             self.evict(force=True)
-            return
+            return False
         with self._lock:
-            self._verified.add(digest)
             self._size += len(data)
             over = self._size > self.max_bytes
         if over:
             self.evict()
+        return True
 
     def _read(self, path: str):
         pool = self.buffers
@@ -132,10 +202,10 @@ class PieceCache:
             else:
                 self._pins.pop(digest, None)
 
-    def _touch(self, digest: str, path: str) -> None:
+    def _touch(self, name: str, path: str) -> None:
         now = time.monotonic()
-        if now - self._touched.get(digest, -_TOUCH_INTERVAL) >= _TOUCH_INTERVAL:
-            self._touched[digest] = now
+        if now - self._touched.get(name, -_TOUCH_INTERVAL) >= _TOUCH_INTERVAL:
+            self._touched[name] = now
             try:
                 os.utime(path)
             except OSError:
@@ -143,14 +213,9 @@ class PieceCache:
 
     # ---- size and eviction ---------------------------------------------------------------------
     def _entries(self):
-        for sub in os.scandir(self.pieces_dir):
-            if sub.is_dir(follow_symlinks=False):
-                for entry in os.scandir(sub.path):
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    yield entry.name, entry.path, st
+        """(name, path, stat) of every cached file: pieces, then runs."""
+        yield from _files_at_depth(self.pieces_dir, 2)
+        yield from _files_at_depth(self.runs_dir, 3)
 
     def _scan_size(self) -> int:
         return sum(st.st_size for _, _, st in self._entries())
@@ -194,9 +259,15 @@ class PieceCache:
             os.unlink(path)
         except OSError:
             return False
-        digest = os.path.basename(path)
-        self._verified.discard(digest)
-        self._touched.pop(digest, None)
+        name = os.path.basename(path)
+        self._verified.discard(name)
+        self._touched.pop(name, None)
+        self._touched.pop(path, None)
+        if path.startswith(self.runs_dir + os.sep):
+            try:
+                os.rmdir(os.path.dirname(path))  # the pack's last run: drop its directory too
+            except OSError:
+                pass
         return True
 
     # ---- maintenance -----------------------------------------------------------------------------
@@ -217,12 +288,12 @@ class PieceCache:
         return freed
 
     def verify(self) -> tuple[int, list[str]]:
-        """Re-hash every piece; damaged ones are removed. Returns (pieces checked, damaged digests)."""
+        """Re-hash every piece and run; damaged ones are removed. Returns (files checked, damaged names)."""
         checked, damaged = 0, []
         for name, path, _ in list(self._entries()):
             try:
                 with open(path, "rb") as f:
-                    ok = digest_bytes(f.read()) == name
+                    ok = digest_bytes(f.read()) == name.rsplit("-", 1)[-1]
             except OSError:
                 continue
             checked += 1
@@ -230,6 +301,24 @@ class PieceCache:
                 damaged.append(name)
                 self._remove(path)
         return checked, damaged
+
+
+def _files_at_depth(top: str, depth: int):
+    """(name, path, stat) of the files `depth` levels below `top` (pieces: 2, runs: 3)."""
+    try:
+        subs = list(os.scandir(top))
+    except FileNotFoundError:
+        return
+    for entry in subs:
+        if depth > 1:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _files_at_depth(entry.path, depth - 1)
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        yield entry.name, entry.path, st
 
 
 def _set_direct(fd: int, on: bool) -> bool:

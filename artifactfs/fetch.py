@@ -40,6 +40,11 @@ class Piece:
         return self.digest
 
     @property
+    def pack(self) -> str | None:
+        """The digest of the pack holding this piece (a small file), None for anything else."""
+        return layout.pack_of_key(self.key)
+
+    @property
     def verifiable(self) -> bool:
         """True when `digest` is the content's hash (cacheable); False for an ETag-checked reference."""
         return not self.digest.startswith(REF_PIECE)
@@ -91,8 +96,9 @@ class Fetcher:
         self._inflight: dict[str, Future] = {}
         self._lock = threading.Lock()
         self.fetched_bytes = 0  # from the store, for tests and benchmarks
-        # Called with every verified piece instead of cache.put when set (see mount/cache_writer.py).
-        self.cache_writer: Callable[[str, bytes], None] | None = None
+        # Takes every verified piece (put) and run of packed files (put_run) instead of the cache when
+        # set: the mount's write-behind (mount/cache_writer.py).
+        self.cache_writer = None
 
     @property
     def references(self):
@@ -104,7 +110,7 @@ class Fetcher:
 
     def piece(self, piece: Piece) -> bytes:
         if piece.verifiable:
-            data = self.cache.get(piece.digest)
+            data = self._cached([piece])[0]
             if data is not None:
                 return data
         flight = piece.flight_key
@@ -126,11 +132,15 @@ class Fetcher:
             with self._lock:
                 self._inflight.pop(flight, None)
 
-    def _store_in_cache(self, digest: str, data: bytes) -> None:
-        if self.cache_writer is not None:
-            self.cache_writer(digest, data)  # e.g. the mount's write-behind: serve first, write after
-        else:
-            self.cache.put(digest, data)
+    def _cached(self, pieces: list[Piece]) -> list[bytes | None]:
+        """Cached bytes of `pieces` (None where absent): files of a pack from cached runs of it."""
+        pack = pieces[0].pack
+        if pack is not None:
+            return self.cache.get_packed(pack, [(p.start, p.length, p.digest) for p in pieces])
+        return [self.cache.get(p.digest) for p in pieces]
+
+    def _cache_target(self):
+        return self.cache_writer or self.cache  # e.g. the mount's write-behind: serve first, write after
 
     def _download(self, piece: Piece) -> bytes:
         if piece.ref is not None:
@@ -138,16 +148,11 @@ class Fetcher:
         data = self.store.get_range(piece.key, piece.start, piece.length)
         with self._lock:
             self.fetched_bytes += len(data)
-        return self._verified(piece, data)
-
-    def _verified(self, piece: Piece, data) -> bytes:
-        """`data` if it is the piece's content (then also cached), else CorruptData."""
-        if len(data) != piece.length or digest_bytes(data) != piece.digest:
-            log.error("store object %s bytes %d+%d do not match their digest %s: refusing to serve them",
-                      piece.key, piece.start, piece.length, piece.digest)
-            raise CorruptData(f"store object {piece.key} is corrupt (bytes {piece.start}+{piece.length} "
-                              f"do not match digest {piece.digest})")
-        self._store_in_cache(piece.digest, data)
+        _check(piece, data)
+        if piece.pack is not None:
+            self._cache_target().put_run(piece.pack, piece.start, data)
+        else:
+            self._cache_target().put(piece.digest, data)
         return data
 
     def span(self, pieces: list[Piece]) -> list[bytes | BaseException]:
@@ -159,7 +164,7 @@ class Fetcher:
                 return [self.piece(pieces[0])]
             except CorruptData as exc:
                 return [exc]
-        out: list = [self.cache.get(p.digest) for p in pieces]
+        out: list = self._cached(pieces)
         missing = [i for i, data in enumerate(out) if data is None]
         if not missing:
             return out
@@ -168,12 +173,19 @@ class Fetcher:
         with self._lock:
             self.fetched_bytes += len(blob)
         view = memoryview(blob)
+        all_good = True
         for i in missing:
             p = pieces[i]
             try:
-                out[i] = self._verified(p, bytes(view[p.start - lo:p.start - lo + p.length]))
+                out[i] = _check(p, bytes(view[p.start - lo:p.start - lo + p.length]))
             except CorruptData as exc:
                 out[i] = exc
+                all_good = False
+        if all_good and pieces[0].pack is not None:  # one cache file for the run (a damaged one: none)
+            self._cache_target().put_run(pieces[0].pack, lo, blob)
+        elif all_good:
+            for i in missing:
+                self._cache_target().put(pieces[i].digest, out[i])
         return out
 
     def _download_reference(self, piece: Piece) -> bytes:
@@ -186,7 +198,7 @@ class Fetcher:
         with self._lock:
             self.fetched_bytes += len(data)
         if piece.verifiable:  # content-addressed: safe to cache whatever its source
-            self._store_in_cache(piece.digest, data)
+            self._cache_target().put(piece.digest, data)
         return data
 
     # ---- whole-file download --------------------------------------------------------------------
@@ -253,6 +265,16 @@ class Fetcher:
             for _ in pool.map(run, groups):
                 pass
         return counts[0], counts[1]
+
+
+def _check(piece: Piece, data):
+    """`data` if it is the piece's content, else CorruptData (logged)."""
+    if len(data) != piece.length or digest_bytes(data) != piece.digest:
+        log.error("store object %s bytes %d+%d do not match their digest %s: refusing to serve them",
+                  piece.key, piece.start, piece.length, piece.digest)
+        raise CorruptData(f"store object {piece.key} is corrupt (bytes {piece.start}+{piece.length} "
+                          f"do not match digest {piece.digest})")
+    return data
 
 
 def contiguous_runs(pieces: Iterable[Piece], max_bytes: int | None = None) -> list[list[Piece]]:

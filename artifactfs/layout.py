@@ -11,6 +11,11 @@ def pack_key(digest: str) -> str:
     return f"packs/{digest[:2]}/{digest}"
 
 
+def pack_of_key(key: str) -> str | None:
+    """The pack digest named by a pack key, None for any other key."""
+    return key.rsplit("/", 1)[1] if key.startswith("packs/") else None
+
+
 def content_key(entry) -> str:
     """The object holding a stored entry's bytes: its pack, or its own blob."""
     return pack_key(entry.pack) if entry.pack else blob_key(entry.digest)

@@ -132,3 +132,42 @@ def make_src(root, count=24, seed=7, blobs=0) -> int:
     files = {f"d{i % 3}/f{i:02d}.bin": rnd.randbytes(rnd.randint(1, 40_000)) for i in range(count)}
     files.update({f"big{i}.bin": rnd.randbytes(PACK_FILE_MAX + 1000) for i in range(blobs)})
     return write_files(root, files)
+
+
+def cached_file(cache_root, entry):
+    """(cache file, offset) holding `entry`'s bytes in the disk cache (a run of its pack, or its own
+    piece), or None."""
+    if entry.pack:
+        runs = cache_root / "runs" / entry.pack[:2] / entry.pack
+        for f in sorted(runs.iterdir()) if runs.exists() else []:
+            lo, hi, _ = f.name.split("-")
+            if int(lo) <= entry.offset and entry.offset + entry.size <= int(hi):
+                return f, entry.offset - int(lo)
+        return None
+    f = cache_root / "pieces" / entry.digest[:2] / entry.digest
+    return (f, 0) if f.exists() else None
+
+
+def cached_bytes(cache_root, entry) -> bytes | None:
+    found = cached_file(cache_root, entry)
+    if found is None:
+        return None
+    path, offset = found
+    return path.read_bytes()[offset:offset + entry.size]
+
+
+def damage_cached(cache_root, entry, how: str) -> None:
+    """Damage `entry`'s bytes in the cache: "flip" one bit, "cut" its last byte (and what follows it in
+    a run), "empty" it, or overwrite it with "x"s."""
+    path, offset = cached_file(cache_root, entry)
+    data = bytearray(path.read_bytes())
+    end = offset + entry.size
+    if how == "flip":
+        data[offset + 100] ^= 1
+    elif how == "cut":
+        del data[end - 1:]
+    elif how == "empty":
+        del data[offset:]
+    else:
+        data[offset:end] = b"x" * entry.size
+    path.write_bytes(bytes(data))

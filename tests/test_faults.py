@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -19,9 +20,10 @@ import time
 import pytest
 
 from artifactfs import layout
+from artifactfs.cache import PieceCache
 from artifactfs.hashing import CHUNK_SIZE
-from tests.fault_util import (af, af_at, af_ok, make_src, one_clear_line, overwrite_stored, tally, tree_digests,
-                              wait_for, write_files)
+from tests.fault_util import (af, af_at, af_ok, cached_bytes, damage_cached, make_src, one_clear_line,
+                              overwrite_stored, tally, tree_digests, wait_for, write_files)
 from tests.fuse_util import Mount, json_results, wait_gone
 from tests.staging_util import StageMount
 
@@ -178,22 +180,18 @@ def test_corrupt_and_truncated_store_and_cache(env, cli, tmp_path, client):
     manifest = client.manifest(client.resolve(f"{NAME}:v0"))
     entry = {e.path: e for e in manifest}
 
-    # the cache: one piece flipped, one truncated, one emptied
-    cache = tmp_path / "cache" / "pieces"
+    # the cache: just the three files, each as its own run of the pack (as a mount caches a file read
+    # alone); then one flipped, one truncated, one emptied
+    cache_root = tmp_path / "cache"
+    shutil.rmtree(cache_root / "runs")
+    cache = PieceCache(str(cache_root), 1 << 30)
+    for name in ("healme.bin", "cutme.bin", "small.txt"):
+        cache.put_run(entry[name].pack, entry[name].offset, files[name])
     for name, damage in (("healme.bin", "flip"), ("cutme.bin", "cut"), ("small.txt", "empty")):
-        piece = cache / entry[name].digest[:2] / entry[name].digest
-        data = bytearray(piece.read_bytes())
-        if damage == "flip":
-            data[100] ^= 1
-        elif damage == "cut":
-            del data[-1]
-        else:
-            data = bytearray()
-        piece.write_bytes(bytes(data))
+        damage_cached(cache_root, entry[name], damage)
     # the store: truncated blobs (whole small file; the second chunk of a big one)
-    for name in ("tail-cut.bin", "bigcut.bin"):  # not cached: their reads must reach the damaged store
-        for piece in [entry[name].digest, *(entry[name].chunks or ())]:
-            (cache / piece[:2] / piece).unlink(missing_ok=True)
+    for piece in entry["bigcut.bin"].chunks:  # not cached: its reads must reach the damaged store
+        (cache_root / "pieces" / piece[:2] / piece).unlink(missing_ok=True)
     overwrite_stored(client, entry["tail-cut.bin"], files["tail-cut.bin"][:-10])
     client.store.put(layout.blob_key(entry["bigcut.bin"].digest), files["bigcut.bin"][:CHUNK_SIZE + 10])
     faults = 5
@@ -215,8 +213,7 @@ def test_corrupt_and_truncated_store_and_cache(env, cli, tmp_path, client):
     finally:
         m.close()
     for name in ("healme.bin", "cutme.bin", "small.txt"):  # healed from the store
-        piece = cache / entry[name].digest[:2] / entry[name].digest
-        assert piece.read_bytes() == files[name]
+        assert cached_bytes(cache_root, entry[name]) == files[name]
     res = af(env, "get", f"{NAME}:v0", "--root", tmp_path / "out")
     one_clear_line(res, 7, "corrupt")
     assert not os.path.exists(tmp_path / "out" / "tail-cut.bin")  # never a wrong file on disk
@@ -224,8 +221,7 @@ def test_corrupt_and_truncated_store_and_cache(env, cli, tmp_path, client):
     assert res.exit_code == 7, res.output
     assert "tail-cut.bin" in res.stdout and "bigcut.bin" in res.stdout, res.stdout
     # a damaged piece whose blob is damaged too: EIO, never the damaged bytes
-    piece = cache / entry["healme.bin"].digest[:2] / entry["healme.bin"].digest
-    piece.write_bytes(b"x" * len(files["healme.bin"]))
+    damage_cached(cache_root, entry["healme.bin"], "overwrite")
     overwrite_stored(client, entry["healme.bin"], b"y" * len(files["healme.bin"]))
     m = Mount(tmp_path / "mp", env)
     try:

@@ -120,7 +120,7 @@ def test_cache_verify(cli, client, tmp_path):
     commit(cli, tmp_path, "acme/p/c", {"a": "cached bytes"})
     assert cli("get", "acme/p/c", "--root", tmp_path / "out").exit_code == 0
     assert "checked 1 pieces: no damaged" in cli("cache", "verify").output
-    piece = next(p for p in (tmp_path / "cache" / "pieces").rglob("*") if p.is_file())
+    piece = next(p for p in (tmp_path / "cache" / "runs").rglob("*") if p.is_file())  # "a" is packed
     piece.write_bytes(b"rotten")
     res = cli("cache", "verify")
     assert res.exit_code == 7 and "damaged piece removed" in res.output

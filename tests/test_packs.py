@@ -85,6 +85,33 @@ def test_mount_reads_packed_files_in_any_order(client, tmp_path, mounts):
             assert data == files[path], path
 
 
+def test_mount_caches_runs_of_packed_files_and_reuses_them(env, client, tmp_path, mounts):
+    """Files read in order are cached as a few runs of their pack (not one cache file per file); a new
+    process then reads every file from the cache, each checked, without a request to the store."""
+    files = small_tree(5, 300)
+    write_tree(tmp_path / "src", files)
+    client.commit_dir(str(tmp_path / "src"), NAME, "dataset")
+    m = mounts()
+    root = m.path(f"{NAME}:v0")
+    for path in sorted(files):  # `cp -r`, `tar`: one file after another
+        with open(os.path.join(root, path), "rb") as f:
+            assert f.read() == files[path], path
+    m.close()  # finishes the write-behind
+    runs = [p for p in (tmp_path / "cache" / "runs").rglob("*") if p.is_file()]
+    assert 1 <= len(runs) <= 10, runs  # 300 files, ~3 MB, fetched as runs
+    assert not [p for p in (tmp_path / "cache" / "pieces").rglob("*") if p.is_file()]
+
+    from artifactfs.client import Client
+    fresh = Client()
+    try:
+        fresh.download(NAME, str(tmp_path / "out"))
+        assert fresh.fetcher.fetched_bytes == 0
+    finally:
+        fresh.close()
+    for path, data in files.items():
+        assert (tmp_path / "out" / path).read_bytes() == data
+
+
 def test_packer_places_in_sequence_and_bounds_pack_size(client):
     rnd = random.Random(4)
     items = [rnd.randbytes(rnd.randrange(1, 300_000)) for _ in range(60)]

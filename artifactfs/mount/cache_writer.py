@@ -1,5 +1,6 @@
-"""Write-behind for the mount's disk cache: a verified piece is handed to the reader at once and
-written to the PieceCache by a background thread (temp file + rename, as PieceCache.put always does).
+"""Write-behind for the mount's disk cache: a verified piece (or run of packed files) is handed to the
+reader at once and written to the PieceCache by a background thread (temp file + rename, as the
+PieceCache always does). It stands in for the PieceCache in the Fetcher: same put/put_run.
 
 Writing an 8 MiB chunk into the cache costs about as much as downloading it on a busy machine, so
 doing it on the read path halved cold sequential throughput. Pending bytes are bounded: past
@@ -13,6 +14,7 @@ of waiting for CPU on a busy machine. Other pieces (buffered writes, a CPU copy 
 that yield the CPU to serving.
 """
 
+import functools
 import logging
 import os
 import threading
@@ -45,22 +47,29 @@ class CacheWriter:
         self._pending = 0
         self.skipped = 0  # pieces not cached because the writes were too far behind
 
-    def __call__(self, digest: str, data: bytes) -> None:
+    def put(self, digest: str, data) -> None:
+        self._submit(data, self.cache.put, digest)
+
+    def put_run(self, pack: str, start: int, data) -> None:
+        self._submit(data, functools.partial(self.cache.put_run, pack, start))
+
+    def _submit(self, data, write, *args) -> None:
         with self._lock:
             defer = self._pending + len(data) <= self.max_pending
             if defer:
                 self._pending += len(data)
         if not defer:
             self.skipped += 1  # the disk cannot keep up: serve without caching rather than slow the read
-            log.debug("cache writes behind by %d bytes: not caching %s", self._pending, digest)
+            log.debug("cache writes behind by %d bytes: not caching %d more", self._pending, len(data))
             return
-        (self._direct if is_aligned(data) else self._pool).submit(self._write, digest, data)
+        (self._direct if is_aligned(data) else self._pool).submit(self._write, write, *args, data)
 
-    def _write(self, digest: str, data: bytes) -> None:
+    def _write(self, write, *args) -> None:
+        data = args[-1]
         try:
-            self.cache.put(digest, data)  # logs and swallows its own OSErrors (a full disk)
+            write(*args)  # the PieceCache logs and swallows its own OSErrors (a full disk)
         except Exception:
-            log.exception("cache write of %s failed", digest)
+            log.exception("cache write failed")
         finally:
             with self._lock:
                 self._pending -= len(data)
