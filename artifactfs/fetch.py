@@ -139,8 +139,16 @@ class Fetcher:
             return self.cache.get_packed(pack, [(p.start, p.length, p.digest) for p in pieces])
         return [self.cache.get(p.digest) for p in pieces]
 
-    def _cache_target(self):
-        return self.cache_writer or self.cache  # e.g. the mount's write-behind: serve first, write after
+    def _keep(self, pieces: list[Piece], start: int, data) -> None:
+        """Cache verified `pieces`, whose bytes `data` holds from offset `start` of their object on:
+        files of a pack as one run, anything else one piece each."""
+        target = self.cache_writer or self.cache  # e.g. the mount's write-behind: serve first, write after
+        if pieces[0].pack is not None:
+            target.put_run(pieces[0].pack, start, data)
+            return
+        view = memoryview(data)
+        for p in pieces:
+            target.put(p.digest, data if len(pieces) == 1 else view[p.start - start:p.start - start + p.length])
 
     def _download(self, piece: Piece) -> bytes:
         if piece.ref is not None:
@@ -148,11 +156,7 @@ class Fetcher:
         data = self.store.get_range(piece.key, piece.start, piece.length)
         with self._lock:
             self.fetched_bytes += len(data)
-        _check(piece, data)
-        if piece.pack is not None:
-            self._cache_target().put_run(piece.pack, piece.start, data)
-        else:
-            self._cache_target().put(piece.digest, data)
+        self._keep([piece], piece.start, _check(piece, data))
         return data
 
     def span(self, pieces: list[Piece]) -> list[bytes | BaseException]:
@@ -181,11 +185,8 @@ class Fetcher:
             except CorruptData as exc:
                 out[i] = exc
                 all_good = False
-        if all_good and pieces[0].pack is not None:  # one cache file for the run (a damaged one: none)
-            self._cache_target().put_run(pieces[0].pack, lo, blob)
-        elif all_good:
-            for i in missing:
-                self._cache_target().put(pieces[i].digest, out[i])
+        if all_good:  # a run with a damaged file is not cached at all
+            self._keep([pieces[i] for i in missing], lo, blob)
         return out
 
     def _download_reference(self, piece: Piece) -> bytes:
@@ -198,7 +199,7 @@ class Fetcher:
         with self._lock:
             self.fetched_bytes += len(data)
         if piece.verifiable:  # content-addressed: safe to cache whatever its source
-            self._cache_target().put(piece.digest, data)
+            self._keep([piece], piece.start, data)
         return data
 
     # ---- whole-file download --------------------------------------------------------------------
