@@ -48,12 +48,13 @@ class CacheWriter:
         self.skipped = 0  # pieces not cached because the writes were too far behind
 
     def put(self, digest: str, data) -> None:
-        self._submit(data, self.cache.put, digest)
+        self._submit(functools.partial(self.cache.put, digest), data)
 
     def put_run(self, pack: str, start: int, data) -> None:
-        self._submit(data, functools.partial(self.cache.put_run, pack, start))
+        self._submit(functools.partial(self.cache.put_run, pack, start), data)
 
-    def _submit(self, data, write, *args) -> None:
+    def _submit(self, write, data) -> None:
+        """Run `write(data)` in the background, unless the writes are too far behind already."""
         with self._lock:
             defer = self._pending + len(data) <= self.max_pending
             if defer:
@@ -62,12 +63,11 @@ class CacheWriter:
             self.skipped += 1  # the disk cannot keep up: serve without caching rather than slow the read
             log.debug("cache writes behind by %d bytes: not caching %d more", self._pending, len(data))
             return
-        (self._direct if is_aligned(data) else self._pool).submit(self._write, write, *args, data)
+        (self._direct if is_aligned(data) else self._pool).submit(self._write, write, data)
 
-    def _write(self, write, *args) -> None:
-        data = args[-1]
+    def _write(self, write, data) -> None:
         try:
-            write(*args)  # the PieceCache logs and swallows its own OSErrors (a full disk)
+            write(data)  # the PieceCache logs and swallows its own OSErrors (a full disk)
         except Exception:
             log.exception("cache write failed")
         finally:
