@@ -80,7 +80,7 @@ def mark(repo: Repository) -> tuple[set[str], set[str], int]:
     records = live_versions(repo)
     manifests = set()
     for digest in {r.manifest for r in records}:
-        manifests.add(layout.manifest_key(digest))
+        manifests |= layout.manifest_keys(digest)
         try:
             manifest = repo.manifest(digest)
         except ObjectNotFound:
@@ -121,7 +121,7 @@ def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
         if dry_run and expired:  # show what gc would free once they are gone
             gone = set(report.expired)
             keep = [r for r in live_versions(repo) if f"{r.artifact}:v{r.version}" not in gone]
-            manifests = {layout.manifest_key(r.manifest) for r in keep}
+            manifests = {key for r in keep for key in layout.manifest_keys(r.manifest)}
             blobs = set()
             for r in keep:
                 try:
@@ -129,7 +129,8 @@ def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
                 except ObjectNotFound:
                     report.skipped = f"manifest {r.manifest} of a live version is missing"
                     return report
-        report.live_manifests, report.live_blobs = len(manifests), len(blobs)
+        report.live_manifests = sum(key.endswith(layout.MANIFEST_SUFFIX) for key in manifests)
+        report.live_blobs = len(blobs)
         live = manifests | blobs
         for prefix in ("manifests/", "blobs/", "packs/"):
             for info in repo.store.list(prefix):

@@ -21,8 +21,21 @@ def content_key(entry) -> str:
     return pack_key(entry.pack) if entry.pack else blob_key(entry.digest)
 
 
+MANIFEST_SUFFIX = ".jsonl.gz"
+
+
 def manifest_key(digest: str) -> str:
-    return f"manifests/{digest[:2]}/{digest}.jsonl.gz"
+    return f"manifests/{digest[:2]}/{digest}{MANIFEST_SUFFIX}"
+
+
+def manifest_columns_key(digest: str) -> str:
+    """The columnar form of a manifest (manifest_columns.py): derived from it, loads without parsing."""
+    return f"manifests/{digest[:2]}/{digest}.columns"
+
+
+def manifest_keys(digest: str) -> set[str]:
+    """Every object a manifest is stored as."""
+    return {manifest_key(digest), manifest_columns_key(digest)}
 
 
 def artifact_key(name: ArtifactName) -> str:

@@ -13,8 +13,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import layout
-from .errors import Conflict, NotFound, ObjectNotFound, PreconditionFailed, UsageError
+from . import layout, manifest_columns
+from .errors import Conflict, CorruptData, NotFound, ObjectNotFound, PreconditionFailed, UsageError
 from .hashing import StreamHasher, digest_bytes
 from .manifest import Manifest, canonical_json
 from .names import LATEST, ArtifactName, Ref, parse_ref
@@ -167,6 +167,22 @@ def load_manifest_from_store(repo: Repository, digest: str) -> Manifest:
     return parse_stored_manifest(data, digest)
 
 
+def columns_problem(repo: Repository, manifest: Manifest) -> str | None:
+    """What is wrong with the stored columnar form of a manifest, if anything: readers load it instead
+    of the JSON, so it must hold exactly the manifest's entries (a missing one is fine: older commits)."""
+    try:
+        data, _ = repo.store.get(layout.manifest_columns_key(manifest.digest))
+    except ObjectNotFound:
+        return None
+    try:
+        columns = manifest_columns.decode(data, manifest.digest)
+    except CorruptData as exc:
+        return str(exc)
+    if columns.to_bytes() != manifest.to_bytes():
+        return f"columnar manifest {manifest.digest} does not hold the manifest's entries"
+    return None
+
+
 @dataclass
 class VerifyReport:
     versions: int
@@ -190,6 +206,9 @@ def verify(repo: Repository, records: list[VersionRecord], references) -> Verify
         except Exception as exc:
             problems.append(f"{record.ref}: {exc}")
             continue
+        problem = columns_problem(repo, manifest)
+        if problem:
+            problems.append(f"{record.ref}: {problem}")
         for entry in manifest:
             where = f"{record.ref} {entry.path}"
             if entry.ref is not None:

@@ -10,6 +10,7 @@ is visible only once everything it names exists; an interrupted commit leaves on
 import getpass
 import gzip
 import json
+import logging
 import os
 import socket
 import threading
@@ -19,13 +20,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
-from . import layout
+from . import layout, manifest_columns
 from .errors import Conflict, CorruptData, InvalidName, InvalidPath, NotFound, ObjectNotFound, PreconditionFailed, UsageError
 from .hashing import digest_bytes
 from .localfs import write_atomic
 from .manifest import Manifest, canonical_json
 from .names import LATEST, ArtifactName, Ref, check_alias, check_name
 from .store import ObjectStore
+
+log = logging.getLogger(__name__)
 
 MAX_METADATA_BYTES = 1024 * 1024
 UPLOAD_THREADS = 16
@@ -249,15 +252,16 @@ class Repository:
 
     # ---- manifests -----------------------------------------------------------------------------
     def manifest(self, digest: str) -> Manifest:
+        """The manifest with this digest, from memory, the local cache, the store's columnar form or,
+        failing those, the store's JSON (parsed, and its columnar form kept in the local cache)."""
         with self._manifest_lock:
             if digest in self._manifests:
                 self._manifests.move_to_end(digest)
                 return self._manifests[digest]
-        data = self._read_cached_manifest(digest)
-        if data is None:
-            data = self.manifest_bytes_from_store(digest)
-            self._write_cached_manifest(digest, data)
-        manifest = parse_stored_manifest(data, digest)
+        manifest = self._cached_columns(digest) or self._columns_from_store(digest)
+        if manifest is None:
+            manifest = parse_stored_manifest(self.manifest_bytes_from_store(digest), digest)
+            self._write_cached_columns(digest, manifest_columns.encode(manifest))
         with self._manifest_lock:
             self._manifests[digest] = manifest
             while len(self._manifests) > 8:
@@ -275,39 +279,56 @@ class Repository:
             raise CorruptData(f"manifest {digest} in the store does not match its digest")
         return data
 
-    def _manifest_cache_path(self, digest: str) -> str | None:
+    def _columns_from_store(self, digest: str) -> Manifest | None:
+        """The store's columnar form (written by commits since it exists); None when it is missing or
+        unsound, so the JSON is parsed instead."""
+        try:
+            data, _ = self.store.get(layout.manifest_columns_key(digest))
+            manifest = manifest_columns.decode(data, digest)
+        except ObjectNotFound:
+            return None
+        except CorruptData as exc:
+            log.warning("%s; parsing the JSON manifest instead", exc)
+            return None
+        self._write_cached_columns(digest, data)
+        return manifest
+
+    def _columns_cache_path(self, digest: str) -> str | None:
         if not self.manifest_cache_dir:
             return None
-        return os.path.join(self.manifest_cache_dir, digest[:2], digest + ".jsonl")
+        return os.path.join(self.manifest_cache_dir, digest[:2], digest + ".columns")
 
-    def _read_cached_manifest(self, digest: str) -> bytes | None:
-        path = self._manifest_cache_path(digest)
+    def _cached_columns(self, digest: str) -> Manifest | None:
+        path = self._columns_cache_path(digest)
         if not path:
             return None
         try:
             with open(path, "rb") as f:
-                data = f.read()
+                return manifest_columns.decode(f.read(), digest)
         except OSError:
             return None
-        if digest_bytes(data) != digest:
+        except CorruptData:
             os.unlink(path)  # a damaged cache copy heals from the store
             return None
-        return data
 
-    def _write_cached_manifest(self, digest: str, data: bytes) -> None:
-        path = self._manifest_cache_path(digest)
+    def _write_cached_columns(self, digest: str, data: bytes) -> None:
+        path = self._columns_cache_path(digest)
         if not path:
             return
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            write_atomic(path, data, durable=False)  # a damaged copy is re-read from the store
+            write_atomic(path, data, durable=False)  # a damaged copy is read from the store again
         except OSError:
             pass  # the cache is an optimisation; the store still has it
 
     def put_manifest(self, manifest: Manifest) -> str:
+        """Store a manifest (once) and its columnar form (also added to a manifest stored before it existed)."""
         key = layout.manifest_key(manifest.digest)
         if not self.store.exists(key):
             self.store.put(key, gzip.compress(manifest.to_bytes(), compresslevel=6))
+        columns_key = layout.manifest_columns_key(manifest.digest)
+        if not self.store.exists(columns_key):
+            self.store.put(columns_key, manifest_columns.encode(manifest))
         return manifest.digest
 
     # ---- blobs ---------------------------------------------------------------------------------

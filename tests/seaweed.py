@@ -98,6 +98,7 @@ class SeaweedServer:
                 f"-admin.port={self.ports['admin']}", "-admin.ui=false", "-s3.port.iceberg=0",
                 "-s3.port.lance=0", "-webdav.port=0", f"-s3.config={config}", "-master.telemetry=false"]
         log = open(os.path.join(self.workdir, "weed.log"), "ab")
+        log_start = log.tell()  # the log is appended to across attempts: judge this attempt by its own part
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      cwd=self.workdir, start_new_session=True)
         log.close()
@@ -106,6 +107,7 @@ class SeaweedServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 with open(os.path.join(self.workdir, "weed.log"), "rb") as f:
+                    f.seek(log_start)
                     if b"address already in use" in f.read():
                         raise _PortTaken()
                 raise RuntimeError(f"weed exited with {self.proc.returncode}; see {self.workdir}/weed.log")

@@ -5,7 +5,7 @@ import json
 import threading
 import time
 
-from artifactfs import layout
+from artifactfs import layout, manifest_columns
 from artifactfs.gc import gc
 from artifactfs.ingest import LocalFile, walk_directory
 from artifactfs.packs import PACK_FILE_MAX
@@ -55,16 +55,17 @@ def test_gc_frees_unreferenced_and_keeps_the_rest(cli, client, tmp_path):
     assert cli("rm", "acme/p/h:v0").exit_code == 0
 
     res = cli("gc", "--dry-run", "--grace", "0s", "--json")
-    assert json.loads(res.output)["deleted"] == 3  # the two manifests and h's pack
+    assert json.loads(res.output)["deleted"] == 5  # the two manifests (JSON and columnar forms) and h's pack
     assert client.store.exists(alone_pack)
 
     res = cli("gc", "--grace", "1h")  # everything is younger than the grace period
     assert "deleted 0 expired versions, 0 objects" in res.output
     res = cli("gc", "--grace", "0s", "--json")
-    assert json.loads(res.output)["deleted"] == 3
+    assert json.loads(res.output)["deleted"] == 5
     assert not client.store.exists(alone_pack)
-    assert not client.store.exists(layout.manifest_key(v0.manifest))
-    assert not client.store.exists(layout.manifest_key(h0.manifest))
+    for gone in (v0.manifest, h0.manifest):
+        assert not any(client.store.exists(key) for key in layout.manifest_keys(gone))
+    assert all(client.store.exists(key) for key in layout.manifest_keys(client.resolve("acme/p/g:v1").manifest))
     assert client.store.exists(shared_pack) and client.store.exists(new_pack)
     assert cli("verify", "--all").exit_code == 0
 
@@ -109,6 +110,16 @@ def test_verify_reports_every_problem(cli, client, tmp_path):
     assert res.exit_code == 7 and "acme/p/big:v0 big: blob" in res.output and f"expected {PACK_FILE_MAX + 1}" in res.output
     client.store.delete(key)
     assert "missing" in cli("verify", "acme/p/big").output
+
+    # the columnar form readers load instead of the JSON must hold exactly the manifest's entries
+    v_digest, big_digest = client.resolve("acme/p/v").manifest, client.resolve("acme/p/big").manifest
+    other = manifest_columns.decode(client.store.get(layout.manifest_columns_key(big_digest))[0], big_digest)
+    other._digest = v_digest  # sound, checksummed, named for acme/p/v, but big's entries
+    client.store.put(layout.manifest_columns_key(v_digest), manifest_columns.encode(other))
+    res = cli("verify", "acme/p/v")
+    assert res.exit_code == 7 and "does not hold the manifest's entries" in res.output
+    client.store.put(layout.manifest_columns_key(v_digest), b"damaged")
+    assert "checksum mismatch" in cli("verify", "acme/p/v").output
 
     record = client.resolve("acme/p/v")
     client.store.put(layout.manifest_key(record.manifest), b"not gzip")

@@ -1,0 +1,156 @@
+"""The columnar form of a manifest: the parsed columns of a Manifest, ready to load without parsing.
+
+The canonical manifest (JSON Lines, see docs/FORMAT.md) stays the one source of truth; this form is
+derived from it, stored beside it (`manifests/<xx>/<digest>.columns`) and in the local manifest cache,
+so that a mount or a CLI command loads a version of a million entries in a fraction of the time the
+JSON parse takes. Anything wrong with it (missing, damaged, an unknown layout) only means the JSON is
+parsed instead.
+
+Layout: zlib( header line (JSON) + sections ) + 16-byte xxh3-128 of the compressed bytes. The header
+names the manifest digest, the chunk size, the entry count, the pack table, the extras (references,
+chunk lists: rare) and the byte length of each section; the sections are the columns in little-endian
+order: paths (concatenated UTF-8), path ends (u64), sizes (u64), digests (16 bytes each), executable
+flags (1 byte each) and, when some entry is packed, pack ids (u32, 0 = not packed) and pack offsets (u64).
+
+Decoding checks what a reader relies on: the checksum, the section lengths, that paths are sorted,
+unique and normalized (no traversal can come in this way), and pack ids within the table.
+"""
+
+import json
+import operator
+import sys
+import zlib
+from array import array
+
+import xxhash
+
+from .errors import CorruptData, InvalidPath
+from .hashing import is_digest
+from .manifest import Manifest, _PackColumns, _plain_paths_ok
+from .paths import normalize_entry_path
+
+MAGIC = "artifactfs-manifest-columns"
+LAYOUT_VERSION = 1
+_CHECKSUM = 16
+_TEXT_FIELDS = ("ref", "etag", "version_id")
+_LITTLE = sys.byteorder == "little"
+
+
+def _le(a: array) -> bytes:
+    if _LITTLE:
+        return a.tobytes()
+    b = array(a.typecode, a)
+    b.byteswap()
+    return b.tobytes()
+
+
+def _array(typecode: str, data: bytes) -> array:
+    a = array(typecode)
+    a.frombytes(data)
+    if not _LITTLE:
+        a.byteswap()
+    return a
+
+
+def encode(m: Manifest) -> bytes:
+    packs = m._packs
+    sections = [("paths", m._paths.blob), ("ends", _le(m._paths.offsets)), ("sizes", _le(m._sizes)),
+                ("digests", m._digests), ("executable", m._executable)]
+    if packs.ids is not None:
+        sections += [("pack_ids", _le(packs.ids)), ("pack_offsets", _le(packs.offsets))]
+    header = {"type": MAGIC, "layout": LAYOUT_VERSION, "manifest": m.digest, "chunk_size": m.chunk_size,
+              "count": len(m), "packs": packs.table[1:], "extras": {str(i): e for i, e in m._extras.items()},
+              "sections": [[name, len(data)] for name, data in sections]}
+    body = zlib.compress(json.dumps(header, separators=(",", ":")).encode() + b"\n"
+                         + b"".join(data for _, data in sections), 1)
+    return body + xxhash.xxh3_128_digest(body)
+
+
+def decode(data: bytes, digest: str) -> Manifest:
+    """The Manifest whose canonical digest is `digest`; CorruptData if `data` is not a sound columnar
+    form of it (the caller then parses the JSON manifest instead)."""
+    body, checksum = data[:-_CHECKSUM], data[-_CHECKSUM:]
+    if len(data) <= _CHECKSUM or xxhash.xxh3_128_digest(body) != checksum:
+        raise CorruptData(f"columnar manifest {digest}: checksum mismatch")
+    try:
+        raw = zlib.decompress(body)
+        head_end = raw.index(b"\n")
+        header = json.loads(raw[:head_end])
+        if header.get("type") != MAGIC or header.get("layout") != LAYOUT_VERSION:
+            raise ValueError("unknown layout")
+        if header["manifest"] != digest:
+            raise ValueError(f"built for manifest {header['manifest']}")
+        count = header["count"]
+        sections, pos = {}, head_end + 1
+        for name, length in header["sections"]:
+            sections[name] = raw[pos:pos + length]
+            pos += length
+        if pos != len(raw):
+            raise ValueError("section lengths do not add up")
+        return _build(header, sections, count, digest)
+    except (ValueError, KeyError, TypeError, InvalidPath, zlib.error) as exc:
+        raise CorruptData(f"columnar manifest {digest}: {exc}") from None
+
+
+def _build(header: dict, sections: dict, count: int, digest: str) -> Manifest:
+    paths, ends = sections["paths"], _array("Q", sections["ends"])
+    sizes = _array("Q", sections["sizes"])
+    digests, executable = sections["digests"], sections["executable"]
+    if not (len(ends) == count + 1 and ends[0] == 0 and ends[-1] == len(paths) and len(sizes) == count
+            and len(digests) == 16 * count and len(executable) == count):
+        raise ValueError("columns of different lengths")
+    if not all(isinstance(p, str) and is_digest(p) for p in header["packs"]):
+        raise ValueError("the pack table holds something other than digests")
+    if not int(header["chunk_size"]) > 0:
+        raise ValueError("chunk size is not positive")
+    table = [None, *header["packs"]]
+    packs = _PackColumns.none(count)
+    packs.table = table
+    packs._index = {(p or "").encode(): i for i, p in enumerate(table)}
+    if "pack_ids" in sections:
+        packs.ids, packs.offsets = _array("I", sections["pack_ids"]), _array("Q", sections["pack_offsets"])
+        if len(packs.ids) != count or len(packs.offsets) != count or (count and max(packs.ids) >= len(table)):
+            raise ValueError("pack columns do not match the entries")
+    extras = {int(i): _extra(e) for i, e in header["extras"].items()}
+    if any(not 0 <= i < count for i in extras):
+        raise ValueError("extras for entries that do not exist")
+    suspects = _check_paths(paths, ends)
+    m = Manifest(int(header["chunk_size"]), paths, ends, sizes, digests, executable, extras, packs)
+    m._check_tree(suspects)
+    m._digest = digest
+    return m
+
+
+def _extra(e: dict) -> dict:
+    """An entry's rare fields, as the JSON parse would give them (chunks as a tuple of digests)."""
+    for key, value in e.items():
+        if key == "chunks":
+            if not (isinstance(value, list) and all(isinstance(c, str) and is_digest(c) for c in value)):
+                raise ValueError("chunks are not a list of digests")
+            e[key] = tuple(value)
+        elif not (key in _TEXT_FIELDS and isinstance(value, str) or key == "no_digest" and value is True):
+            raise ValueError(f"unknown entry field {key!r}")
+    return e
+
+
+def _check_paths(blob: bytes, ends: array) -> list[int]:
+    """Sorted, unique, UTF-8 and normalized, as parsing the JSON would have enforced: ValueError if not.
+    Returns the entries whose successor starts with their path (for Manifest._check_tree)."""
+    paths = [blob[a:b] for a, b in zip(ends, ends[1:])]
+    if not paths:
+        return []
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("paths are not UTF-8") from None
+    if not all(map(operator.lt, paths, paths[1:])):
+        raise ValueError("paths are not sorted and unique")
+    if "\n" not in text and "\x00" not in text and min(map(len, paths)):
+        if not _plain_paths_ok(paths, b"\n".join(paths)):
+            raise ValueError("a path is not normalized")
+    else:
+        for p in paths:  # rare names (newlines): one at a time
+            path = p.decode("utf-8")
+            if normalize_entry_path(path) != path:
+                raise ValueError(f"path {path!r} is not normalized")
+    return [i for i, hit in enumerate(map(bytes.startswith, paths[1:], paths)) if hit]

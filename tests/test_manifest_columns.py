@@ -1,0 +1,152 @@
+"""The columnar form of manifests: exact round trips, refusal of anything unsound, and the repository
+loading versions from it (store and local cache) with the JSON manifest as the fallback."""
+
+import gzip
+import logging
+import os
+from array import array
+
+import pytest
+
+from artifactfs import layout, manifest_columns
+from artifactfs.client import Client
+from artifactfs.errors import CorruptData
+from artifactfs.hashing import digest_bytes
+from artifactfs.manifest import Entry, Manifest
+from artifactfs.repo import Repository
+
+D = "0123456789abcdef" * 2
+P = "fedcba9876543210" * 2
+
+
+def sample() -> Manifest:
+    entries = [Entry(f"d{i // 100}/f{i:05d}", i, D, pack=P if i % 2 else None, offset=7 * i) for i in range(1000)]
+    entries += [Entry('q/a"b', 2, D, executable=True), Entry("r/big", 3, D, chunks=(D, D)),
+                Entry("s/\u00e9t\u00e9", 4, D), Entry("t/ref", 5, None, ref="s3://b/k", etag="e"),
+                Entry("u/line\nbreak", 6, D)]
+    return Manifest.from_entries(entries)
+
+
+@pytest.mark.parametrize("make", [sample, lambda: Manifest.from_entries([]),
+                                  lambda: Manifest.from_entries([Entry("only", 1, D)])])
+def test_round_trip_is_exact(make):
+    m = make()
+    c = manifest_columns.decode(manifest_columns.encode(m), m.digest)
+    assert list(c) == list(m) and c.digest == m.digest and c.to_bytes() == m.to_bytes()
+    assert c.chunk_size == m.chunk_size and c.total_size == m.total_size
+    assert list(c.child_rows("")) == list(m.child_rows(""))
+
+
+def unchecked(paths: list[bytes], pack_ids=None) -> Manifest:
+    """A Manifest built straight from columns, skipping every check: what a buggy or hostile writer has."""
+    ends = array("Q", [0])
+    for p in paths:
+        ends.append(ends[-1] + len(p))
+    n = len(paths)
+    m = Manifest(8 * 2**20, b"".join(paths), ends, array("Q", [1] * n), bytes.fromhex(D) * n, bytes(n), {})
+    if pack_ids is not None:
+        m._packs.ids, m._packs.offsets = array("I", pack_ids), array("Q", [0] * n)
+    m._digest = D
+    return m
+
+
+@pytest.mark.parametrize("paths", [[b"../escape"], [b"/etc/evil"], [b"a/../../x"], [b"a//b"], [b"a/"], [b""],
+                                   [b"b", b"a"], [b"a", b"a"], [b"a", b"a/b"], [b"a\x00b"], [b"\xff"]],
+                         ids=repr)
+def test_unsound_paths_are_refused(paths):
+    data = manifest_columns.encode(unchecked(paths))  # a valid checksum over bad content
+    with pytest.raises(CorruptData):
+        manifest_columns.decode(data, D)
+
+
+def test_damage_and_mismatches_are_refused():
+    m = sample()
+    data = manifest_columns.encode(m)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 1
+    for bad, digest in [(bytes(flipped), m.digest), (data[:-1], m.digest), (data[:40], m.digest), (b"", m.digest),
+                        (data, P)]:  # P: the form of another manifest
+        with pytest.raises(CorruptData):
+            manifest_columns.decode(bad, digest)
+    with pytest.raises(CorruptData):  # a pack id outside the pack table
+        manifest_columns.decode(manifest_columns.encode(unchecked([b"a"], pack_ids=[3])), D)
+    m = unchecked([b"a"], pack_ids=[1])
+    m._packs.table.append("../../escape")  # pack names become store keys
+    with pytest.raises(CorruptData):
+        manifest_columns.decode(manifest_columns.encode(m), D)
+    for extras in ({0: {"evil": 1}}, {0: {"chunks": ["nope"]}}, {5: {"ref": "s3://b/k"}}):
+        m = unchecked([b"a"])
+        m._extras = extras
+        with pytest.raises(CorruptData):
+            manifest_columns.decode(manifest_columns.encode(m), D)
+
+
+def commit_tree(client: Client, root, files: dict, name="acme/p/cols"):
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return client.commit_dir(str(root), name, "dataset")
+
+
+class CountingStore:
+    """The real store, with the keys read through it counted."""
+
+    def __init__(self, store):
+        self._store, self.gets = store, []
+
+    def get(self, key, *args, **kwargs):
+        self.gets.append(key)
+        return self._store.get(key, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_repository_loads_versions_from_the_columnar_form(client, tmp_path, caplog):
+    files = {f"d{i % 7}/f{i}.txt": f"file {i}".encode() for i in range(300)}
+    record = commit_tree(client, tmp_path / "src", files).record
+    digest = record.manifest
+    columns_key = layout.manifest_columns_key(digest)
+    assert client.store.exists(columns_key) and client.store.exists(layout.manifest_key(digest))
+    expected = list(client.repo.manifest(digest))
+    assert sorted(e.path for e in expected) == sorted(files)
+
+    def load(cache_dir=None):
+        store = CountingStore(client.store)
+        return list(Repository(store, cache_dir).manifest(digest)), store.gets
+
+    entries, gets = load()  # a fresh reader: the columnar form only, no JSON
+    assert entries == expected and gets == [columns_key]
+
+    cache = str(tmp_path / "manifests")
+    load(cache)
+    entries, gets = load(cache)  # the local cache answers; the store is not asked
+    assert entries == expected and gets == []
+
+    client.store.delete(columns_key)  # a version committed before columnar forms existed
+    entries, gets = load()
+    assert entries == expected and gets == [columns_key, layout.manifest_key(digest)]
+
+    data = manifest_columns.encode(unchecked([b"../escape"]))  # an unsound form: refused, the JSON is read
+    client.store.put(columns_key, data)
+    with caplog.at_level(logging.WARNING, logger="artifactfs.repo"):
+        entries, _ = load()
+    assert entries == expected and "columnar manifest" in caplog.text
+
+    cached = os.path.join(cache, digest[:2], digest + ".columns")
+    with open(cached, "r+b") as f:  # a damaged local copy is dropped and read again
+        f.seek(20)
+        f.write(b"\x00" * 8)
+    entries, _ = load(cache)
+    assert entries == expected
+
+
+def test_recommit_adds_the_columnar_form_to_an_older_manifest(client, tmp_path):
+    files = {"a.txt": b"a", "b/c.txt": b"c"}
+    digest = commit_tree(client, tmp_path / "src", files).record.manifest
+    key = layout.manifest_columns_key(digest)
+    client.store.delete(key)
+    client.repo.put_manifest(Manifest.parse(gzip.decompress(client.store.get(layout.manifest_key(digest))[0])))
+    assert manifest_columns.decode(client.store.get(key)[0], digest).digest == digest
+    assert digest_bytes(client.repo.manifest_bytes_from_store(digest)) == digest
