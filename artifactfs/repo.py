@@ -304,7 +304,7 @@ class Repository:
             return None
         try:
             with open(path, "rb") as f:
-                return manifest_columns.decode(f.read(), digest)
+                return manifest_columns.decode(f.read(), digest, checked=True)  # written after checking
         except OSError:
             return None
         except CorruptData:

@@ -4,7 +4,10 @@ For each size: a synthetic manifest (1,000 files per directory; the blobs are no
 committed to a local store; then `artifactfs mount` runs as a daemon and we time the first `ls` of a
 directory of the version (which loads and indexes the manifest), a second `ls` of another directory,
 and `stat` of one file; and read the daemon's RSS (VmRSS now, VmHWM peak) from /proc.
-Also reported: Manifest.parse time and the in-process RSS growth of holding the parsed manifest.
+Also reported: Manifest.parse time and the in-process RSS growth of holding the parsed manifest, the
+load of the manifest's columnar form, the first listing after a remount (from the local manifest
+cache), and (the baseline) the first listing of another fresh mount once the columnar form is deleted,
+i.e. a version whose manifest must be parsed from JSON.
 
 Run: python bench/bench_manifest_scale.py [--sizes 100000 1000000]
 """
@@ -20,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from artifactfs import layout, manifest_columns  # noqa: E402
 from artifactfs.client import Client  # noqa: E402
 from artifactfs.manifest import Entry, Manifest  # noqa: E402
 from artifactfs.names import ArtifactName  # noqa: E402
@@ -38,6 +42,36 @@ def synthetic_manifest(n: int) -> Manifest:
     return Manifest._pack(entries, 8 * 1024 * 1024)  # generated already in path order
 
 
+def mount_and_list(n: int, tmp: str, env: dict, label: str) -> dict:
+    """Times and RSS of a fresh mount (empty cache) listing the version."""
+    env = dict(env, ARTIFACTFS_CACHE_DIR=os.path.join(tmp, f"cache{n}-{label}"))
+    t0 = time.perf_counter()
+    m = Mount(os.path.join(tmp, f"mnt{n}-{label}"), env)
+    out = {}
+    try:
+        out["mount"] = time.perf_counter() - t0
+        out["rss_idle"] = rss_kib(m.pid)[0]
+        root = m.path("bench/scale/many:v0")
+        t0 = time.perf_counter()
+        first = subprocess.run(["ls", "-l", os.path.join(root, "d00000")], capture_output=True, check=True)
+        out["first"] = time.perf_counter() - t0
+        out["first_entries"] = len(first.stdout.splitlines()) - 1
+        last_dir = f"d{(n - 1) // 1000:05d}"
+        t0 = time.perf_counter()
+        subprocess.run(["ls", "-l", os.path.join(root, last_dir)], capture_output=True, check=True)
+        out["second"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        top = subprocess.run(["ls", root], capture_output=True, check=True)
+        out["top"], out["top_dirs"] = time.perf_counter() - t0, len(top.stdout.splitlines())
+        t0 = time.perf_counter()
+        os.stat(os.path.join(root, last_dir, "f0999.bin"))
+        out["stat"] = time.perf_counter() - t0
+        out["rss"], out["peak"] = rss_kib(m.pid)
+    finally:
+        m.close()
+    return out
+
+
 def run(n: int, tmp: str) -> None:
     store, cache = os.path.join(tmp, f"store{n}"), os.path.join(tmp, f"cache{n}")
     client = Client(store=store, cache_dir=cache)
@@ -46,7 +80,9 @@ def run(n: int, tmp: str) -> None:
     t_build = time.perf_counter() - t0
     data = manifest.to_bytes()
     size = len(data)
-    client.repo.commit(ArtifactName("bench", "scale", "many"), "dataset", manifest)
+    record = client.repo.commit(ArtifactName("bench", "scale", "many"), "dataset", manifest).record
+    columns_key = layout.manifest_columns_key(record.manifest)
+    columns = client.store.get(columns_key)[0]
     del manifest
     gc.collect()
     before = rss_kib()[0]
@@ -54,43 +90,32 @@ def run(n: int, tmp: str) -> None:
     parsed = Manifest.parse(data)
     t_parse = time.perf_counter() - t0
     held = rss_kib()[0] - before
-    del parsed, data
-    client.close()
-
-    env = dict(os.environ, ARTIFACTFS_STORE=store, ARTIFACTFS_CACHE_DIR=cache,
-               ARTIFACTFS_CONFIG=os.path.join(tmp, "none.toml"))
+    del parsed
+    gc.collect()
     t0 = time.perf_counter()
-    m = Mount(os.path.join(tmp, f"mnt{n}"), env)
-    try:
-        t_mount = time.perf_counter() - t0
-        rss_idle = rss_kib(m.pid)[0]
-        root = m.path("bench/scale/many:v0")
-        t0 = time.perf_counter()
-        first = subprocess.run(["ls", "-l", os.path.join(root, "d00000")], capture_output=True, check=True)
-        t_first = time.perf_counter() - t0
-        last_dir = f"d{(n - 1) // 1000:05d}"
-        t0 = time.perf_counter()
-        subprocess.run(["ls", "-l", os.path.join(root, last_dir)], capture_output=True, check=True)
-        t_second = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        top = subprocess.run(["ls", root], capture_output=True, check=True)
-        t_top = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        os.stat(os.path.join(root, last_dir, "f0999.bin"))
-        t_stat = time.perf_counter() - t0
-        rss, peak = rss_kib(m.pid)
-    finally:
-        m.close()
-    print(f"\n{n:,} entries (canonical manifest {size / 2**20:.0f} MiB)")
+    manifest_columns.decode(columns, record.manifest)
+    t_decode = time.perf_counter() - t0
+
+    env = dict(os.environ, ARTIFACTFS_STORE=store, ARTIFACTFS_CONFIG=os.path.join(tmp, "none.toml"))
+    with_columns = mount_and_list(n, tmp, env, "columns")
+    remount = mount_and_list(n, tmp, env, "columns")  # same cache directory: the local copy of the form
+    client.store.delete(columns_key)  # the baseline: a version whose manifest has only its JSON form
+    json_only = mount_and_list(n, tmp, env, "json")
+    client.close()
+    c, j = with_columns, json_only
+    print(f"\n{n:,} entries (canonical manifest {size / 2**20:.0f} MiB, columnar form {len(columns) / 2**20:.0f} MiB)")
     print(f"  build manifest in memory           {t_build:7.2f} s")
-    print(f"  Manifest.parse                     {t_parse:7.2f} s   holds {held / 1024:7.1f} MiB")
-    print(f"  mount ready (daemon started)       {t_mount:7.2f} s   daemon RSS {rss_idle / 1024:7.1f} MiB")
-    print(f"  first ls -l of a 1,000-entry dir   {t_first:7.2f} s   (loads + indexes the manifest; "
-          f"{len(first.stdout.splitlines()) - 1} entries)")
-    print(f"  ls -l of another 1,000-entry dir   {t_second:7.3f} s")
-    print(f"  ls of the version root             {t_top:7.3f} s   ({len(top.stdout.splitlines())} dirs)")
-    print(f"  stat of one file                   {t_stat * 1000:7.2f} ms")
-    print(f"  daemon RSS after listing           {rss / 1024:7.1f} MiB (peak {peak / 1024:.1f} MiB)")
+    print(f"  Manifest.parse (JSON)              {t_parse:7.2f} s   holds {held / 1024:7.1f} MiB")
+    print(f"  manifest_columns.decode            {t_decode:7.2f} s   {t_parse / t_decode:.1f}x faster than the parse")
+    print(f"  mount ready (daemon started)       {c['mount']:7.2f} s   daemon RSS {c['rss_idle'] / 1024:7.1f} MiB")
+    print(f"  first ls -l of a 1,000-entry dir   {c['first']:7.2f} s   (loads the columnar form; {c['first_entries']} "
+          f"entries); {j['first']:.2f} s from the JSON only: {j['first'] / c['first']:.1f}x")
+    print(f"  the same after a remount           {remount['first']:7.2f} s   (the local manifest cache)")
+    print(f"  ls -l of another 1,000-entry dir   {c['second']:7.3f} s")
+    print(f"  ls of the version root             {c['top']:7.3f} s   ({c['top_dirs']} dirs)")
+    print(f"  stat of one file                   {c['stat'] * 1000:7.2f} ms")
+    print(f"  daemon RSS after listing           {c['rss'] / 1024:7.1f} MiB (peak {c['peak'] / 1024:.1f} MiB); "
+          f"from the JSON only {j['rss'] / 1024:.1f} MiB (peak {j['peak'] / 1024:.1f} MiB)")
 
 
 def main():
