@@ -28,18 +28,25 @@ def json_results(procs, timeout=120) -> list:
     return results
 
 
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie: it has exited, and whoever adopted the detached daemon reaps it when it gets to it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def wait_gone(pid: int, timeout: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
         try:  # reap it if it is our child (it normally is not: the daemon is detached)
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return True
         except ChildProcessError:
             pass
+        if _exited(pid):
+            return True
         time.sleep(0.05)
     return False
 
