@@ -130,32 +130,18 @@ class Repository:
         self._types: dict[ArtifactName, str] = {}
 
     # ---- listing -------------------------------------------------------------------------------
-    def _child_names(self, prefix: str, marker: str) -> list[str]:
-        """Names of the path segment after `prefix` for objects ending in `marker`."""
-        names = set()
-        for info in self.store.list(prefix):
-            rest = info.key[len(prefix):]
-            if rest.endswith(marker):
-                head = rest[: -len(marker)]
-                if head and "/" not in head.strip("/"):
-                    names.add(head.strip("/"))
-        return sorted(names)
-
+    # Every level is one delimiter listing: an entity or project with thousands of versions below it
+    # answers as fast as an empty one (listing every key below would take a request per 1,000 keys).
     def list_entities(self) -> list[str]:
-        return sorted({info.key.split("/")[1] for info in self.store.list("artifacts/")
-                       if info.key.endswith("/artifact.json") and info.key.count("/") == 4})
+        return self.store.list_dirs("artifacts/")
 
     def list_projects(self, entity: str) -> list[str]:
         check_name(entity, "entity")
-        return sorted({info.key.split("/")[2] for info in self.store.list(f"artifacts/{entity}/")
-                       if info.key.endswith("/artifact.json") and info.key.count("/") == 4})
+        return self.store.list_dirs(f"artifacts/{entity}/")
 
     def list_artifacts(self, entity: str, project: str) -> list[ArtifactName]:
         check_name(entity, "entity"), check_name(project, "project")
-        prefix = f"artifacts/{entity}/{project}/"
-        names = sorted({info.key.split("/")[3] for info in self.store.list(prefix)
-                        if info.key.endswith("/artifact.json") and info.key.count("/") == 4})
-        return [ArtifactName(entity, project, n) for n in names]
+        return [ArtifactName(entity, project, n) for n in self.store.list_dirs(f"artifacts/{entity}/{project}/")]
 
     # ---- artifacts -----------------------------------------------------------------------------
     def artifact_info(self, name: ArtifactName) -> dict:

@@ -35,6 +35,14 @@ def test_put_get_head_list_delete(store):
     assert store.exists("a/c") and not store.exists("a/b/one")
 
 
+def test_list_dirs_names_each_next_segment_once(store):
+    for key in ("t/a/x", "t/a/deep/er/y", "t/b/z", "t/c", "t/d/e/f", "tt/other/k"):
+        store.put(key, b".")
+    assert store.list_dirs("t/") == ["a", "b", "d"]  # t/c is an object, not a directory; tt/ is not under t/
+    assert store.list_dirs("t/a/") == ["deep"]
+    assert store.list_dirs("t/b/") == [] and store.list_dirs("nothing/") == []
+
+
 def test_get_range(store):
     store.put("r", bytes(range(256)) * 4)
     assert store.get_range("r", 10, 5) == bytes(range(10, 15))

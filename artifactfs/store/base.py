@@ -53,6 +53,14 @@ class ObjectStore(ABC):
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with `prefix`, in key order."""
 
+    def list_dirs(self, prefix: str) -> "list[str]":  # (the method `list` shadows the type here)
+        """The distinct next path segments of keys under `prefix` (which ends with "/") that have a
+        segment after them: the "subdirectories" of `prefix`, sorted. Backends answer it without
+        listing every key below (S3: a delimiter listing); this default does list them."""
+        names = {info.key[len(prefix):].split("/", 1)[0] for info in self.list(prefix)
+                 if "/" in info.key[len(prefix):]}
+        return sorted(names)
+
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove `key`; absent keys are not an error."""
@@ -68,7 +76,7 @@ class ObjectStore(ABC):
 
     def check_access(self) -> None:
         """Fail fast with a clear error if the store is unreachable or refuses the credentials."""
-        next(iter(self.list("artifacts/")), None)
+        self.list_dirs("artifacts/")  # one request, whatever the store holds
 
     def close(self) -> None:
         pass

@@ -157,6 +157,18 @@ class LocalStore(ObjectStore):
         found.sort(key=lambda o: o.key)
         return iter(found)
 
+    def list_dirs(self, prefix: str) -> "list[str]":  # (the method `list` shadows the type here)
+        # One directory read. Deletes leave directories, so an emptied one is still listed (as SeaweedFS
+        # does; AWS S3 does not): artifactfs never empties the levels it lists (artifact.json stays).
+        start = os.path.join(self.root, prefix.rstrip("/")) if prefix.strip("/") else self.root
+        try:
+            entries = list(os.scandir(start))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise _translate(exc, prefix) from None
+        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+
     def delete(self, key: str) -> None:
         try:
             os.unlink(self._path(key))
@@ -174,3 +186,4 @@ def _translate(exc: OSError, key: str) -> Exception:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return LocalIOError(f"store disk is full while writing {key}")
     return LocalIOError(f"store I/O error on {key}: {exc.strerror or exc}")
+

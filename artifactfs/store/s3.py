@@ -132,6 +132,19 @@ class S3Store(ObjectStore):
                 return
             token = resp.get("NextContinuationToken")
 
+    def list_dirs(self, prefix: str) -> "list[str]":  # (the method `list` shadows the type here)
+        names, token = [], None
+        while True:
+            kwargs = {"Prefix": self._key(prefix), "Delimiter": "/", "MaxKeys": 1000}
+            if token:
+                kwargs["ContinuationToken"] = token
+            resp = self._call(prefix, self.client.list_objects_v2, **kwargs)
+            start = len(self._key(prefix))
+            names += [p["Prefix"][start:].rstrip("/") for p in resp.get("CommonPrefixes", [])]
+            if not resp.get("IsTruncated"):
+                return sorted(names)
+            token = resp.get("NextContinuationToken")
+
     def delete(self, key: str) -> None:
         self._call(key, self.client.delete_object, Key=self._key(key))
 
