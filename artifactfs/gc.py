@@ -196,8 +196,8 @@ def protect_commit(repo: Repository, started: float, blobs: dict[str, str | byte
     if not gc_overlapped(repo, started):
         return 0
     restored = 0
-    if manifest is not None and not repo.store.exists(layout.manifest_key(manifest.digest)):
-        repo.put_manifest(manifest)
+    if manifest is not None and not all(map(repo.store.exists, layout.manifest_keys(manifest.digest))):
+        repo.put_manifest(manifest)  # puts back whichever form is missing
         restored += 1
     for key, source in blobs.items():
         if repo.store.exists(key):
