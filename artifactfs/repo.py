@@ -7,6 +7,7 @@ put_if_absent (on conflict try N+1), then the digest index, then aliases by comp
 is visible only once everything it names exists; an interrupted commit leaves only unreferenced objects.
 """
 
+import contextlib
 import getpass
 import gzip
 import json
@@ -244,7 +245,9 @@ class Repository:
             if digest in self._manifests:
                 self._manifests.move_to_end(digest)
                 return self._manifests[digest]
-        manifest = self._cached_columns(digest) or self._columns_from_store(digest)
+        manifest = self._cached_columns(digest)
+        if manifest is None:
+            manifest = self._columns_from_store(digest)
         if manifest is None:
             manifest = parse_stored_manifest(self.manifest_bytes_from_store(digest), digest)
             self._write_cached_columns(digest, manifest_columns.encode(manifest))
@@ -294,7 +297,8 @@ class Repository:
         except OSError:
             return None
         except CorruptData:
-            os.unlink(path)  # a damaged cache copy heals from the store
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # a damaged cache copy heals from the store
             return None
 
     def _write_cached_columns(self, digest: str, data: bytes) -> None:
@@ -309,11 +313,11 @@ class Repository:
 
     def put_manifest(self, manifest: Manifest) -> str:
         """Store a manifest (once) and its columnar form (also added to a manifest stored before it existed)."""
-        key = layout.manifest_key(manifest.digest)
+        key, columns_key = layout.manifest_key(manifest.digest), layout.manifest_columns_key(manifest.digest)
         if not self.store.exists(key):
             self.store.put(key, gzip.compress(manifest.to_bytes(), compresslevel=6))
-        columns_key = layout.manifest_columns_key(manifest.digest)
-        if not self.store.exists(columns_key):
+            self.store.put(columns_key, manifest_columns.encode(manifest))  # new manifest: no HEAD needed
+        elif not self.store.exists(columns_key):
             self.store.put(columns_key, manifest_columns.encode(manifest))
         return manifest.digest
 
