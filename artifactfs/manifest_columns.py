@@ -153,14 +153,15 @@ def _check_paths(blob: bytes, ends: array) -> list[int]:
     paths = [blob[a:b] for a, b in zip(ends, ends[1:])]
     if not paths:
         return []
+    joined = b"\n".join(paths)
     try:
-        text = blob.decode("utf-8")
+        text = joined.decode("utf-8")  # each path on its own: the whole blob could be valid while a path is not
     except UnicodeDecodeError:
         raise ValueError("paths are not UTF-8") from None
     if not all(map(operator.lt, paths, paths[1:])):
         raise ValueError("paths are not sorted and unique")
-    if "\n" not in text and "\x00" not in text and min(map(len, paths)):
-        if not _plain_paths_ok(paths, b"\n".join(paths)):
+    if text.count("\n") == len(paths) - 1 and "\x00" not in text and min(map(len, paths)):
+        if not _plain_paths_ok(paths, joined):
             raise ValueError("a path is not normalized")
     else:
         for p in paths:  # rare names (newlines): one at a time

@@ -51,7 +51,8 @@ def unchecked(paths: list[bytes], pack_ids=None) -> Manifest:
 
 
 @pytest.mark.parametrize("paths", [[b"../escape"], [b"/etc/evil"], [b"a/../../x"], [b"a//b"], [b"a/"], [b""],
-                                   [b"b", b"a"], [b"a", b"a"], [b"a", b"a/b"], [b"a\x00b"], [b"\xff"]],
+                                   [b"b", b"a"], [b"a", b"a"], [b"a", b"a/b"], [b"a\x00b"], [b"\xff"],
+                                   [b"a\xc3", b"a\xc3\xa9b"[2:]], [b"x\n/../y"]],
                          ids=repr)
 def test_unsound_paths_are_refused(paths):
     data = manifest_columns.encode(unchecked(paths))  # a valid checksum over bad content
