@@ -29,10 +29,13 @@ def json_results(procs, timeout=120) -> list:
 
 
 def _exited(pid: int) -> bool:
-    """Gone, or a zombie: it has exited, and whoever adopted the detached daemon reaps it when it gets to it."""
+    """Gone, or a zombie whose threads have all exited (so its files, /dev/fuse among them, are
+    closed): whoever adopted the detached daemon reaps it when it gets to it. A zombie leader alone
+    is not enough: its other threads may still be running."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        return zombie and os.listdir(f"/proc/{pid}/task") == [str(pid)]
     except (OSError, IndexError):
         return True
 
