@@ -285,17 +285,20 @@ def cache():
 def cache_info(client: Client, as_json):
     """Size and location of the cache."""
     info = client.cache.info()
+    manifests = client.repo.manifest_cache_files()
+    info.update(manifests=len(manifests), manifest_bytes=sum(size for _, size in manifests))
     if as_json:
         emit_json(info)
     else:
-        click.echo(f"{info['dir']}: {info['pieces']} pieces, {human_size(info['bytes'])} of {human_size(info['max_bytes'])}")
+        click.echo(f"{info['dir']}: {info['pieces']} pieces, {human_size(info['bytes'])} of {human_size(info['max_bytes'])}"
+                   f"; {info['manifests']} manifests, {human_size(info['manifest_bytes'])}")
 
 
 @cache.command("clean")
 @click.pass_obj
 def cache_clean(client: Client):
     """Empty the cache (mounted files stay readable; they are fetched again)."""
-    freed = client.cache.clean()
+    freed = client.cache.clean() + client.repo.clean_manifest_cache()
     click.echo(f"freed {human_size(freed)}")
 
 

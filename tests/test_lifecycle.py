@@ -137,6 +137,20 @@ def test_cache_verify(cli, client, tmp_path):
     assert res.exit_code == 7 and "damaged piece removed" in res.output
 
 
+def test_cache_info_and_clean_cover_pieces_and_manifests(cli, client, tmp_path):
+    commit(cli, tmp_path, "acme/p/c", {"a": "cached bytes", "b": "more"})
+    assert cli("get", "acme/p/c", "--root", tmp_path / "out").exit_code == 0
+    info = json.loads(cli("cache", "info", "--json").output)
+    assert info["pieces"] == 1 and info["bytes"] > 0  # one run of the pack holding both files
+    assert info["manifests"] == 1 and info["manifest_bytes"] > 0  # the version's manifest, columnar form
+    assert "1 manifests" in cli("cache", "info").output
+    assert cli("cache", "clean").output.startswith("freed ")
+    info = json.loads(cli("cache", "info", "--json").output)
+    assert (info["pieces"], info["bytes"], info["manifests"], info["manifest_bytes"]) == (0, 0, 0, 0)
+    assert cli("get", "acme/p/c", "--root", tmp_path / "again").exit_code == 0  # read again from the store
+    assert (tmp_path / "again" / "a").read_text() == "cached bytes"
+
+
 def test_gc_racing_commits_loses_nothing(cli, client, tmp_path):
     """Commits in threads reuse content whose only versions were deleted (so its blobs are garbage that
     gc is deleting at that moment) while gc runs again and again with no grace period at all."""
