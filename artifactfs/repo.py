@@ -182,6 +182,29 @@ class Repository:
                 versions.append(int(stem))
         return sorted(versions)
 
+    def live_version_numbers(self, name: ArtifactName, known: dict | None = None) -> list[int]:
+        """The versions of `name` that are not deleted. A deleted version keeps its record (a tombstone),
+        so each record is read once; `known` remembers what was read by (key, etag), so listing again
+        reads only records that are new or changed (a version deleted since)."""
+        known = {} if known is None else known
+        prefix = layout.versions_prefix(name)
+        listed = [(info.key, info.etag, int(info.key[len(prefix):-5])) for info in self.store.list(prefix)
+                  if info.key.endswith(".json") and info.key[len(prefix):-5].isdigit()]
+
+        def read(item) -> None:
+            key, etag, number = item
+            try:
+                data, _ = self.store.get(key)
+                known[key, etag] = not _load_json(data, key).get("deleted")
+            except ObjectNotFound:  # removed between the listing and the read
+                known[key, etag] = False
+
+        unknown = [item for item in listed if (item[0], item[1]) not in known]
+        if unknown:
+            with ThreadPoolExecutor(min(16, len(unknown))) as pool:
+                list(pool.map(read, unknown))
+        return sorted(number for key, etag, number in listed if known.get((key, etag)))
+
     def version(self, name: ArtifactName, version: int, type: str | None = None) -> VersionRecord:
         key = layout.version_key(name, version)
         try:

@@ -246,6 +246,25 @@ def test_random_access_fetches_only_needed_chunks(client, tmp_path, mounts, env)
     assert info["pieces"] == 1 and info["bytes"] == CHUNK_SIZE, info
 
 
+def test_deleted_versions_leave_the_listing(client, tmp_path, mounts):
+    """A deleted version keeps a tombstone record in the store; the project listing must not show it,
+    neither one deleted before the mount nor one deleted while mounted (after the listing TTL)."""
+    from artifactfs.lifecycle import delete_version
+
+    for i in range(3):
+        write_tree(tmp_path / f"v{i}", {"f.txt": f"version {i}\n".encode()})
+        client.commit_dir(str(tmp_path / f"v{i}"), NAME, "dataset")
+    delete_version(client.repo, client.ref(f"{NAME}:v0"))
+    m = mounts("--alias-ttl", "0.5")
+    project = m.path("acme/vision")
+    assert sorted(os.listdir(project)) == ["bikes:latest", "bikes:v1", "bikes:v2"]
+    delete_version(client.repo, client.ref(f"{NAME}:v1"))
+    time.sleep(1.0)
+    assert sorted(os.listdir(project)) == ["bikes:latest", "bikes:v2"]
+    assert not os.path.exists(m.path("acme/vision/bikes:v0"))
+    assert open(m.path("acme/vision/bikes:latest/f.txt")).read() == "version 2\n"
+
+
 def test_alias_moves_after_ttl_open_file_keeps_version(client, tmp_path, mounts):
     write_tree(tmp_path / "v0", {"f.txt": b"old contents\n", "only-v0.txt": b"0"})
     write_tree(tmp_path / "v1", {"f.txt": b"new contents, longer\n"})

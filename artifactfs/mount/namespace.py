@@ -96,6 +96,7 @@ class Namespace:
         self.timeout = timeout
         self._cache = _SingleFlight()
         self._versions: OrderedDict[tuple, VersionView] = OrderedDict()
+        self._records_read: dict = {}  # (version key, etag) -> live: deleted versions are not listed
 
     async def _call(self, fn, *args):
         return await self.workers.net(fn, *args, timeout=self.timeout)
@@ -117,7 +118,7 @@ class Namespace:
         artifacts = self.repo.list_artifacts(entity, project)
 
         def one(artifact: ArtifactName) -> list[str]:
-            versions = self.repo.list_versions(artifact)
+            versions = self.repo.live_version_numbers(artifact, self._records_read)
             aliases = self.repo.aliases(artifact)
             return [f"{artifact.name}:v{v}" for v in versions] + [f"{artifact.name}:{a}" for a in aliases]
 
