@@ -182,28 +182,29 @@ class Repository:
                 versions.append(int(stem))
         return sorted(versions)
 
-    def live_version_numbers(self, name: ArtifactName, known: dict | None = None) -> list[int]:
-        """The versions of `name` that are not deleted. A deleted version keeps its record (a tombstone),
-        so each record is read once; `known` remembers what was read by (key, etag), so listing again
-        reads only records that are new or changed (a version deleted since)."""
-        known = {} if known is None else known
+    def live_version_numbers(self, name: ArtifactName, known: dict, budget: int = 64) -> list[int]:
+        """The versions of `name`, without deleted ones as far as known. A deleted version keeps its
+        record (a tombstone), so telling it apart takes a read of the record: `known` remembers each
+        read by (key, etag), and one call reads at most `budget` unknown records, smallest first (a
+        tombstone is smaller than a record), counting the rest as live until a later call reads them.
+        So a listing stays a few requests however many versions there are, and converges."""
         prefix = layout.versions_prefix(name)
-        listed = [(info.key, info.etag, int(info.key[len(prefix):-5])) for info in self.store.list(prefix)
+        listed = [(info.key, info.etag, info.size, int(info.key[len(prefix):-5])) for info in self.store.list(prefix)
                   if info.key.endswith(".json") and info.key[len(prefix):-5].isdigit()]
 
         def read(item) -> None:
-            key, etag, number = item
+            key, etag = item[:2]
             try:
                 data, _ = self.store.get(key)
                 known[key, etag] = not _load_json(data, key).get("deleted")
             except ObjectNotFound:  # removed between the listing and the read
                 known[key, etag] = False
 
-        unknown = [item for item in listed if (item[0], item[1]) not in known]
+        unknown = sorted((item for item in listed if item[:2] not in known), key=lambda item: item[2])[:budget]
         if unknown:
             with ThreadPoolExecutor(min(16, len(unknown))) as pool:
                 list(pool.map(read, unknown))
-        return sorted(number for key, etag, number in listed if known.get((key, etag)))
+        return sorted(number for key, etag, _, number in listed if known.get((key, etag), True))
 
     def version(self, name: ArtifactName, version: int, type: str | None = None) -> VersionRecord:
         key = layout.version_key(name, version)

@@ -42,6 +42,19 @@ def test_rm_tombstones_and_never_reuses_numbers(cli, client, tmp_path):
     assert cli("rm", "acme/p/a:v7").exit_code == 3
 
 
+def test_live_version_numbers_reads_records_within_a_budget(cli, client, tmp_path):
+    for i in range(5):
+        commit(cli, tmp_path, "acme/p/many", {"f": f"content {i} " * 20})
+    assert cli("rm", "acme/p/many:v1").exit_code == 0 and cli("rm", "acme/p/many:v3").exit_code == 0
+    name, known = client.artifact_name("acme/p/many"), {}
+    assert client.repo.live_version_numbers(name, known, budget=1) in ([0, 2, 3, 4], [0, 1, 2, 4])
+    assert len(known) == 1 and not any(known.values())  # the smallest record read first: a tombstone
+    assert client.repo.live_version_numbers(name, known, budget=1) == [0, 2, 4]
+    assert client.repo.live_version_numbers(name, known) == [0, 2, 4] and len(known) == 5
+    assert cli("rm", "acme/p/many:v2").exit_code == 0  # a changed record (new etag) is read again
+    assert client.repo.live_version_numbers(name, known, budget=1) == [0, 4]
+
+
 def test_gc_frees_unreferenced_and_keeps_the_rest(cli, client, tmp_path):
     commit(cli, tmp_path, "acme/p/g", {"keep": "kept", "gone": "only in v0"})
     commit(cli, tmp_path, "acme/p/g", {"keep": "kept", "new": "in v1"})
