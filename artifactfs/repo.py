@@ -182,7 +182,7 @@ class Repository:
                 versions.append(int(stem))
         return sorted(versions)
 
-    def live_version_numbers(self, name: ArtifactName, known: dict, budget: int = 64) -> list[int]:
+    def live_version_numbers(self, name: ArtifactName, known: dict, budget: int = 16) -> list[int]:
         """The versions of `name`, without deleted ones as far as known. A deleted version keeps its
         record (a tombstone), so telling it apart takes a read of the record: `known` remembers each
         read by (key, etag), and one call reads at most `budget` unknown records, smallest first (a
