@@ -9,10 +9,11 @@ before). A fresh mount's first `ls MOUNT/<entity>` and `stat MOUNT/<entity>/<pro
 
 Run: .venv/bin/python bench/bench_listing.py [--artifacts 10] [--versions 300]
 
-Measured 2026-11-24 on the 2-core dev VM with --versions 1000 (20,030 objects under artifacts/, written
-in 471 s): entities 4.4 ms vs 3,319 ms (756x), projects of acme 4.4 vs 3,505 ms (790x), artifacts of
-acme/vision 5.1 vs 3,534 ms (690x); fresh mount: ls MOUNT/acme 7.9 ms, ls MOUNT/acme/vision 1.9 s
-(10,020 names: each artifact's versions/ and aliases/ are still listed in full, which they must be).
+Measured 2026-11-24 on the 2-core dev VM, defaults (6,030 objects under artifacts/, written in 88 s):
+entities 4.7 ms vs 834 ms (176x), projects of acme 3.7 vs 836 ms (224x), artifacts of acme/vision
+3.9 vs 765 ms (198x); fresh mount: ls MOUNT/acme 6.5 ms, ls MOUNT/acme/vision 1.09 s (3,020 names:
+each artifact's versions/ and aliases/ are listed in full, and up to 16 records per artifact read to
+leave deleted versions out). With --versions 1000 (20,030 objects): 756x, 790x, 690x.
 """
 
 import argparse
