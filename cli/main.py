@@ -290,8 +290,9 @@ def cache_info(client: Client, as_json):
     if as_json:
         emit_json(info)
     else:
-        click.echo(f"{info['dir']}: {info['pieces']} pieces, {human_size(info['bytes'])} of {human_size(info['max_bytes'])}"
-                   f"; {info['manifests']} manifests, {human_size(info['manifest_bytes'])}")
+        click.echo(f"{info['dir']}: {info['pieces']} pieces, {human_size(info['bytes'])} of "
+                   f"{human_size(info['max_bytes'])}; {info['manifests']} manifests, "
+                   f"{human_size(info['manifest_bytes'])}")
 
 
 @cache.command("clean")
