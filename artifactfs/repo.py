@@ -173,14 +173,14 @@ class Repository:
             return existing
 
     # ---- versions ------------------------------------------------------------------------------
-    def list_versions(self, name: ArtifactName) -> list[int]:
+    def _listed_versions(self, name: ArtifactName) -> list[tuple]:
+        """(object info, version number) of every record under `versions/`, deleted ones included."""
         prefix = layout.versions_prefix(name)
-        versions = []
-        for info in self.store.list(prefix):
-            stem = info.key[len(prefix):].removesuffix(".json")
-            if stem.isdigit():
-                versions.append(int(stem))
-        return sorted(versions)
+        stems = ((info, info.key[len(prefix):].removesuffix(".json")) for info in self.store.list(prefix))
+        return [(info, int(stem)) for info, stem in stems if stem.isdigit()]
+
+    def list_versions(self, name: ArtifactName) -> list[int]:
+        return sorted(number for _, number in self._listed_versions(name))
 
     def live_version_numbers(self, name: ArtifactName, known: dict, budget: int = 16) -> list[int]:
         """The versions of `name`, without deleted ones as far as known. A deleted version keeps its
@@ -188,9 +188,7 @@ class Repository:
         read by (key, etag), and one call reads at most `budget` unknown records, smallest first (a
         tombstone is smaller than a record), counting the rest as live until a later call reads them.
         So a listing stays a few requests however many versions there are, and converges."""
-        prefix = layout.versions_prefix(name)
-        listed = [(info.key, info.etag, info.size, int(info.key[len(prefix):-5])) for info in self.store.list(prefix)
-                  if info.key.endswith(".json") and info.key[len(prefix):-5].isdigit()]
+        listed = [(info.key, info.etag, info.size, number) for info, number in self._listed_versions(name)]
 
         def read(item) -> None:
             key, etag = item[:2]
