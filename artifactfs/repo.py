@@ -339,9 +339,9 @@ class Repository:
             return []
         found = []
         for dirpath, _, names in os.walk(self.manifest_cache_dir):
-            for name in names:
-                with contextlib.suppress(OSError):
-                    found.append((os.path.join(dirpath, name), os.path.getsize(os.path.join(dirpath, name))))
+            for path in (os.path.join(dirpath, name) for name in names):
+                with contextlib.suppress(OSError):  # removed meanwhile
+                    found.append((path, os.path.getsize(path)))
         return found
 
     def clean_manifest_cache(self) -> int:
