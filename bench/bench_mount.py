@@ -10,7 +10,10 @@ Workloads and baselines:
   (goal >= 0.5x): against the local copy cold (caches dropped: its peer) and warm (the strictest), and
   again on the same mount vs the warm local copy; medians of 3 fresh mounts;
 - the large and small workloads through `rclone mount` and `s3fs` (Debian packages) over plain objects
-  in the same bucket (goals: artifactfs >= 2x on the large file, >= 3x on the small files).
+  in the same bucket (goals: artifactfs >= 2x on the large file, >= 3x on the small files);
+- all three workloads on the pyfuse3 floor (fuse_floor.py: the same layout served from memory, mounted
+  like artifactfs): the best any pyfuse3 file system does on this machine, so each goal can be read
+  against what the stack allows.
 
 Cold means a fresh mount (so an empty page cache for its files) and an empty artifactfs cache; the
 kernel's caches are also dropped before every timed read (baselines too), so SeaweedFS reads from its
@@ -33,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import common
 from common import BUCKET, drop_caches, mbps, seaweed_server
+from fuse_floor import FloorMount
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -130,8 +134,9 @@ class ForeignMount:
             with open(passwd, "w") as f:
                 f.write(f"{ADMIN[0]}:{ADMIN[1]}\n")
             os.chmod(passwd, 0o600)
-            cmd = ["s3fs", f"{BUCKET}:/plain", mountpoint, "-o", f"passwd_file={passwd}", "-o", f"url={server.endpoint}",
-                   "-o", "use_path_request_style", "-o", "ro", "-o", "endpoint=us-east-1"]
+            cmd = ["s3fs", f"{BUCKET}:/plain", mountpoint, "-o", f"passwd_file={passwd}",
+                   "-o", f"url={server.endpoint}", "-o", "use_path_request_style", "-o", "ro",
+                   "-o", "endpoint=us-east-1"]
         subprocess.run(cmd, env=env, check=True, timeout=120)
         deadline = time.monotonic() + 60
         while not os.path.ismount(mountpoint):
@@ -230,6 +235,7 @@ def main():
               f"   {args.small_count / t_small:8.0f} files/s")
 
         # -- rclone and s3fs --------------------------------------------------------------------------
+        foreign_small = {}
         for kind in ("rclone", "s3fs"):
             if shutil.which(kind) is None:
                 print(f"\n{kind}: not installed (apt-get install {kind}); skipped")
@@ -245,6 +251,7 @@ def main():
                         results[label] = read_all(os.path.join(fm.mountpoint, "small"), small_rels)
                 finally:
                     fm.close()
+            foreign_small[kind] = results["small"]
             print(f"\n{kind} (read-only, no disk cache), same bucket")
             print(f"  large file cold dd bs=1M         {results['big']:7.2f} s {mbps(big_size, results['big'])}   "
                   f"artifactfs is {results['big'] / t_cold:.2f}x faster (goal >= 2x)")
@@ -252,9 +259,31 @@ def main():
                   f"{mbps(small_size, results['small'])}   artifactfs is {results['small'] / t_small:.2f}x faster "
                   f"(goal >= 3x)")
 
+        # -- the pyfuse3 floor: large and small ------------------------------------------------------
+        floor_args = (args.big_mib, args.small_count, args.tree_count)
+        drop_caches()
+        fm = FloorMount(os.path.join(tmp, "floor"), *floor_args)
+        try:
+            t_floor_big = dd(fm.path("big", "big.bin"))
+        finally:
+            fm.close()
+        drop_caches()
+        fm = FloorMount(os.path.join(tmp, "floor"), *floor_args)
+        try:
+            t_floor_small = read_all(fm.path("small"), small_rels)
+        finally:
+            fm.close()
+        print("\npyfuse3 floor (fuse_floor.py: the same layout from memory, mounted like artifactfs)")
+        print(f"  large file cold dd bs=1M         {t_floor_big:7.2f} s {mbps(big_size, t_floor_big)}   "
+              f"the FUSE path alone: {t_raw / t_floor_big:.2f}x raw GETs")
+        print(f"  small files, {THREADS} threads, cold    {t_floor_small:7.2f} s "
+              f"{mbps(small_size, t_floor_small)}   artifactfs reaches {t_floor_small / t_small:.2f}x of it")
+        for kind, t in foreign_small.items():
+            print(f"    so at most {t / t_floor_small:.2f}x {kind} on small files for any pyfuse3 file system here")
+
         # -- find + stat ------------------------------------------------------------------------------
         local_tree = os.path.join(local, "tree")
-        fresh, again, local_cold, local_warm = [], [], [], []
+        fresh, again, local_cold, local_warm, floor_fresh = [], [], [], [], []
         for _ in range(FIND_MOUNTS):
             m = ours(env, tmp)
             try:
@@ -262,6 +291,12 @@ def main():
                 again.append(find_ls(m.path("bench/mount/tree:v0")))
             finally:
                 close_ours(m)
+            drop_caches()
+            fm = FloorMount(os.path.join(tmp, "floor"), *floor_args)
+            try:
+                floor_fresh.append(find_ls(fm.path("tree")))
+            finally:
+                fm.close()
             common.drop_caches()  # even with --server-warm (last section): a cold local copy is a fresh mount's peer
             local_cold.append(find_ls(local_tree))
             local_warm.append(find_ls(local_tree))
@@ -274,6 +309,9 @@ def main():
               f"{t_local_warm / t_find:.2f}x warm local (goal >= 0.5x)")
         print(f"  artifactfs, again (kernel cache) {t_find_again:7.3f} s   "
               f"{t_local_warm / t_find_again:.2f}x warm local")
+        t_floor_find = statistics.median(floor_fresh)
+        print(f"  pyfuse3 floor, fresh mount       {t_floor_find:7.3f} s   "
+              f"{t_local_warm / t_floor_find:.2f}x warm local; artifactfs reaches {t_floor_find / t_find:.2f}x of it")
 
 
 if __name__ == "__main__":
