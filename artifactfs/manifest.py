@@ -122,11 +122,15 @@ _PLAIN_LINE = re.compile(rb'^\{"digest":"([0-9a-f]{32})",(?:"offset":(0|[1-9][0-
                          rb'"path":"([^"\\\x00-\x1f]+)","size":(0|[1-9][0-9]{0,18})\}\n', re.MULTILINE)
 # Substrings that normalize_entry_path would change or reject, in "\n"-separated paths framed by "\n".
 _BAD_PARTS = (b"\n/", b"/\n", b"//", b"/./", b"/../", b"\n./", b"\n../", b"/.\n", b"/..\n", b"\n.\n", b"\n..\n")
+_DOT_PARTS = tuple(p for p in _BAD_PARTS if b"/." in p or b"\n." in p)  # looked for only if a name starts with "."
+_OTHER_PARTS = tuple(p for p in _BAD_PARTS if p not in _DOT_PARTS)
 
 
 def _plain_paths_ok(paths: list[bytes], joined: bytes) -> bool:
     framed = b"\n" + joined + b"\n"
-    if any(part in framed for part in _BAD_PARTS):
+    if any(part in framed for part in _OTHER_PARTS):
+        return False
+    if (b"/." in framed or b"\n." in framed) and any(part in framed for part in _DOT_PARTS):
         return False
     if max(map(len, paths)) > MAX_SEGMENT_BYTES:  # rare: check the long ones segment by segment
         for p in paths:
@@ -134,6 +138,28 @@ def _plain_paths_ok(paths: list[bytes], joined: bytes) -> bool:
                                                or max(map(len, p.split(b"/"))) > MAX_SEGMENT_BYTES):
                 return False
     return True
+
+
+def checked_plain_paths(paths: list[bytes], prev: bytes | None = None) -> list[int] | None:
+    """Check a run of entry paths that hold no newline, no NUL and no empty one, coming after `prev`
+    (the run before it, if any), with a few C-level passes: each UTF-8 and normalized, all strictly
+    increasing. None if any is not (the caller's slow path says which); else the positions i whose path
+    starts with the one before it (`prev` before the first), the only candidates for a file that is also
+    a directory (see Manifest._check_tree)."""
+    joined = b"\n".join(paths)
+    try:
+        joined.decode("utf-8")  # joined by "\n", which no multi-byte character holds: each path on its own
+    except UnicodeDecodeError:
+        return None
+    if not _plain_paths_ok(paths, joined):
+        return None
+    befores = paths[:-1] if prev is None else [prev, *paths[:-1]]
+    afters = paths[1:] if prev is None else paths
+    if not all(map(operator.lt, befores, afters)):
+        return None
+    return list(itertools.compress(range(len(afters)), map(bytes.startswith, afters, befores)))
+
+
 _DIGEST_RE = re.compile(r"[0-9a-f]{32}")
 
 
@@ -222,20 +248,12 @@ class _Columns:
         if len(rows) != window.count(b"\n") or not rows:
             return False
         paths = [r[3] for r in rows]
-        joined = b"\n".join(paths)
-        try:
-            joined.decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-        if not _plain_paths_ok(paths, joined):
-            return False
         prev = self.prev
-        befores = paths[:-1] if prev is None else [prev, *paths[:-1]]
-        afters = paths[1:] if prev is None else paths
-        if not all(map(operator.lt, befores, afters)):
-            return False  # unsorted or duplicate: the slow path says which
+        suspects = checked_plain_paths(paths, prev)
+        if suspects is None:
+            return False  # the slow path says what is wrong
         base = len(self.sizes) - (0 if prev is None else 1)
-        self.suspects.extend(base + i for i, hit in enumerate(map(bytes.startswith, afters, befores)) if hit)
+        self.suspects.extend(base + i for i in suspects)
         ends = itertools.accumulate(map(len, paths), initial=len(self.paths))
         next(ends)  # `initial` is the previous end, already there
         self.offsets.extend(ends)

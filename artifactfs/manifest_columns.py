@@ -27,7 +27,7 @@ import xxhash
 
 from .errors import CorruptData, InvalidPath
 from .hashing import is_digest
-from .manifest import Manifest, _PackColumns, _plain_paths_ok
+from .manifest import Manifest, _PackColumns, checked_plain_paths
 from .paths import normalize_entry_path
 
 MAGIC = "artifactfs-manifest-columns"
@@ -153,19 +153,18 @@ def _check_paths(blob: bytes, ends: array) -> list[int]:
     paths = [blob[a:b] for a, b in zip(ends, ends[1:])]
     if not paths:
         return []
-    joined = b"\n".join(paths)
+    if b"\n" not in blob and b"\x00" not in blob and min(map(len, paths)):
+        suspects = checked_plain_paths(paths)
+        if suspects is not None:
+            return suspects
+    # rare names (newlines), or something is wrong: one path at a time, saying what
     try:
-        text = joined.decode("utf-8")  # each path on its own: the whole blob could be valid while a path is not
+        texts = [p.decode("utf-8") for p in paths]
     except UnicodeDecodeError:
         raise ValueError("paths are not UTF-8") from None
     if not all(map(operator.lt, paths, paths[1:])):
         raise ValueError("paths are not sorted and unique")
-    if text.count("\n") == len(paths) - 1 and "\x00" not in text and min(map(len, paths)):
-        if not _plain_paths_ok(paths, joined):
-            raise ValueError("a path is not normalized")
-    else:
-        for p in paths:  # rare names (newlines): one at a time
-            path = p.decode("utf-8")
-            if normalize_entry_path(path) != path:
-                raise ValueError(f"path {path!r} is not normalized")
+    for path in texts:
+        if normalize_entry_path(path) != path:
+            raise ValueError(f"path {path!r} is not normalized")
     return list(itertools.compress(range(len(paths) - 1), map(bytes.startswith, paths[1:], paths)))

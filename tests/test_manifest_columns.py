@@ -52,12 +52,19 @@ def unchecked(paths: list[bytes], pack_ids=None) -> Manifest:
 
 @pytest.mark.parametrize("paths", [[b"../escape"], [b"/etc/evil"], [b"a/../../x"], [b"a//b"], [b"a/"], [b""],
                                    [b"b", b"a"], [b"a", b"a"], [b"a", b"a/b"], [b"a\x00b"], [b"\xff"],
-                                   [b"a\xc3", b"a\xc3\xa9b"[2:]], [b"x\n/../y"]],
+                                   [b"a\xc3", b"a\xc3\xa9b"[2:]], [b"x\n/../y"], [b".hidden", b"a/./b"],
+                                   [b"a/."], [b"."], [b"x/..", b"y"]],
                          ids=repr)
 def test_unsound_paths_are_refused(paths):
     data = manifest_columns.encode(unchecked(paths))  # a valid checksum over bad content
     with pytest.raises(CorruptData):
         manifest_columns.decode(data, D)
+
+
+def test_names_with_dots_are_kept():
+    paths = [b".hidden", b"a/.b/c", b"x/..y", b"x/y..", b"z.", b"\xc3\xa9/.d"]
+    got = manifest_columns.decode(manifest_columns.encode(unchecked(paths)), D)
+    assert [got._paths[i] for i in range(len(got))] == paths
 
 
 def test_damage_and_mismatches_are_refused():
