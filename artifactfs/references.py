@@ -7,7 +7,8 @@ At commit a URI is resolved into entries that record what identifies the source'
 - `http(s)://...`: size (Content-Length) and ETag. A server that sends no ETag gives no cheap way to
   notice a change, so the content is downloaded once and its digest (and chunk digests) recorded.
 - `file:///path`: size and digest (and chunk digests); a directory expands to its files.
-- `checksum=False`: the URI alone (size 0, nothing to check); `get` downloads whatever is there now.
+- `checksum=False`: the URI alone (size 0, nothing to check); `get` downloads whatever is there now,
+  and the mount shows the source's size now (`current_size`) and reads its bytes now (`read_current`).
 
 Reads are ranged and validated: an S3 read sends If-Match with the recorded ETag (and the VersionId),
 an HTTP read compares the response's ETag and total size, and a piece with a recorded digest is
@@ -42,6 +43,10 @@ def is_unchecked(entry: Entry) -> bool:
 def _changed(uri: str, why: str) -> CorruptData:
     log.error("reference %s changed since it was committed (%s): refusing to serve its bytes", uri, why)
     return CorruptData(f"reference {uri} changed since it was committed ({why})")
+
+
+def _local_path(uri: str) -> str:
+    return urllib.parse.unquote(urllib.parse.urlparse(uri).path)
 
 
 def _base_name(path: str, uri: str) -> str:
@@ -149,7 +154,7 @@ class References:
         return Entry(path, size, digest, tuple(chunks) if chunks else None, ref=uri, etag=etag)
 
     def _resolve_file(self, uri: str, name: str | None, max_objects: int, chunk_size: int) -> list[Entry]:
-        local = urllib.parse.unquote(urllib.parse.urlparse(uri).path)
+        local = _local_path(uri)
         if os.path.isdir(local):
             from .ingest import walk_directory
 
@@ -211,7 +216,7 @@ class References:
         return _read_body(resp, f"s3://{bucket}", key)
 
     def _read_file(self, uri, start, length, size) -> bytes:
-        local = urllib.parse.unquote(urllib.parse.urlparse(uri).path)
+        local = _local_path(uri)
         try:
             fd = os.open(local, os.O_RDONLY)
         except FileNotFoundError:
@@ -253,13 +258,52 @@ class References:
             s3 = self._bucket(bucket)
             yield s3.get(key)[0]
         elif uri.startswith("file://"):
-            with open(urllib.parse.unquote(urllib.parse.urlparse(uri).path), "rb") as f:
+            with open(_local_path(uri), "rb") as f:
                 while block := f.read(CHUNK_SIZE):
                     yield block
         else:
             with self._open_http(uri) as resp:
                 while block := resp.read(CHUNK_SIZE):
                     yield block
+
+    def current_size(self, uri: str) -> int:
+        """The size of what an unchecked reference's source holds now (S3 HEAD, stat, HTTP HEAD)."""
+        if uri.startswith("s3://"):
+            bucket, _, key = uri[len("s3://"):].partition("/")
+            s3 = self._bucket(bucket)
+            return int(s3._call(key, s3.client.head_object, Key=key)["ContentLength"])
+        if uri.startswith("file://"):
+            try:
+                return os.stat(_local_path(uri)).st_size
+            except FileNotFoundError:
+                raise NotFound(f"reference {uri}: the file does not exist") from None
+            except OSError as exc:
+                raise LocalIOError(f"cannot read reference {uri}: {exc.strerror}") from None
+        with self._open_http(uri, method="HEAD") as resp:
+            length = resp.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            raise StoreUnavailable(f"reference {uri}: the server does not say its size")
+        return int(length)
+
+    def read_current(self, uri: str, start: int, length: int) -> bytes:
+        """Up to `length` bytes at `start` of what an unchecked reference's source holds now: nothing is
+        checked (there is nothing recorded to check against); short or empty past the source's end."""
+        if length <= 0:
+            return b""
+        if uri.startswith("s3://"):
+            bucket, _, key = uri[len("s3://"):].partition("/")
+            return self._bucket(bucket).get_range(key, start, length)
+        if uri.startswith("file://"):
+            try:
+                with open(_local_path(uri), "rb") as f:
+                    return os.pread(f.fileno(), length, start)
+            except FileNotFoundError:
+                raise NotFound(f"reference {uri}: the file does not exist") from None
+            except OSError as exc:
+                raise LocalIOError(f"cannot read reference {uri}: {exc.strerror}") from None
+        with self._open_http(uri, headers={"Range": f"bytes={start}-{start + length - 1}"}) as resp:
+            body = resp.read()
+            return body if resp.status == 206 else body[start:start + length]  # 200: Range ignored
 
     def check(self, entry: Entry, chunk_size: int = CHUNK_SIZE) -> str | None:
         """Why `entry`'s source no longer matches its record, or None if it does (for verify)."""

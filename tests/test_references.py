@@ -190,3 +190,52 @@ def test_references_through_the_mount(client, env, tmp_path):
         finally:
             m.close()
         assert not os.path.ismount(m.mountpoint)
+
+
+def test_unchecked_references_through_the_mount(s3env, env, client, tmp_path):
+    """checksum=False records the URI alone: the mount shows the source's size and bytes as they are
+    now, and a change at the source shows after the alias TTL (direct I/O: no stale page cache)."""
+    import os
+    import time
+
+    from tests.fuse_util import Mount
+
+    s3, prefix = s3env
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/live.txt", Body=b"s3 first")
+    local = tmp_path / "local.txt"
+    local.write_bytes(b"local first")
+    with RefServer(etags=False) as server:
+        server.files["/w.bin"] = bytes(range(256)) * 40
+        art = Artifact("acme/proj/live", type="dataset", client=client)
+        art.add_reference(f"s3://{BUCKET}/{prefix}/live.txt", checksum=False)
+        art.add_reference(f"file://{local}", checksum=False)
+        art.add_reference(server.url + "/w.bin", checksum=False)
+        art.save()
+        m = Mount(tmp_path / "mnt", dict(os.environ), "--alias-ttl", "0.5")  # with s3env's AWS settings
+        try:
+            root = m.path("acme/proj/live:v0")
+            sizes = {name: os.stat(os.path.join(root, name)).st_size for name in os.listdir(root)}
+            assert sizes == {"live.txt": 8, "local.txt": 11, "w.bin": 10240}
+            assert open(os.path.join(root, "live.txt"), "rb").read() == b"s3 first"
+            assert open(os.path.join(root, "local.txt"), "rb").read() == b"local first"
+            with open(os.path.join(root, "w.bin"), "rb") as f:
+                f.seek(5000)
+                assert f.read(300) == (bytes(range(256)) * 40)[5000:5300]
+            assert os.getxattr(os.path.join(root, "live.txt"), "user.artifactfs.ref").decode() == \
+                f"s3://{BUCKET}/{prefix}/live.txt"
+            assert "user.artifactfs.size" not in os.listxattr(os.path.join(root, "live.txt"))  # none recorded
+
+            s3.put_object(Bucket=BUCKET, Key=f"{prefix}/live.txt", Body=b"s3 second, longer")
+            local.write_bytes(b"local 2")
+            time.sleep(0.8)
+            assert open(os.path.join(root, "live.txt"), "rb").read() == b"s3 second, longer"
+            assert open(os.path.join(root, "local.txt"), "rb").read() == b"local 2"
+            assert os.stat(os.path.join(root, "local.txt")).st_size == 7
+
+            local.unlink()  # gone at the source: an error, never stale or empty bytes
+            time.sleep(0.8)
+            with pytest.raises(OSError):
+                open(os.path.join(root, "local.txt"), "rb").read()
+        finally:
+            m.close()
+        assert not os.path.ismount(m.mountpoint)

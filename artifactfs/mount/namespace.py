@@ -184,6 +184,12 @@ class Namespace:
                                        lambda: self._call(self._alias_target, artifact, alias))
         return await self.version(artifact, number)
 
+    async def current_size(self, uri: str, references) -> int:
+        """The size of an unchecked reference's source now (checksum=False recorded none); asked again
+        after alias_ttl, since the source may change."""
+        return await self._cache.get(("current size", uri), self.alias_ttl,
+                                     lambda: self._call(references.current_size, uri))
+
     def _alias_target(self, artifact: ArtifactName, alias: str) -> int:
         return self.repo.alias_target(artifact, alias)[0]
 

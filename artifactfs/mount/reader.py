@@ -218,3 +218,22 @@ class FileReader:
         for i in range(max(last + 1, self._prefetched_to), ahead):
             self.source.start(self.pieces[i], prefetch=True)
         self._prefetched_to = max(self._prefetched_to, ahead)
+
+
+class UncheckedReader:
+    """An open reference recorded with checksum=False: nothing was recorded to check its bytes against,
+    so they are read from the source as it is now, uncached (the file is opened with direct I/O, so the
+    page cache never holds them either), up to the size the source had when the file was opened."""
+
+    def __init__(self, source: ChunkSource, uri: str, size: int):
+        self.source = source
+        self.uri = uri
+        self.size = size
+
+    async def read(self, off: int, size: int) -> bytes:
+        end = min(off + size, self.size)
+        if off >= end:
+            return b""
+        references = self.source.fetcher.references
+        return await self.source.workers.net(references.read_current, self.uri, off, end - off,
+                                             timeout=self.source.timeout)

@@ -10,8 +10,9 @@ Caveats:
   long. Its children are the inodes of the version the alias pointed at when looked up, so a file
   already open keeps reading that version after the alias moves.
 - `.` and `..` are not listed (as in pyfuse3's hello.py); `ls -a` and `find` work without them.
-- References (entries with an external URI) are read from the store blob of their digest; a
-  reference recorded without a digest cannot be read through the mount (EIO).
+- References (entries with an external URI) are read from their source through the verified fetch
+  path. One recorded with checksum=False has nothing to check against: the mount shows its source's
+  size now (asked again after `alias_ttl`) and reads its bytes now with direct I/O, never cached.
 - Hard link counts are 1 for files and 2 for directories; directory sizes are 0.
 - Every write operation fails with EROFS (the mount is also made with `-o ro`).
 
@@ -32,11 +33,12 @@ from xxhash import xxh64_intdigest
 from ..errors import NotFound
 from ..fetch import pieces_of
 from ..names import VERSION_RE
+from ..references import is_unchecked
 from .fuse_errors import erofs, fuse_op
 from .inodes import (DIR, ENTITY, FILE, INODE_MASK, PROJECT, ROOT, ROOT_INODE, SEL, InodeTable, Node, inode_of,
                      node_key)
 from .namespace import Namespace, VersionView
-from .reader import ChunkSource, FileReader
+from .reader import ChunkSource, FileReader, UncheckedReader
 from .tree_readahead import TreeReadAhead
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ class ReadOnlyFS(pyfuse3.Operations):
         self.tree_readahead = TreeReadAhead(source)
         self.uid, self.gid = os.getuid(), os.getgid()
         self.mount_time_ns = time.time_ns()
-        self._files: dict[int, FileReader] = {}
+        self._files: dict[int, FileReader | UncheckedReader] = {}
         self._dirs: dict[int, tuple] = {}
         self._next_fh = 1
         self._mtimes: dict[str, int] = {}
@@ -122,6 +124,22 @@ class ReadOnlyFS(pyfuse3.Operations):
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = self._mtime_ns(view)
         return a
 
+    async def _attrs_now(self, node: Node, entry_timeout: float, view: VersionView | None = None):
+        """`_attrs`, with the size of an unchecked reference as its source has it now."""
+        a = self._attrs(node, entry_timeout, view)
+        if node.kind == FILE and a.st_size == 0 and self._unchecked(node.version.manifest, node.index):
+            a.st_size = await self._current_size(node)
+            a.st_blocks = (a.st_size + 511) // 512
+            a.attr_timeout = self.ns.alias_ttl
+        return a
+
+    @staticmethod
+    def _unchecked(manifest, index: int) -> bool:
+        return manifest.size_of(index) == 0 and is_unchecked(manifest[index])
+
+    async def _current_size(self, node: Node) -> int:
+        return await self.ns.current_size(node.version.manifest[node.index].ref, self.source.fetcher.references)
+
     def _timeout(self, node: Node) -> float:
         """How long the kernel may trust this node's entry and attributes."""
         if node.kind in (FILE, DIR) or (node.kind == SEL and _is_version(node.selector)):
@@ -145,8 +163,9 @@ class ReadOnlyFS(pyfuse3.Operations):
         node, entry_timeout, negative_timeout, view = await self._child(parent, text)
         if node is None:
             return self._negative(negative_timeout)
-        node = self.inodes.remember(node)
-        return self._attrs(node, entry_timeout, view)
+        attrs = await self._attrs_now(node, entry_timeout, view)
+        self.inodes.remember(node)  # after the last await (see the invariants)
+        return attrs
 
     async def _child(self, parent: Node, name: str):
         """(node or None, entry timeout, negative timeout, version for attributes)."""
@@ -208,7 +227,7 @@ class ReadOnlyFS(pyfuse3.Operations):
     async def getattr(self, inode, ctx=None):
         node = self._node(inode)
         view = await self._sel_view(node) if node.kind == SEL else None
-        return self._attrs(node, 0, view)
+        return await self._attrs_now(node, 0, view)
 
     @fuse_op
     async def forget(self, inode_list):
@@ -286,7 +305,13 @@ class ReadOnlyFS(pyfuse3.Operations):
                     a.st_nlink = 1
                 a.st_size = size
                 a.st_blocks = (size + 511) >> 9
-                if not reply(token, name, a, next_index + 1):
+                if size or is_dir or not self._unchecked(m, index):
+                    accepted = reply(token, name, a, next_index + 1)
+                else:  # an unchecked reference: its size is the source's, asked for when stat'ed
+                    a.attr_timeout = 0
+                    accepted = reply(token, name, a, next_index + 1)
+                    a.attr_timeout = VERSION_TIMEOUT
+                if not accepted:
                     full = True
                     break
                 replied.append((ino, name, index))
@@ -317,6 +342,10 @@ class ReadOnlyFS(pyfuse3.Operations):
             raise erofs()
         m = node.version.manifest
         entry = m[node.index]
+        if entry.size == 0 and is_unchecked(entry):
+            fh = self._new_fh()
+            self._files[fh] = UncheckedReader(self.source, entry.ref, await self._current_size(node))
+            return pyfuse3.FileInfo(fh=fh, direct_io=True)
         reader = FileReader(self.source, pieces_of(entry, m.chunk_size), entry.size, m.chunk_size)
         if len(reader.pieces) == 1:
             self.source.start(reader.pieces[0])  # the read follows at once: start its fetch now

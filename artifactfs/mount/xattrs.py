@@ -7,12 +7,14 @@ manifest digest, i.e. the version's content digest), `size` (total bytes), `file
 (comma-separated), `created_at`, `created_by`, `description`, `metadata` (JSON), `run`, `inputs`;
 `alias` on an alias directory.
 Files: `path`, `digest` (xxh3-128 of the content), `size`, `chunks` (number of verified chunks),
-`executable`; for a reference entry `ref` (its external URI), `etag`, `version_id`.
+`executable`; for a reference entry `ref` (its external URI), `etag`, `version_id` (one recorded with
+checksum=False has no `size` or `digest`: nothing but its URI was recorded).
 Subdirectories: `path`.
 """
 
 import json
 
+from ..references import is_unchecked
 from .inodes import DIR, FILE, SEL, Node
 
 
@@ -42,7 +44,9 @@ def xattrs_of(node: Node, view, aliases: list[str] | None) -> dict[str, str]:
         out["path"] = node.path
     elif node.kind == FILE:
         e = view.manifest[node.index]
-        out.update({"path": e.path, "size": str(e.size), "executable": "1" if e.executable else "0"})
+        out.update({"path": e.path, "executable": "1" if e.executable else "0"})
+        if not is_unchecked(e):
+            out["size"] = str(e.size)
         if e.digest:
             out["digest"] = e.digest
         if e.chunks:
