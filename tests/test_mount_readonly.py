@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import stat
 import subprocess
 import threading
@@ -388,3 +389,26 @@ def test_in_order_walk_prefetches_next_files_shuffled_reads_do_not(client, tmp_p
     assert _cached_bytes(env) > 60 * 1400
     for rel in names:  # and everything still reads back exactly
         assert open(os.path.join(root, rel), "rb").read() == files[rel]
+
+
+def test_small_files_read_ahead_reach_the_page_cache_with_their_open(client, tmp_path, mounts):
+    """A walk in manifest order reads files the mount fetched ahead; their bytes go to the kernel with
+    the OPEN (no READ request). Whatever path served them, every byte is the committed one: odd sizes,
+    two handles at once, and again after the kernel dropped the pages."""
+    sizes = [0, 1, 4095, 4096, 4097, 65536, 65537] + [(i * 7919) % 20000 + 1 for i in range(293)]
+    files = {f"d{i // 100}/f{i:03d}.bin": random.Random(i).randbytes(n) for i, n in enumerate(sizes)}
+    write_tree(tmp_path / "src", files)
+    client.commit_dir(str(tmp_path / "src"), NAME, "dataset")
+    m = mounts()
+    root = m.path("acme/vision/bikes:v0")
+    for rel in sorted(files):
+        with open(os.path.join(root, rel), "rb") as f:
+            assert f.read() == files[rel], rel
+    rel = sorted(files)[150]
+    with open(os.path.join(root, rel), "rb") as a, open(os.path.join(root, rel), "rb") as b:
+        assert a.read(10) == files[rel][:10] and b.read() == files[rel]
+        os.posix_fadvise(a.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)  # evicted: read again through READ
+        assert os.pread(a.fileno(), len(files[rel]), 0) == files[rel]
+    m.close()
+    fills = int(re.search(r"(\d+) small files handed to the page cache", m.log_text()).group(1))
+    assert fills > len(files) // 2  # most of the walk needed no READ request

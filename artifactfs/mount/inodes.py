@@ -56,6 +56,7 @@ class Node:
     path: str = ""  # within the version, '' for its root
     index: int = -1  # FILE: entry index in the manifest
     lookups: int = 0
+    opened: bool = False  # FILE: opened at least once since the kernel looked it up
 
     @property
     def key(self) -> str:

@@ -73,6 +73,10 @@ class ChunkSource:
         self._nursery = nursery
 
     # ---- memory LRU ------------------------------------------------------------------------------
+    def cached(self, piece: Piece) -> bytes | None:
+        """The piece's verified bytes if they are in memory now (never fetches)."""
+        return self._cached(piece.digest)
+
     def _cached(self, digest: str) -> bytes | None:
         data = self._mem.get(digest)
         if data is not None:

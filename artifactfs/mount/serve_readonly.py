@@ -50,8 +50,9 @@ def serve_readonly(client: Client, mountpoint: str, *, alias_ttl: float = 2.0, a
                        read_only=True, debug=debug, on_ready=on_ready, services=services)
     finally:
         writer.close()
-        log.info("read buffers: %d made, %d reused; %d pieces not cached (cache writes behind)",
-                 pool.made, pool.reused, writer.skipped)
+        log.info("read buffers: %d made, %d reused; %d pieces not cached (cache writes behind); "
+                 "%d small files handed to the page cache with their open", pool.made, pool.reused, writer.skipped,
+                 fs.page_cache_fills)
 
 
 async def _trim_buffers(pool: BufferPool) -> None:
