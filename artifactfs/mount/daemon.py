@@ -216,8 +216,8 @@ def start_background(argv: Sequence[str], mountpoint: str, log_file: str, timeou
             return proc.pid
         code = proc.poll()
         if code is not None:
-            raise DaemonFailed(_child_error(log_file, start_offset) or f"mount daemon exited with code {code}; see {log_file}",
-                               code or 1)
+            message = _child_error(log_file, start_offset) or f"mount daemon exited with code {code}; see {log_file}"
+            raise DaemonFailed(message, code or 1)
         time.sleep(0.05)
     try:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -169,14 +169,16 @@ class Namespace:
         return view
 
     def _load_version(self, artifact: ArtifactName, number: int) -> VersionView:
-        # The artifact's type is a read of its own: made beside the record and manifest, not before them.
-        with ThreadPoolExecutor(1) as pool:
-            artifact_type = pool.submit(self.repo.artifact_type, artifact)
-            record = self.repo.version(artifact, number, type="")
-            manifest = self.repo.manifest(record.manifest)
-            record.type = artifact_type.result()
+        # The artifact's type is not read here: only the xattrs show it (artifact_type), and a read
+        # beside these two, in a thread of its own, slowed them down by contending for the GIL.
+        record = self.repo.version(artifact, number, type="")
+        manifest = self.repo.manifest(record.manifest)
         manifest.drop_canonical()  # the mount only reads the columns
         return VersionView(record, manifest)
+
+    async def artifact_type(self, artifact: ArtifactName) -> str:
+        """Fixed when the artifact was created: read once, when first asked for."""
+        return await self._cache.get(("type", artifact), None, lambda: self._call(self.repo.artifact_type, artifact))
 
     async def alias_version(self, artifact: ArtifactName, alias: str) -> VersionView:
         """The version `alias` points at now (re-read from the store after alias_ttl)."""

@@ -275,7 +275,8 @@ class ReadOnlyFS(pyfuse3.Operations):
         _, kind, entity, project, names = listing
         for i in range(start_id, len(names)):
             node = self._name_node(kind, entity, project, names[i])
-            if not pyfuse3.readdir_reply(token, names[i].encode("utf-8"), self._attrs(node, self._timeout(node)), i + 1):
+            attrs = self._attrs(node, self._timeout(node))
+            if not pyfuse3.readdir_reply(token, names[i].encode("utf-8"), attrs, i + 1):
                 return
             self.inodes.remember(node)
 
@@ -407,8 +408,10 @@ class ReadOnlyFS(pyfuse3.Operations):
         from .xattrs import xattrs_of
 
         view = await self._sel_view(node) if node.kind == SEL else node.version
+        if view is None:
+            return {}
         aliases = await self.ns.aliases_of(view) if node.kind == SEL else None
-        return xattrs_of(node, view, aliases)
+        return xattrs_of(node, view, aliases, await self.ns.artifact_type(view.record.artifact))
 
     @fuse_op
     async def getxattr(self, inode, name, ctx):

@@ -319,7 +319,8 @@ class StagingFS(FreezeControl, pyfuse3.Operations):
                     if up is node:
                         raise pyfuse3.FUSEError(errno.EINVAL)  # into its own subtree
                     up = up.parent
-            self.files.record({"op": "mv", "a": self._join(src_parent, src_name), "b": self._join(dst_parent, dst_name)})
+            self.files.record({"op": "mv", "a": self._join(src_parent, src_name),
+                               "b": self._join(dst_parent, dst_name)})
             self.tree.rename(src_parent, src_name, dst_parent, dst_name)
             if target is not None:
                 self._forget_data(target)

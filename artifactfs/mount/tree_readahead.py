@@ -8,8 +8,9 @@ parallel readers cause: an open within SLACK entries of where the walk is expect
 and one up to STRAGGLERS behind it is ignored.
 After IN_ORDER_OPENS such opens, the next `window` files are prefetched; the window doubles on each
 further in-order open up to MAX_WINDOW files and MAX_BYTES, and is topped up whenever the walk comes
-within half a window of its end (in batches, not file by file, so a batch of pack neighbours is one GET). Any other open resets it, so a shuffled
-reader (a training loop with shuffle=True) never triggers prefetching and fetches only what it reads.
+within half a window of its end (in batches, not file by file, so a batch of pack neighbours is one
+GET). Any other open resets it, so a shuffled reader (a training loop with shuffle=True) never
+triggers prefetching and fetches only what it reads.
 Only files of one piece (up to the chunk size) are prefetched; large files have their own read-ahead.
 Files stored back to back in a pack are prefetched as runs, one ranged GET each (ChunkSource.start_span).
 

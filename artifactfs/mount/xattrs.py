@@ -18,11 +18,11 @@ from ..references import is_unchecked
 from .inodes import DIR, FILE, SEL, Node
 
 
-def xattrs_of(node: Node, view, aliases: list[str] | None) -> dict[str, str]:
+def xattrs_of(node: Node, view, aliases: list[str] | None, artifact_type: str) -> dict[str, str]:
     if view is None:
         return {}
     record = view.record
-    out = {"artifact": str(record.artifact), "version": f"v{record.version}", "type": record.type}
+    out = {"artifact": str(record.artifact), "version": f"v{record.version}", "type": artifact_type}
     if node.kind == SEL:
         out.update({
             "ref": str(record.ref), "digest": record.manifest, "size": str(record.size),
