@@ -74,6 +74,8 @@ class S3Store(ObjectStore):
             raise translate(exc, self.url, key) from None
 
     def get(self, key: str) -> tuple[bytes, str]:
+        if self._lean is not None:
+            return self._lean.get(key, self._key(key))
         resp = self._call(key, self.client.get_object, Key=self._key(key))
         return _read_body(resp, self.url, key), resp["ETag"]
 

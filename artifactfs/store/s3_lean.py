@@ -1,4 +1,4 @@
-"""Ranged GETs and small PUTs for S3Store without boto3's per-request machinery: urllib3 plus
+"""GETs and small PUTs for S3Store without boto3's per-request machinery: urllib3 plus
 botocore's own SigV4 signer. Reading or writing many small objects is bound by CPU per request on a
 small machine, and this path costs ~0.6 ms of CPU per request instead of ~1.7-2 ms through the boto3
 client (measured against SeaweedFS).
@@ -74,6 +74,13 @@ class LeanS3:
             if status < 500 and status != 429:
                 break
         raise StoreUnavailable(f"store {self._url} {problem}")
+
+    def get(self, key: str, full_key: str) -> tuple[bytes, str]:
+        """The whole object and its ETag."""
+        resp = self._send("GET", key, full_key, {})
+        if resp.status != 200:
+            raise StoreUnavailable(f"store {self._url} answered HTTP {resp.status} to a GET of {key}")
+        return resp.data, resp.headers.get("ETag", "")
 
     def get_range(self, key: str, full_key: str, start: int, length: int) -> bytes | memoryview:
         into = self.buffers.take(length) if self.buffers is not None and length >= self.buffers.min_size else None
