@@ -1,10 +1,11 @@
 """One conformance suite for every ObjectStore backend (local directory and SeaweedFS S3)."""
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from artifactfs.errors import ObjectNotFound, PreconditionFailed
+from artifactfs.errors import NotFound, ObjectNotFound, PreconditionFailed
 from artifactfs.store import open_store
 
 
@@ -41,6 +42,32 @@ def test_list_dirs_names_each_next_segment_once(store):
     assert store.list_dirs("t/") == ["a", "b", "d"]  # t/c is an object, not a directory; tt/ is not under t/
     assert store.list_dirs("t/a/") == ["deep"]
     assert store.list_dirs("t/b/") == [] and store.list_dirs("nothing/") == []
+
+
+def test_list_dirs_pages_and_names_that_need_encoding(store):
+    odd = ["a b", "ä+ö", "x=y&z", "pct%20", "tilde~"]
+    for name in odd:
+        store.put(f"q r/{name}/k", b".")
+    assert store.list_dirs("q r/") == sorted(odd)
+    keys = [f"many/d{i:04d}/k" for i in range(1005)]  # more than one page of 1,000
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: store.put(k, b"."), keys))
+    assert store.list_dirs("many/") == [f"d{i:04d}" for i in range(1005)]
+
+
+def test_a_missing_bucket_is_one_clear_error(seaweed, monkeypatch):
+    from artifactfs.store.s3 import S3Store
+    from tests.seaweed import ADMIN
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ADMIN[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ADMIN[1])
+    s = S3Store("no-such-bucket-here", "", seaweed.endpoint)
+    try:
+        for call in (lambda: s.list_dirs("artifacts/"), lambda: s.get("artifacts/x")):
+            with pytest.raises(NotFound, match="bucket of s3://no-such-bucket-here/ does not exist"):
+                call()
+    finally:
+        s.close()
 
 
 def test_get_range(store):

@@ -135,6 +135,8 @@ class S3Store(ObjectStore):
             token = resp.get("NextContinuationToken")
 
     def list_dirs(self, prefix: str) -> "list[str]":  # (the method `list` shadows the type here)
+        if self._lean is not None:
+            return self._lean.list_dirs(prefix, self._key(prefix))
         names, token = [], None
         while True:
             kwargs = {"Prefix": self._key(prefix), "Delimiter": "/", "MaxKeys": 1000}

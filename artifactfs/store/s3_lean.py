@@ -18,14 +18,16 @@ import random
 import time
 from http.client import HTTPException
 from urllib.parse import quote
+from xml.etree import ElementTree
 
 import urllib3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 
-from ..errors import ObjectNotFound, PermissionDenied, StoreUnavailable
+from ..errors import NotFound, ObjectNotFound, PermissionDenied, StoreUnavailable
 
 ATTEMPTS = 3
+_UNRESERVED = "-_.~"  # characters SigV4 leaves unencoded in a query
 MAX_PUT = 8 * 1024 * 1024  # bigger objects go through boto3's multipart upload
 
 
@@ -43,11 +45,14 @@ class LeanS3:
         self.buffers = None  # a buffers.BufferPool: large GETs are received into its buffers
 
     def _send(self, method: str, key: str, full_key: str, headers: dict, body: bytes | None = None,
-              into: memoryview | None = None):
+              into: memoryview | None = None, query: dict | None = None):
         """Sign and send one request, retrying what is transient; returns the response (2xx, 416).
         With `into`, a 206 response of len(into) bytes is received into that buffer: `received` is then
         set on the response (True), and its `data` is empty."""
         url = self._base + quote(full_key, safe="/~")
+        if query:
+            url += "?" + "&".join(f"{quote(k, safe=_UNRESERVED)}={quote(v, safe=_UNRESERVED)}"
+                                  for k, v in sorted(query.items()))
         problem = ""
         for attempt in range(ATTEMPTS):
             if attempt:
@@ -66,6 +71,8 @@ class LeanS3:
             if 200 <= status < 300 or status == 416:
                 return resp
             if status == 404:
+                if b"<Code>NoSuchBucket</Code>" in (resp.data or b""):
+                    raise NotFound(f"bucket of {self._url} does not exist")
                 raise ObjectNotFound(key)
             if status == 403:
                 raise PermissionDenied(f"store {self._url} refused the request for {key}: 403 "
@@ -81,6 +88,32 @@ class LeanS3:
         if resp.status != 200:
             raise StoreUnavailable(f"store {self._url} answered HTTP {resp.status} to a GET of {key}")
         return resp.data, resp.headers.get("ETag", "")
+
+    def list_dirs(self, prefix: str, full_prefix: str) -> list[str]:
+        """Names one level below `full_prefix` (its CommonPrefixes, every page), sorted."""
+        names, token = [], None
+        while True:
+            query = {"list-type": "2", "prefix": full_prefix, "delimiter": "/", "max-keys": "1000"}
+            if token:
+                query["continuation-token"] = token
+            resp = self._send("GET", prefix, "", {}, query=query)
+            try:
+                root = ElementTree.fromstring(resp.data)
+            except ElementTree.ParseError:
+                raise StoreUnavailable(f"store {self._url} sent an unreadable listing of {prefix}") from None
+            truncated, token = False, None
+            for child in root:
+                tag = child.tag.rsplit("}", 1)[-1]
+                if tag == "CommonPrefixes":
+                    for sub in child:
+                        if sub.tag.rsplit("}", 1)[-1] == "Prefix" and sub.text:
+                            names.append(sub.text[len(full_prefix):].rstrip("/"))
+                elif tag == "IsTruncated":
+                    truncated = child.text == "true"
+                elif tag == "NextContinuationToken":
+                    token = child.text
+            if not truncated or not token:
+                return sorted(names)
 
     def get_range(self, key: str, full_key: str, start: int, length: int) -> bytes | memoryview:
         into = self.buffers.take(length) if self.buffers is not None and length >= self.buffers.min_size else None
