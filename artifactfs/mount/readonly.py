@@ -347,7 +347,7 @@ class ReadOnlyFS(pyfuse3.Operations):
             raise erofs()
         m = node.version.manifest
         entry = m[node.index]
-        if entry.size == 0 and is_unchecked(entry):
+        if is_unchecked(entry):
             fh = self._new_fh()
             self._files[fh] = UncheckedReader(self.source, entry.ref, await self._current_size(node))
             return pyfuse3.FileInfo(fh=fh, direct_io=True)

@@ -1,4 +1,4 @@
-"""GETs and small PUTs for S3Store without boto3's per-request machinery: urllib3 plus
+"""GETs, delimiter listings and small PUTs for S3Store without boto3's per-request machinery: urllib3 plus
 botocore's own SigV4 signer. Reading or writing many small objects is bound by CPU per request on a
 small machine, and this path costs ~0.6 ms of CPU per request instead of ~1.7-2 ms through the boto3
 client (measured against SeaweedFS).
