@@ -171,6 +171,9 @@ def test_inode_table_counts_listed_entries_until_forgotten():
     assert table.get(11) is None and len(table) == 1
     table.count_listed(view, "", [(12, b"top", -1)])
     assert (table.get(12).kind, table.get(12).path) == (DIR, "top")
+    table.count_listed(view, "", [(12, b"top", -1), (13, b"b.txt", 5)])  # one known (a Node now), one new
+    table.count_listed(view, "", [(13, b"b.txt", 5)])
+    assert table.get(12).lookups == 2 and table.get(13).lookups == 2 and table.get(13).path == "b.txt"
 
 
 def test_writes_are_erofs(committed, mounts):
