@@ -77,7 +77,8 @@ def load_settings(**overrides) -> Settings:
             value = file.get(key)
         values[key] = value
     return Settings(
-        store=os.path.expanduser(values["store"] or DEFAULT_STORE) if not str(values["store"] or "").startswith("s3://") else values["store"],
+        store=(values["store"] if str(values["store"] or "").startswith("s3://")
+               else os.path.expanduser(values["store"] or DEFAULT_STORE)),
         endpoint_url=values["endpoint_url"],
         entity=values["entity"],
         project=values["project"],

@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from . import layout, manifest_columns
-from .errors import Conflict, CorruptData, InvalidName, InvalidPath, NotFound, ObjectNotFound, PreconditionFailed, UsageError
+from .errors import (Conflict, CorruptData, InvalidName, InvalidPath, NotFound, ObjectNotFound, PreconditionFailed,
+                     UsageError)
 from .hashing import digest_bytes
 from .localfs import write_atomic
 from .manifest import Manifest, canonical_json

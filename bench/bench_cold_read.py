@@ -74,7 +74,8 @@ def main():
                 shutil.rmtree(m.env["ARTIFACTFS_CACHE_DIR"], ignore_errors=True)
             ratios.append(t_raw / t_cold)
             print(f"{rep:3d}  {size / t_raw / 1e6:5.0f} MB/s {size / t_cold / 1e6:5.0f} MB/s  {t_raw / t_cold:5.2f}x"
-                  f"   {client_raw / gib:21.2f} {w_raw / gib:5.2f}   {(d1 - d0) / gib:13.2f} {(w1 - w0) / gib:5.2f} {(c1 - c0) / gib:4.2f}"
+                  f"   {client_raw / gib:21.2f} {w_raw / gib:5.2f}   {(d1 - d0) / gib:13.2f} {(w1 - w0) / gib:5.2f}"
+                  f" {(c1 - c0) / gib:4.2f}"
                   f"  {os.getloadavg()[0]:5.2f}", flush=True)
             time.sleep(1)
         print(f"median ratio {sorted(ratios)[len(ratios) // 2]:.2f}x raw GETs (goal >= 0.9x); "

@@ -118,7 +118,8 @@ def phase(label: str, mountpoint: str, env: dict, paths, digests, readers: int, 
     print(f"\n{label}: {readers} reader processes for {seconds:g} s")
     print(f"  reads                {len(lat):9d} ({len(touched)} distinct files)")
     print(f"  throughput           {len(lat) / elapsed:9.0f} files/s  {nbytes / elapsed / 1e6:7.1f} MB/s")
-    print(f"  latency p50 / p99    {pct(0.5):9.2f} ms  {pct(0.99):7.2f} ms   (max {lat[-1] * 1000 if lat else 0:.1f} ms)")
+    print(f"  latency p50 / p99    {pct(0.5):9.2f} ms  {pct(0.99):7.2f} ms   "
+          f"(max {lat[-1] * 1000 if lat else 0:.1f} ms)")
     print(f"  errors / wrong bytes {errors:9d} / {wrong}")
     print(f"  daemon RSS           {rss_before / 1024:9.1f} MiB before, {rss_max / 1024:.1f} MiB max, "
           f"{rss_after / 1024:.1f} MiB after")

@@ -70,7 +70,8 @@ def record_summary(record: VersionRecord, aliases: list[str] | None = None) -> d
 
 
 metadata_options = [
-    click.option("--metadata", "metadata_pairs", multiple=True, metavar="K=V", help="Metadata (value parsed as JSON if it can be)."),
+    click.option("--metadata", "metadata_pairs", multiple=True, metavar="K=V",
+                 help="Metadata (value parsed as JSON if it can be)."),
     click.option("--metadata-file", type=click.Path(dir_okay=False), help="A JSON object file of metadata."),
 ]
 
@@ -120,7 +121,8 @@ def commit(client: Client, ref, stage_id, require_base, directory, type_, descri
     if as_json:
         emit_json({**record_summary(record), "created": result.created, "aliases": result.aliases})
     elif result.created:
-        click.echo(f"{record.ref} committed: {record.file_count} files, {human_size(record.size)}, digest {record.digest}")
+        click.echo(f"{record.ref} committed: {record.file_count} files, {human_size(record.size)}, "
+                   f"digest {record.digest}")
     else:
         click.echo(f"unchanged: content equals {record.ref} (digest {record.digest}); no new version")
 

@@ -50,7 +50,8 @@ def test_commit_list_show_files_get(cli, data, tmp_path):
     assert shown["file_count"] == 3 and shown["type"] == "dataset"
     listed = json.loads(cli("files", "acme/vision/bikes:v0", "--json").output)
     assert [e["path"] for e in listed] == ["images/cat.png", "labels.csv", "run.sh"]
-    assert [e["path"] for e in json.loads(cli("files", "acme/vision/bikes:v0", "--prefix", "images", "--json").output)] == ["images/cat.png"]
+    listed = json.loads(cli("files", "acme/vision/bikes:v0", "--prefix", "images", "--json").output)
+    assert [e["path"] for e in listed] == ["images/cat.png"]
     out = tmp_path / "out"
     r = cli("get", "acme/vision/bikes:latest", "--root", out)
     assert r.exit_code == 0, r.output
@@ -99,8 +100,10 @@ def test_bad_input_is_one_line_and_an_exit_code(env, data, tmp_path):
     assert_clean_error(run(env, "show", "acme/vision/bikes:v7"), 3, "v7 does not exist")
     assert_clean_error(run(env, "show", "acme/vision/bikes:nope"), 3, "no alias 'nope'")
     assert_clean_error(run(env, "show", "acme/vision/bikes:bad alias"), 2, "invalid alias")
-    assert_clean_error(run(env, "commit", "--dir", data, "acme/vision/bikes", "--type", "model"), 4, "is a dataset, not a model")
-    assert_clean_error(run(env, "commit", "--dir", data, "acme/vision/bikes", "--prefix", "../up"), 2, "'..' is not allowed")
+    assert_clean_error(run(env, "commit", "--dir", data, "acme/vision/bikes", "--type", "model"), 4,
+                       "is a dataset, not a model")
+    assert_clean_error(run(env, "commit", "--dir", data, "acme/vision/bikes", "--prefix", "../up"), 2,
+                       "'..' is not allowed")
     assert_clean_error(run(env, "commit", "--dir", data, "acme/vision/bikes", "--prefix", "/abs"), 2, "absolute")
     assert_clean_error(run(env, "commit", "--dir", tmp_path / "missing", "acme/vision/bikes"), 8, "not a directory")
     assert_clean_error(run(env, "commit", "--dir", data, "acme/vision/bikes", "--metadata", "novalue"), 2, "KEY=VALUE")

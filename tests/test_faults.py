@@ -167,8 +167,9 @@ def test_readonly_daemon_killed_during_reads(env, cli, tmp_path):
 
 # ---- corruption -----------------------------------------------------------------------------------
 def test_corrupt_and_truncated_store_and_cache(env, cli, tmp_path, client):
-    """A truncated blob in the store (and a pack cut short in the last file it holds) is EIO through the mount and exit 7 from get and verify. A damaged
-    cache piece is never served: the next reader fetches it from the store and the cache heals."""
+    """A truncated blob in the store (and a pack cut short in the last file it holds) is EIO through the
+    mount and exit 7 from get and verify. A damaged cache piece is never served: the next reader fetches
+    it from the store and the cache heals."""
     rnd = random.Random(3)
     files = {"small.txt": rnd.randbytes(3000), "tail-cut.bin": rnd.randbytes(50_000),
              "bigcut.bin": rnd.randbytes(CHUNK_SIZE + 1000), "healme.bin": rnd.randbytes(70_000),

@@ -168,7 +168,8 @@ def test_crafted_manifests_are_refused_everywhere(cli, client, tmp_path, env):
     for i, bad in enumerate(BAD_PATHS):
         name = f"{NAME}{i}"
         if bad == "dup":
-            lines = [{"path": "same.txt", "size": 6, "digest": digest}, {"path": "same.txt", "size": 6, "digest": digest}]
+            same = {"path": "same.txt", "size": 6, "digest": digest}
+            lines = [same, dict(same)]
         else:
             lines = [{"path": bad, "size": 6, "digest": digest}]
         plant_version(client, lines, name)

@@ -158,7 +158,8 @@ def test_restore_pack_merges_concurrent_restorers(client, tmp_path):
             errors.append(exc)
 
     threads = [threading.Thread(target=restore, args=([Member(0, 1000, a)],)),
-               threading.Thread(target=restore, args=([Member(1000, 500, b), Member(1500, 2000, str(tmp_path / "c"))],))]
+               threading.Thread(target=restore,
+                                args=([Member(1000, 500, b), Member(1500, 2000, str(tmp_path / "c"))],))]
     for t in threads:
         t.start()
     for t in threads:

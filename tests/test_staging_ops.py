@@ -239,7 +239,8 @@ def test_errors_are_one_clear_line(stage_env, base, stages, tmp_path):
         assert res.returncode == code, (args, res.stderr)
         assert text in res.stderr, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
-    assert not os.path.exists(tmp_path / "stages") or os.listdir(tmp_path / "stages") == []  # failed `stage` commands leave nothing behind
+    # failed `stage` commands leave nothing behind
+    assert not os.path.exists(tmp_path / "stages") or os.listdir(tmp_path / "stages") == []
 
 
 def test_sequential_writes_are_hashed_while_written(stage_env, base, stages, tmp_path):

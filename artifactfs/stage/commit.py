@@ -149,7 +149,8 @@ def stage_of_mountpoint(mountpoint: str) -> Stage:
 def daemon_gone(stage: Stage) -> str:
     mp = stage.info.mountpoint
     return (f"the daemon of stage {stage.id} (on {mp}) is not running; remount it with "
-            f"`artifactfs stage mount {stage.id} {mp}` or commit its journal with `artifactfs commit --stage {stage.id}`")
+            f"`artifactfs stage mount {stage.id} {mp}` or commit its journal with "
+            f"`artifactfs commit --stage {stage.id}`")
 
 
 def commit_mounted(client: Client, mountpoint: str, **kwargs) -> StageCommit:
