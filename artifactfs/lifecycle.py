@@ -120,11 +120,16 @@ def set_ttl(repo: Repository, ref: Ref, seconds: float | None) -> tuple[VersionR
 
 def get_ttl(repo: Repository, ref: Ref) -> tuple[VersionRecord, float | None]:
     record = repo.resolve(ref)
+    return record, expires_at(repo, record)
+
+
+def expires_at(repo: Repository, record: VersionRecord) -> float | None:
+    """When the version's TTL runs out (unix seconds), None if it has none."""
     try:
         data, _ = repo.store.get(ttl_key(record.artifact, record.version))
     except ObjectNotFound:
-        return record, None
-    return record, _load_json(data, "ttl").get("expires_at")
+        return None
+    return _load_json(data, "ttl").get("expires_at")
 
 
 def expired_versions(repo: Repository, now: float | None = None) -> list[Ref]:

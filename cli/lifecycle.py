@@ -1,7 +1,6 @@
 """`rm`, `ttl`, `gc`, `verify` and `cache verify`: deleting versions and checking what is stored."""
 
 import time
-from datetime import datetime, timezone
 
 import click
 
@@ -9,7 +8,7 @@ from artifactfs import lifecycle
 from artifactfs.client import Client
 from artifactfs.errors import CorruptData
 
-from .output import emit_json, human_size
+from .output import emit_json, human_size, utc_time
 
 
 @click.command("rm")
@@ -21,10 +20,6 @@ def rm(client: Client, ref, force):
     record, removed = lifecycle.delete_version(client.repo, client.ref(ref), force)
     extra = f" and aliases {', '.join(removed)}" if removed else ""
     click.echo(f"deleted {record.artifact}:v{record.version}{extra}")
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @click.command("ttl")
@@ -45,7 +40,7 @@ def ttl(client: Client, ref, duration):
         click.echo(f"{where}: no ttl")
     else:
         state = "expired" if expires <= time.time() else "expires"
-        click.echo(f"{where}: {state} at {_when(expires)}")
+        click.echo(f"{where}: {state} at {utc_time(expires)}")
 
 
 @click.command("gc")

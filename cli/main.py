@@ -1,15 +1,17 @@
 """`artifactfs` commands. Each one: options, one library call, printing."""
 
 import json
+import time
 
 import click
 
+from artifactfs import lifecycle
 from artifactfs.client import Client
 from artifactfs.errors import EXIT_CODES, LocalIOError, UsageError
 from artifactfs.manifest import Entry
 from artifactfs.repo import VersionRecord
 
-from .output import Progress, emit_json, human_size, run_guarded
+from .output import Progress, emit_json, human_size, run_guarded, utc_time
 
 
 class GuardedGroup(click.Group):
@@ -158,8 +160,9 @@ def show(client: Client, ref, as_json):
     """Show one version: digest, size, aliases, description, metadata."""
     record = client.resolve(ref)
     aliases = client.repo.aliases_of(record.artifact, record.version)
+    expires = lifecycle.expires_at(client.repo, record)
     if as_json:
-        emit_json(record_summary(record, aliases))
+        emit_json({**record_summary(record, aliases), "expires_at": expires})
         return
     click.echo(f"{record.ref}  ({record.type})")
     click.echo(f"  digest:      {record.digest}")
@@ -170,6 +173,12 @@ def show(client: Client, ref, as_json):
         click.echo(f"  description: {record.description}")
     if record.metadata:
         click.echo(f"  metadata:    {json.dumps(record.metadata, sort_keys=True)}")
+    if record.run:
+        click.echo(f"  run:         {record.run}")
+    if record.inputs:
+        click.echo(f"  inputs:      {', '.join(record.inputs)}")
+    if expires is not None:
+        click.echo(f"  ttl:         {'expired' if expires <= time.time() else 'expires'} at {utc_time(expires)}")
 
 
 def entry_json(e: Entry) -> dict:

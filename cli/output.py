@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import traceback
+from datetime import datetime, timezone
 
 import click
 
@@ -98,3 +99,8 @@ def run_guarded(fn):
         click.echo(f"artifactfs: internal error: {type(exc).__name__}: {exc} "
                    "(set ARTIFACTFS_DEBUG=1 for the traceback)", err=True)
         sys.exit(INTERNAL_ERROR_EXIT)
+
+
+def utc_time(ts: float) -> str:
+    """Unix seconds as an ISO 8601 UTC time, as records write theirs."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

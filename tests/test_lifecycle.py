@@ -89,7 +89,11 @@ def test_ttl_expires_through_gc(cli, client, tmp_path):
     short_lived = stored_key(client, "acme/p/t:v0", "f")
     assert "expires at" in cli("ttl", "acme/p/t:v0", "30d").output
     assert "expires at" in cli("ttl", "acme/p/t:v0").output
+    assert "  ttl:         expires at 20" in cli("show", "acme/p/t:v0").output  # show tells it too
+    assert json.loads(cli("show", "acme/p/t:v0", "--json").output)["expires_at"] > time.time() + 29 * 86400
     assert cli("ttl", "acme/p/t:v0", "none").output.strip() == "acme/p/t:v0: no ttl"
+    assert "ttl:" not in cli("show", "acme/p/t:v0").output
+    assert json.loads(cli("show", "acme/p/t:v0", "--json").output)["expires_at"] is None
     assert cli("ttl", "acme/p/t:v0", "0.2s").exit_code == 0
     assert cli("ttl", "acme/p/t:v0", "soon").exit_code == 2
     time.sleep(0.4)

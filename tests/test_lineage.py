@@ -27,6 +27,8 @@ def test_lineage_both_ways(cli, client, tmp_path):
 
     record = client.resolve("acme/ml/model:v0")
     assert record.run == "train-7" and record.inputs == ["acme/ml/raw:v1"]  # resolved to the exact version
+    shown = cli("show", "acme/ml/model:v0").output
+    assert "  run:         train-7" in shown and "  inputs:      acme/ml/raw:v1" in shown
 
     res = cli("lineage", "acme/ml/raw:v1", "--json")
     graph = json.loads(res.output)
