@@ -41,6 +41,7 @@ class PieceCache:
         self.dir = os.path.abspath(cache_dir)
         self.pieces_dir = os.path.join(self.dir, "pieces")
         self.runs_dir = os.path.join(self.dir, "runs")
+        self.manifests_dir = os.path.join(self.dir, "manifests")  # the Repository's local manifest cache
         self.tmp_dir = os.path.join(self.dir, "tmp")
         self.max_bytes = max_bytes
         for d in (self.dir, self.pieces_dir, self.runs_dir, self.tmp_dir):
@@ -213,7 +214,13 @@ class PieceCache:
 
     # ---- size and eviction ---------------------------------------------------------------------
     def _entries(self):
-        """(name, path, stat) of every cached file: pieces, then runs."""
+        """(name, path, stat) of every cached file: pieces, then runs, then manifests (whose columnar
+        forms the Repository keeps beside them: they count against the same bound and are evicted by
+        the same LRU, being a cache too)."""
+        yield from self._piece_entries()
+        yield from _files_at_depth(self.manifests_dir, 2)
+
+    def _piece_entries(self):
         yield from _files_at_depth(self.pieces_dir, 2)
         yield from _files_at_depth(self.runs_dir, 3)
 
@@ -272,13 +279,13 @@ class PieceCache:
 
     # ---- maintenance -----------------------------------------------------------------------------
     def info(self) -> dict:
-        entries = list(self._entries())
+        entries = list(self._piece_entries())
         return {"dir": self.dir, "pieces": len(entries), "bytes": sum(st.st_size for _, _, st in entries),
                 "max_bytes": self.max_bytes}
 
     def clean(self) -> int:
         freed = 0
-        for _, path, st in list(self._entries()):
+        for _, path, st in list(self._piece_entries()):
             if self._remove(path):
                 freed += st.st_size
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
@@ -290,7 +297,7 @@ class PieceCache:
     def verify(self) -> tuple[int, list[str]]:
         """Re-hash every piece and run; damaged ones are removed. Returns (files checked, damaged names)."""
         checked, damaged = 0, []
-        for name, path, _ in list(self._entries()):
+        for name, path, _ in list(self._piece_entries()):
             try:
                 with open(path, "rb") as f:
                     ok = digest_bytes(f.read()) == name.rsplit("-", 1)[-1]

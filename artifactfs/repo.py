@@ -316,7 +316,9 @@ class Repository:
             return None
         try:
             with open(path, "rb") as f:
-                return manifest_columns.decode(f.read(), digest, checked=True)  # written after checking
+                manifest = manifest_columns.decode(f.read(), digest, checked=True)  # written after checking
+            os.utime(path)  # recently used: the cache's LRU eviction (cache.py) keeps it longer
+            return manifest
         except OSError:
             return None
         except CorruptData:

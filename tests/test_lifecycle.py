@@ -233,3 +233,24 @@ def test_gc_racing_commits_loses_nothing(cli, client, tmp_path):
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
     assert report["versions"] == len(contents) and report["blobs"] == 2 * len(contents)
+
+
+def test_the_cache_bound_covers_manifests(client, tmp_path):
+    """--cache-size bounds pieces and the local manifest cache together; the least recently used go."""
+    import os
+
+    from artifactfs.cache import PieceCache
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(os.urandom(1000))
+    client.commit_dir(str(src), "acme/p/m", "dataset")
+    client.repo.manifest(client.resolve("acme/p/m").manifest)
+    manifests = client.repo.manifest_cache_files()
+    assert len(manifests) == 1
+    os.utime(manifests[0][0], (1, 1))  # the oldest file of the cache
+    cache = PieceCache(client.settings.cache_dir, max_bytes=200_000)
+    for i in range(4):
+        cache.put(f"{i:032x}", os.urandom(60_000))  # over the bound: eviction runs
+    assert client.repo.manifest_cache_files() == []
+    assert cache.info()["bytes"] <= 200_000
