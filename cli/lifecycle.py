@@ -1,14 +1,12 @@
 """`rm`, `ttl`, `gc`, `verify` and `cache verify`: deleting versions and checking what is stored."""
 
-import time
-
 import click
 
 from artifactfs import lifecycle
 from artifactfs.client import Client
 from artifactfs.errors import CorruptData
 
-from .output import emit_json, human_size, utc_time
+from .output import emit_json, human_size, ttl_state
 
 
 @click.command("rm")
@@ -39,8 +37,7 @@ def ttl(client: Client, ref, duration):
     if expires is None:
         click.echo(f"{where}: no ttl")
     else:
-        state = "expired" if expires <= time.time() else "expires"
-        click.echo(f"{where}: {state} at {utc_time(expires)}")
+        click.echo(f"{where}: {ttl_state(expires)}")
 
 
 @click.command("gc")

@@ -1,7 +1,6 @@
 """`artifactfs` commands. Each one: options, one library call, printing."""
 
 import json
-import time
 
 import click
 
@@ -11,7 +10,7 @@ from artifactfs.errors import EXIT_CODES, LocalIOError, UsageError
 from artifactfs.manifest import Entry
 from artifactfs.repo import VersionRecord
 
-from .output import Progress, emit_json, human_size, run_guarded, utc_time
+from .output import Progress, emit_json, human_size, run_guarded, ttl_state
 
 
 class GuardedGroup(click.Group):
@@ -178,7 +177,7 @@ def show(client: Client, ref, as_json):
     if record.inputs:
         click.echo(f"  inputs:      {', '.join(record.inputs)}")
     if expires is not None:
-        click.echo(f"  ttl:         {'expired' if expires <= time.time() else 'expires'} at {utc_time(expires)}")
+        click.echo(f"  ttl:         {ttl_state(expires)}")
 
 
 def entry_json(e: Entry) -> dict:

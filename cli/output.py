@@ -101,6 +101,7 @@ def run_guarded(fn):
         sys.exit(INTERNAL_ERROR_EXIT)
 
 
-def utc_time(ts: float) -> str:
-    """Unix seconds as an ISO 8601 UTC time, as records write theirs."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def ttl_state(expires_at: float) -> str:
+    """`expires at ...` or `expired at ...`, in ISO 8601 UTC as records write their times."""
+    when = datetime.fromtimestamp(expires_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{'expired' if expires_at <= time.time() else 'expires'} at {when}"
