@@ -36,12 +36,17 @@ LOW_WATERMARK = 0.9
 _TOUCH_INTERVAL = 60.0  # refresh a piece's mtime (its LRU stamp) at most this often
 
 
+def manifests_dir(cache_dir: str) -> str:
+    """Where the Repository keeps its local manifest cache: inside the cache, under the same bound."""
+    return os.path.join(os.path.abspath(cache_dir), "manifests")
+
+
 class PieceCache:
     def __init__(self, cache_dir: str, max_bytes: int):
         self.dir = os.path.abspath(cache_dir)
         self.pieces_dir = os.path.join(self.dir, "pieces")
         self.runs_dir = os.path.join(self.dir, "runs")
-        self.manifests_dir = os.path.join(self.dir, "manifests")  # the Repository's local manifest cache
+        self.manifests_dir = manifests_dir(self.dir)
         self.tmp_dir = os.path.join(self.dir, "tmp")
         self.max_bytes = max_bytes
         for d in (self.dir, self.pieces_dir, self.runs_dir, self.tmp_dir):
@@ -218,11 +223,14 @@ class PieceCache:
         forms the Repository keeps beside them: they count against the same bound and are evicted by
         the same LRU, being a cache too)."""
         yield from self._piece_entries()
-        yield from _files_at_depth(self.manifests_dir, 2)
+        yield from self._manifest_entries()
 
     def _piece_entries(self):
         yield from _files_at_depth(self.pieces_dir, 2)
         yield from _files_at_depth(self.runs_dir, 3)
+
+    def _manifest_entries(self):
+        return _files_at_depth(self.manifests_dir, 2)
 
     def _scan_size(self) -> int:
         return sum(st.st_size for _, _, st in self._entries())
@@ -279,13 +287,16 @@ class PieceCache:
 
     # ---- maintenance -----------------------------------------------------------------------------
     def info(self) -> dict:
-        entries = list(self._piece_entries())
+        """Pieces and runs, and manifests counted apart."""
+        entries, manifests = list(self._piece_entries()), list(self._manifest_entries())
         return {"dir": self.dir, "pieces": len(entries), "bytes": sum(st.st_size for _, _, st in entries),
-                "max_bytes": self.max_bytes}
+                "max_bytes": self.max_bytes, "manifests": len(manifests),
+                "manifest_bytes": sum(st.st_size for _, _, st in manifests)}
 
     def clean(self) -> int:
+        """Empty the cache, manifests included (they are read from the store again when needed)."""
         freed = 0
-        for _, path, st in list(self._piece_entries()):
+        for _, path, st in list(self._entries()):
             if self._remove(path):
                 freed += st.st_size
         shutil.rmtree(self.tmp_dir, ignore_errors=True)

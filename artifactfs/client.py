@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from .cache import PieceCache
+from .cache import PieceCache, manifests_dir
 from .config import Settings, load_settings
 from .errors import NotFound, UsageError
 from .fetch import Fetcher
@@ -47,7 +47,7 @@ class Client:
     @property
     def repo(self) -> Repository:
         if self._repo is None:
-            self._repo = Repository(self.store, os.path.join(self.settings.cache_dir, "manifests"))
+            self._repo = Repository(self.store, manifests_dir(self.settings.cache_dir))
         return self._repo
 
     @property

@@ -336,26 +336,6 @@ class Repository:
         except OSError:
             pass  # the cache is an optimisation; the store still has it
 
-    def manifest_cache_files(self) -> list[tuple[str, int]]:
-        """(path, size) of every file in the local manifest cache."""
-        if not self.manifest_cache_dir:
-            return []
-        found = []
-        for dirpath, _, names in os.walk(self.manifest_cache_dir):
-            for path in (os.path.join(dirpath, name) for name in names):
-                with contextlib.suppress(OSError):  # removed meanwhile
-                    found.append((path, os.path.getsize(path)))
-        return found
-
-    def clean_manifest_cache(self) -> int:
-        """Empty the local manifest cache (`cache clean`); bytes freed. Manifests are read again when needed."""
-        freed = 0
-        for path, size in self.manifest_cache_files():
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-                freed += size
-        return freed
-
     def put_manifest(self, manifest: Manifest) -> str:
         """Store a manifest (once) and its columnar form (also added to a manifest stored before it existed)."""
         key, columns_key = layout.manifest_key(manifest.digest), layout.manifest_columns_key(manifest.digest)

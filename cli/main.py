@@ -295,8 +295,6 @@ def cache():
 def cache_info(client: Client, as_json):
     """Size and location of the cache."""
     info = client.cache.info()
-    manifests = client.repo.manifest_cache_files()
-    info.update(manifests=len(manifests), manifest_bytes=sum(size for _, size in manifests))
     if as_json:
         emit_json(info)
     else:
@@ -309,7 +307,7 @@ def cache_info(client: Client, as_json):
 @click.pass_obj
 def cache_clean(client: Client):
     """Empty the cache (mounted files stay readable; they are fetched again)."""
-    freed = client.cache.clean() + client.repo.clean_manifest_cache()
+    freed = client.cache.clean()
     click.echo(f"freed {human_size(freed)}")
 
 

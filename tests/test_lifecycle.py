@@ -246,11 +246,12 @@ def test_the_cache_bound_covers_manifests(client, tmp_path):
     (src / "f").write_bytes(os.urandom(1000))
     client.commit_dir(str(src), "acme/p/m", "dataset")
     client.repo.manifest(client.resolve("acme/p/m").manifest)
-    manifests = client.repo.manifest_cache_files()
-    assert len(manifests) == 1
-    os.utime(manifests[0][0], (1, 1))  # the oldest file of the cache
     cache = PieceCache(client.settings.cache_dir, max_bytes=200_000)
+    assert cache.info()["manifests"] == 1
+    for name in os.listdir(cache.manifests_dir):
+        for path in os.scandir(os.path.join(cache.manifests_dir, name)):
+            os.utime(path.path, (1, 1))  # the oldest file of the cache
     for i in range(4):
         cache.put(f"{i:032x}", os.urandom(60_000))  # over the bound: eviction runs
-    assert client.repo.manifest_cache_files() == []
+    assert cache.info()["manifests"] == 0
     assert cache.info()["bytes"] <= 200_000
