@@ -53,7 +53,8 @@ def unchecked(paths: list[bytes], pack_ids=None) -> Manifest:
 @pytest.mark.parametrize("paths", [[b"../escape"], [b"/etc/evil"], [b"a/../../x"], [b"a//b"], [b"a/"], [b""],
                                    [b"b", b"a"], [b"a", b"a"], [b"a", b"a/b"], [b"a\x00b"], [b"\xff"],
                                    [b"a\xc3", b"a\xc3\xa9b"[2:]], [b"x\n/../y"], [b".hidden", b"a/./b"],
-                                   [b"a/."], [b"."], [b"x/..", b"y"]],
+                                   [b"a/."], [b"."], [b"x/..", b"y"], [b".a", b"/x"], [b"ok/", b"p"],
+                                   [b"-", b"../b"], [b"-", b".."], [b"a/b", b"b//c"]],
                          ids=repr)
 def test_unsound_paths_are_refused(paths):
     data = manifest_columns.encode(unchecked(paths))  # a valid checksum over bad content
