@@ -109,6 +109,27 @@ class PieceCache:
             out.append(data)
         return out
 
+    def holds(self, digest: str) -> bool:
+        """Whether the piece is cached (not re-verified here: its first read does that); a held piece
+        is marked recently used, so eviction keeps it longer."""
+        path = self.path(digest)
+        if not os.path.exists(path):
+            return False
+        self._touch(digest, path)
+        return True
+
+    def holds_packed(self, pack: str, files: list[tuple[int, int]]) -> list[bool]:
+        """For each (offset in the pack, size) of a file of pack `pack`, whether a cached run covers it
+        (one listing of the pack's runs for all of them); the runs that do are marked recently used."""
+        runs = self._runs_of(pack)
+        out = []
+        for start, length in files:
+            run = next((r for r in runs if r[0] <= start and start + length <= r[1]), None)
+            if run is not None:
+                self._touch(run[2], run[2])
+            out.append(run is not None)
+        return out
+
     def put_run(self, pack: str, start: int, data) -> None:
         """Store bytes [start, start + len(data)) of pack `pack` (the caller verified the files in it)."""
         name = f"{start}-{start + len(data)}-{digest_bytes(data)}"

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from .cache import PieceCache, manifests_dir
+from .cache import LOW_WATERMARK, PieceCache, manifests_dir
 from .config import Settings, load_settings
 from .errors import NotFound, UsageError
-from .fetch import Fetcher
+from .fetch import Fetcher, WarmResult
 from .ingest import LocalFile, hash_and_upload, walk_directory
 from .packs import protect_sources
 from .manifest import Entry, Manifest
@@ -127,6 +127,24 @@ class Client:
         root = root or os.path.join(".", "artifacts", f"{record.artifact.name}-v{record.version}")
         wrote, kept = self.fetcher.download_all(entries, manifest.chunk_size, root, progress)
         return record, root, wrote, kept
+
+    def warm(self, ref: str, prefix: str | None = None, progress: Progress = None) -> tuple[VersionRecord, WarmResult]:
+        """Fetch a version (or its entry or directory `prefix`) into the local cache, verified, so that
+        mounts and `get` read it without the store. Refused (UsageError) when it would not fit in the
+        cache's bound: its own later pieces would evict its earlier ones."""
+        record = self.resolve(ref)
+        manifest = self.manifest(record)
+        entries = list(manifest.files_under(prefix))
+        if prefix and not entries:
+            raise NotFound(f"{record.ref} has no entry or directory {prefix!r}")
+        need = sum(e.size for e in entries if not e.ref or e.digest)
+        room = int(self.cache.max_bytes * LOW_WATERMARK)
+        if need > room:
+            what = f"{record.ref} {prefix}" if prefix else str(record.ref)
+            raise UsageError(f"{what} holds {need / 2**30:.1f} GiB, more than the cache keeps "
+                             f"({room / 2**30:.1f} GiB under --cache-size {self.cache.max_bytes / 2**30:.1f} GiB): "
+                             "warm a directory of it (--prefix) or raise --cache-size")
+        return record, self.fetcher.warm(entries, manifest.chunk_size, progress)
 
     def diff(self, a: str, b: str) -> DiffResult:
         ma = self.manifest(self.resolve(a))

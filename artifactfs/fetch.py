@@ -50,6 +50,17 @@ class Piece:
         return not self.digest.startswith(REF_PIECE)
 
 
+@dataclass
+class WarmResult:
+    """What Fetcher.warm did. Byte counts are of distinct pieces (a file held twice is fetched once)."""
+
+    files: int = 0  # files whose bytes are now in the cache
+    fetched: int = 0  # bytes fetched from the store (or a reference's source) now
+    cached: int = 0  # bytes that were in the cache already
+    uncacheable: int = 0  # references checked by ETag only: read from their source every time
+    corrupt: int = 0  # pieces that failed their checksum (not cached; logged)
+
+
 REF_PIECE = "ref-"
 RUN_BYTES = 8 * 1024 * 1024  # `get` reads runs of packed files up to this size with one GET
 
@@ -266,6 +277,44 @@ class Fetcher:
             for _ in pool.map(run, groups):
                 pass
         return counts[0], counts[1]
+
+
+    def warm(self, entries: Iterable[Entry], chunk_size: int, progress: Callable[[int], None] | None = None,
+             threads: int = 16) -> WarmResult:
+        """Fetch the pieces of `entries` into the cache, verified, without writing them anywhere else
+        (so that mounts and `get` read them without the network). Pieces already cached are only
+        marked recently used; runs of missing files of a pack take one ranged GET each, as in `get`."""
+        result = WarmResult()
+        single: dict[str, Piece] = {}
+        packed: dict[str, dict[str, Piece]] = {}
+        for entry in entries:
+            pieces = pieces_of(entry, chunk_size)
+            if _unchecked(entry) or not all(p.verifiable for p in pieces):
+                result.uncacheable += 1
+                continue
+            result.files += 1
+            for p in pieces:
+                (packed.setdefault(p.pack, {}) if p.pack else single)[p.digest] = p
+        groups = [[p] for p in single.values() if not self.cache.holds(p.digest)]
+        for pack, by_digest in packed.items():
+            pieces = sorted(by_digest.values(), key=lambda p: p.start)
+            held = self.cache.holds_packed(pack, [(p.start, p.length) for p in pieces])
+            groups += contiguous_runs([p for p, here in zip(pieces, held) if not here], RUN_BYTES)
+        result.fetched = sum(p.length for group in groups for p in group)
+        result.cached = sum(p.length for p in single.values()) + sum(
+            p.length for by_digest in packed.values() for p in by_digest.values()) - result.fetched
+        if progress and result.cached:
+            progress(result.cached)
+
+        def run(group: list[Piece]) -> int:
+            bad = sum(isinstance(data, CorruptData) for data in self.span(group))
+            if progress:
+                progress(sum(p.length for p in group))
+            return bad
+
+        with ThreadPoolExecutor(threads) as pool:
+            result.corrupt = sum(pool.map(run, groups))
+        return result
 
 
 def _check(piece: Piece, data):

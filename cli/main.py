@@ -6,7 +6,7 @@ import click
 
 from artifactfs import lifecycle
 from artifactfs.client import Client
-from artifactfs.errors import EXIT_CODES, LocalIOError, UsageError
+from artifactfs.errors import EXIT_CODES, CorruptData, LocalIOError, UsageError
 from artifactfs.manifest import Entry
 from artifactfs.repo import VersionRecord
 
@@ -309,6 +309,34 @@ def cache_clean(client: Client):
     """Empty the cache (mounted files stay readable; they are fetched again)."""
     freed = client.cache.clean()
     click.echo(f"freed {human_size(freed)}")
+
+
+@cache.command("warm")
+@click.argument("ref")
+@click.option("--prefix", help="Only this entry or directory.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def cache_warm(client: Client, ref, prefix, as_json):
+    """Fetch a version into the cache (verified), so mounts read it without the store."""
+    record = client.resolve(ref)
+    progress = Progress(record.size, "warming")
+    try:
+        record, result = client.warm(str(record.ref), prefix, progress)
+    finally:
+        progress.close()
+    if as_json:
+        emit_json({"ref": str(record.ref), "cache_dir": client.cache.dir, "files": result.files,
+                   "fetched_bytes": result.fetched, "cached_bytes": result.cached,
+                   "uncacheable": result.uncacheable, "corrupt": result.corrupt})
+    else:
+        click.echo(f"{record.ref}: {result.files} files in {client.cache.dir} ({human_size(result.fetched)} "
+                   f"fetched, {human_size(result.cached)} already cached)")
+        if result.uncacheable:
+            click.echo(f"{result.uncacheable} references recorded without a checksum are read from their "
+                       "source every time (not cached)")
+    if result.corrupt:
+        raise CorruptData(f"{result.corrupt} pieces of {record.ref} failed their checksum in the store "
+                          "(not cached; `artifactfs verify` names them)")
 
 
 from .mount_cmds import mount_cmd, umount_cmd  # noqa: E402

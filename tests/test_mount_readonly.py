@@ -250,6 +250,37 @@ def test_random_access_fetches_only_needed_chunks(client, tmp_path, mounts, env)
     assert info["pieces"] == 1 and info["bytes"] == CHUNK_SIZE, info
 
 
+def _warm(env, *args) -> dict:
+    return json.loads(run_cli(["cache", "warm", f"{NAME}:prod", *args, "--json"], env, check=True).stdout)
+
+
+def test_cache_warm_lets_the_mount_read_without_the_store(committed, client, mounts, env):
+    images = len(committed["images/cat.png"]) + len(committed["images/dog.png"])
+    total = sum(map(len, committed.values()))
+    got = _warm(env, "--prefix", "images")  # a directory of the version: only its bytes
+    assert (got["files"], got["fetched_bytes"], got["cached_bytes"]) == (2, images, 0)
+    got = _warm(env)
+    assert (got["files"], got["fetched_bytes"], got["cached_bytes"]) == (6, total - images, images)
+    assert _warm(env)["fetched_bytes"] == 0
+    # the store loses every blob and pack: the warmed version still reads, byte for byte
+    for info in [*client.store.list("blobs/"), *client.store.list("packs/")]:
+        client.store.delete(info.key)
+    m = mounts()
+    for rel, content in committed.items():
+        with open(m.path(f"{NAME}:v0/{rel}"), "rb") as f:
+            assert f.read() == content, rel
+
+
+def test_cache_warm_refuses_what_the_cache_cannot_keep(committed, env):
+    res = run_cli(["--cache-size", "8M", "cache", "warm", NAME], env)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "more than the cache keeps" in res.stderr and "Traceback" not in res.stderr
+    res = run_cli(["--cache-size", "8M", "cache", "warm", NAME, "--prefix", "images"], env)  # that part fits
+    assert res.returncode == 0 and "2 files in" in res.stdout, res.stderr
+    res = run_cli(["cache", "warm", NAME, "--prefix", "nothing/here"], env)
+    assert res.returncode == 3 and "no entry or directory" in res.stderr, res.stderr
+
+
 def test_deleted_versions_leave_the_listing(client, tmp_path, mounts):
     """A deleted version keeps a tombstone record in the store; the project listing must not show it,
     neither one deleted before the mount nor one deleted while mounted (after the listing TTL)."""
