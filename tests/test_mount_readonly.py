@@ -110,9 +110,12 @@ def test_xattrs(committed, mounts, client):
     assert int(get(big, "size")) == len(committed["big.bin"])
     assert get(big, "chunks") == "3"
     assert "user.artifactfs.digest" in os.listxattr(big)
-    with pytest.raises(OSError) as exc:
-        os.getxattr(big, "user.artifactfs.nope")
-    assert exc.value.errno == errno.ENODATA
+    for name in ("user.artifactfs.nope", "security.selinux", "system.posix_acl_access"):
+        with pytest.raises(OSError) as exc:
+            os.getxattr(big, name)
+        assert exc.value.errno == errno.ENODATA, name
+    ls = subprocess.run(["ls", "-l", root], capture_output=True, text=True, check=True)  # asks both of each file
+    assert "big.bin" in ls.stdout and not ls.stderr
 
 
 def test_large_listing_matches_lookups(client, tmp_path, mounts):
@@ -158,6 +161,8 @@ def test_inode_table_counts_listed_entries_until_forgotten():
     table.count_listed(view, "d/", [(10, b"a.txt", 4), (11, b"sub", -1)])
     table.count_listed(view, "d/", [(10, b"a.txt", 4)])
     assert len(table) == 3  # the root and two rows
+    assert 10 in table and 11 in table and 99 not in table
+    assert 10 not in table._nodes  # asking whether it is held does not make a row a Node (`ls -l`'s xattrs)
     node = table.get(10)
     assert (node.kind, node.path, node.index, node.version, node.lookups) == (FILE, "d/a.txt", 4, view, 2)
     assert table.remember(Node(10, FILE, version=view, path="d/a.txt", index=4)) is node and node.lookups == 3

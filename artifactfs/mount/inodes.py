@@ -84,6 +84,10 @@ class InodeTable:
     def __len__(self) -> int:
         return len(self._nodes) + len(self._listed)
 
+    def __contains__(self, ino: int) -> bool:
+        """Whether the kernel holds `ino`, without making a listed row a Node."""
+        return ino in self._nodes or ino in self._listed
+
     def get(self, ino: int) -> Node | None:
         node = self._nodes.get(ino)
         if node is None:

@@ -415,10 +415,11 @@ class ReadOnlyFS(pyfuse3.Operations):
 
     @fuse_op
     async def getxattr(self, inode, name, ctx):
-        node = self._node(inode)
-        if not name.startswith(_XATTR_PREFIX_BYTES):  # `ls -l` asks for ACLs and SELinux labels of every file
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        values = await self._xattrs(node)
+        if not name.startswith(_XATTR_PREFIX_BYTES):
+            # `ls -l` asks for the ACL and SELinux label of every file: answered without making the
+            # entry a Node (a million-file `ls -l` would otherwise hold a million of them)
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR if inode in self.inodes else errno.ENOENT)
+        values = await self._xattrs(self._node(inode))
         value = values.get(name[len(_XATTR_PREFIX_BYTES):].decode("utf-8", "replace"))
         if value is None:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
