@@ -9,7 +9,9 @@ load of the manifest's columnar form, the first listing after a remount (from th
 cache), and (the baseline) the first listing of another fresh mount once the columnar form is deleted,
 i.e. a version whose manifest must be parsed from JSON.
 
-Run: python bench/bench_manifest_scale.py [--sizes 100000 1000000]
+Also one directory of 1,000,000 files (`--flat`): its first and second listing, `find -ls`, and RSS.
+
+Run: python bench/bench_manifest_scale.py [--sizes 100000 1000000] [--flat 1000000]
 """
 
 import argparse
@@ -118,15 +120,44 @@ def run(n: int, tmp: str) -> None:
           f"from the JSON only {j['rss'] / 1024:.1f} MiB (peak {j['peak'] / 1024:.1f} MiB)")
 
 
+def run_flat(n: int, tmp: str) -> None:
+    """One directory of `n` files: the first and second `ls -f` (the kernel then holds an inode per
+    entry, and the daemon a small row for each), `find -ls`, and the daemon's RSS before and after."""
+    store = os.path.join(tmp, f"flat-store{n}")
+    client = Client(store=store, cache_dir=os.path.join(tmp, f"flat-cache{n}"))
+    entries = (Entry(f"images/{i:07d}.jpg", 1000 + i % 977, f"{i:032x}") for i in range(n))
+    client.repo.commit(ArtifactName("bench", "scale", "flat"), "dataset", Manifest._pack(entries, 8 * 1024 * 1024))
+    client.close()
+    env = dict(os.environ, ARTIFACTFS_STORE=store, ARTIFACTFS_CONFIG=os.path.join(tmp, "none.toml"),
+               ARTIFACTFS_CACHE_DIR=os.path.join(tmp, f"flat-mcache{n}"))
+    m = Mount(os.path.join(tmp, f"flat-mnt{n}"), env)
+    try:
+        d = m.path("bench/scale/flat:v0/images")
+        os.stat(d)  # loads the version
+        loaded = rss_kib(m.pid)[0]
+        print(f"\none directory of {n:,} files (fresh mount; daemon RSS {loaded / 1024:.0f} MiB with the version loaded)")
+        for what, cmd in (("ls -f | wc -l, first", f"ls -f {d} | wc -l"), ("ls -f | wc -l, again", f"ls -f {d} | wc -l"),
+                          ("find -ls | wc -l", f"find {d} -ls | wc -l")):
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=True).stdout.strip()
+            print(f"  {what:22s} {time.perf_counter() - t0:7.2f} s   ({out} lines; daemon RSS "
+                  f"{rss_kib(m.pid)[0] / 1024:.0f} MiB)")
+    finally:
+        m.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--flat", type=int, default=1_000_000, help="files in the one-directory case (0: skip)")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, max RSS of this process so far "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     with tempfile.TemporaryDirectory(prefix="artifactfs-scale-") as tmp:
         for n in args.sizes:
             run(n, tmp)
+        if args.flat:
+            run_flat(args.flat, tmp)
 
 
 if __name__ == "__main__":
