@@ -135,8 +135,10 @@ def run_flat(n: int, tmp: str) -> None:
         d = m.path("bench/scale/flat:v0/images")
         os.stat(d)  # loads the version
         loaded = rss_kib(m.pid)[0]
-        print(f"\none directory of {n:,} files (fresh mount; daemon RSS {loaded / 1024:.0f} MiB with the version loaded)")
-        for what, cmd in (("ls -f | wc -l, first", f"ls -f {d} | wc -l"), ("ls -f | wc -l, again", f"ls -f {d} | wc -l"),
+        print(f"\none directory of {n:,} files (fresh mount; daemon RSS {loaded / 1024:.0f} MiB with the "
+              "version loaded)")
+        listing = f"ls -f {d} | wc -l"
+        for what, cmd in (("ls -f | wc -l, first", listing), ("ls -f | wc -l, again", listing),
                           ("find -ls | wc -l", f"find {d} -ls | wc -l")):
             t0 = time.perf_counter()
             out = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=True).stdout.strip()
