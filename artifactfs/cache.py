@@ -57,6 +57,8 @@ class PieceCache:
         self._touched: dict[str, float] = {}
         self._pins: dict[str, int] = {}
         self.buffers = None  # a buffers.BufferPool: large pieces are read into its buffers (O_DIRECT)
+        self.write_failures = 0  # pieces and runs that could not be stored (a full disk), and the last reason
+        self.last_write_error = ""
         self._size = self._scan_size()
         self._clear_stale_temps()
 
@@ -179,6 +181,9 @@ class PieceCache:
         except OSError as exc:
             self._remove(tmp)
             log.warning("cache: cannot store %s: %s", os.path.relpath(path, self.dir), exc)
+            with self._lock:
+                self.write_failures += 1
+                self.last_write_error = exc.strerror or str(exc)
             self.evict(force=True)
             return False
         with self._lock:

@@ -59,6 +59,8 @@ class WarmResult:
     cached: int = 0  # bytes that were in the cache already
     uncacheable: int = 0  # references checked by ETag only: read from their source every time
     corrupt: int = 0  # pieces that failed their checksum (not cached; logged)
+    not_stored: int = 0  # pieces or runs fetched but not written to the cache (a full disk), and why
+    store_error: str = ""
 
 
 REF_PIECE = "ref-"
@@ -312,8 +314,11 @@ class Fetcher:
                 progress(sum(p.length for p in group))
             return bad
 
+        failures = self.cache.write_failures
         with ThreadPoolExecutor(threads) as pool:
             result.corrupt = sum(pool.map(run, groups))
+        result.not_stored = self.cache.write_failures - failures
+        result.store_error = self.cache.last_write_error if result.not_stored else ""
         return result
 
 

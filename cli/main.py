@@ -324,19 +324,21 @@ def cache_warm(client: Client, ref, prefix, as_json):
         record, result = client.warm(str(record.ref), prefix, progress)
     finally:
         progress.close()
+    if result.not_stored:
+        raise LocalIOError(f"{result.not_stored} pieces of {record.ref} could not be written to the cache in "
+                           f"{client.cache.dir}: {result.store_error}")
+    if result.corrupt:
+        raise CorruptData(f"{result.corrupt} pieces of {record.ref} failed their checksum in the store "
+                          "(not cached; `artifactfs verify` names them)")
     if as_json:
         emit_json({"ref": str(record.ref), "cache_dir": client.cache.dir, "files": result.files,
-                   "fetched_bytes": result.fetched, "cached_bytes": result.cached,
-                   "uncacheable": result.uncacheable, "corrupt": result.corrupt})
+                   "fetched_bytes": result.fetched, "cached_bytes": result.cached, "uncacheable": result.uncacheable})
     else:
         click.echo(f"{record.ref}: {result.files} files in {client.cache.dir} ({human_size(result.fetched)} "
                    f"fetched, {human_size(result.cached)} already cached)")
         if result.uncacheable:
             click.echo(f"{result.uncacheable} references recorded without a checksum are read from their "
                        "source every time (not cached)")
-    if result.corrupt:
-        raise CorruptData(f"{result.corrupt} pieces of {record.ref} failed their checksum in the store "
-                          "(not cached; `artifactfs verify` names them)")
 
 
 from .mount_cmds import mount_cmd, umount_cmd  # noqa: E402

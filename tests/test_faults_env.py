@@ -186,3 +186,20 @@ def test_cache_on_a_tiny_filesystem(env, tiny_fs, tmp_path, cache_size):
     checked += sum(map(len, files.values()))
     assert not os.listdir(tiny_fs / "cache" / "tmp")  # no half-written pieces left behind
     tally(f"cache on a 4 MiB disk ({cache_size})", faults=1, recoveries=1, bytes_checked=checked)
+
+
+@pytest.mark.parametrize("backend", ["local"])
+def test_cache_warm_on_a_full_disk_is_one_clear_error(env, tiny_fs, tmp_path):
+    """`cache warm` of more than the cache's disk holds: exit 8 naming the cause, not a claim of success;
+    what is cached is still whole (nothing half-written)."""
+    src = tmp_path / "src"
+    rnd = random.Random(5)
+    write_files(src, {f"s{i:02d}.bin": rnd.randbytes(900_000) for i in range(10)})
+    af_ok(env, "commit", "--dir", src, NAME)
+    env = dict(env, ARTIFACTFS_CACHE_DIR=str(tiny_fs / "cache"), ARTIFACTFS_CACHE_SIZE="10G")
+    res = af(env, "cache", "warm", NAME)
+    assert res.returncode == 8, (res.stdout, res.stderr)
+    assert res.stderr.count("\n") == 1 and "could not be written to the cache" in res.stderr
+    assert "No space left on device" in res.stderr and not res.stdout
+    assert not os.listdir(tiny_fs / "cache" / "tmp")
+    assert af(env, "cache", "verify").returncode == 0  # every piece that is there is whole
