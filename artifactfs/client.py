@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 from .cache import LOW_WATERMARK, PieceCache, manifests_dir
 from .config import Settings, load_settings
 from .errors import NotFound, UsageError
-from .fetch import Fetcher, WarmResult
+from .fetch import Fetcher, WarmResult, cacheable
 from .ingest import LocalFile, hash_and_upload, walk_directory
 from .packs import protect_sources
 from .manifest import Entry, Manifest
@@ -137,7 +137,7 @@ class Client:
         entries = list(manifest.files_under(prefix))
         if prefix and not entries:
             raise NotFound(f"{record.ref} has no entry or directory {prefix!r}")
-        need = sum(e.size for e in entries if not e.ref or e.digest)
+        need = sum(e.size for e in entries if cacheable(e))
         room = int(self.cache.max_bytes * LOW_WATERMARK)
         if need > room:
             what = f"{record.ref} {prefix}" if prefix else str(record.ref)

@@ -57,7 +57,7 @@ class WarmResult:
     files: int = 0  # files whose bytes are now in the cache
     fetched: int = 0  # bytes fetched from the store (or a reference's source) now
     cached: int = 0  # bytes that were in the cache already
-    uncacheable: int = 0  # references checked by ETag only: read from their source every time
+    uncacheable: int = 0  # references with no content digest: read from their source every time
     corrupt: int = 0  # pieces that failed their checksum (not cached; logged)
     not_stored: int = 0  # pieces or runs fetched but not written to the cache (a full disk), and why
     store_error: str = ""
@@ -65,6 +65,12 @@ class WarmResult:
 
 REF_PIECE = "ref-"
 RUN_BYTES = 8 * 1024 * 1024  # `get` reads runs of packed files up to this size with one GET
+
+
+def cacheable(entry: Entry) -> bool:
+    """Whether the entry's bytes can be cached: all but references recorded without a content digest
+    (checked by ETag and size, or with checksum=False not at all), which are read from their source."""
+    return entry.ref is None or entry.digest is not None
 
 
 def pieces_of(entry: Entry, chunk_size: int) -> list[Piece]:
@@ -280,7 +286,6 @@ class Fetcher:
                 pass
         return counts[0], counts[1]
 
-
     def warm(self, entries: Iterable[Entry], chunk_size: int, progress: Callable[[int], None] | None = None,
              threads: int = 16) -> WarmResult:
         """Fetch the pieces of `entries` into the cache, verified, without writing them anywhere else
@@ -290,12 +295,11 @@ class Fetcher:
         single: dict[str, Piece] = {}
         packed: dict[str, dict[str, Piece]] = {}
         for entry in entries:
-            pieces = pieces_of(entry, chunk_size)
-            if _unchecked(entry) or not all(p.verifiable for p in pieces):
+            if not cacheable(entry):
                 result.uncacheable += 1
                 continue
             result.files += 1
-            for p in pieces:
+            for p in pieces_of(entry, chunk_size):
                 (packed.setdefault(p.pack, {}) if p.pack else single)[p.digest] = p
         groups = [[p] for p in single.values() if not self.cache.holds(p.digest)]
         for pack, by_digest in packed.items():

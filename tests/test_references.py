@@ -51,6 +51,26 @@ def test_file_reference_records_size_and_digest_and_detects_change(client, tmp_p
     assert res.exit_code == 7 and "data.bin" in res.output and "no longer matches" in res.output
 
 
+def test_cache_warm_caches_references_with_a_digest_and_counts_the_others(client, tmp_path):
+    """A reference recorded with its digest is cached like any file (read once from its source); one
+    recorded with checksum=False is read from its source every time, so warming skips it and says so."""
+    checked, unchecked = tmp_path / "checked.bin", tmp_path / "unchecked.bin"
+    checked.write_bytes(b"c" * 5000)
+    unchecked.write_bytes(b"u" * 7000)
+    art = Artifact("acme/proj/mixed", type="dataset", client=client)
+    art.add_reference(f"file://{checked}")
+    art.add_reference(f"file://{unchecked}", checksum=False)
+    with art.new_file("own.txt") as f:
+        f.write("stored in the store\n")
+    art.save()
+    _, result = client.warm("acme/proj/mixed:latest")
+    assert (result.files, result.uncacheable, result.fetched, result.cached) == (2, 1, 5020, 0)
+    checked.unlink()  # its bytes now come from the cache
+    assert artifact("acme/proj/mixed:latest", client=client).get_entry("checked.bin").open().read() == b"c" * 5000
+    _, again = client.warm("acme/proj/mixed:latest")
+    assert (again.fetched, again.cached) == (0, 5020)
+
+
 def test_file_reference_directory_expands(client, tmp_path):
     d = tmp_path / "tree"
     (d / "sub").mkdir(parents=True)
