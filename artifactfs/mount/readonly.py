@@ -413,12 +413,16 @@ class ReadOnlyFS(pyfuse3.Operations):
         aliases = await self.ns.aliases_of(view) if node.kind == SEL else None
         return xattrs_of(node, view, aliases, await self.ns.artifact_type(view.record.artifact))
 
-    @fuse_op
     async def getxattr(self, inode, name, ctx):
         if not name.startswith(_XATTR_PREFIX_BYTES):
-            # `ls -l` asks for the ACL and SELinux label of every file: answered without making the
-            # entry a Node (a million-file `ls -l` would otherwise hold a million of them)
+            # `ls -l` asks for the ACL and SELinux label of every file: answered at once (no @fuse_op
+            # layer: nothing here can raise but FUSEError) and without making the entry a Node (a
+            # million-file `ls -l` would otherwise hold a million of them)
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR if inode in self.inodes else errno.ENOENT)
+        return await self._getxattr(inode, name)
+
+    @fuse_op
+    async def _getxattr(self, inode, name):
         values = await self._xattrs(self._node(inode))
         value = values.get(name[len(_XATTR_PREFIX_BYTES):].decode("utf-8", "replace"))
         if value is None:
