@@ -209,11 +209,8 @@ def files(client: Client, ref, prefix, as_json):
 def get(client: Client, ref, root, prefix, as_json):
     """Download a version (verified, through the shared cache)."""
     record = client.resolve(ref)
-    progress = Progress(record.size, "downloading")
-    try:
+    with Progress(record.size, "downloading") as progress:
         record, root, wrote, kept = client.download(ref, root, prefix, progress)
-    finally:
-        progress.close()
     if as_json:
         emit_json({"ref": str(record.ref), "root": root, "written": wrote, "unchanged": kept})
     else:
@@ -319,11 +316,8 @@ def cache_clean(client: Client):
 def cache_warm(client: Client, ref, prefix, as_json):
     """Fetch a version into the cache (verified), so mounts read it without the store."""
     record = client.resolve(ref)
-    progress = Progress(record.size, "warming")
-    try:
+    with Progress(record.size, "warming") as progress:
         record, result = client.warm(str(record.ref), prefix, progress)
-    finally:
-        progress.close()
     if result.not_stored:
         raise LocalIOError(f"{result.not_stored} pieces of {record.ref} could not be written to the cache in "
                            f"{client.cache.dir}: {result.store_error}")

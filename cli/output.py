@@ -62,6 +62,12 @@ class Progress:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
 
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @classmethod
     @contextlib.contextmanager
     def bar(cls, label: str):
