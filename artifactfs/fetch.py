@@ -114,7 +114,9 @@ class Fetcher:
         self._references = references
         self._inflight: dict[str, Future] = {}
         self._lock = threading.Lock()
-        self.fetched_bytes = 0  # from the store, for tests and benchmarks
+        self.fetched_bytes = 0  # from the store (or a reference's source): for stats, tests and benchmarks
+        self.cache_read_bytes = 0  # read back from the local cache
+        self.corrupt_pieces = 0  # fetched but failing their checksum (never served, never cached)
         # Takes every verified piece (put) and run of packed files (put_run) instead of the cache when
         # set: the mount's write-behind (mount/cache_writer.py).
         self.cache_writer = None
@@ -131,6 +133,8 @@ class Fetcher:
         if piece.verifiable:
             data = self._cached([piece])[0]
             if data is not None:
+                with self._lock:
+                    self.cache_read_bytes += len(data)
                 return data
         flight = piece.flight_key
         with self._lock:
@@ -145,6 +149,9 @@ class Fetcher:
             fut.set_result(data)
             return data
         except BaseException as exc:
+            if isinstance(exc, CorruptData):
+                with self._lock:
+                    self.corrupt_pieces += 1
             fut.set_exception(exc)
             raise
         finally:
@@ -189,6 +196,8 @@ class Fetcher:
                 return [exc]
         out: list = self._cached(pieces)
         missing = [i for i, data in enumerate(out) if data is None]
+        with self._lock:
+            self.cache_read_bytes += sum(len(data) for data in out if data is not None)
         if not missing:
             return out
         lo, hi = pieces[missing[0]].start, pieces[missing[-1]].start + pieces[missing[-1]].length
@@ -204,6 +213,8 @@ class Fetcher:
             except CorruptData as exc:
                 out[i] = exc
                 all_good = False
+                with self._lock:
+                    self.corrupt_pieces += 1
         if all_good:  # a run with a damaged file is not cached at all
             self._keep([pieces[i] for i in missing], lo, blob)
         return out

@@ -118,6 +118,27 @@ def test_xattrs(committed, mounts, client):
     assert "big.bin" in ls.stdout and not ls.stderr
 
 
+def test_mount_root_xattrs_tell_the_store_and_what_was_fetched(committed, mounts, client, env):
+    m = mounts()
+    stats = lambda: json.loads(os.getxattr(m.mountpoint, "user.artifactfs.stats"))  # noqa: E731
+    assert os.getxattr(m.mountpoint, "user.artifactfs.store").decode() == client.store.url
+    assert os.getxattr(m.mountpoint, "user.artifactfs.cache_dir").decode() == env["ARTIFACTFS_CACHE_DIR"]
+    assert stats()["fetched_bytes"] == 0 and stats()["open_files"] == 0
+    with open(m.path(f"{NAME}:v0/big.bin"), "rb") as f:
+        assert f.read() == committed["big.bin"]
+        assert stats()["open_files"] == 1
+    assert stats()["fetched_bytes"] >= len(committed["big.bin"]) and stats()["corrupt_pieces"] == 0
+    assert "user.artifactfs.stats" in os.listxattr(m.mountpoint)
+    m2 = mounts()  # another mount on the same cache reads the same file from the cache, not the store
+    deadline = time.monotonic() + 10
+    while _cached_bytes(env, settle=0) < len(committed["big.bin"]) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the first mount writes its cache behind the reads
+    with open(m2.path(f"{NAME}:v0/big.bin"), "rb") as f:
+        assert f.read() == committed["big.bin"]
+    second = json.loads(os.getxattr(m2.mountpoint, "user.artifactfs.stats"))
+    assert second["fetched_bytes"] == 0 and second["cache_read_bytes"] == len(committed["big.bin"])
+
+
 def test_large_listing_matches_lookups(client, tmp_path, mounts):
     """A directory of more entries than one listing reply or batch holds, with subdirectories among its
     files: every entry listed once with its size and mode, under the inode number a lookup gives, the

@@ -24,6 +24,7 @@ await of a lookup, so a `forget` can never interleave between choosing a node an
 """
 
 import errno
+import json
 import logging
 import os
 import stat
@@ -407,11 +408,22 @@ class ReadOnlyFS(pyfuse3.Operations):
     async def _xattrs(self, node: Node) -> dict[str, str]:
         from .xattrs import xattrs_of
 
+        if node.kind == ROOT:
+            return self._mount_xattrs()
         view = await self._sel_view(node) if node.kind == SEL else node.version
         if view is None:
             return {}
         aliases = await self.ns.aliases_of(view) if node.kind == SEL else None
         return xattrs_of(node, view, aliases, await self.ns.artifact_type(view.record.artifact))
+
+    def _mount_xattrs(self) -> dict[str, str]:
+        """The mount root's: where it reads from and what it has done since it was mounted."""
+        fetcher = self.source.fetcher
+        stats = {"fetched_bytes": fetcher.fetched_bytes, "cache_read_bytes": fetcher.cache_read_bytes,
+                 "corrupt_pieces": fetcher.corrupt_pieces, "open_files": len(self._files),
+                 "inodes": len(self.inodes), "small_files_prefilled": self.page_cache_fills}
+        return {"store": self.ns.repo.store.url, "cache_dir": fetcher.cache.dir,
+                "stats": json.dumps(stats, sort_keys=True)}
 
     async def getxattr(self, inode, name, ctx):
         if not name.startswith(_XATTR_PREFIX_BYTES):

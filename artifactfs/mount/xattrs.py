@@ -10,6 +10,8 @@ Files: `path`, `digest` (xxh3-128 of the content), `size`, `chunks` (number of v
 `executable`; for a reference entry `ref` (its external URI), `etag`, `version_id` (one recorded with
 checksum=False has no `size` or `digest`: nothing but its URI was recorded).
 Subdirectories: `path`.
+The mount's root (ReadOnlyFS._mount_xattrs): `store`, `cache_dir` and `stats` (JSON: bytes fetched and
+read from the cache since the mount, corrupt pieces refused, open files, inodes the kernel holds).
 """
 
 import json
