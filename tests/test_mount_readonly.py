@@ -375,6 +375,7 @@ def test_corrupt_blob_is_eio(client, tmp_path, mounts):
         assert exc.value.errno == errno.EIO
     assert open(os.path.join(root, "ok.txt"), "rb").read() == b"fine\n"
     assert "do not match their digest" in m.log_text()
+    assert json.loads(os.getxattr(m.mountpoint, "user.artifactfs.stats"))["corrupt_pieces"] >= 2
 
 
 def test_mount_errors_are_one_clear_line(committed, env, tmp_path):
