@@ -6,7 +6,7 @@ import os
 import click
 
 from artifactfs.client import Client
-from artifactfs.mount.daemon import check_mountpoint, cli_argv, setup_logging, start_background, unmount
+from artifactfs.mount.process import check_mountpoint, cli_argv, setup_logging, start_background, unmount
 
 
 def _client_with(client: Client, **overrides) -> Client:

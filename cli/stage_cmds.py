@@ -8,7 +8,7 @@ import click
 
 from artifactfs.client import Client
 from artifactfs.errors import Conflict, NotFound, UsageError
-from artifactfs.mount.daemon import check_mountpoint, cli_argv, setup_logging, start_background
+from artifactfs.mount.process import check_mountpoint, cli_argv, setup_logging, start_background
 from artifactfs.names import Ref, parse_selector
 from artifactfs.stage.commit import base_manifest, commit_mounted, commit_offline, stage_client
 from artifactfs.stage.local import Stage, find_by_mountpoint, list_stages

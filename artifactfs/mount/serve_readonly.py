@@ -9,8 +9,9 @@ import trio
 from ..buffers import BufferPool
 from ..client import Client
 from .cache_writer import MAX_PENDING, CacheWriter
-from .daemon import Workers, check_mountpoint, run_foreground
+from .daemon import Workers, run_foreground
 from .namespace import Namespace
+from .process import check_mountpoint
 from .reader import MEMORY_BYTES, ChunkSource
 from .readonly import ReadOnlyFS
 

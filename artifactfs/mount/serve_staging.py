@@ -13,7 +13,8 @@ import trio
 from ..client import Client
 from ..stage.commit import base_manifest, stage_client
 from ..stage.local import Stage
-from .daemon import Workers, check_mountpoint, run_foreground
+from .daemon import Workers, run_foreground
+from .process import check_mountpoint
 from .reader import ChunkSource
 from .stage_files import StageFiles
 from .staging import StagingFS
