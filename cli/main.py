@@ -209,12 +209,17 @@ def files(client: Client, ref, prefix, as_json):
 def get(client: Client, ref, root, prefix, as_json):
     """Download a version (verified, through the shared cache)."""
     record = client.resolve(ref)
-    with Progress(record.size, "downloading") as progress:
+    with Progress(_selected_bytes(client, record, prefix), "downloading") as progress:
         record, root, wrote, kept = client.download(ref, root, prefix, progress)
     if as_json:
         emit_json({"ref": str(record.ref), "root": root, "written": wrote, "unchanged": kept})
     else:
         click.echo(f"{record.ref} -> {root} ({wrote} files written, {kept} already there)")
+
+
+def _selected_bytes(client: Client, record: VersionRecord, prefix: str | None) -> int:
+    """What `get`/`cache warm` of `prefix` (all when None) will move: the total of its progress bar."""
+    return sum(e.size for e in client.manifest(record).files_under(prefix)) if prefix else record.size
 
 
 @cli.group()
@@ -316,7 +321,7 @@ def cache_clean(client: Client):
 def cache_warm(client: Client, ref, prefix, as_json):
     """Fetch a version into the cache (verified), so mounts read it without the store."""
     record = client.resolve(ref)
-    with Progress(record.size, "warming") as progress:
+    with Progress(_selected_bytes(client, record, prefix), "warming") as progress:
         record, result = client.warm(str(record.ref), prefix, progress)
     if result.not_stored:
         raise LocalIOError(f"{result.not_stored} pieces of {record.ref} could not be written to the cache in "
