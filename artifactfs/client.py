@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from .cache import LOW_WATERMARK, PieceCache, manifests_dir
-from .config import Settings, load_settings
+from .config import Settings, format_size, load_settings
 from .errors import NotFound, UsageError
 from .fetch import Fetcher, WarmResult, cacheable
 from .ingest import LocalFile, hash_and_upload, walk_directory
@@ -141,9 +141,9 @@ class Client:
         room = int(self.cache.max_bytes * LOW_WATERMARK)
         if need > room:
             what = f"{record.ref} {prefix}" if prefix else str(record.ref)
-            raise UsageError(f"{what} holds {need / 2**30:.1f} GiB, more than the cache keeps "
-                             f"({room / 2**30:.1f} GiB under --cache-size {self.cache.max_bytes / 2**30:.1f} GiB): "
-                             "warm a directory of it (--prefix) or raise --cache-size")
+            raise UsageError(f"{what} holds {format_size(need)}, more than the cache keeps ({format_size(room)} "
+                             f"under --cache-size {format_size(self.cache.max_bytes)}): warm a directory of it "
+                             "(--prefix) or raise --cache-size")
         return record, self.fetcher.warm(entries, manifest.chunk_size, progress)
 
     def diff(self, a: str, b: str) -> DiffResult:

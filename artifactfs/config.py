@@ -65,6 +65,15 @@ def parse_size(text: str | int) -> int:
     return int(float(m.group(1)) * scale)
 
 
+def format_size(n: int) -> str:
+    """Bytes for people: `512 B`, `3.1 MiB`, `1.0 GiB` (the inverse of parse_size, to a tenth)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
 def load_settings(**overrides) -> Settings:
     """Resolve every setting; `overrides` are explicit arguments (None means not given)."""
     file = _read_file()

@@ -4,10 +4,11 @@ import click
 
 from artifactfs import drafts
 from artifactfs.client import Client
+from artifactfs.config import format_size
 from artifactfs.errors import UsageError
 from artifactfs.ingest import walk_directory
 
-from .output import emit_json, human_size
+from .output import emit_json
 
 
 @click.group("draft")
@@ -34,7 +35,7 @@ def draft_add(client: Client, name, draft_name, directory, prefix, references, t
         uri, _, entry_name = spec.rpartition("=") if "=" in spec else (spec, "", "")
         refs += client.references.resolve(uri, entry_name or None)
     entries = drafts.add_files(client.repo, client.artifact_name(name), draft_name, type_, files, refs, writer)
-    click.echo(f"added {len(entries)} files ({human_size(sum(e.size for e in entries))}) to draft {draft_name}")
+    click.echo(f"added {len(entries)} files ({format_size(sum(e.size for e in entries))}) to draft {draft_name}")
 
 
 @draft.command("finish")
@@ -59,7 +60,7 @@ def draft_finish(client: Client, name, draft_name, description, aliases, metadat
         emit_json({**record.to_json(), "created": result.created})
     elif result.created:
         click.echo(f"{record.ref} committed from draft {draft_name}: {record.file_count} files, "
-                   f"{human_size(record.size)}")
+                   f"{format_size(record.size)}")
     else:
         click.echo(f"unchanged: draft {draft_name} equals {record.ref}; no new version")
 

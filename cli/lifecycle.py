@@ -4,9 +4,10 @@ import click
 
 from artifactfs import lifecycle
 from artifactfs.client import Client
+from artifactfs.config import format_size
 from artifactfs.errors import CorruptData
 
-from .output import emit_json, human_size, ttl_state
+from .output import emit_json, ttl_state
 
 
 @click.command("rm")
@@ -62,7 +63,7 @@ def gc(client: Client, dry_run, grace, as_json):
     for ref in report.expired:
         click.echo(f"expired: {ref}")
     click.echo(f"{verb} {len(report.expired)} expired versions, {len(report.deleted)} objects "
-               f"({human_size(report.deleted_bytes)}); kept {report.live_manifests} manifests and "
+               f"({format_size(report.deleted_bytes)}); kept {report.live_manifests} manifests and "
                f"{report.live_blobs} blobs in use, {report.kept_young} unreferenced within the grace period")
 
 

@@ -6,11 +6,12 @@ import click
 
 from artifactfs import lifecycle
 from artifactfs.client import Client
+from artifactfs.config import format_size
 from artifactfs.errors import EXIT_CODES, CorruptData, LocalIOError, UsageError
 from artifactfs.manifest import Entry
 from artifactfs.repo import VersionRecord
 
-from .output import Progress, emit_json, human_size, run_guarded, ttl_state
+from .output import Progress, emit_json, run_guarded, ttl_state
 
 
 class GuardedGroup(click.Group):
@@ -122,7 +123,7 @@ def commit(client: Client, ref, stage_id, require_base, directory, type_, descri
     if as_json:
         emit_json({**record_summary(record), "created": result.created, "aliases": result.aliases})
     elif result.created:
-        click.echo(f"{record.ref} committed: {record.file_count} files, {human_size(record.size)}, "
+        click.echo(f"{record.ref} committed: {record.file_count} files, {format_size(record.size)}, "
                    f"digest {record.digest}")
     else:
         click.echo(f"unchanged: content equals {record.ref} (digest {record.digest}); no new version")
@@ -140,7 +141,7 @@ def ls_cmd(client: Client, path, as_json):
             emit_json([record_summary(r, a) for r, a in rows])
         for record, aliases in ([] if as_json else rows):
             alias_text = ",".join(aliases)
-            click.echo(f"v{record.version}\t{alias_text}\t{record.file_count} files\t{human_size(record.size)}\t"
+            click.echo(f"v{record.version}\t{alias_text}\t{record.file_count} files\t{format_size(record.size)}\t"
                        f"{record.created_at}\t{record.description or ''}".rstrip())
         return
     names = [str(r) for r in rows]
@@ -165,7 +166,7 @@ def show(client: Client, ref, as_json):
         return
     click.echo(f"{record.ref}  ({record.type})")
     click.echo(f"  digest:      {record.digest}")
-    click.echo(f"  files:       {record.file_count} ({human_size(record.size)})")
+    click.echo(f"  files:       {record.file_count} ({format_size(record.size)})")
     click.echo(f"  aliases:     {', '.join(aliases) or '-'}")
     click.echo(f"  created:     {record.created_at} by {record.created_by}")
     if record.description:
@@ -300,9 +301,9 @@ def cache_info(client: Client, as_json):
     if as_json:
         emit_json(info)
     else:
-        click.echo(f"{info['dir']}: {info['pieces']} pieces, {human_size(info['bytes'])} of "
-                   f"{human_size(info['max_bytes'])}; {info['manifests']} manifests, "
-                   f"{human_size(info['manifest_bytes'])}")
+        click.echo(f"{info['dir']}: {info['pieces']} pieces, {format_size(info['bytes'])} of "
+                   f"{format_size(info['max_bytes'])}; {info['manifests']} manifests, "
+                   f"{format_size(info['manifest_bytes'])}")
 
 
 @cache.command("clean")
@@ -310,7 +311,7 @@ def cache_info(client: Client, as_json):
 def cache_clean(client: Client):
     """Empty the cache (mounted files stay readable; they are fetched again)."""
     freed = client.cache.clean()
-    click.echo(f"freed {human_size(freed)}")
+    click.echo(f"freed {format_size(freed)}")
 
 
 @cache.command("warm")
@@ -333,8 +334,8 @@ def cache_warm(client: Client, ref, prefix, as_json):
         emit_json({"ref": str(record.ref), "cache_dir": client.cache.dir, "files": result.files,
                    "fetched_bytes": result.fetched, "cached_bytes": result.cached, "uncacheable": result.uncacheable})
     else:
-        click.echo(f"{record.ref}: {result.files} files in {client.cache.dir} ({human_size(result.fetched)} "
-                   f"fetched, {human_size(result.cached)} already cached)")
+        click.echo(f"{record.ref}: {result.files} files in {client.cache.dir} ({format_size(result.fetched)} "
+                   f"fetched, {format_size(result.cached)} already cached)")
         if result.uncacheable:
             click.echo(f"{result.uncacheable} references recorded without a checksum are read from their "
                        "source every time (not cached)")

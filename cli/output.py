@@ -21,12 +21,6 @@ INTERNAL_ERROR_EXIT = 70
 logging.getLogger("artifactfs").addHandler(logging.NullHandler())
 
 
-def human_size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def emit_json(obj) -> None:

@@ -7,13 +7,14 @@ import shutil
 import click
 
 from artifactfs.client import Client
+from artifactfs.config import format_size
 from artifactfs.errors import Conflict, NotFound, UsageError
 from artifactfs.mount.process import check_mountpoint, cli_argv, setup_logging, start_background
 from artifactfs.names import Ref, parse_selector
 from artifactfs.stage.commit import base_manifest, commit_mounted, commit_offline, stage_client
 from artifactfs.stage.local import Stage, find_by_mountpoint, list_stages
 
-from .output import Progress, emit_json, human_size
+from .output import Progress, emit_json
 
 
 class StageGroup(click.Group):
@@ -179,7 +180,7 @@ def commit_stage(client: Client, mountpoint: str | None, stage_id: str | None, *
             click.echo(f"note: latest moved to v{sc.latest_moved_to} since this stage started from {sc.base}; "
                        f"the new version holds the stage's content as it is (use --require-base to refuse)")
         if result.created:
-            click.echo(f"{record.ref} committed: {record.file_count} files, {human_size(record.size)}, "
+            click.echo(f"{record.ref} committed: {record.file_count} files, {format_size(record.size)}, "
                        f"digest {record.digest}")
         else:
             click.echo(f"unchanged: content equals {record.ref} (digest {record.digest}); no new version")
