@@ -3,6 +3,7 @@ stays up, and reads work again once the store is back. Uses its own SeaweedFS so
 keeps running."""
 
 import errno
+import json
 import os
 import random
 import time
@@ -61,6 +62,8 @@ def test_store_outage_mid_read(own_seaweed, tmp_path, monkeypatch):
             with pytest.raises(OSError):
                 open(m.path("acme/vision/bikes:v0/small.txt"), "rb").read()
             assert os.path.ismount(m.mountpoint)  # the daemon stayed up
+            stats = json.loads(os.getxattr(m.mountpoint, "user.artifactfs.stats"))  # the mount says why
+            assert stats["store_errors"] >= 1 and stats["corrupt_pieces"] == 0, stats
 
             own_seaweed.start()
             deadline = time.monotonic() + 30

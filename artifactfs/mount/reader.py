@@ -66,6 +66,7 @@ class ChunkSource:
         self._mem_size = 0
         self._inflight: dict[str, _Flight] = {}
         self._prefetch_limiter = trio.CapacityLimiter(PREFETCH_CONCURRENCY)
+        self.store_errors = 0  # reads failed because the store timed out or was unreachable (for stats)
         self._nursery: trio.Nursery | None = None
 
     def attach(self, nursery: trio.Nursery) -> None:
@@ -156,8 +157,11 @@ class ChunkSource:
         if not flight.event.is_set():
             log.warning("read of %s bytes %d+%d timed out after %gs", piece.key, piece.start, piece.length,
                         self.timeout)
+            self.store_errors += 1
             raise StoreUnavailable(f"store did not deliver {piece.key} within {self.timeout:g}s")
         if flight.error is not None:
+            if isinstance(flight.error, StoreUnavailable):
+                self.store_errors += 1
             raise flight.error
         return flight.data
 

@@ -11,7 +11,8 @@ Files: `path`, `digest` (xxh3-128 of the content), `size`, `chunks` (number of v
 checksum=False has no `size` or `digest`: nothing but its URI was recorded).
 Subdirectories: `path`.
 The mount's root (ReadOnlyFS._mount_xattrs): `store`, `cache_dir` and `stats` (JSON: bytes fetched and
-read from the cache since the mount, corrupt pieces refused, open files, inodes the kernel holds).
+read from the cache since the mount, corrupt pieces refused, reads failed by the store, open files,
+inodes the kernel holds).
 """
 
 import json
