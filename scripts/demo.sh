@@ -40,5 +40,7 @@ head -n 4 "$mnt/demo/samples/flowers:latest/labels.csv"
 cat "$mnt/demo/samples/flowers:demo/README.txt"
 cmp "$mnt/demo/samples/flowers:latest/weights.bin" "$work/sample/weights.bin" && echo "weights.bin: identical to the committed file"
 getfattr -d -m user.artifactfs "$mnt/demo/samples/flowers:latest" 2>/dev/null || true
+echo "== what the mount fetched and read from its cache"
+getfattr --only-values -n user.artifactfs.stats "$mnt" 2>/dev/null && echo || true
 artifactfs umount "$mnt"
 echo "== done"
