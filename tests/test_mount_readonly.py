@@ -16,6 +16,7 @@ import pytest
 
 from artifactfs import layout
 from artifactfs.hashing import CHUNK_SIZE
+from artifactfs.manifest import Entry, Manifest
 from artifactfs.mount.inodes import DIR, FILE, InodeTable, Node
 from tests.fault_util import overwrite_stored
 from tests.fuse_util import Mount, mount_factory, run_cli
@@ -175,31 +176,84 @@ def test_large_listing_matches_lookups(client, tmp_path, mounts):
 
 
 def test_inode_table_counts_listed_entries_until_forgotten():
-    """Listed entries are rows until asked about; lookups from listings and lookups of the Node add up,
-    and `forget` drops a row or a Node once the kernel's count reaches zero."""
-    view = types.SimpleNamespace(key="acme/vision/bikes:0")  # a VersionView as far as the table cares
+    """Listed entries stay small until asked about; lookups from listings and lookups of the Node add up,
+    `forget` drops an entry or a Node once the kernel's count reaches zero, and the table lets go of a
+    version once no listed entry names it."""
+    paths = ["a", "b.txt", "c", "d/a.txt", "d/sub/x", "e"]
+    manifest = Manifest.from_entries([Entry(p, 1, "0" * 32) for p in paths])
+    view = types.SimpleNamespace(key="acme/vision/bikes:0", manifest=manifest)  # a VersionView, as far as it goes
     table = InodeTable()
-    table.count_listed(view, "d/", [(10, b"a.txt", 4), (11, b"sub", -1)])
-    table.count_listed(view, "d/", [(10, b"a.txt", 4)])
-    assert len(table) == 3  # the root and two rows
+    table.count_listed(view, "d/", [(10, b"a.txt", 3), (11, b"sub", -1)])
+    table.count_listed(view, "d/", [(10, b"a.txt", 3)])
+    assert len(table) == 3  # the root and two listed entries
     assert 10 in table and 11 in table and 99 not in table
-    assert 10 not in table._nodes  # asking whether it is held does not make a row a Node (`ls -l`'s xattrs)
+    assert 10 not in table._nodes  # asking whether it is held does not make it a Node (`ls -l`'s xattrs)
     node = table.get(10)
-    assert (node.kind, node.path, node.index, node.version, node.lookups) == (FILE, "d/a.txt", 4, view, 2)
-    assert table.remember(Node(10, FILE, version=view, path="d/a.txt", index=4)) is node and node.lookups == 3
-    table.count_listed(view, "d/", [(10, b"a.txt", 4)])
+    assert (node.kind, node.path, node.index, node.version, node.lookups) == (FILE, "d/a.txt", 3, view, 2)
+    assert table.remember(Node(10, FILE, version=view, path="d/a.txt", index=3)) is node and node.lookups == 3
+    table.count_listed(view, "d/", [(10, b"a.txt", 3)])
     assert node.lookups == 4
     table.forget(10, 3)
     assert table.get(10) is node
     table.forget(10, 1)
     assert table.get(10) is None
-    table.forget(11, 1)  # a row never asked about
+    table.forget(11, 1)  # a directory never asked about
     assert table.get(11) is None and len(table) == 1
-    table.count_listed(view, "", [(12, b"top", -1)])
-    assert (table.get(12).kind, table.get(12).path) == (DIR, "top")
-    table.count_listed(view, "", [(12, b"top", -1), (13, b"b.txt", 5)])  # one known (a Node now), one new
-    table.count_listed(view, "", [(13, b"b.txt", 5)])
-    assert table.get(12).lookups == 2 and table.get(13).lookups == 2 and table.get(13).path == "b.txt"
+    table.count_listed(view, "", [(12, b"c", 2), (13, b"d", -1), (14, b"e", 5)])
+    table.count_listed(view, "", [(12, b"c", 2), (14, b"e", 5)])
+    assert (table.get(13).kind, table.get(13).path) == (DIR, "d")
+    assert (table.get(12).kind, table.get(12).path, table.get(12).lookups) == (FILE, "c", 2)
+    table.count_listed(view, "", [(12, b"c", 2), (15, b"b.txt", 1)])  # one a Node now, one new
+    assert table.get(12).lookups == 3 and table.get(15).path == "b.txt"
+    assert table._views  # entry 14 is still listed, so its version is held
+    table.forget(14, 1)
+    assert 14 in table and table._views
+    table.forget(14, 5)  # more than it has: gone, not negative
+    assert 14 not in table and not table._views and not table._slot_of
+
+
+def test_inode_table_matches_plain_counts_under_random_use():
+    """Random listings, lookups and forgets (what the kernel sends) against a plain dict of counts: the
+    same inodes held with the same counts, and no version kept once nothing names it."""
+    rnd = random.Random(11)
+    views = []
+    for v in range(3):
+        paths = [f"d{d}/f{i}" for d in range(4) for i in range(20)]
+        views.append(types.SimpleNamespace(key=f"a/b/c:{v}", manifest=Manifest.from_entries(
+            [Entry(p, 1, "0" * 32) for p in paths])))
+    table, expected = InodeTable(), {}
+
+    def entries(v, d):
+        m = views[v].manifest
+        rows = [(1000 * (v + 1) + i, m[i].path.rsplit("/", 1)[1].encode(), i) for i in range(len(m))
+                if m[i].path.startswith(f"d{d}/")]
+        return rows + [(900_000 + 10 * v + d, f"d{d}".encode(), -1)]  # and the directory itself
+
+    for _ in range(3000):
+        action = rnd.random()
+        if action < 0.3:
+            v, d = rnd.randrange(3), rnd.randrange(4)
+            rows = rnd.sample(entries(v, d), rnd.randint(1, 10))
+            table.count_listed(views[v], f"d{d}/" if rows[0][2] >= 0 else "", rows)
+            for ino, _, _ in rows:
+                expected[ino] = expected.get(ino, 0) + 1
+        elif action < 0.5 and expected:
+            ino = rnd.choice(sorted(expected))
+            node = table.get(ino)
+            assert node is not None and node.lookups == expected[ino]
+            if node.kind == FILE:
+                assert node.version.manifest[node.index].path == node.path
+        elif expected:
+            ino = rnd.choice(sorted(expected))
+            n = rnd.randint(1, expected[ino])
+            table.forget(ino, n)
+            expected[ino] -= n
+            if not expected[ino]:
+                del expected[ino]
+        assert len(table) == len(expected) + 1  # and the root
+    for ino, count in list(expected.items()):
+        table.forget(ino, count)
+    assert len(table) == 1 and not table._views and not table._slot_of
 
 
 def test_writes_are_erofs(committed, mounts):

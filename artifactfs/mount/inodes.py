@@ -8,8 +8,9 @@ answers READDIRPLUS, so both `lookup` and every entry `readdir` returns count on
 removes a node when its count drops to zero (pyfuse3 developer-notes/lookup_counts.rst). Memory
 follows what the kernel holds, not the size of the versions mounted.
 
-Entries a directory listing returns are kept as a small row (`count_listed`) and become a Node only
-when the kernel asks about that inode (`get`): `find` lists every entry but asks about none of them.
+Entries a directory listing returns are kept small (`count_listed`: a file as one int, a directory as a
+short row) and become a Node only when the kernel asks about that inode (`get`): `find` lists every
+entry but asks about none of them.
 
 Invariant (single trio thread, no await inside these methods): `remember` and `forget` are atomic with
 respect to other requests, so a node is never dropped between a lookup and its reply.
@@ -75,42 +76,92 @@ def node_key(kind, entity="", project="", name="", selector="", version=None, pa
     return "root"
 
 
+# A listed file is one int instead of a row of objects (a million-file listing costs ~100 bytes an entry
+# instead of ~220): its lookup count above _LOOKUPS_AT, a slot naming its version in the bits below that
+# (`InodeTable._views`), its manifest index in the low 40 bits. Its path comes from the manifest when
+# the kernel asks about it. A listed directory keeps a small row: its name is not a manifest entry.
+_LOOKUPS_AT = 72
+_ONE_LOOKUP = 1 << _LOOKUPS_AT
+_SLOT_AT = 40
+_SLOT_MASK = (1 << (_LOOKUPS_AT - _SLOT_AT)) - 1
+_INDEX_MASK = (1 << _SLOT_AT) - 1
+
+
 class InodeTable:
     def __init__(self):
         self._nodes: dict[int, Node] = {ROOT_INODE: Node(ROOT_INODE, ROOT, lookups=1)}
-        # listed, not asked about yet: ino -> [lookups, version, directory prefix, UTF-8 name, index or -1]
-        self._listed: dict[int, list] = {}
+        # listed, not asked about yet: files packed into an int (above), directories as
+        # ino -> [lookups, version, directory prefix, UTF-8 name]
+        self._files: dict[int, int] = {}
+        self._dirs: dict[int, list] = {}
+        self._views: dict[int, list] = {}  # slot -> [version, listed files naming it]
+        self._slot_of: dict[int, int] = {}  # id(version) -> its slot (the version is held in _views)
+        self._next_slot = 0
 
     def __len__(self) -> int:
-        return len(self._nodes) + len(self._listed)
+        return len(self._nodes) + len(self._files) + len(self._dirs)
 
     def __contains__(self, ino: int) -> bool:
-        """Whether the kernel holds `ino`, without making a listed row a Node."""
-        return ino in self._nodes or ino in self._listed
+        """Whether the kernel holds `ino`, without making a listed entry a Node."""
+        return ino in self._nodes or ino in self._files or ino in self._dirs
 
     def get(self, ino: int) -> Node | None:
         node = self._nodes.get(ino)
-        if node is None:
-            row = self._listed.pop(ino, None)
+        if node is not None:
+            return node
+        packed = self._files.pop(ino, None)
+        if packed is not None:
+            version = self._release(packed >> _SLOT_AT & _SLOT_MASK, 1)
+            index = packed & _INDEX_MASK
+            node = Node(ino, FILE, version=version, path=version.manifest[index].path, index=index,
+                        lookups=packed >> _LOOKUPS_AT)
+        else:
+            row = self._dirs.pop(ino, None)
             if row is None:
                 return None
-            lookups, version, prefix, name, index = row
-            node = self._nodes[ino] = Node(ino, FILE if index >= 0 else DIR, version=version,
-                                           path=prefix + name.decode("utf-8"), index=index, lookups=lookups)
+            lookups, version, prefix, name = row
+            node = Node(ino, DIR, version=version, path=prefix + name.decode("utf-8"), lookups=lookups)
+        self._nodes[ino] = node
         return node
 
     def count_listed(self, version, prefix: str, rows) -> None:
-        """Count one lookup of each (ino, UTF-8 name, index or -1 for a directory) a listing of the
-        directory `prefix` (with its trailing slash) of `version` returned."""
-        nodes, listed = self._nodes, self._listed
+        """Count one lookup of each (ino, UTF-8 name, manifest index or -1 for a directory) a listing of
+        the directory `prefix` (with its trailing slash) of `version` returned."""
+        nodes, files, dirs = self._nodes, self._files, self._dirs
+        new_file = None  # this version's slot bits, once a new file needs them
+        added = 0
         for ino, name, index in rows:
-            row = listed.get(ino)
-            if row is not None:
-                row[0] += 1
+            if index >= 0 and (packed := files.get(ino)) is not None:
+                files[ino] = packed + _ONE_LOOKUP
             elif (node := nodes.get(ino)) is not None:
                 node.lookups += 1
+            elif index >= 0:
+                if new_file is None:
+                    new_file = _ONE_LOOKUP | self._slot(version) << _SLOT_AT
+                files[ino] = new_file | index
+                added += 1
+            elif (row := dirs.get(ino)) is not None:
+                row[0] += 1
             else:
-                listed[ino] = [1, version, prefix, name, index]
+                dirs[ino] = [1, version, prefix, name]
+        if added:
+            self._views[self._slot_of[id(version)]][1] += added
+
+    def _slot(self, version) -> int:
+        slot = self._slot_of.get(id(version))
+        if slot is None:
+            slot = self._slot_of[id(version)] = self._next_slot
+            self._next_slot = (self._next_slot + 1) & _SLOT_MASK  # 4 billion versions before one is reused
+            self._views[slot] = [version, 0]
+        return slot
+
+    def _release(self, slot: int, files: int):
+        """`files` listed files naming `slot` are gone; returns its version (dropped once none is left)."""
+        held = self._views[slot]
+        held[1] -= files
+        if held[1] <= 0:
+            del self._views[slot], self._slot_of[id(held[0])]
+        return held[0]
 
     def remember(self, node: Node) -> Node:
         """Count one kernel lookup of `node` (call right before replying to lookup)."""
@@ -125,14 +176,24 @@ class InodeTable:
         return known
 
     def forget(self, ino: int, nlookup: int) -> None:
-        node = self._nodes.get(ino) or self._listed.get(ino)
-        if node is None or ino == ROOT_INODE:
+        if ino == ROOT_INODE:
             return
-        if type(node) is list:
-            node[0] -= nlookup
-            if node[0] <= 0:
-                del self._listed[ino]
+        node = self._nodes.get(ino)
+        if node is not None:
+            node.lookups -= nlookup
+            if node.lookups <= 0:
+                del self._nodes[ino]
             return
-        node.lookups -= nlookup
-        if node.lookups <= 0:
-            del self._nodes[ino]
+        packed = self._files.get(ino)
+        if packed is not None:
+            if packed >> _LOOKUPS_AT <= nlookup:
+                del self._files[ino]
+                self._release(packed >> _SLOT_AT & _SLOT_MASK, 1)
+            else:
+                self._files[ino] = packed - nlookup * _ONE_LOOKUP
+            return
+        row = self._dirs.get(ino)
+        if row is not None:
+            row[0] -= nlookup
+            if row[0] <= 0:
+                del self._dirs[ino]
