@@ -421,8 +421,8 @@ class ReadOnlyFS(pyfuse3.Operations):
         fetcher = self.source.fetcher
         stats = {"fetched_bytes": fetcher.fetched_bytes, "cache_read_bytes": fetcher.cache_read_bytes,
                  "corrupt_pieces": fetcher.corrupt_pieces, "store_errors": self.source.store_errors,
-                 "open_files": len(self._files),
-                 "inodes": len(self.inodes), "small_files_prefilled": self.page_cache_fills}
+                 "open_files": len(self._files), "inodes": len(self.inodes),
+                 "small_files_prefilled": self.page_cache_fills}
         return {"store": self.ns.repo.store.url, "cache_dir": fetcher.cache.dir,
                 "stats": json.dumps(stats, sort_keys=True)}
 
