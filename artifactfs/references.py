@@ -16,6 +16,7 @@ hashed. A source that changed since the commit raises CorruptData after one clea
 mount answers EIO and `get` fails; it never returns other bytes than the ones committed.
 """
 
+import contextlib
 import logging
 import os
 import threading
@@ -47,6 +48,18 @@ def _changed(uri: str, why: str) -> CorruptData:
 
 def _local_path(uri: str) -> str:
     return urllib.parse.unquote(urllib.parse.urlparse(uri).path)
+
+
+@contextlib.contextmanager
+def _local_source(uri: str):
+    """The local path of a file:// reference read as it is now; a missing or unreadable file is one
+    clear error (NotFound, LocalIOError) instead of an OSError."""
+    try:
+        yield _local_path(uri)
+    except FileNotFoundError:
+        raise NotFound(f"reference {uri}: the file does not exist") from None
+    except OSError as exc:
+        raise LocalIOError(f"cannot read reference {uri}: {exc.strerror}") from None
 
 
 def _base_name(path: str, uri: str) -> str:
@@ -87,6 +100,11 @@ class References:
             if bucket not in self._s3:
                 self._s3[bucket] = S3Store(bucket, "", self.endpoint_url, self.timeout)
             return self._s3[bucket]
+
+    def _s3_object(self, uri: str):
+        """The client of the bucket an s3:// URI names, and the object's key in it."""
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        return self._bucket(bucket), key
 
     def _resolve_s3(self, uri: str, name: str | None, max_objects: int) -> list[Entry]:
         bucket, _, key = uri[len("s3://"):].partition("/")
@@ -192,8 +210,7 @@ class References:
         return data
 
     def _read_s3(self, uri, start, length, size, etag, version_id) -> bytes:
-        bucket, _, key = uri[len("s3://"):].partition("/")
-        s3 = self._bucket(bucket)
+        s3, key = self._s3_object(uri)
         kwargs = {"Key": key, "Range": f"bytes={start}-{start + length - 1}"}
         if etag:
             kwargs["IfMatch"] = etag
@@ -213,7 +230,7 @@ class References:
             raise _changed(uri, f"size {total} instead of {size}")
         from .store.s3 import _read_body
 
-        return _read_body(resp, f"s3://{bucket}", key)
+        return _read_body(resp, f"s3://{s3.bucket}", key)
 
     def _read_file(self, uri, start, length, size) -> bytes:
         local = _local_path(uri)
@@ -254,8 +271,7 @@ class References:
     def stream(self, uri: str) -> Iterator[bytes]:
         """The current content of an unchecked reference, in blocks."""
         if uri.startswith("s3://"):
-            bucket, _, key = uri[len("s3://"):].partition("/")
-            s3 = self._bucket(bucket)
+            s3, key = self._s3_object(uri)
             yield s3.get(key)[0]
         elif uri.startswith("file://"):
             with open(_local_path(uri), "rb") as f:
@@ -269,16 +285,11 @@ class References:
     def current_size(self, uri: str) -> int:
         """The size of what an unchecked reference's source holds now (S3 HEAD, stat, HTTP HEAD)."""
         if uri.startswith("s3://"):
-            bucket, _, key = uri[len("s3://"):].partition("/")
-            s3 = self._bucket(bucket)
+            s3, key = self._s3_object(uri)
             return int(s3._call(key, s3.client.head_object, Key=key)["ContentLength"])
         if uri.startswith("file://"):
-            try:
-                return os.stat(_local_path(uri)).st_size
-            except FileNotFoundError:
-                raise NotFound(f"reference {uri}: the file does not exist") from None
-            except OSError as exc:
-                raise LocalIOError(f"cannot read reference {uri}: {exc.strerror}") from None
+            with _local_source(uri) as local:
+                return os.stat(local).st_size
         with self._open_http(uri, method="HEAD") as resp:
             length = resp.headers.get("Content-Length")
         if length is None or not length.isdigit():
@@ -291,16 +302,11 @@ class References:
         if length <= 0:
             return b""
         if uri.startswith("s3://"):
-            bucket, _, key = uri[len("s3://"):].partition("/")
-            return self._bucket(bucket).get_range(key, start, length)
+            s3, key = self._s3_object(uri)
+            return s3.get_range(key, start, length)
         if uri.startswith("file://"):
-            try:
-                with open(_local_path(uri), "rb") as f:
-                    return os.pread(f.fileno(), length, start)
-            except FileNotFoundError:
-                raise NotFound(f"reference {uri}: the file does not exist") from None
-            except OSError as exc:
-                raise LocalIOError(f"cannot read reference {uri}: {exc.strerror}") from None
+            with _local_source(uri) as local, open(local, "rb") as f:
+                return os.pread(f.fileno(), length, start)
         with self._open_http(uri, headers={"Range": f"bytes={start}-{start + length - 1}"}) as resp:
             body = resp.read()
             return body if resp.status == 206 else body[start:start + length]  # 200: Range ignored
@@ -322,8 +328,7 @@ class References:
             if entry.size:
                 self.read_range(entry.ref, 0, 1, entry.size, entry.etag, entry.version_id)
             elif entry.ref.startswith("s3://"):
-                bucket, _, key = entry.ref[len("s3://"):].partition("/")
-                s3 = self._bucket(bucket)
+                s3, key = self._s3_object(entry.ref)
                 resp = s3._call(key, s3.client.head_object, Key=key)
                 if resp["ETag"] != entry.etag or resp["ContentLength"] != 0:
                     return f"reference {entry.ref} changed since it was committed"
