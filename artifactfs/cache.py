@@ -103,11 +103,10 @@ class PieceCache:
         out: list[bytes | None] = []
         for start, length, digest in files:
             data = None
-            for lo, hi, path in runs:
-                if lo <= start and start + length <= hi:
-                    data = self._read_run(path, start - lo, length, digest)
-                    if data is not None:
-                        break
+            for lo, path in _covering(runs, start, length):
+                data = self._read_run(path, start - lo, length, digest)
+                if data is not None:
+                    break
             out.append(data)
         return out
 
@@ -126,9 +125,9 @@ class PieceCache:
         runs = self._runs_of(pack)
         out = []
         for start, length in files:
-            run = next((r for r in runs if r[0] <= start and start + length <= r[1]), None)
+            run = next(_covering(runs, start, length), None)
             if run is not None:
-                self._touch(run[2], run[2])
+                self._touch(run[1], run[1])
             out.append(run is not None)
         return out
 
@@ -345,6 +344,11 @@ class PieceCache:
                 damaged.append(name)
                 self._remove(path)
         return checked, damaged
+
+
+def _covering(runs: list[tuple[int, int, str]], start: int, length: int):
+    """(start of the run, its path) of each cached run of a pack that holds bytes [start, start+length)."""
+    return ((lo, path) for lo, hi, path in runs if lo <= start and start + length <= hi)
 
 
 def _files_at_depth(top: str, depth: int):
