@@ -1,6 +1,7 @@
 """`artifactfs` commands. Each one: options, one library call, printing."""
 
 import json
+import sys
 
 import click
 
@@ -15,10 +16,26 @@ from .output import Progress, emit_json, run_guarded, ttl_state
 
 
 class GuardedGroup(click.Group):
-    """Runs every command inside the error boundary, so no command can print a traceback."""
+    """Runs every command inside the error boundary, so no command can print a traceback, and says a
+    usage error (a missing argument, an option's bad value) in one line, as every other error."""
 
     def invoke(self, ctx):
         return run_guarded(lambda: super(GuardedGroup, self).invoke(ctx))
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            click.echo(f"artifactfs: error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("artifactfs: interrupted", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        sys.exit(0)
 
 
 EPILOG = "Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())

@@ -90,6 +90,9 @@ def run_guarded(fn):
     except KeyboardInterrupt:
         click.echo("artifactfs: interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:  # `artifactfs ls | head -1`: the reader has all it wanted; quiet, as `ls` is
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
         raise
     except Exception as exc:  # a bug: say so in one line, keep the traceback for whoever asks
