@@ -62,9 +62,8 @@ class ArtifactEntry:
     def download(self, root: str | None = None) -> str:
         """Write the file under `root` (default ./artifacts/NAME-vN); returns its local path."""
         root = root or self._artifact._default_root()
-        dest = os.path.join(root, self.path)
-        self._artifact._client.fetcher.download_entry(self._entry, self._chunk_size, dest)
-        return dest
+        self._artifact._client.fetcher.download_entry(self._entry, self._chunk_size, root)
+        return os.path.join(root, self.path)
 
 
 class Artifact:

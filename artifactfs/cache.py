@@ -6,10 +6,12 @@ of a pack, cached as fetched: one ranged GET of back-to-back small files becomes
 per file (5,000 small files cost 5,000 creates, renames and page-cache fills otherwise, which halved
 cold small-file reads on 2 cores). A packed file is read from any cached run that covers its bytes and
 checked against its digest on every read. Each file is written to a temp file, then renamed, so a
-reader sees a whole piece or none. A piece is re-verified the first time this
-process reads it, so a piece damaged on disk (or half-written before a crash) is dropped and fetched
-again, never served. Eviction is LRU by mtime between a high and a low watermark and skips pinned
-pieces; an evicted piece that a reader already opened stays readable (POSIX unlink semantics).
+reader sees a whole piece or none. Every read from the cache is checked, and costs in proportion to
+what it reads: a whole piece against its digest, a range of one against the digests of its blocks
+(piecefile.py), a packed file against its own digest. A file that fails (flipped, truncated, replaced,
+half-written before a crash) is dropped, logged, and fetched again, never served. Eviction is LRU by
+mtime between a high and a low watermark; an evicted piece that a reader already opened stays
+readable (POSIX unlink semantics).
 Thread-safe; shared by mounts and `get` in any number of processes.
 
 A piece handed over in a page-aligned buffer (buffers.py; the mount's ranged GETs are) is written with
@@ -28,6 +30,7 @@ import threading
 import time
 
 from .buffers import ALIGN, is_aligned
+from . import piecefile
 from .hashing import digest_bytes
 
 log = logging.getLogger(__name__)
@@ -53,9 +56,8 @@ class PieceCache:
             os.makedirs(d, mode=0o700, exist_ok=True)
         os.chmod(self.dir, 0o700)
         self._lock = threading.Lock()
-        self._verified: set[str] = set()
         self._touched: dict[str, float] = {}
-        self._pins: dict[str, int] = {}
+        self.damaged = 0  # cache files found damaged and dropped (for stats and tests)
         self.buffers = None  # a buffers.BufferPool: large pieces are read into its buffers (O_DIRECT)
         self.write_failures = 0  # pieces and runs that could not be stored (a full disk), and the last reason
         self.last_write_error = ""
@@ -66,30 +68,65 @@ class PieceCache:
         return os.path.join(self.pieces_dir, digest[:2], digest)
 
     # ---- read / write --------------------------------------------------------------------------
-    def get(self, digest: str) -> bytes | None:
-        """The verified piece, or None if absent or damaged (a damaged one is removed)."""
+    def get(self, digest: str, length: int) -> bytes | None:
+        """The piece, checked against its digest on every read, or None if absent or damaged (a
+        damaged one is removed and logged)."""
         path = self.path(digest)
         try:
-            data = self._read(path)
+            data = self._read(path, length)
         except FileNotFoundError:
             return None
         except OSError as exc:
             log.warning("cache: cannot read %s: %s", path, exc)
             return None
-        if digest not in self._verified:
-            if digest_bytes(data) != digest:
-                log.warning("cache: piece %s is damaged on disk; dropping it and refetching", digest)
-                self._remove(path)
-                return None
-            self._verified.add(digest)
+        if data is None or not piecefile.whole_ok(data, digest):
+            self._drop_damaged(path)
+            return None
         self._touch(digest, path)
         return data
 
-    def put(self, digest: str, data: bytes) -> None:
-        """Store a piece the caller has verified. Errors (a full disk) are logged, not raised."""
-        if self._install(self.path(digest), data):
-            with self._lock:
-                self._verified.add(digest)
+    def get_range(self, digest: str, length: int, start: int, size: int) -> bytes | None:
+        """Bytes [start, start + size) of the piece, checked against the digests of the blocks they
+        touch (piecefile.py): what a random read costs is in proportion to what it reads. None if
+        absent or damaged (removed)."""
+        path = self.path(digest)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("cache: cannot read %s: %s", path, exc)
+            return None
+        try:
+            table = piecefile.has_table(os.fstat(fd).st_size, length)
+            if table:
+                data = piecefile.read_range(fd, length, start, size)
+            elif table is False:  # an older file without a table: checked whole
+                whole = os.pread(fd, length, 0)
+                data = whole[start:start + size] if piecefile.whole_ok(whole, digest) else None
+            else:
+                data = None
+        except OSError as exc:
+            log.warning("cache: cannot read %s: %s", path, exc)
+            return None
+        finally:
+            os.close(fd)
+        if data is None:
+            self._drop_damaged(path)
+            return None
+        self._touch(digest, path)
+        return data
+
+    def put(self, digest: str, data) -> None:
+        """Store a piece the caller has verified, with its block table. Errors (a full disk) are
+        logged, not raised."""
+        self._install(self.path(digest), data, piecefile.block_table(data))
+
+    def _drop_damaged(self, path: str) -> None:
+        log.warning("cache: %s is damaged on disk; dropping it and fetching it again", os.path.relpath(path, self.dir))
+        self._remove(path)
+        with self._lock:
+            self.damaged += 1
 
     # ---- runs of packed files ------------------------------------------------------------------
     def run_dir(self, pack: str) -> str:
@@ -111,7 +148,7 @@ class PieceCache:
         return out
 
     def holds(self, digest: str) -> bool:
-        """Whether the piece is cached (not re-verified here: its first read does that); a held piece
+        """Whether the piece is cached (not re-verified here: every read is); a held piece
         is marked recently used, so eviction keeps it longer."""
         path = self.path(digest)
         if not os.path.exists(path):
@@ -163,19 +200,18 @@ class PieceCache:
         finally:
             os.close(fd)
         if len(data) != length or digest_bytes(data) != digest:
-            log.warning("cache: run %s is damaged on disk; dropping it and refetching", path)
-            self._remove(path)
+            self._drop_damaged(path)
             return None
         self._touch(path, path)
         return data
 
-    def _install(self, path: str, data) -> bool:
-        """Write `data` as the cache file `path` (temp + rename) and account for it; False on an
-        OSError (a full disk: logged, and a tenth of the cache freed)."""
+    def _install(self, path: str, data, trailer: bytes = b"") -> bool:
+        """Write `data` and then `trailer` as the cache file `path` (temp + rename) and account for
+        it; False on an OSError (a full disk: logged, and a tenth of the cache freed)."""
         tmp = os.path.join(self.tmp_dir, f"{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}")
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            _write_file(tmp, data)
+            _write_file(tmp, data, trailer)
             os.rename(tmp, path)
         except OSError as exc:
             self._remove(tmp)
@@ -186,27 +222,29 @@ class PieceCache:
             self.evict(force=True)
             return False
         with self._lock:
-            self._size += len(data)
+            self._size += len(data) + len(trailer)
             over = self._size > self.max_bytes
         if over:
             self.evict()
         return True
 
-    def _read(self, path: str):
-        pool = self.buffers
-        if pool is None:
-            with open(path, "rb") as f:
-                return f.read()
+    def _read(self, path: str, length: int):
+        """The first `length` bytes of the cache file `path` (into a pooled buffer when large), or
+        None if the file is not of a length that holds such a piece (damaged)."""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            size = os.fstat(fd).st_size
-            if size < pool.min_size:
-                return os.pread(fd, size, 0) if size else b""
-            # O_DIRECT reads whole blocks: ask for the size rounded up, EOF makes the last one short
-            buf = pool.take(-(-size // ALIGN) * ALIGN)
+            if piecefile.has_table(os.fstat(fd).st_size, length) is None:
+                return None
+            pool = self.buffers
+            if pool is None or length < pool.min_size:
+                data = os.pread(fd, length, 0) if length else b""
+                return data if len(data) == length else None
+            # O_DIRECT reads whole blocks: ask for the size rounded up (into the table, or to EOF)
+            size = -(-length // ALIGN) * ALIGN
+            buf = pool.take(size)
             got = 0
             direct = _set_direct(fd, True)
-            while got < size:
+            while got < length:
                 try:
                     n = os.preadv(fd, [buf[got:]], got)
                 except OSError as exc:
@@ -215,23 +253,11 @@ class PieceCache:
                     direct = not _set_direct(fd, False)  # O_DIRECT refused after all: read normally
                     continue
                 if not n:
-                    break  # shorter than it was a moment ago: the digest check drops it
+                    return None  # shorter than it was a moment ago
                 got += n
-            return buf[:got]
+            return buf[:length]
         finally:
             os.close(fd)
-
-    def pin(self, digest: str) -> None:
-        with self._lock:
-            self._pins[digest] = self._pins.get(digest, 0) + 1
-
-    def unpin(self, digest: str) -> None:
-        with self._lock:
-            n = self._pins.get(digest, 0) - 1
-            if n > 0:
-                self._pins[digest] = n
-            else:
-                self._pins.pop(digest, None)
 
     def _touch(self, name: str, path: str) -> None:
         now = time.monotonic()
@@ -281,13 +307,9 @@ class PieceCache:
         if force:
             target = min(target, int(total * LOW_WATERMARK))
         freed = 0
-        with self._lock:
-            pins = set(self._pins)
-        for name, path, st in entries:
+        for _, path, st in entries:
             if total - freed <= target:
                 break
-            if name in pins:
-                continue
             if self._remove(path):
                 freed += st.st_size
         with self._lock:
@@ -300,7 +322,6 @@ class PieceCache:
         except OSError:
             return False
         name = os.path.basename(path)
-        self._verified.discard(name)
         self._touched.pop(name, None)
         self._touched.pop(path, None)
         if path.startswith(self.runs_dir + os.sep):
@@ -331,12 +352,16 @@ class PieceCache:
         return freed
 
     def verify(self) -> tuple[int, list[str]]:
-        """Re-hash every piece and run; damaged ones are removed. Returns (files checked, damaged names)."""
+        """Re-hash every piece (and its block table) and run; damaged ones are removed. Returns (files
+        checked, damaged names)."""
         checked, damaged = 0, []
         for name, path, _ in list(self._piece_entries()):
             try:
-                with open(path, "rb") as f:
-                    ok = digest_bytes(f.read()) == name.rsplit("-", 1)[-1]
+                if path.startswith(self.runs_dir + os.sep):
+                    with open(path, "rb") as f:
+                        ok = digest_bytes(f.read()) == name.rsplit("-", 1)[-1]
+                else:
+                    ok = piecefile.file_ok(path, name)
             except OSError:
                 continue
             checked += 1
@@ -379,8 +404,9 @@ def _set_direct(fd: int, on: bool) -> bool:
         return False
 
 
-def _write_file(path: str, data) -> None:
-    """Write `data` as the new file `path`: its aligned part with O_DIRECT when the buffer allows it."""
+def _write_file(path: str, data, trailer: bytes = b"") -> None:
+    """Write `data`, then `trailer`, as the new file `path`: the aligned part of `data` with O_DIRECT
+    when the buffer allows it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
         view = memoryview(data)
@@ -393,7 +419,9 @@ def _write_file(path: str, data) -> None:
                 if exc.errno != errno.EINVAL:  # EINVAL: no O_DIRECT here after all; write it normally
                     raise
             _set_direct(fd, False)
-        _write_all(fd, view[done:], done)
+        end = _write_all(fd, view[done:], done)
+        if trailer:
+            _write_all(fd, memoryview(trailer), end)
     finally:
         os.close(fd)
 

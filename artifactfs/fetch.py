@@ -8,6 +8,7 @@ share one download (single flight). Blocking; the mount calls it from worker thr
 
 import logging
 import os
+import stat
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ from . import layout
 from .cache import PieceCache
 from .errors import CorruptData, LocalIOError
 from .hashing import digest_bytes
-from .localfs import unlink_quietly
-from .manifest import Entry
+from .localfs import open_dir_under, temp_name
+from .manifest import Entry, check_entry
 from .store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ def cacheable(entry: Entry) -> bool:
 
 
 def pieces_of(entry: Entry, chunk_size: int) -> list[Piece]:
+    """The pieces `entry` is read as; CorruptData if its size, chunks and location do not fit together
+    (a hostile or damaged manifest: an error, never an empty, short or huge read)."""
+    check_entry(entry, chunk_size)
     if entry.size == 0:
         return []
     if entry.ref is not None:
@@ -163,7 +167,22 @@ class Fetcher:
         pack = pieces[0].pack
         if pack is not None:
             return self.cache.get_packed(pack, [(p.start, p.length, p.digest) for p in pieces])
-        return [self.cache.get(p.digest) for p in pieces]
+        return [self.cache.get(p.digest, p.length) for p in pieces]
+
+    def cached_range(self, piece: Piece, start: int, size: int) -> bytes | None:
+        """Bytes [start, start + size) of `piece` from the local cache only, each cache block they
+        touch checked (a small random read does not re-read the whole chunk); None if not cached."""
+        if not piece.verifiable:
+            return None
+        if piece.pack is not None:  # a small file: read (and checked) whole
+            data = self._cached([piece])[0]
+        else:
+            data = self.cache.get_range(piece.digest, piece.length, start, size)
+        if data is None:
+            return None
+        with self._lock:
+            self.cache_read_bytes += len(data)
+        return data[start:start + size] if piece.pack is not None else data
 
     def _keep(self, pieces: list[Piece], start: int, data) -> None:
         """Cache verified `pieces`, whose bytes `data` holds from offset `start` of their object on:
@@ -233,15 +252,27 @@ class Fetcher:
         return data
 
     # ---- whole-file download --------------------------------------------------------------------
-    def download_entry(self, entry: Entry, chunk_size: int, dest: str, data: bytes | None = None) -> bool:
-        """Write `entry` to `dest` (temp + rename); `data`: its verified bytes, when already fetched.
-        Returns False if `dest` already held it."""
-        if _already_there(entry, dest):
-            return False
-        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-        tmp = f"{dest}.artifactfs-tmp"
+    def download_entry(self, entry: Entry, chunk_size: int, root: str, data: bytes | None = None) -> bool:
+        """Write `entry` at its path under `root` (a unique temp file, then a rename); `data`: its
+        verified bytes, when already fetched. Below `root` no symbolic link is followed (localfs).
+        Returns False if the file there already held it."""
+        *parents, name = entry.path.split("/")
+        dir_fd = open_dir_under(root, parents)
         try:
-            with open(tmp, "wb") as f:
+            if _already_there(entry, dir_fd, name):
+                return False
+            self._write_entry(entry, chunk_size, dir_fd, name, data)
+        except OSError as exc:
+            raise LocalIOError(f"cannot write {os.path.join(root, entry.path)}: {exc.strerror or exc}") from None
+        finally:
+            os.close(dir_fd)
+        return True
+
+    def _write_entry(self, entry: Entry, chunk_size: int, dir_fd: int, name: str, data: bytes | None) -> None:
+        tmp = temp_name(name)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        try:
+            with open(fd, "wb") as f:
                 if data is not None:
                     f.write(data)
                 elif _unchecked(entry):  # checksum=False: whatever the URI holds now
@@ -250,15 +281,14 @@ class Fetcher:
                 else:
                     for piece in pieces_of(entry, chunk_size):
                         f.write(self.piece(piece))
-            os.chmod(tmp, 0o755 if entry.executable else 0o644)
-            os.replace(tmp, dest)
-        except OSError as exc:
-            unlink_quietly(tmp)
-            raise LocalIOError(f"cannot write {dest}: {exc.strerror or exc}") from None
+                os.fchmod(f.fileno(), 0o755 if entry.executable else 0o644)
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
-            unlink_quietly(tmp)
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except OSError:
+                pass
             raise
-        return True
 
     def download_all(self, entries: Iterable[Entry], chunk_size: int, root: str,
                      progress: Callable[[int], None] | None = None, threads: int = 16) -> tuple[int, int]:
@@ -268,10 +298,7 @@ class Fetcher:
         lock = threading.Lock()
 
         def one(entry: Entry, data: bytes | None = None):
-            dest = os.path.join(root, entry.path)
-            if not os.path.abspath(dest).startswith(root + os.sep):
-                raise LocalIOError(f"refusing to write {entry.path!r} outside {root}")
-            wrote = self.download_entry(entry, chunk_size, dest, data)
+            wrote = self.download_entry(entry, chunk_size, root, data)
             with lock:
                 counts[0 if wrote else 1] += 1
             if progress:
@@ -368,14 +395,16 @@ def _unchecked(entry: Entry) -> bool:
     return is_unchecked(entry)
 
 
-def _already_there(entry: Entry, dest: str) -> bool:
+def _already_there(entry: Entry, dir_fd: int, name: str) -> bool:
+    """Whether `name` is a regular file (not a link) that holds `entry`'s content already."""
     from .hashing import hash_file
 
     if entry.digest is None:
         return False  # nothing cheap to compare with: fetch again (ranged reads are validated)
     try:
-        if os.path.getsize(dest) != entry.size:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
             return False
-        return hash_file(dest)[1] == entry.digest
+        return hash_file(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd))[1] == entry.digest
     except OSError:
         return False

@@ -58,7 +58,7 @@ def hash_bytes(data: bytes, chunk_size: int = CHUNK_SIZE) -> tuple[int, str, lis
     return hasher.finish()
 
 
-def hash_file(path: str | os.PathLike, chunk_size: int = CHUNK_SIZE) -> tuple[int, str, list[str] | None]:
+def hash_file(path: str | os.PathLike | int, chunk_size: int = CHUNK_SIZE) -> tuple[int, str, list[str] | None]:
     hasher = StreamHasher(chunk_size)
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from . import layout, manifest_columns
 from .errors import Conflict, CorruptData, NotFound, ObjectNotFound, PreconditionFailed, UsageError
 from .hashing import StreamHasher, digest_bytes
-from .manifest import Manifest, canonical_json
+from .manifest import Manifest, canonical_json, check_entry
 from .names import LATEST, ArtifactName, Ref, parse_ref
 from .repo import Repository, VersionRecord, _load_json, now_iso, parse_stored_manifest, whoami
 
@@ -216,6 +216,11 @@ def verify(repo: Repository, records: list[VersionRecord], references) -> Verify
             problems.append(f"{record.ref}: {problem}")
         for entry in manifest:
             where = f"{record.ref} {entry.path}"
+            try:
+                check_entry(entry, manifest.chunk_size)
+            except CorruptData as exc:
+                problems.append(f"{where}: {exc}")
+                continue
             if entry.ref is not None:
                 refs.append((where, entry, manifest.chunk_size))
             elif entry.pack:

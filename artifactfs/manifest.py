@@ -26,6 +26,36 @@ FORMAT = "artifactfs-manifest"
 FORMAT_VERSION = 1
 EXECUTABLE_MODE = 0o755
 _ZERO_DIGEST = bytes(16)
+MAX_SIZE = 2**53 - 1  # file sizes and pack offsets: what a JSON number holds exactly, and st_size too
+MIN_CHUNK_SIZE = 4096
+MAX_CHUNK_SIZE = 64 * 1024 * 1024  # a piece is at most this long: what one read may allocate
+EMPTY_DIGEST = digest_bytes(b"")
+
+
+def check_chunk_size(value) -> int:
+    """The manifest header's chunk size, if it is one a reader can work with; CorruptData if not."""
+    if type(value) is not int or not MIN_CHUNK_SIZE <= value <= MAX_CHUNK_SIZE:
+        raise CorruptData(f"manifest chunk size {value!r} is not a whole number from {MIN_CHUNK_SIZE} "
+                          f"to {MAX_CHUNK_SIZE}")
+    return value
+
+
+def check_entry(e: "Entry", chunk_size: int) -> None:
+    """What reading `e` relies on and the parse does not see line by line (it needs the chunk size):
+    a size its pieces can hold exactly. CorruptData if not, so that a hostile or damaged manifest
+    gives an error, never a short, empty or wrong-sized file. Checked when the entry is read (fetch.py)."""
+    if e.digest is None:  # a reference checked by ETag, or not at all: read by ranges of the chunk size
+        return
+    count = -(-e.size // chunk_size)
+    if e.chunks is not None and (e.size <= chunk_size or len(e.chunks) != count):
+        raise CorruptData(f"manifest entry {e.path!r}: {len(e.chunks)} chunks cannot hold {e.size} bytes "
+                          f"in chunks of {chunk_size}")
+    if e.chunks is None and e.size > chunk_size:
+        raise CorruptData(f"manifest entry {e.path!r}: {e.size} bytes recorded without chunk digests")
+    if e.size == 0 and e.digest != EMPTY_DIGEST:
+        raise CorruptData(f"manifest entry {e.path!r}: size 0 with the digest of non-empty content")
+    if e.offset + e.size > MAX_SIZE:
+        raise CorruptData(f"manifest entry {e.path!r}: pack offset {e.offset} is out of range")
 
 
 @dataclass(frozen=True)
@@ -67,7 +97,7 @@ class Entry:
             size = obj["size"]
             digest = obj.get("digest")
             chunks = obj.get("chunks")
-            if not isinstance(size, int) or size < 0:
+            if type(size) is not int or not 0 <= size <= MAX_SIZE:
                 raise CorruptData(f"manifest entry {path!r} has an invalid size")
             if digest is not None and not is_digest(digest):
                 raise CorruptData(f"manifest entry {path!r} has an invalid digest")
@@ -79,7 +109,7 @@ class Entry:
                 chunks = tuple(chunks)
             pack, offset = obj.get("pack"), obj.get("offset", 0)
             if pack is not None and not (is_digest(pack) and digest and not chunks and obj.get("ref") is None
-                                         and type(offset) is int and offset >= 0):
+                                         and type(offset) is int and 0 <= offset <= MAX_SIZE):
                 raise CorruptData(f"manifest entry {path!r} has an invalid pack location")
             if pack is None and "offset" in obj:
                 raise CorruptData(f"manifest entry {path!r} has an offset but no pack")
@@ -117,9 +147,10 @@ class DirChild:
 _PARSE_WINDOW = 4 * 1024 * 1024
 _CHILD_BATCH = 256  # children per child_rows call
 # A plain canonical entry line: keys sorted, no escapes in the path, nothing but digest, path, size and
-# optionally a pack location (offset, pack). Groups: digest, offset, pack, path, size.
-_PLAIN_LINE = re.compile(rb'^\{"digest":"([0-9a-f]{32})",(?:"offset":(0|[1-9][0-9]{0,18}),"pack":"([0-9a-f]{32})",)?'
-                         rb'"path":"([^"\\\x00-\x1f]+)","size":(0|[1-9][0-9]{0,18})\}\n', re.MULTILINE)
+# optionally a pack location (offset, pack), numbers of at most 15 digits (below MAX_SIZE; a longer one
+# takes the slow path, which checks it). Groups: digest, offset, pack, path, size.
+_PLAIN_LINE = re.compile(rb'^\{"digest":"([0-9a-f]{32})",(?:"offset":(0|[1-9][0-9]{0,14}),"pack":"([0-9a-f]{32})",)?'
+                         rb'"path":"([^"\\\x00-\x1f]+)","size":(0|[1-9][0-9]{0,14})\}\n', re.MULTILINE)
 
 
 def _plain_paths_ok(paths: list[bytes], joined: bytes) -> bool:
@@ -205,7 +236,7 @@ class _Columns:
         goes through Entry.from_json and its full checks."""
         if type(obj) is dict and len(obj) == 3:
             path, size, digest = obj.get("path"), obj.get("size"), obj.get("digest")
-            if (type(path) is str and type(size) is int and size >= 0 and type(digest) is str
+            if (type(path) is str and type(size) is int and 0 <= size <= MAX_SIZE and type(digest) is str
                     and _DIGEST_RE.fullmatch(digest)):
                 encoded = path.encode("utf-8", "surrogatepass")
                 if _simple_normal_path(path, encoded):
@@ -400,7 +431,7 @@ class Manifest:
                             raise CorruptData(f"malformed manifest line: {exc}") from None
                         cols.add_json(obj)
             pos = cut
-        m = cols.build(cls, int(header["chunk_size"]))
+        m = cols.build(cls, check_chunk_size(header.get("chunk_size")))
         m._canonical = data if data.endswith(b"\n") or not data else None
         m._digest = digest_bytes(data)
         return m

@@ -27,7 +27,7 @@ import xxhash
 
 from .errors import CorruptData, InvalidPath
 from .hashing import is_digest
-from .manifest import Manifest, _PackColumns, checked_plain_paths
+from .manifest import MAX_SIZE, Manifest, _PackColumns, check_chunk_size, checked_plain_paths
 from .paths import normalize_entry_path
 
 MAGIC = "artifactfs-manifest-columns"
@@ -115,8 +115,8 @@ def _build(header: dict, columns: dict, count: int, digest: str, checked: bool) 
         raise ValueError("columns of different lengths")
     if not all(isinstance(p, str) and is_digest(p) for p in header["packs"]):
         raise ValueError("the pack table holds something other than digests")
-    if not int(header["chunk_size"]) > 0:
-        raise ValueError("chunk size is not positive")
+    if not _below_max_size(sizes) or ("pack_offsets" in columns and not _below_max_size(columns["pack_offsets"])):
+        raise ValueError("sizes or pack offsets out of range")
     table = [None, *header["packs"]]
     packs = _PackColumns.none(count)
     packs.table = table
@@ -128,11 +128,23 @@ def _build(header: dict, columns: dict, count: int, digest: str, checked: bool) 
     extras = {int(i): _extra(e) for i, e in header["extras"].items()}
     if any(not 0 <= i < count for i in extras):
         raise ValueError("extras for entries that do not exist")
-    m = Manifest(int(header["chunk_size"]), paths, ends, sizes, digests, executable, extras, packs)
+    m = Manifest(check_chunk_size(header["chunk_size"]), paths, ends, sizes, digests, executable, extras, packs)
     if not checked:
         m._check_tree(_check_paths(paths, ends))
     m._digest = digest
     return m
+
+
+_BELOW_0X20 = bytes(range(0x20))
+
+
+def _below_max_size(a: array) -> bool:
+    """Every value of a u64 array is at most MAX_SIZE (2**53 - 1), checked with C-level passes over
+    its bytes (a loop over a million values costs 40 ms): the top byte of each is 0, the next < 0x20."""
+    if not _LITTLE or MAX_SIZE != 2**53 - 1:
+        return not a or max(a) <= MAX_SIZE
+    raw = a.tobytes()
+    return raw[7::8].count(0) == len(a) and not raw[6::8].translate(None, _BELOW_0X20)
 
 
 def _extra(e: dict) -> dict:

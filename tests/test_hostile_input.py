@@ -6,6 +6,7 @@ Each refusal is one clear line with a documented exit code, and nothing is writt
 belong: no blob or version in the store, no file outside the download directory. Already covered in
 test_cli.py: outside symlink, FIFO, non-UTF-8 name, `..`/absolute --prefix, bad artifact names."""
 
+import errno
 import gzip
 import json
 import os
@@ -136,9 +137,9 @@ def test_ten_megabytes_of_metadata_is_refused_before_any_upload(cli, client, dat
 
 
 # ---- crafted manifests in the store ---------------------------------------------------------------
-def plant_version(client, lines: list[dict], name=NAME) -> str:
+def plant_version(client, lines: list[dict], name=NAME, header: dict | None = None) -> str:
     """Write a manifest of raw entry lines, and a version 0 + latest naming it, straight into the store."""
-    header = {"chunk_size": 8 * 1024 * 1024, "format": 1, "type": "artifactfs-manifest"}
+    header = header or {"chunk_size": 8 * 1024 * 1024, "format": 1, "type": "artifactfs-manifest"}
     data = b"\n".join(canonical_json(x) for x in [header, *lines]) + b"\n"
     digest = digest_bytes(data)
     store = client.store
@@ -193,6 +194,71 @@ def test_crafted_manifests_are_refused_everywhere(cli, client, tmp_path, env):
     finally:
         m.close()
     tally("crafted manifests", faults=len(BAD_PATHS))
+
+
+CS = 8 * 1024 * 1024
+
+
+def _size_cases(d: str, tiny: bytes) -> dict:
+    """Manifests whose sizes, chunks, offsets or chunk size do not fit the bytes they name."""
+    head = {"chunk_size": CS, "format": 1, "type": "artifactfs-manifest"}
+    one = {"path": "f.bin", "digest": d}
+    return {
+        "size 0 of a non-empty blob": ([{**one, "size": 0}], None),
+        "size shorter than the blob": ([{**one, "size": 3}], None),
+        "size 1 GiB of a tiny blob": ([{**one, "size": 2**30}], None),
+        "1 GiB in 128 chunks of a tiny blob": ([{**one, "size": 2**30, "chunks": [d] * 128}], None),
+        "size beyond its chunks": ([{**one, "size": 3 * CS, "chunks": [d, d]}], None),
+        "chunks for a small file": ([{**one, "size": len(tiny), "chunks": [d]}], None),
+        "pack offset 2^64-1": ([{**one, "size": len(tiny), "pack": d, "offset": 2**64 - 1}], None),
+        "negative size": ([{**one, "size": -1}], None),
+        "size 2^64": ([{**one, "size": 2**64}], None),
+        "no chunk_size": ([{**one, "size": len(tiny)}], {k: v for k, v in head.items() if k != "chunk_size"}),
+        "chunk_size 0": ([{**one, "size": len(tiny)}], {**head, "chunk_size": 0}),
+        "chunk_size big": ([{**one, "size": len(tiny)}], {**head, "chunk_size": "big"}),
+    }
+
+
+def test_manifest_sizes_that_do_not_fit_their_bytes_are_corrupt(cli, client, tmp_path, env):
+    """A size, chunk list, pack offset or chunk size that does not fit the bytes named is corrupt data:
+    exit 7 from get, cache warm and verify, EIO from the mount, never an empty, short or wrong-sized file,
+    with the right bytes in the cache (a `get` before) or not; a 1 GiB size on a tiny blob allocates no
+    1 GiB (the daemon's peak RSS stays low)."""
+    tiny = b"tiny!\n"
+    d = digest_bytes(tiny)
+    client.store.put(layout.blob_key(d), tiny)
+    client.store.put(layout.pack_key(d), tiny)
+    plant_version(client, [{"path": "f.bin", "size": len(tiny), "digest": d}], f"{NAME}-good")
+    assert cli("get", f"{NAME}-good", "--root", tmp_path / "good").exit_code == 0  # the cache holds the blob
+    cases = _size_cases(d, tiny)
+    for i, (why, (lines, header)) in enumerate(cases.items()):
+        name = f"{NAME}{i}"
+        plant_version(client, lines, name, header)
+        out = tmp_path / f"out{i}"
+        for args in (("get", name, "--root", out), ("cache", "warm", name), ("verify", name)):
+            res = cli(*args)
+            assert res.exit_code == 7, (why, args, res.output)
+            assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output, (why, res.output)
+        assert not os.path.exists(out / "f.bin"), why
+    assert (tmp_path / "good" / "f.bin").read_bytes() == tiny
+    m = Mount(tmp_path / "mp", env)
+    try:
+        for i, why in enumerate(cases):
+            path = m.path(f"{NAME}{i}:v0", "f.bin")
+            for _ in range(20 if "1 GiB" in why else 1):
+                with pytest.raises(OSError) as exc:
+                    with open(path, "rb") as f:
+                        f.read()
+                assert exc.value.errno in (errno.EIO, errno.ENOENT), why
+        with open(m.path(f"{NAME}-good:v0", "f.bin"), "rb") as f:
+            assert f.read() == tiny
+        with open(f"/proc/{m.pid}/status") as f:
+            peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+        assert peak < 400 * 1024, f"daemon peak RSS {peak} KiB"
+        assert os.path.ismount(m.mountpoint)
+    finally:
+        m.close()
+    tally("manifest sizes that do not fit", faults=len(cases))
 
 
 # ---- properties -----------------------------------------------------------------------------------

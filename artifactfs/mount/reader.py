@@ -17,9 +17,11 @@ one) into verified bytes:
 within one chunk of where the previous read ended is sequential; each sequential step into a new chunk
 doubles the window, from INITIAL_WINDOW up to MAX_WINDOW, and the chunks in the window are started as
 prefetches. A read anywhere else resets the window to zero: random access fetches only the chunks it
-touches (4 KiB at 10 GiB into a 20 GiB file fetches one chunk). After such a jump, prefetching resumes
-only once the reader has gone RANDOM_TO_SEQUENTIAL bytes in order (the kernel's own readahead behind
-one small read must not look like a sequential reader); a file read from its start prefetches at once.
+touches (4 KiB at 10 GiB into a 20 GiB file fetches one chunk), and a chunk already in the disk cache
+is read by range: only the cache blocks a read touches are read and checked (piecefile.py). After
+such a jump, prefetching resumes only once the reader has gone RANDOM_TO_SEQUENTIAL bytes in order
+(the kernel's own readahead behind one small read must not look like a sequential reader); a file
+read from its start prefetches at once.
 
 Prefetches run under their own limiter (PREFETCH_CONCURRENCY) inside the network limiter, so demand
 reads always find free network slots.
@@ -165,6 +167,18 @@ class ChunkSource:
             raise flight.error
         return flight.data
 
+    async def get_range(self, piece: Piece, lo: int, hi: int):
+        """Bytes [lo, hi) of `piece`: from memory, else (when no fetch of it is under way) from the
+        disk cache by range, only the blocks they touch read and checked, else from the whole piece.
+        For random access, where a 4 KiB read must not cost a whole chunk."""
+        data = self._cached(piece.digest)
+        if data is None and piece.digest not in self._inflight:
+            part = await self.workers.cpu_call(self.fetcher.cached_range, piece, lo, hi - lo)
+            if part is not None:
+                return part
+        data = data if data is not None else await self.get(piece)
+        return memoryview(data)[lo:hi] if (lo, hi) != (0, len(data)) else data
+
 
 class FileReader:
     """Read state of one open file: its pieces (fixed at open, so it keeps its version) and window."""
@@ -191,6 +205,8 @@ class FileReader:
         first, last = off // cs, (end - 1) // cs
         self._plan(off, end, last)
         self._next_off = end
+        if not self._window:  # random access: only what is asked for, by range from the disk cache
+            return await self._read_random(off, end, first, last)
         for i in range(first, last + 1):
             self.source.start(self.pieces[i])  # all needed chunks in parallel, before waiting on any
         parts = []
@@ -206,6 +222,12 @@ class FileReader:
                 # streaming read reuses a few buffers rather than touching new memory for the whole
                 # LRU. One chunk of slack: the kernel's readahead requests may arrive out of order.
                 self.source.forget(self.pieces[i - 1])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _read_random(self, off: int, end: int, first: int, last: int):
+        cs = self.chunk_size
+        parts = [await self.source.get_range(self.pieces[i], max(off - i * cs, 0), min(end - i * cs, cs))
+                 for i in range(first, last + 1)]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _plan(self, off: int, end: int, last: int) -> None:

@@ -420,7 +420,8 @@ class ReadOnlyFS(pyfuse3.Operations):
         """The mount root's: where it reads from and what it has done since it was mounted."""
         fetcher = self.source.fetcher
         stats = {"fetched_bytes": fetcher.fetched_bytes, "cache_read_bytes": fetcher.cache_read_bytes,
-                 "corrupt_pieces": fetcher.corrupt_pieces, "store_errors": self.source.store_errors,
+                 "corrupt_pieces": fetcher.corrupt_pieces, "damaged_cache_files": fetcher.cache.damaged,
+                 "store_errors": self.source.store_errors,
                  "open_files": len(self._files), "inodes": len(self.inodes),
                  "small_files_prefilled": self.page_cache_fills}
         return {"store": self.ns.repo.store.url, "cache_dir": fetcher.cache.dir,

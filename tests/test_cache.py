@@ -1,0 +1,183 @@
+"""The piece cache as a module, and the promise built on it: a damaged cache file is never served, by a
+fresh reader or by one that read the piece a moment ago (a long-running mount, a `get` in the same
+process), whole or by range."""
+
+import json
+import os
+import pathlib
+import random
+import subprocess
+
+import pytest
+
+from artifactfs import piecefile
+from artifactfs.cache import PieceCache
+from artifactfs.hashing import CHUNK_SIZE, digest_bytes
+from tests.fault_util import af, af_ok, tally, wait_for, write_files
+from tests.fuse_util import Mount
+
+MiB = 1024 * 1024
+NAME = "acme/vision/cached"
+
+
+def _damage(path, how: str) -> None:
+    """Damage a cache file: "flip" a byte of the piece, "table" flip a byte of its block table, "cut"
+    its end, "short" replace it with a shorter file, "delete" it."""
+    data = bytearray(path.read_bytes())
+    if how == "delete":
+        path.unlink()
+        return
+    if how == "flip":
+        data[len(data) // 3] ^= 0x40
+    elif how == "table":
+        data[-3] ^= 1
+    elif how == "cut":
+        del data[-100:]
+    elif how == "short":
+        data = data[:4096]
+    path.write_bytes(bytes(data))
+
+
+DAMAGES = ["flip", "table", "cut", "short"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_piece_is_never_served_even_after_a_good_read(tmp_path, how):
+    data = random.Random(1).randbytes(3 * MiB + 77)
+    cache = PieceCache(str(tmp_path / "cache"), 1 << 30)
+    digest = digest_bytes(data)
+    cache.put(digest, data)
+    assert cache.get(digest, len(data)) == data  # read and checked once: no later read is trusted for it
+    assert cache.get_range(digest, len(data), 5, 10) == data[5:15]
+    _damage(pathlib.Path(cache.path(digest)), how)
+    whole_first = how in ("flip", "short")
+    if whole_first:
+        assert cache.get(digest, len(data)) is None
+    else:  # the range read that touches the damage finds it
+        start = len(data) - 50 if how == "table" else len(data) - 10
+        assert cache.get_range(digest, len(data), start, 10) is None
+    assert not os.path.exists(cache.path(digest)) and cache.damaged == 1
+    assert cache.get(digest, len(data)) is None and cache.get_range(digest, len(data), 0, 1) is None
+
+
+def test_range_reads_check_only_the_blocks_they_touch(tmp_path):
+    rnd = random.Random(2)
+    data = rnd.randbytes(CHUNK_SIZE)
+    cache = PieceCache(str(tmp_path / "cache"), 1 << 30)
+    digest = digest_bytes(data)
+    cache.put(digest, data)
+    path = cache.path(digest)
+    assert os.path.getsize(path) == len(data) + piecefile.table_size(len(data))
+    for _ in range(200):
+        start = rnd.randrange(len(data))
+        size = rnd.randint(1, min(len(data) - start, 300_000))
+        assert cache.get_range(digest, len(data), start, size) == data[start:start + size]
+    # a damaged block fails the reads that touch it, and only those
+    with open(path, "r+b") as f:
+        f.seek(5 * piecefile.BLOCK + 7)
+        f.write(b"\xff")
+    assert cache.get_range(digest, len(data), 0, piecefile.BLOCK) == data[:piecefile.BLOCK]
+    assert cache.get_range(digest, len(data), 5 * piecefile.BLOCK + 100, 4096) is None
+    assert not os.path.exists(path)
+
+
+def test_piece_without_a_table_from_an_older_cache_is_read_and_checked_whole(tmp_path):
+    data = random.Random(3).randbytes(100_000)
+    cache = PieceCache(str(tmp_path / "cache"), 1 << 30)
+    digest = digest_bytes(data)
+    os.makedirs(os.path.dirname(cache.path(digest)), exist_ok=True)
+    with open(cache.path(digest), "wb") as f:
+        f.write(data)
+    assert cache.get(digest, len(data)) == data
+    assert cache.get_range(digest, len(data), 99_000, 1000) == data[99_000:]
+    assert cache.verify() == (1, [])
+    with open(cache.path(digest), "r+b") as f:
+        f.write(b"!")
+    assert cache.get_range(digest, len(data), 99_000, 1000) is None
+
+
+def test_cache_verify_finds_a_damaged_table(tmp_path):
+    rnd = random.Random(4)
+    cache = PieceCache(str(tmp_path / "cache"), 1 << 30)
+    pieces = [rnd.randbytes(n) for n in (1, piecefile.BLOCK, piecefile.BLOCK + 1, 2 * MiB)]
+    for data in pieces:
+        cache.put(digest_bytes(data), data)
+    assert cache.verify() == (4, [])
+    bad = digest_bytes(pieces[3])
+    _damage(pathlib.Path(cache.path(bad)), "table")
+    assert cache.verify() == (4, [bad])
+    assert cache.verify() == (3, [])
+
+
+def _pieces(client, ref: str, path: str) -> list[str]:
+    manifest = client.manifest(client.resolve(ref))
+    entry = manifest[manifest.find(path)]
+    return list(entry.chunks or [entry.digest])
+
+
+def _drop_page_cache(path: str) -> None:
+    """Make the kernel forget the pages it holds of a file of the mount (they were verified when they
+    were read, so the next read must reach the daemon to test it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def test_long_running_mount_never_serves_a_damaged_cache(env, tmp_path, client):
+    """Read through a mount, damage what it cached, read again through the same mount: the right bytes
+    (fetched again), by whole sequential reads and by random ones, and the damage counted and logged."""
+    rnd = random.Random(5)
+    files = {"big.bin": rnd.randbytes(4 * CHUNK_SIZE + 5000), "blob.bin": rnd.randbytes(2 * MiB)}
+    src = tmp_path / "src"
+    write_files(src, files)
+    af_ok(env, "commit", "--dir", src, NAME)
+    cache_root = tmp_path / "cache"
+    m = Mount(tmp_path / "mp", env)
+    try:
+        root = m.path(f"{NAME}:v0")
+        for name, data in files.items():
+            with open(os.path.join(root, name), "rb") as f:
+                assert f.read() == data
+        paths = {name: [cache_root / "pieces" / d[:2] / d for d in _pieces(client, f"{NAME}:v0", name)]
+                 for name in files}
+        wait_for(lambda: all(p.exists() for ps in paths.values() for p in ps))  # written behind the reads
+        for path, how in zip(paths["big.bin"], ["flip", "table", "cut", "short", "delete"]):
+            _damage(path, how)
+        _damage(paths["blob.bin"][0], "flip")
+        for name in files:
+            _drop_page_cache(os.path.join(root, name))
+        big = files["big.bin"]
+        with open(os.path.join(root, "big.bin"), "rb") as f:  # random reads first: by range from the cache
+            for chunk in (3, 0, 2, 1):
+                for off in (chunk * CHUNK_SIZE + CHUNK_SIZE - 60, chunk * CHUNK_SIZE + 12345):
+                    assert os.pread(f.fileno(), 4096, off) == big[off:off + 4096]
+        for name, data in files.items():
+            _drop_page_cache(os.path.join(root, name))
+            with open(os.path.join(root, name), "rb") as f:
+                assert f.read() == data
+        stats = json.loads(subprocess.run(["getfattr", "--only-values", "-n", "user.artifactfs.stats", m.path()],
+                                          capture_output=True, text=True, check=True).stdout)
+        # (a piece still in the daemon's memory is served from there, correctly, without a look at its file)
+        assert stats["damaged_cache_files"] >= 3, stats
+        assert m.log_text().count("damaged on disk") == stats["damaged_cache_files"]
+    finally:
+        m.close()
+    # a damaged table under bytes that are right is only found by a read that uses it, or by verify
+    res = af(env, "cache", "verify")
+    assert res.returncode == 0 or "checked 5 pieces: 1 damaged" in res.stdout, res.stdout
+    assert af(env, "cache", "verify").returncode == 0
+    tally("damaged cache under a live mount", faults=6, recoveries=6, bytes_checked=2 * sum(map(len, files.values())))
+
+
+def test_get_in_one_process_refetches_a_piece_damaged_since_its_last_read(env, tmp_path, client):
+    data = random.Random(6).randbytes(CHUNK_SIZE + 3 * MiB)
+    write_files(tmp_path / "src", {"big.bin": data})
+    client.commit_dir(str(tmp_path / "src"), NAME, "dataset")
+    client.download(f"{NAME}:v0", str(tmp_path / "one"))
+    for d in _pieces(client, f"{NAME}:v0", "big.bin"):
+        _damage(tmp_path / "cache" / "pieces" / d[:2] / d, "flip")
+    client.download(f"{NAME}:v0", str(tmp_path / "two"))
+    assert (tmp_path / "two" / "big.bin").read_bytes() == data
+    assert client.cache.damaged == 2
