@@ -4,7 +4,8 @@ The protocol (docs/GC.md explains why it is safe beside concurrent commits):
 
 gc run G:  1. write `gc/runs/<id>.json` {"state": "running"}         (announces itself)
            2. delete TTL-expired versions
-           3. mark: draft parts -> blobs, then live version records -> manifests -> blobs
+           3. mark: draft parts -> blobs, open stages' bases (stages/) and then live version records
+              -> manifests -> blobs
               (a live version whose manifest is missing stops the run: nothing is deleted)
            4. delete every unmarked manifest/blob whose store mtime is older than `grace`
            5. rewrite `gc/runs/<id>.json` {"state": "done"}
@@ -24,8 +25,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from . import drafts, layout
-from .errors import NotFound, ObjectNotFound
+from . import drafts, layout, stage_records
+from .errors import ArtifactfsError, NotFound, ObjectNotFound
 from .lifecycle import delete_version, expired_versions, live_versions
 from .manifest import Entry, Manifest, canonical_json
 from .repo import Repository, _load_json, now_iso, whoami
@@ -61,12 +62,13 @@ class Incomplete(Exception):
     """A live version's manifest is missing: its blobs cannot be marked, so nothing may be swept."""
 
 
-def mark(repo: Repository) -> tuple[set[str], set[str], int]:
+def mark(repo: Repository, now: float | None = None) -> tuple[set[str], set[str], int]:
     """(live manifest keys, live blob keys, number of live versions). Parts first: see the module doc.
+    The bases of open stages are kept too (stage_records.py).
 
     Raises Incomplete if a live version's manifest is missing (a commit re-uploading it after an
     earlier gc, or damage that verify reports)."""
-    blobs: set[str] = set()
+    manifests, blobs = stage_marks(repo, now)
     for key in drafts.live_part_keys(repo):
         try:
             data, _ = repo.store.get(key)
@@ -78,7 +80,6 @@ def mark(repo: Repository) -> tuple[set[str], set[str], int]:
                 if entry.ref is None and entry.digest and entry.size:
                     blobs.add(layout.content_key(entry))
     records = live_versions(repo)
-    manifests = set()
     for digest in {r.manifest for r in records}:
         manifests |= layout.manifest_keys(digest)
         try:
@@ -87,6 +88,19 @@ def mark(repo: Repository) -> tuple[set[str], set[str], int]:
             raise Incomplete(digest) from None
         blobs |= stored_keys(manifest)
     return manifests, blobs, len(records)
+
+
+def stage_marks(repo: Repository, now: float | None) -> tuple[set[str], set[str]]:
+    """(manifest keys, blob keys) that the records of open stages keep (their bases)."""
+    manifests: set[str] = set()
+    blobs: set[str] = set()
+    for digest in stage_records.protected_manifests(repo.store, now):
+        manifests |= layout.manifest_keys(digest)
+        try:
+            blobs |= stored_keys(repo.manifest(digest))
+        except ArtifactfsError as exc:  # gone or unreadable: no stage can commit from it either
+            log.warning("gc: manifest %s of an open stage's base cannot be read (%s)", digest, exc)
+    return manifests, blobs
 
 
 def stored_keys(manifest: Manifest) -> set[str]:
@@ -112,7 +126,7 @@ def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
                 except NotFound:
                     pass
         try:
-            manifests, blobs, report.live_versions = mark(repo)
+            manifests, blobs, report.live_versions = mark(repo, now)
         except Incomplete as exc:
             log.warning("gc: manifest %s of a live version is missing; deleting nothing this run (a commit "
                         "may be restoring it; if it persists, run `artifactfs verify --all`)", exc)
@@ -121,8 +135,8 @@ def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
         if dry_run and expired:  # show what gc would free once they are gone
             gone = set(report.expired)
             keep = [r for r in live_versions(repo) if f"{r.artifact}:v{r.version}" not in gone]
-            manifests = {key for r in keep for key in layout.manifest_keys(r.manifest)}
-            blobs = set()
+            manifests, blobs = stage_marks(repo, now)
+            manifests |= {key for r in keep for key in layout.manifest_keys(r.manifest)}
             for r in keep:
                 try:
                     blobs |= stored_keys(repo.manifest(r.manifest))
@@ -207,9 +221,9 @@ def protect_commit(repo: Repository, started: float, blobs: dict[str, str | byte
             restore_pack(repo.store, key, source)
         elif isinstance(source, (bytes, bytearray)):
             repo.store.put(key, bytes(source))
-        else:
+        else:  # a blob, named by its digest: the bytes put back must still be those
             import os
 
-            repo.store.put_file(key, source, os.path.getsize(source))
+            repo.store.put_file(key, source, os.path.getsize(source), key.rsplit("/", 1)[-1])
         restored += 1
     return restored

@@ -156,10 +156,7 @@ def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: 
             if data is not None:
                 store.put(key, data)
             else:
-                store.put_file(key, f.source, size)
-                if _changed(before, f.source):
-                    store.delete(key)
-                    raise LocalIOError(f"{f.source} changed while it was being committed; try again")
+                store.put_file(key, f.source, size, digest)  # refused unless the bytes sent are the ones hashed
             with lock:
                 uploaded[0] += size
         return None, 0
@@ -195,10 +192,3 @@ def _batches(files: list, threads: int, per_batch: int = 16) -> list[list]:
         batches[-1].append(f)
     return batches
 
-
-def _changed(before: os.stat_result, path: str) -> bool:
-    try:
-        after = os.stat(path)
-    except OSError:
-        return True
-    return (after.st_size, after.st_mtime_ns, after.st_ino) != (before.st_size, before.st_mtime_ns, before.st_ino)

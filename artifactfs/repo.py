@@ -363,7 +363,7 @@ class Repository:
             digest, (path, size) = item
             key = layout.blob_key(digest)
             if not self.store.exists(key):
-                self.store.put_file(key, path, size)
+                self.store.put_file(key, path, size, digest)
                 with lock:
                     uploaded[0] += 1
                     uploaded[1] += size

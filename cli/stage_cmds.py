@@ -6,6 +6,7 @@ import shutil
 
 import click
 
+from artifactfs import stage_records
 from artifactfs.client import Client
 from artifactfs.config import format_size
 from artifactfs.errors import Conflict, NotFound, UsageError
@@ -149,10 +150,16 @@ def stage_list(client: Client, as_json):
 
 @stage.command("discard")
 @click.argument("stage_id", metavar="ID")
-def stage_discard(stage_id):
+@click.pass_obj
+def stage_discard(client: Client, stage_id):
     """Delete stage ID and everything it holds (it must not be mounted)."""
     st = Stage.open(stage_id)
     st.discard()
+    sc = stage_client(client, st)
+    try:
+        stage_records.remove(sc.store, st.id)
+    finally:
+        sc.close()
     click.echo(f"discarded stage {st.id} ({st.info.artifact} from {st.base_label()})")
 
 

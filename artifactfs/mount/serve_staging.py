@@ -10,6 +10,7 @@ from typing import Callable
 
 import trio
 
+from .. import stage_records
 from ..client import Client
 from ..stage.commit import base_manifest, stage_client
 from ..stage.local import Stage
@@ -37,6 +38,8 @@ def serve_stage(client: Client, stage_id: str, mountpoint: str, *, allow_other: 
             log.info("stage %s: removed %d data files no longer used", stage.id, removed)
         stage.info.mountpoint, stage.info.pid, stage.info.clean = mountpoint, os.getpid(), False
         stage.save()
+        stage_records.write(client.store, stage.id, stage.info.artifact, stage.info.base_version,
+                            stage.info.base_manifest)  # keeps the base from gc while the stage is open
         workers = Workers(network=32, cpu=4)
         source = ChunkSource(client.fetcher, workers, timeout=client.settings.timeout)
         files = StageFiles(stage, tree, source, workers)

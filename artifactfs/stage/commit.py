@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import layout, stage_records
 from ..client import Client
 from ..errors import Conflict, LocalIOError, NotFound, UsageError
 from ..hashing import hash_file
@@ -130,10 +131,35 @@ def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description:
     bar = progress(sum(size for _, _, size in {d: (d, p, s) for d, p, s in uploads}.values())) if progress else None
     _, _, places = upload_missing(client.store, uploads, bar, known=tree.base.location)
     manifest, sources = placed_manifest(entries, uploads, places, tree.base.chunk_size)
+    check_base_objects(client, name, stage, manifest, tree.base)
     result = client.record_version(name, stage.info.type, manifest, started, sources, **commit_args)
     empty = tree.empty_dirs()
     stage.rebase(result.record.version, manifest.digest, empty)
+    stage_records.write(client.store, stage.id, str(name), result.record.version, manifest.digest)
     return StageCommit(result, base, latest if moved else None, len(empty))
+
+
+def check_base_objects(client: Client, name, stage: Stage, manifest: Manifest, base: Manifest) -> None:
+    """The stage's unchanged files are objects of its base version, which a commit does not upload
+    again. gc keeps them while that version is live (and while the stage's record says it is open:
+    stage_records.py); once the version is deleted, check that each one still exists, and publish
+    nothing that names an object that is gone."""
+    if stage.info.base_version is None:
+        return
+    try:
+        client.repo.version(name, stage.info.base_version)
+        return
+    except NotFound:
+        pass
+    kept = {layout.content_key(e): e.path for e in manifest
+            if e.ref is None and e.size and base.location(e.digest) is not None}
+    with ThreadPoolExecutor(HASH_THREADS * 4) as pool:
+        present = dict(zip(kept, pool.map(client.store.exists, kept)))
+    gone = [path for key, path in kept.items() if not present[key]]
+    if gone:
+        raise NotFound(f"stage {stage.id}: its base {name}:v{stage.info.base_version} was deleted, and the store "
+                       f"no longer holds {len(gone)} of the files it kept unchanged (e.g. {min(gone)}); nothing "
+                       "was committed: write those files into the stage again, or discard it")
 
 
 # ---- the two entry points ---------------------------------------------------------------------

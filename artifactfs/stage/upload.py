@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from .. import layout
-from ..errors import LocalIOError
 from ..packs import PACK_FILE_MAX, Packer, Slot
 from ..store import ObjectStore
+from ..store.base import CheckedSource
 
 THREADS = 16
 KEYS_PER_LIST = 1000
@@ -67,10 +67,8 @@ def upload_missing(store: ObjectStore, blobs: list[tuple[str, str, int]],
 
     def pack_one(seq, digest):
         path, size = unique[digest]
-        with open(path, "rb") as f:
-            data = f.read()
-        if len(data) != size:
-            raise LocalIOError(f"{path} changed while it was being committed")
+        with CheckedSource(path, size, digest) as source:
+            data = source.read_all()  # the bytes packed are the bytes recorded, or nothing is committed
         slots[digest] = packer.add(seq, data)
         if progress:
             progress(size)
@@ -80,7 +78,7 @@ def upload_missing(store: ObjectStore, blobs: list[tuple[str, str, int]],
         key = layout.blob_key(digest)
         present = digest in have if have is not None else store.exists(key)
         if not present:
-            store.put_file(key, path, size)
+            store.put_file(key, path, size, digest)  # hashed as it is sent: damage on disk is refused
             with lock:
                 counts[0] += 1
                 counts[1] += size

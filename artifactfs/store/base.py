@@ -9,6 +9,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterator
 
+import xxhash
+
+from ..errors import LocalIOError
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -34,8 +38,10 @@ class ObjectStore(ABC):
         """Write unconditionally; return the new etag."""
 
     @abstractmethod
-    def put_file(self, key: str, path: str, size: int) -> None:
-        """Upload a local file (multipart where the backend has it)."""
+    def put_file(self, key: str, path: str, size: int, digest: str | None = None) -> None:
+        """Upload a local file (multipart where the backend has it). With `digest`, the bytes sent
+        are hashed as they are read (no second pass) and the object is not created unless they are
+        `size` bytes of that digest: LocalIOError otherwise (the file changed or was damaged)."""
 
     @abstractmethod
     def put_if_absent(self, key: str, data: bytes) -> str:
@@ -80,3 +86,46 @@ class ObjectStore(ABC):
 
     def close(self) -> None:
         pass
+
+
+class CheckedSource:
+    """A local file being uploaded, read once and hashed on the way (put_file): `check()` at the end
+    says whether the bytes read are the ones recorded, before the upload is made visible."""
+
+    def __init__(self, path: str, size: int, digest: str | None):
+        self.path, self.size, self.digest = path, size, digest
+        self._hasher = xxhash.xxh3_128() if digest else None
+        self._read = 0
+        try:
+            self._file = open(path, "rb")
+        except OSError as exc:
+            raise LocalIOError(f"cannot read {path}: {exc.strerror}") from None
+
+    def read(self, n: int) -> bytes:
+        try:
+            data = self._file.read(n)
+        except OSError as exc:
+            raise LocalIOError(f"cannot read {self.path}: {exc.strerror}") from None
+        self._read += len(data)
+        if self._hasher is not None:
+            self._hasher.update(data)
+        return data
+
+    def read_all(self) -> bytes:
+        data = self.read(self.size + 1)  # one byte more: a file that grew is noticed
+        self.check()
+        return data
+
+    def check(self) -> None:
+        if self._read != self.size or (self._hasher is not None and self._hasher.hexdigest() != self.digest):
+            raise LocalIOError(f"{self.path} does not hold the bytes recorded for it (it changed or was "
+                               "damaged on disk since it was hashed); nothing was stored")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "CheckedSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

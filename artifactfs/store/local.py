@@ -9,15 +9,15 @@ inode, size and mtime, which every rename changes.
 import errno
 import fcntl
 import os
-import shutil
 import tempfile
 from typing import Iterator
 
 from ..errors import LocalIOError, ObjectNotFound, PermissionDenied, PreconditionFailed, StoreUnavailable
 from ..localfs import fsync_dir, unlink_quietly
-from .base import ObjectInfo, ObjectStore
+from .base import CheckedSource, ObjectInfo, ObjectStore
 
 _TMP_PREFIX = ".tmp-"
+_COPY_BLOCK = 8 * 1024 * 1024
 
 
 def _etag(st: os.stat_result) -> str:
@@ -40,15 +40,16 @@ class LocalStore(ObjectStore):
             raise LocalIOError(f"refusing malformed store key {key!r}")
         return os.path.join(self.root, key)
 
-    def _write_temp(self, target: str, data: bytes | None = None, source: str | None = None) -> str:
+    def _write_temp(self, target: str, data: bytes | None = None, source: CheckedSource | None = None) -> str:
         directory = os.path.dirname(target)
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=directory)
         try:
             with os.fdopen(fd, "wb") as f:
                 if source is not None:
-                    with open(source, "rb") as src:
-                        shutil.copyfileobj(src, f, 8 * 1024 * 1024)
+                    while block := source.read(_COPY_BLOCK):
+                        f.write(block)
+                    source.check()  # before the rename: wrong bytes never become the object
                 else:
                     f.write(data)
                 f.flush()
@@ -79,10 +80,11 @@ class LocalStore(ObjectStore):
     def put(self, key: str, data: bytes) -> str:
         return self._replace(key, data=data)
 
-    def put_file(self, key: str, path: str, size: int) -> None:
-        self._replace(key, source=path)
+    def put_file(self, key: str, path: str, size: int, digest: str | None = None) -> None:
+        with CheckedSource(path, size, digest) as source:
+            self._replace(key, source=source)
 
-    def _replace(self, key: str, data: bytes | None = None, source: str | None = None) -> str:
+    def _replace(self, key: str, data: bytes | None = None, source: CheckedSource | None = None) -> str:
         """Write `key` from bytes or a local file: temp file, fsync, rename, fsync the directory."""
         target = self._path(key)
         try:

@@ -6,20 +6,21 @@ store is an error within seconds, not a hang. Foreign exceptions are translated 
 """
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import boto3
 import botocore.exceptions
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from ..errors import (ArtifactfsError, LocalIOError, NotFound, ObjectNotFound, PermissionDenied, PreconditionFailed,
+from ..errors import (ArtifactfsError, NotFound, ObjectNotFound, PermissionDenied, PreconditionFailed,
                       StoreUnavailable)
-from .base import ObjectInfo, ObjectStore
+from .base import CheckedSource, ObjectInfo, ObjectStore
 from .s3_lean import MAX_PUT as MAX_LEAN_PUT
 
-MULTIPART_THRESHOLD = 64 * 1024 * 1024
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
+PARTS_IN_FLIGHT = 8  # per file: 64 MiB of parts in memory at most
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
@@ -53,9 +54,6 @@ class S3Store(ObjectStore):
 
             self._lean = LeanS3(credentials, endpoint_url, bucket, self.client.meta.region_name,
                                 timeout, max_connections, self.url)
-        self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
-                                        multipart_chunksize=MULTIPART_CHUNK, max_concurrency=10,
-                                        use_threads=True)
         self._lock = threading.Lock()
 
     def _key(self, key: str) -> str:
@@ -93,22 +91,43 @@ class S3Store(ObjectStore):
             return self._lean.put(key, self._key(key), data)
         return self._call(key, self.client.put_object, Key=self._key(key), Body=data)["ETag"]
 
-    def put_file(self, key: str, path: str, size: int) -> None:
-        if self._lean is not None and size <= MAX_LEAN_PUT:
-            with open(path, "rb") as f:
-                data = f.read()
-            if len(data) != size:
-                raise LocalIOError(f"{path} changed size while it was being uploaded")
-            self._lean.put(key, self._key(key), data)
-            return
-        if size < MULTIPART_THRESHOLD:
-            with open(path, "rb") as f:
-                self._call(key, self.client.put_object, Key=self._key(key), Body=f)
-            return
+    def put_file(self, key: str, path: str, size: int, digest: str | None = None) -> None:
+        with CheckedSource(path, size, digest) as source:
+            if size < MULTIPART_THRESHOLD:  # read whole (at most 16 MiB), checked, then one PUT
+                self.put(key, source.read_all())
+            else:
+                self._multipart(key, source)
+
+    def _multipart(self, key: str, source: CheckedSource) -> None:
+        """Upload in parts read in order (so they are hashed as they are read) and sent in parallel;
+        the object only appears at the final call, which is made once the whole file checked out:
+        anything else aborts the upload."""
+        full = self._key(key)
+        upload_id = self._call(key, self.client.create_multipart_upload, Key=full)["UploadId"]
         try:
-            self.client.upload_file(path, self.bucket, self._key(key), Config=self._transfer)
-        except Exception as exc:
-            raise translate(exc, self.url, key) from None
+            parts = []
+            with ThreadPoolExecutor(PARTS_IN_FLIGHT) as pool:
+                pending = []
+                while data := source.read(MULTIPART_CHUNK):
+                    if len(pending) >= PARTS_IN_FLIGHT:  # bounded memory: wait for the oldest
+                        parts.append(pending.pop(0).result())
+                    pending.append(pool.submit(self._part, key, full, upload_id, len(parts) + len(pending) + 1,
+                                               data))
+                parts += [f.result() for f in pending]
+            source.check()
+            self._call(key, self.client.complete_multipart_upload, Key=full, UploadId=upload_id,
+                       MultipartUpload={"Parts": parts})
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+            except Exception:  # the store's own cleanup of stale uploads takes it then
+                pass
+            raise
+
+    def _part(self, key: str, full: str, upload_id: str, number: int, data: bytes) -> dict:
+        etag = self._call(key, self.client.upload_part, Key=full, UploadId=upload_id, PartNumber=number,
+                          Body=data)["ETag"]
+        return {"ETag": etag, "PartNumber": number}
 
     def put_if_absent(self, key: str, data: bytes) -> str:
         return self._call(key, self.client.put_object, Key=self._key(key), Body=data, IfNoneMatch="*")["ETag"]
