@@ -6,6 +6,7 @@ Store layout, under the artifact (`artifacts/<e>/<p>/<n>/`):
     drafts/<draft>/parts/<writer>-<random>.jsonl  one object per addition: the entries it adds, one JSON
                                                  line each; created with put_if_absent, never rewritten
     drafts/<draft>/sealed.json                   finish has started (put_if_absent: one finisher wins)
+    finished/<draft>.json                        {"version": N}: the draft became vN and takes no more files
 
 No writer ever rewrites a shared object, so concurrent additions cannot lose each other's files.
 A writer uploads its blobs before its part, so a part only names blobs that exist (and gc keeps
@@ -46,11 +47,30 @@ def _is_sealed(repo: Repository, prefix: str) -> bool:
     return repo.store.exists(prefix + "sealed.json")
 
 
+def _finished_key(name: ArtifactName, draft: str) -> str:
+    return f"{name.prefix}finished/{check_draft(draft)}.json"
+
+
+def check_not_finished(repo: Repository, name: ArtifactName, draft: str) -> None:
+    """A finished draft accepts no more files (as a finished W&B artifact takes no more upserts): a
+    writer that comes late is told which version the draft became, instead of starting a new draft
+    under the same id."""
+    key = _finished_key(name, draft)
+    try:
+        data, _ = repo.store.get(key)
+    except ObjectNotFound:
+        return
+    version = _load_json(data, key).get("version")
+    raise Conflict(f"draft {draft!r} of {name} was finished as {name}:v{version} and accepts no more files; "
+                   "use a new draft id")
+
+
 def draft_type(repo: Repository, name: ArtifactName, draft: str) -> str:
     key = _prefix(name, draft) + "draft.json"
     try:
         data, _ = repo.store.get(key)
     except ObjectNotFound:
+        check_not_finished(repo, name, draft)
         raise NotFound(f"{name} has no draft {draft!r}") from None
     return _load_json(data, key).get("type", "")
 
@@ -60,6 +80,7 @@ def add_entries(repo: Repository, name: ArtifactName, draft: str, type: str, ent
     """Add entries (whose blobs are already in the store) to the draft. Returns the part's key."""
     prefix = _prefix(name, draft)
     writer = check_name(writer or default_writer(), "writer id")
+    check_not_finished(repo, name, draft)
     repo.ensure_artifact(name, type)
     try:
         repo.store.put_if_absent(prefix + "draft.json", canonical_json({"type": type, "created_at": now_iso(),
@@ -74,7 +95,7 @@ def add_entries(repo: Repository, name: ArtifactName, draft: str, type: str, ent
     body = b"".join(canonical_json(e.to_json()) + b"\n" for e in entries)
     key = f"{prefix}parts/{writer}-{uuid.uuid4().hex[:12]}.jsonl"
     repo.store.put_if_absent(key, body)
-    if _is_sealed(repo, prefix):
+    if _is_sealed(repo, prefix) or repo.store.exists(_finished_key(name, draft)):
         raise Conflict(f"draft {draft!r} of {name} was finished while these files were being added; they may "
                        "be missing from the version: add them to a new draft")
     return key
@@ -154,6 +175,10 @@ def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> C
         # The parts keep the blobs alive until the record exists (docs/GC.md); the new manifest needs this.
         protect_commit(repo, started, {}, manifest)
         lineage.record_commit(repo, result.record)
+    try:  # before the draft goes: a late writer finds the one or the other
+        repo.store.put_if_absent(_finished_key(name, draft), canonical_json({"version": result.record.version}))
+    except PreconditionFailed:
+        pass
     _delete_draft(repo, prefix)
     return result
 

@@ -5,6 +5,7 @@ import os
 
 import click
 
+from artifactfs.cache import claim_cache_dir
 from artifactfs.client import Client
 from artifactfs.mount.process import check_mountpoint, cli_argv, setup_logging, start_background, unmount
 
@@ -54,7 +55,7 @@ def mount_cmd(client: Client, mountpoint, store, cache_dir, cache_size, timeout,
     args += ["mount", path, "--foreground", "--alias-ttl", str(alias_ttl)]
     args += ["--allow-other"] * allow_other + ["--debug"] * debug
     log_file = log_file or os.path.join(
-        s.cache_dir, "logs", f"mount-{hashlib.sha1(path.encode()).hexdigest()[:12]}.log")
+        claim_cache_dir(s.cache_dir), "logs", f"mount-{hashlib.sha1(path.encode()).hexdigest()[:12]}.log")
     pid = start_background(cli_argv(args), path, log_file)
     click.echo(f"mounted {s.store} on {path} (pid {pid}, log {log_file})")
 

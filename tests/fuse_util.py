@@ -55,9 +55,10 @@ def wait_gone(pid: int, timeout: float = 15.0) -> bool:
 
 
 def dead_mount(path: str) -> bool:
-    """The daemon died but the kernel mount is still there (stat fails with ENOTCONN)."""
+    """The daemon died but the kernel mount is still there (statfs, which always reaches the daemon,
+    fails with ENOTCONN; a stat may be answered from cached attributes)."""
     try:
-        os.stat(path)
+        os.statvfs(path)
         return False
     except OSError as exc:
         return exc.errno == 107
@@ -74,7 +75,8 @@ class Mount:
 
     def _start(self, mountpoint, env: dict, args: list) -> None:
         self.mountpoint = str(mountpoint)
-        os.makedirs(self.mountpoint, exist_ok=True)
+        if not dead_mount(self.mountpoint):  # a stale mount there is the CLI's to clear
+            os.makedirs(self.mountpoint, exist_ok=True)
         self.env = env
         self.pid = None
         res = run_cli(args, env)

@@ -13,7 +13,7 @@ import pytest
 from artifactfs import piecefile
 from artifactfs.cache import PieceCache
 from artifactfs.hashing import CHUNK_SIZE, digest_bytes
-from tests.fault_util import af, af_ok, tally, wait_for, write_files
+from tests.fault_util import af, af_ok, one_clear_line, tally, wait_for, write_files
 from tests.fuse_util import Mount
 
 MiB = 1024 * 1024
@@ -181,3 +181,31 @@ def test_get_in_one_process_refetches_a_piece_damaged_since_its_last_read(env, t
     client.download(f"{NAME}:v0", str(tmp_path / "two"))
     assert (tmp_path / "two" / "big.bin").read_bytes() == data
     assert client.cache.damaged == 2
+
+
+def test_a_foreign_cache_directory_is_refused_and_left_alone(env, tmp_path):
+    """--cache-dir naming a directory with someone else's files: one clear line, exit 2, the files and
+    the directory's mode untouched (no chmod, no clean); an empty directory or an older artifactfs cache
+    is taken and marked with CACHEDIR.TAG."""
+    write_files(tmp_path / "src", {"a.txt": b"a\n" * 1000})
+    af_ok(env, "commit", "--dir", tmp_path / "src", NAME)
+    home = tmp_path / "home"
+    write_files(home, {"notes.txt": b"mine\n", "tmp/draft.txt": b"mine too\n"})
+    os.chmod(home, 0o755)
+    for args in (("get", NAME, "--root", tmp_path / "out"), ("cache", "clean"), ("cache", "info"),
+                 ("cache", "warm", NAME), ("mount", tmp_path / "mp")):
+        (tmp_path / "mp").mkdir(exist_ok=True)
+        res = af({**env, "ARTIFACTFS_CACHE_DIR": str(home)}, *args)
+        line = one_clear_line(res, 2, "holds files artifactfs did not put there", "notes.txt")
+        assert str(home) in line, line
+    assert sorted(os.listdir(home)) == ["notes.txt", "tmp"] and (home / "tmp" / "draft.txt").exists()
+    assert os.stat(home).st_mode & 0o777 == 0o755
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    af_ok({**env, "ARTIFACTFS_CACHE_DIR": str(empty)}, "get", NAME, "--root", tmp_path / "out2")
+    assert (empty / "CACHEDIR.TAG").read_bytes().startswith(b"Signature: 8a477f597d28d172789f06886806bc55")
+    old = tmp_path / "old"  # a cache an older artifactfs made: its own directories, no tag
+    (old / "pieces").mkdir(parents=True)
+    (old / "runs").mkdir()
+    af_ok({**env, "ARTIFACTFS_CACHE_DIR": str(old)}, "cache", "clean")
+    assert (old / "CACHEDIR.TAG").exists()

@@ -39,7 +39,14 @@ def test_parallel_writers_in_processes(cli, env, client, tmp_path):
     paths = [e["path"] for e in json.loads(cli("files", "acme/ml/shards:full", "--json").output)]
     assert paths == sorted([f"part-{i}/data.txt" for i in range(n)] + ["shared/README"])
     assert cli("draft", "ls", "acme/ml/shards").output == ""  # the draft is gone
-    assert cli("draft", "finish", "acme/ml/shards", "run42").exit_code == 3
+    again = cli("draft", "finish", "acme/ml/shards", "run42")  # finished once: says what it became
+    assert again.exit_code == 4 and "finished as acme/ml/shards:v0" in again.stderr, again.output
+    # a late writer with the same draft id is refused (exit 4, the version named), not a new draft
+    late = writer_dir(tmp_path, 9, {"late.txt": "late"})
+    res = cli("draft", "add", "acme/ml/shards", "run42", "--dir", late, "--writer", "late")
+    assert res.exit_code == 4, res.output
+    assert res.stderr.count("\n") == 1 and "finished as acme/ml/shards:v0" in res.stderr, res.stderr
+    assert cli("draft", "ls", "acme/ml/shards").output == ""
 
 
 def test_conflicting_paths_fail_at_finish_naming_the_path(cli, tmp_path):
@@ -69,6 +76,13 @@ def test_draft_through_python_api_in_threads(client, tmp_path):
     assert art.version == "v0" and len(art.files()) == 16
     assert artifact("acme/ml/emb:nightly", client=client).get_entry("emb/007.txt").open("r").read() == "vector 7"
     assert art.logged_by() == "embed-1"
+    import pytest
+
+    from artifactfs.errors import Conflict
+
+    with pytest.raises(Conflict, match="finished as acme/ml/emb:v0"):  # upsert after finish: refused
+        write(99)
+    assert len(artifact("acme/ml/emb:latest", client=client).files()) == 16
 
 
 def test_draft_errors(cli, tmp_path):

@@ -405,6 +405,25 @@ def test_alias_moves_after_ttl_open_file_keeps_version(client, tmp_path, mounts)
         held.close()
 
 
+def test_everything_under_an_alias_follows_it_after_recursive_listings(client, tmp_path, mounts):
+    """`ls -R`, `find` and `diff -r` of name:latest/ cache every entry below it; a commit that moves
+    latest is still seen through that path within the TTL, deep files and listings included."""
+    write_tree(tmp_path / "v0", {"d/e/deep.txt": b"v0 deep\n", "d/gone.txt": b"0", "top.txt": b"v0 top\n"})
+    write_tree(tmp_path / "v1", {"d/e/deep.txt": b"v1 deep, longer\n", "d/new.txt": b"1", "top.txt": b"v1\n"})
+    client.commit_dir(str(tmp_path / "v0"), NAME, "dataset")
+    m = mounts("--alias-ttl", "1")
+    latest = m.path("acme/vision/bikes:latest")
+    subprocess.run(["ls", "-lR", latest], check=True, capture_output=True)
+    subprocess.run(["find", latest, "-ls"], check=True, capture_output=True)
+    assert subprocess.run(["diff", "-r", latest, str(tmp_path / "v0")], capture_output=True).returncode == 0
+    client.commit_dir(str(tmp_path / "v1"), NAME, "dataset")
+    time.sleep(2.0)  # the TTL and a second more
+    assert open(os.path.join(latest, "d/e/deep.txt"), "rb").read() == b"v1 deep, longer\n"
+    assert sorted(os.listdir(os.path.join(latest, "d"))) == ["e", "new.txt"]
+    assert os.stat(os.path.join(latest, "top.txt")).st_size == 3
+    assert subprocess.run(["diff", "-r", latest, str(tmp_path / "v1")], capture_output=True).returncode == 0
+
+
 def test_corrupt_blob_is_eio(client, tmp_path, mounts):
     rnd = random.Random(5)
     big = rnd.randbytes(2 * CHUNK_SIZE)

@@ -44,8 +44,9 @@ def inode_of_bytes(key: bytes) -> int:
 
 @dataclass(eq=False, slots=True)
 class Node:
-    """What an inode stands for. `version` is a namespace.VersionView for DIR and FILE nodes, None
-    otherwise; `selector` is `vN` or an alias for SEL nodes."""
+    """What an inode stands for. `version` is a namespace.VersionView for DIR and FILE nodes and for
+    a SEL node of an alias looked up by name (the version it named then), None otherwise; `selector`
+    is `vN` or an alias for SEL nodes."""
 
     ino: int
     kind: str
@@ -69,8 +70,8 @@ def node_key(kind, entity="", project="", name="", selector="", version=None, pa
         return f"E:{entity}"
     if kind == PROJECT:
         return f"P:{entity}/{project}"
-    if kind == SEL:
-        return f"S:{entity}/{project}/{name}:{selector}"
+    if kind == SEL:  # an alias resolved at lookup is pinned to that version: see ReadOnlyFS._child
+        return f"S:{entity}/{project}/{name}:{selector}" + (f"@{version.key}" if version is not None else "")
     if kind in (DIR, FILE):
         return f"V:{version.key}:{path}"
     return "root"

@@ -3,6 +3,7 @@ waiting until its mount is ready, unmounting, and the daemon's logging. Imports 
 trio, so commands that never mount (`ls`, `show`, `get`...) do not pay for loading them.
 """
 
+import errno
 import logging
 import os
 import shutil
@@ -19,8 +20,10 @@ log = logging.getLogger(__name__)
 
 # ---- checks ---------------------------------------------------------------------------------------
 def check_mountpoint(mountpoint: str) -> str:
-    """Return the absolute mountpoint; UsageError (one line) if it cannot be mounted on."""
+    """Return the absolute mountpoint; UsageError (one line) if it cannot be mounted on. A mount of
+    ours left behind by a daemon that died (kill -9) is cleared first."""
     path = os.path.abspath(mountpoint)
+    clear_stale_mount(path, mountpoint)
     if os.path.ismount(path):
         raise UsageError(f"mountpoint {mountpoint} is already a mount point (artifactfs umount {mountpoint}?)")
     if not os.path.exists(path):
@@ -35,6 +38,48 @@ def check_mountpoint(mountpoint: str) -> str:
     if not os.path.exists("/dev/fuse"):
         raise UsageError("/dev/fuse is missing: FUSE is not available on this machine")
     return path
+
+
+def is_stale_mount(path: str) -> bool:
+    """A FUSE mount whose daemon is gone: every request fails with ENOTCONN (`ismount` and `exists`
+    say False, which is why it needs asking). statfs, because the kernel answers a stat from cached
+    attributes for a while without asking the daemon."""
+    try:
+        os.statvfs(path)
+        return False
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+
+
+def clear_stale_mount(path: str, mountpoint: str) -> bool:
+    """Unmount `path` if it is a stale mount of artifactfs; True if it was. A stale mount of another
+    FUSE file system is left alone, with a line saying what to run."""
+    if not is_stale_mount(path):
+        return False
+    fstype = mount_type(path)
+    if fstype != "fuse.artifactfs":
+        raise UsageError(f"{mountpoint} is a {fstype or 'FUSE'} mount whose daemon is gone: unmount it with "
+                         f"`fusermount3 -uz {mountpoint}`")
+    _fusermount(path, mountpoint, lazy=True)
+    log.info("cleared the stale mount on %s (its daemon had exited)", path)
+    return True
+
+
+def mount_type(path: str) -> str | None:
+    """The type (`fuse.artifactfs`, `ext4`...) of what is mounted exactly at `path`, the newest mount
+    there, from /proc/self/mountinfo (no stat, which a stale mount would fail)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) > 4 and parts[4].encode().decode("unicode_escape") == path and rest:
+            found = rest.split()[0]
+    return found
 
 
 # ---- background -----------------------------------------------------------------------------------
@@ -94,20 +139,26 @@ def cli_argv(args: Sequence[str]) -> list[str]:
 # ---- unmount --------------------------------------------------------------------------------------
 def unmount(mountpoint: str, timeout: float = 30.0) -> None:
     path = os.path.abspath(mountpoint)
+    if clear_stale_mount(path, mountpoint):
+        return
     if not os.path.ismount(path):
         raise UsageError(f"{mountpoint} is not mounted")
-    tool = shutil.which("fusermount3") or shutil.which("fusermount")
-    if tool is None:
-        raise UsageError("fusermount3 not found (install the fuse3 package)")
-    res = subprocess.run([tool, "-u", path], capture_output=True, text=True, timeout=timeout)
-    if res.returncode != 0:
-        log.warning("%s -u %s failed (%s); unmounting lazily", tool, path, res.stderr.strip())
-        res = subprocess.run([tool, "-uz", path], capture_output=True, text=True, timeout=timeout)
-        if res.returncode != 0:
-            raise UsageError(f"cannot unmount {mountpoint}: {res.stderr.strip() or 'fusermount3 failed'}")
+    _fusermount(path, mountpoint, timeout=timeout)
     deadline = time.monotonic() + timeout
     while os.path.ismount(path) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _fusermount(path: str, mountpoint: str, lazy: bool = False, timeout: float = 30.0) -> None:
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    if tool is None:
+        raise UsageError("fusermount3 not found (install the fuse3 package)")
+    res = subprocess.run([tool, "-uz" if lazy else "-u", path], capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0 and not lazy:
+        log.warning("%s -u %s failed (%s); unmounting lazily", tool, path, res.stderr.strip())
+        res = subprocess.run([tool, "-uz", path], capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise UsageError(f"cannot unmount {mountpoint}: {res.stderr.strip() or 'fusermount3 failed'}")
 
 
 def setup_logging(debug: bool = False) -> None:

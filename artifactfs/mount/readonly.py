@@ -6,9 +6,11 @@ the version's Manifest (tree, sizes) or FileReader (contents), reply.
 Caveats:
 - Everything under `name:vN` is immutable: entries, attributes and negative lookups are cached by the
   kernel for VERSION_TIMEOUT, and files open with keep_cache, so re-reads come from the page cache.
-- `name:alias` is re-resolved after `alias_ttl`: the kernel keeps its children's dentries only that
-  long. Its children are the inodes of the version the alias pointed at when looked up, so a file
-  already open keeps reading that version after the alias moves.
+- `name:alias` is re-resolved after `alias_ttl`. Its inode is that of the alias *and* the version it
+  named when looked up, so when the alias has moved the next lookup answers another inode and the
+  kernel drops every entry and listing it cached below the old one (whatever their timeouts): the whole
+  tree under an alias path follows the alias within its TTL. Its children are the inodes of that
+  version, so a file (or a directory, or a cwd) already open keeps reading the version it opened.
 - A small file whose verified bytes are already in memory at its first OPEN (fetched ahead by the
   tree read-ahead) is handed to the page cache with that OPEN (notify_store): the read that follows
   needs no READ request. Only at the first open of the node: see `_fill_page_cache`.
@@ -187,6 +189,12 @@ class ReadOnlyFS(pyfuse3.Operations):
                 view = await self._sel_view(node)  # proves it exists
             except NotFound:
                 return None, short, short, None
+            if not _is_version(node.selector):
+                # An alias is a directory of the version it names now, with an inode of that version:
+                # once the alias moves, the next lookup (after its TTL) answers another inode, so the
+                # kernel drops everything it cached below the old one, listings included.
+                node.version = view
+                node.ino = inode_of(node.key)
             return node, self._timeout(node), short, view
         if parent.kind == SEL:
             view = await self._sel_view(parent)
@@ -207,7 +215,10 @@ class ReadOnlyFS(pyfuse3.Operations):
                     selector)
 
     async def _sel_view(self, node: Node) -> VersionView:
-        """The version a SEL node shows now; NotFound if the name or selector does not exist."""
+        """The version a SEL node shows (an alias looked up by name: the one it named then); NotFound
+        if the name or selector does not exist."""
+        if node.version is not None:
+            return node.version
         artifact, version, alias = self.ns.parse(node.entity, node.project, f"{node.name}:{node.selector}")
         if version is not None:
             return await self.ns.version(artifact, version)
