@@ -24,6 +24,7 @@ import pyfuse3
 import trio
 
 from ..errors import StoreUnavailable, UsageError
+from .process import newest_mount
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +71,8 @@ class Workers:
 # ---- foreground -----------------------------------------------------------------------------------
 def _bdi_of(mountpoint: str) -> str | None:
     """major:minor of the mount at `mountpoint`, from /proc/self/mountinfo (no stat: see caveats)."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    found = None
-    for line in lines:
-        fields = line.split()
-        if len(fields) > 4 and fields[4].encode().decode("unicode_escape") == mountpoint:
-            found = fields[2]  # the last one wins: the newest mount on that path
-    return found
+    found = newest_mount(mountpoint)
+    return found[0] if found else None
 
 
 def raise_readahead(mountpoint: str, kb: int = READ_AHEAD_KB, quiet: bool = False) -> bool:

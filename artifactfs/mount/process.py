@@ -66,8 +66,14 @@ def clear_stale_mount(path: str, mountpoint: str) -> bool:
 
 
 def mount_type(path: str) -> str | None:
-    """The type (`fuse.artifactfs`, `ext4`...) of what is mounted exactly at `path`, the newest mount
-    there, from /proc/self/mountinfo (no stat, which a stale mount would fail)."""
+    """The type (`fuse.artifactfs`, `ext4`...) of what is mounted exactly at `path`."""
+    found = newest_mount(path)
+    return found[1] if found else None
+
+
+def newest_mount(path: str) -> tuple[str, str] | None:
+    """(major:minor, type) of the newest mount exactly at `path`, from /proc/self/mountinfo: no stat,
+    which a stale mount would fail and a daemon must not send to itself."""
     try:
         with open("/proc/self/mountinfo") as f:
             lines = f.read().splitlines()
@@ -78,7 +84,7 @@ def mount_type(path: str) -> str | None:
         fields, _, rest = line.partition(" - ")
         parts = fields.split()
         if len(parts) > 4 and parts[4].encode().decode("unicode_escape") == path and rest:
-            found = rest.split()[0]
+            found = parts[2], rest.split()[0]  # the last one wins: the newest mount on that path
     return found
 
 
