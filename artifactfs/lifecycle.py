@@ -8,6 +8,7 @@ blobs stay until gc finds nothing else refers to them (docs/GC.md).
 TTL: `artifacts/<e>/<p>/<n>/ttl/<N>.json` = {"expires_at": <unix seconds>}; gc deletes expired versions.
 """
 
+import contextlib
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +42,8 @@ def ttl_key(name: ArtifactName, version: int) -> str:
 def delete_version(repo: Repository, ref: Ref, force: bool = False) -> tuple[VersionRecord, list[str]]:
     """Tombstone a version. Refuses one that custom aliases point at unless `force` (which removes them).
 
-    `latest` is not a reason to refuse: it moves back to the newest remaining version.
+    `latest` is not a reason to refuse: it moves back to the newest remaining version. An alias set
+    on the version while it is being deleted is removed too: the delete wins.
     Returns (the deleted record, aliases removed).
     """
     record = repo.resolve(ref)
@@ -50,12 +52,6 @@ def delete_version(repo: Repository, ref: Ref, force: bool = False) -> tuple[Ver
     if aliases and not force:
         raise Conflict(f"{name}:v{version} still has aliases {', '.join(aliases)}: move or remove them, "
                        "or pass --force to remove them with the version")
-    for alias in aliases:
-        try:
-            if repo.alias_target(name, alias)[0] == version:
-                repo.store.delete(layout.alias_key(name, alias))
-        except NotFound:
-            pass
     tombstone = canonical_json({"deleted": True, "deleted_at": now_iso(), "deleted_by": whoami(),
                                 "version": version})
     while True:
@@ -64,6 +60,14 @@ def delete_version(repo: Repository, ref: Ref, force: bool = False) -> tuple[Ver
             break
         except PreconditionFailed:
             record = repo.version(name, version)  # edited meanwhile (or deleted: NotFound ends it)
+    # After the tombstone, so that an alias set meanwhile is either seen here or sees the tombstone
+    # itself (Repository._swap_alias) and takes itself back.
+    removed = []
+    for alias in repo.aliases_of(name, version):
+        if alias != LATEST:
+            with contextlib.suppress(NotFound):
+                if repo.remove_alias_if(name, alias, lambda current: current == version) is not None:
+                    removed.append(alias)
     try:
         data, _ = repo.store.get(layout.digest_index_key(name, record.manifest))
         if _load_json(data, "digest index").get("version") == version:
@@ -71,38 +75,8 @@ def delete_version(repo: Repository, ref: Ref, force: bool = False) -> tuple[Ver
     except ObjectNotFound:
         pass
     repo.store.delete(ttl_key(name, version))
-    _repair_latest(repo, name)
-    return record, aliases
-
-
-def _is_live(repo: Repository, name: ArtifactName, version: int) -> bool:
-    try:
-        repo.version(name, version, type="")
-        return True
-    except NotFound:
-        return False
-
-
-def _repair_latest(repo: Repository, name: ArtifactName) -> None:
-    """Point `latest` at the newest live version (compare-and-swap; a concurrent commit wins)."""
-    key = layout.alias_key(name, LATEST)
-    while True:
-        try:
-            current, etag = repo.alias_target(name, LATEST)
-        except NotFound:
-            return
-        if _is_live(repo, name, current):
-            return
-        target = next((v for v in reversed(repo.list_versions(name)) if v < current and _is_live(repo, name, v)),
-                      None)
-        try:
-            if target is None:
-                repo.store.delete(key)  # no version left
-            else:
-                repo.store.put_if_match(key, canonical_json({"version": target}), etag)
-            return
-        except PreconditionFailed:
-            continue
+    repo.repair_latest(name)
+    return record, removed
 
 
 # ---- ttl --------------------------------------------------------------------------------------------

@@ -224,14 +224,24 @@ class Repository:
 
     def alias_target(self, name: ArtifactName, alias: str) -> tuple[int, str]:
         """Return (version, etag) of an alias."""
+        version, etag = self._alias_state(name, alias)
+        if version is None:
+            self.artifact_info(name)
+            raise NotFound(f"{name} has no alias {alias!r}")
+        return version, etag
+
+    def _alias_state(self, name: ArtifactName, alias: str) -> tuple[int | None, str | None]:
+        """(version, etag) of an alias record; version None for a removed alias (a `{"removed":true}`
+        record, kept so that every later write is a compare-and-swap), etag None when there is none."""
         key = layout.alias_key(name, alias)
         try:
             data, etag = self.store.get(key)
         except ObjectNotFound:
-            self.artifact_info(name)
-            raise NotFound(f"{name} has no alias {alias!r}") from None
+            return None, None
         obj = _load_json(data, key)
-        if not isinstance(obj.get("version"), int):
+        if obj.get("removed"):
+            return None, etag
+        if not isinstance(obj.get("version"), int) or isinstance(obj["version"], bool):
             raise CorruptData(f"alias record {key} has no version")
         return obj["version"], etag
 
@@ -254,7 +264,7 @@ class Repository:
             return key[len(prefix):].removesuffix(".json"), _load_json(data, key).get("version")
 
         with ThreadPoolExecutor(8) as pool:
-            pairs = [p for p in pool.map(read, keys) if p]
+            pairs = [(a, v) for a, v in filter(None, pool.map(read, keys)) if type(v) is int]  # not removed
         return dict(sorted(pairs))
 
     def aliases_of(self, name: ArtifactName, version: int) -> list[str]:
@@ -433,28 +443,76 @@ class Repository:
             return versions[-1] + 1 if versions else 0
 
     def _advance_latest(self, name: ArtifactName, version: int) -> None:
-        self._swap_alias(name, LATEST, version, keep=lambda current: current >= version)
+        try:
+            self._swap_alias(name, LATEST, version, keep=lambda current: current >= version)
+        except NotFound:
+            pass  # the new version was deleted at once: _swap_alias put latest back on a live one
+
+    def is_live(self, name: ArtifactName, version: int) -> bool:
+        try:
+            self.version(name, version, type="")
+            return True
+        except NotFound:
+            return False
+
+    def _put_alias(self, name: ArtifactName, alias: str, version: int | None, etag: str | None) -> str:
+        """Write the alias record by compare-and-swap against `etag` (absent when None); None removes it."""
+        body = canonical_json({"version": version} if version is not None else
+                              {"removed": True, "removed_at": now_iso(), "removed_by": whoami()})
+        key = layout.alias_key(name, alias)
+        return self.store.put_if_absent(key, body) if etag is None else self.store.put_if_match(key, body, etag)
 
     def _swap_alias(self, name: ArtifactName, alias: str, version: int, keep=lambda current: False) -> None:
-        """Point `alias` at `version` by compare-and-swap, retried until it sticks or `keep(current)`."""
-        key = layout.alias_key(name, alias)
-        body = canonical_json({"version": version})
+        """Point `alias` at `version` by compare-and-swap, retried until it sticks or `keep(current)`.
+
+        Racing a delete of `version`: the delete tombstones the version, then removes the aliases it
+        finds on it; this writes the alias, then checks the version is still live. Whatever the
+        interleaving, one of the two sees the other, so no alias is left on a deleted version. When
+        it is this side that sees the tombstone, the alias is put back and NotFound raised."""
         while True:
-            try:
-                current, etag = self.alias_target(name, alias)
-            except NotFound:
-                try:
-                    self.store.put_if_absent(key, body)
-                    return
-                except PreconditionFailed:
-                    continue
-            if keep(current):
+            current, etag = self._alias_state(name, alias)
+            if current is not None and keep(current):
                 return
             try:
-                self.store.put_if_match(key, body, etag)
-                return
+                etag = self._put_alias(name, alias, version, etag)
             except PreconditionFailed:
                 continue  # moved meanwhile: the last writer wins, but never a torn write
+            if self.is_live(name, version):
+                return
+            self._undo_alias(name, alias, current, etag)
+            raise NotFound(f"{name}:v{version} was deleted")
+
+    def _undo_alias(self, name: ArtifactName, alias: str, previous: int | None, etag: str) -> None:
+        """Take back an alias just written onto a version deleted meanwhile: to where it was if that
+        is live (for `latest`: the newest live version), else remove it. Stops when someone else
+        moves the alias first, since their write is checked by them."""
+        while True:
+            if alias == LATEST:
+                previous = self.newest_live_version(name)
+            elif previous is not None and not self.is_live(name, previous):
+                previous = None
+            try:
+                etag = self._put_alias(name, alias, previous, etag)
+            except PreconditionFailed:
+                return
+            if previous is None or self.is_live(name, previous):
+                return
+
+    def newest_live_version(self, name: ArtifactName, below: int | None = None) -> int | None:
+        return next((v for v in reversed(self.list_versions(name))
+                     if (below is None or v <= below) and self.is_live(name, v)), None)
+
+    def repair_latest(self, name: ArtifactName) -> None:
+        """Point `latest` at the newest live version (compare-and-swap; a concurrent commit wins)."""
+        while True:
+            current, etag = self._alias_state(name, LATEST)
+            if current is None or self.is_live(name, current):
+                return
+            try:
+                self._put_alias(name, LATEST, self.newest_live_version(name, below=current), etag)
+                return
+            except PreconditionFailed:
+                continue
 
     # ---- aliases and edits ---------------------------------------------------------------------
     def set_alias(self, name: ArtifactName, alias: str, version: int) -> None:
@@ -468,9 +526,19 @@ class Repository:
         check_alias(alias)
         if alias == LATEST:
             raise InvalidName("'latest' is managed automatically and cannot be removed")
-        version, _ = self.alias_target(name, alias)
-        self.store.delete(layout.alias_key(name, alias))
-        return version
+        return self.remove_alias_if(name, alias, lambda version: True)
+
+    def remove_alias_if(self, name: ArtifactName, alias: str, pointing) -> int | None:
+        """Remove the alias, by compare-and-swap, if `pointing(its version)`; return that version."""
+        while True:
+            version, etag = self.alias_target(name, alias)
+            if not pointing(version):
+                return None
+            try:
+                self._put_alias(name, alias, None, etag)
+                return version
+            except PreconditionFailed:
+                continue
 
     def update(self, ref: Ref, description: str | None = None, metadata: dict | None = None,
                replace_metadata: bool = False) -> VersionRecord:

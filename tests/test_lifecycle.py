@@ -255,3 +255,81 @@ def test_the_cache_bound_covers_manifests(client, tmp_path):
         cache.put(f"{i:032x}", os.urandom(60_000))  # over the bound: eviction runs
     assert cache.info()["manifests"] == 0
     assert cache.info()["bytes"] <= 200_000
+
+
+def _versions_for_alias_races(client, ref: str, count: int) -> list[int]:
+    """`count` versions of `ref` (records only: the race is about aliases, not bytes)."""
+    from artifactfs.hashing import digest_bytes
+    from artifactfs.manifest import Entry, Manifest
+
+    name = client.artifact_name(ref)
+    return [client.repo.commit(name, "dataset", Manifest.from_entries(
+        [Entry(path="f", size=len(str(i)), digest=digest_bytes(str(i).encode()))])).record.version
+            for i in range(count)]
+
+
+def _assert_every_alias_resolves(client, ref: str) -> dict:
+    name = client.artifact_name(ref)
+    aliases = client.repo.aliases(name)
+    dead = {a: v for a, v in aliases.items() if not client.repo.is_live(name, v)}
+    assert not dead, f"aliases on deleted versions: {dead}"
+    return aliases
+
+
+def test_alias_set_racing_rm_from_threads_leaves_no_alias_on_a_deleted_version(client):
+    from artifactfs.errors import ArtifactfsError
+    from artifactfs.lifecycle import delete_version
+    from artifactfs.names import parse_ref
+
+    name = client.artifact_name("acme/p/race")
+    versions = _versions_for_alias_races(client, "acme/p/race", 50)
+    outcomes = []
+
+    def one(version: int) -> None:
+        start = threading.Barrier(2)
+
+        def set_alias():
+            start.wait()
+            try:
+                client.repo.set_alias(name, f"a{version}", version)
+                outcomes.append("set")
+            except ArtifactfsError:
+                outcomes.append("set refused")
+
+        def rm():
+            start.wait()
+            try:
+                delete_version(client.repo, parse_ref(f"acme/p/race:v{version}"))
+                outcomes.append("deleted")
+            except ArtifactfsError:
+                outcomes.append("rm refused")
+
+        pair = [threading.Thread(target=set_alias), threading.Thread(target=rm)]
+        for t in pair:
+            t.start()
+        for t in pair:
+            t.join()
+
+    rounds = [threading.Thread(target=one, args=(v,)) for v in versions]
+    for t in rounds:
+        t.start()
+    for t in rounds:
+        t.join()
+    assert len(outcomes) == 100
+    aliases = _assert_every_alias_resolves(client, "acme/p/race")
+    live = [v for v in versions if client.repo.is_live(name, v)]
+    assert aliases.get("latest") == (live[-1] if live else None)
+    assert "deleted" in outcomes  # the race was run, not avoided
+
+
+def test_alias_set_racing_rm_from_the_cli_leaves_no_alias_on_a_deleted_version(client, env):
+    from tests.fault_util import af_many
+
+    versions = _versions_for_alias_races(client, "acme/p/clirace", 20)
+    calls = [call for v in versions for call in ((env, ("alias", "set", f"acme/p/clirace:v{v}", f"a{v}")),
+                                                  (env, ("rm", f"acme/p/clirace:v{v}")))]
+    results = af_many(calls)
+    for res in results:
+        assert res.returncode in (0, 3, 4), (res.args, res.returncode, res.stderr)
+        assert "Traceback" not in res.stderr
+    _assert_every_alias_resolves(client, "acme/p/clirace")
