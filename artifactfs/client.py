@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 from .cache import LOW_WATERMARK, PieceCache, manifests_dir
 from .config import Settings, format_size, load_settings
-from .errors import NotFound, UsageError
+from .errors import CorruptData, NotFound, UsageError
 from .fetch import Fetcher, WarmResult, cacheable
 from .ingest import LocalFile, hash_and_upload, walk_directory
 from .packs import protect_sources
@@ -93,8 +93,9 @@ class Client:
     def manifest(self, record: VersionRecord) -> Manifest:
         return self.repo.manifest(record.manifest)
 
-    def ls(self, path: str | None) -> list:
-        """Entities; an entity's projects; a project's artifacts; an artifact's versions."""
+    def ls(self, path: str | None, damaged: list[str] | None = None) -> list:
+        """Entities; an entity's projects; a project's artifacts; an artifact's versions (a version
+        whose record is damaged is left out and named in `damaged`)."""
         parts = [p for p in (path or "").split("/") if p]
         if not parts:
             return self.repo.list_entities()
@@ -111,6 +112,11 @@ class Client:
                 return self.repo.version(name, v)
             except NotFound:
                 return None  # deleted
+            except CorruptData as exc:
+                if damaged is None:
+                    raise
+                damaged.append(str(exc))
+                return None
 
         with ThreadPoolExecutor(8) as pool:
             records = [r for r in pool.map(record, self.repo.list_versions(name)) if r is not None]

@@ -19,15 +19,19 @@ Marking parts before version records matters: a draft's finish writes the versio
 deletes the parts, so whichever of the two a mark misses, it sees the other.
 """
 
+import contextlib
+import gzip
 import json
 import logging
+import re
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 
 from . import drafts, layout, stage_records
-from .errors import ArtifactfsError, NotFound, ObjectNotFound
-from .lifecycle import delete_version, expired_versions, live_versions
+from .errors import ArtifactfsError, CorruptData, NotFound, ObjectNotFound
+from .lifecycle import Unreadable, delete_version, expired_versions, live_versions
 from .manifest import Entry, Manifest, canonical_json
 from .repo import Repository, _load_json, now_iso, whoami
 
@@ -38,6 +42,7 @@ RUNS = "gc/runs/"
 RUN_STALE = 6 * 3600.0  # a "running" gc older than this crashed: commits stop waiting for it
 CLOCK_SKEW = 300.0  # margin between this machine's clock and the store's
 WAIT_STEP = 0.2
+_DIGEST_WORD = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 
 
 @dataclass
@@ -50,6 +55,7 @@ class GcReport:
     deleted_bytes: int = 0
     kept_young: int = 0  # unreferenced but younger than the grace period
     skipped: str | None = None  # why nothing was swept
+    damaged: list[str] = field(default_factory=list)  # records and manifests that could not be read
     dry_run: bool = False
 
     def to_json(self) -> dict:
@@ -62,12 +68,15 @@ class Incomplete(Exception):
     """A live version's manifest is missing: its blobs cannot be marked, so nothing may be swept."""
 
 
-def mark(repo: Repository, now: float | None = None) -> tuple[set[str], set[str], int]:
+def mark(repo: Repository, now: float | None = None, damaged: list[str] | None = None
+         ) -> tuple[set[str], set[str], int]:
     """(live manifest keys, live blob keys, number of live versions). Parts first: see the module doc.
     The bases of open stages are kept too (stage_records.py).
 
-    Raises Incomplete if a live version's manifest is missing (a commit re-uploading it after an
-    earlier gc, or damage that verify reports)."""
+    A damaged version record or manifest is added to `damaged` and the rest is marked as usual; what
+    the damaged one may still name is kept (`_salvage`). Raises Incomplete if a live version's
+    manifest is missing (a commit re-uploading it after an earlier gc, or damage that verify reports)."""
+    damaged = [] if damaged is None else damaged
     manifests, blobs = stage_marks(repo, now)
     for key in drafts.live_part_keys(repo):
         try:
@@ -75,19 +84,48 @@ def mark(repo: Repository, now: float | None = None) -> tuple[set[str], set[str]
         except ObjectNotFound:
             continue
         for line in data.splitlines():
-            if line:
-                entry = Entry.from_json(_load_json(line, key))
-                if entry.ref is None and entry.digest and entry.size:
-                    blobs.add(layout.content_key(entry))
-    records = live_versions(repo)
+            try:
+                entry = Entry.from_json(_load_json(line, key)) if line else None
+            except (CorruptData, TypeError, ValueError):
+                damaged.append(f"draft part {key} is damaged")
+                blobs |= {k for d in _digests_in(line) for k in (layout.blob_key(d), layout.pack_key(d))}
+                continue
+            if entry and entry.ref is None and entry.digest and entry.size:
+                blobs.add(layout.content_key(entry))
+    unreadable: list[Unreadable] = []
+    records = live_versions(repo, unreadable)
+    for bad in unreadable:
+        damaged.append(str(bad))
+        for digest in _digests_in(bad.data):
+            _mark_manifest(repo, digest, manifests, blobs, damaged, missing_ok=True)
     for digest in {r.manifest for r in records}:
-        manifests |= layout.manifest_keys(digest)
-        try:
-            manifest = repo.manifest(digest)
-        except ObjectNotFound:
-            raise Incomplete(digest) from None
-        blobs |= stored_keys(manifest)
+        _mark_manifest(repo, digest, manifests, blobs, damaged)
     return manifests, blobs, len(records)
+
+
+def _mark_manifest(repo: Repository, digest: str, manifests: set[str], blobs: set[str], damaged: list[str],
+                   missing_ok: bool = False) -> None:
+    manifests |= layout.manifest_keys(digest)
+    try:
+        blobs |= stored_keys(repo.manifest(digest))
+    except ObjectNotFound:
+        if not missing_ok:
+            raise Incomplete(digest) from None
+    except CorruptData as exc:
+        damaged.append(str(exc))
+        try:
+            data, _ = repo.store.get(layout.manifest_key(digest))
+        except ObjectNotFound:
+            return
+        blobs |= {key for d in _digests_in(data) for key in (layout.blob_key(d), layout.pack_key(d))}
+
+
+def _digests_in(data: bytes) -> set[str]:
+    """Every digest-shaped word in damaged bytes. Marking a key that is no live object's costs nothing,
+    so gc keeps whatever a damaged record or manifest may still name, for a person to repair."""
+    with contextlib.suppress(OSError, EOFError, zlib.error):
+        data = gzip.decompress(data)  # a stored manifest
+    return set(_DIGEST_WORD.findall(data.decode("latin-1")))
 
 
 def stage_marks(repo: Repository, now: float | None) -> tuple[set[str], set[str]]:
@@ -126,7 +164,7 @@ def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
                 except NotFound:
                     pass
         try:
-            manifests, blobs, report.live_versions = mark(repo, now)
+            manifests, blobs, report.live_versions = mark(repo, now, report.damaged)
         except Incomplete as exc:
             log.warning("gc: manifest %s of a live version is missing; deleting nothing this run (a commit "
                         "may be restoring it; if it persists, run `artifactfs verify --all`)", exc)
@@ -134,13 +172,12 @@ def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
             return report
         if dry_run and expired:  # show what gc would free once they are gone
             gone = set(report.expired)
-            keep = [r for r in live_versions(repo) if f"{r.artifact}:v{r.version}" not in gone]
+            keep = [r for r in live_versions(repo, []) if f"{r.artifact}:v{r.version}" not in gone]
             manifests, blobs = stage_marks(repo, now)
-            manifests |= {key for r in keep for key in layout.manifest_keys(r.manifest)}
             for r in keep:
                 try:
-                    blobs |= stored_keys(repo.manifest(r.manifest))
-                except ObjectNotFound:
+                    _mark_manifest(repo, r.manifest, manifests, blobs, [])
+                except Incomplete:
                     report.skipped = f"manifest {r.manifest} of a live version is missing"
                     return report
         report.live_manifests = sum(key.endswith(layout.MANIFEST_SUFFIX) for key in manifests)

@@ -9,6 +9,7 @@ TTL: `artifacts/<e>/<p>/<n>/ttl/<N>.json` = {"expires_at": <unix seconds>}; gc d
 """
 
 import contextlib
+import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,8 @@ from .hashing import StreamHasher, digest_bytes
 from .manifest import Manifest, canonical_json, check_entry
 from .names import LATEST, ArtifactName, Ref, parse_ref
 from .repo import Repository, VersionRecord, _load_json, now_iso, parse_stored_manifest, whoami
+
+log = logging.getLogger(__name__)
 
 VERIFY_THREADS = 8
 _DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
@@ -46,7 +49,12 @@ def delete_version(repo: Repository, ref: Ref, force: bool = False) -> tuple[Ver
     on the version while it is being deleted is removed too: the delete wins.
     Returns (the deleted record, aliases removed).
     """
-    record = repo.resolve(ref)
+    try:
+        record = repo.resolve(ref)
+    except CorruptData:
+        if not (force and ref.version is not None):
+            raise
+        record = _damaged_record(repo, ref)
     name, version = record.artifact, record.version
     aliases = [a for a in repo.aliases_of(name, version) if a != LATEST]
     if aliases and not force:
@@ -77,6 +85,16 @@ def delete_version(repo: Repository, ref: Ref, force: bool = False) -> tuple[Ver
     repo.store.delete(ttl_key(name, version))
     repo.repair_latest(name)
     return record, removed
+
+
+def _damaged_record(repo: Repository, ref: Ref) -> VersionRecord:
+    """A stand-in for a version record that cannot be read, so that `rm --force` can tombstone it."""
+    try:
+        _, etag = repo.store.get(layout.version_key(ref.artifact, ref.version))
+    except ObjectNotFound:
+        raise NotFound(f"{ref} does not exist") from None
+    return VersionRecord(artifact=ref.artifact, version=ref.version, manifest="", size=0, file_count=0,
+                         type="", etag=etag)
 
 
 # ---- ttl --------------------------------------------------------------------------------------------
@@ -117,14 +135,38 @@ def expired_versions(repo: Repository, now: float | None = None) -> list[Ref]:
             data, _ = repo.store.get(info.key)
         except ObjectNotFound:
             continue
-        if _load_json(data, info.key).get("expires_at", float("inf")) <= now:
+        try:
+            expires_at = _load_json(data, info.key).get("expires_at", float("inf"))
+            if type(expires_at) not in (int, float):
+                raise CorruptData(f"ttl record {info.key} has no time")
+        except CorruptData as exc:
+            log.warning("%s; its version is kept", exc)
+            continue
+        if expires_at <= now:
             out.append(Ref(ArtifactName(parts[1], parts[2], parts[3]), version=int(parts[5].removesuffix(".json"))))
     return out
 
 
 # ---- verify -----------------------------------------------------------------------------------------
-def live_versions(repo: Repository) -> list[VersionRecord]:
-    """Every live version record in the store."""
+@dataclass
+class Unreadable:
+    """A version record that cannot be read (not JSON, unexpected fields): reported, never trusted."""
+    key: str
+    problem: str
+    data: bytes
+
+    def __str__(self) -> str:
+        return f"{self.problem} (if it is beyond repair, `artifactfs rm --force {self.ref}` tombstones it)"
+
+    @property
+    def ref(self) -> str:
+        parts = self.key.split("/")
+        return f"{'/'.join(parts[1:4])}:v{parts[5].removesuffix('.json')}"
+
+
+def live_versions(repo: Repository, unreadable: list[Unreadable] | None = None) -> list[VersionRecord]:
+    """Every live version record in the store. A damaged one is left out, and added to `unreadable`
+    (raised as CorruptData when no list is given), so that one bad record does not stop the rest."""
     keys = [info.key for info in repo.store.list("artifacts/")
             if info.key.count("/") == 5 and info.key.split("/")[4] == "versions"]
 
@@ -135,9 +177,20 @@ def live_versions(repo: Repository) -> list[VersionRecord]:
                                 type="")
         except (NotFound, ValueError):
             return None
+        except CorruptData as exc:
+            if unreadable is None:
+                raise
+            try:
+                data, _ = repo.store.get(key)
+            except ObjectNotFound:
+                return None
+            return Unreadable(key, str(exc), data)
 
     with ThreadPoolExecutor(VERIFY_THREADS) as pool:
-        return [r for r in pool.map(read, keys) if r is not None]
+        found = list(pool.map(read, keys))
+    if unreadable is not None:
+        unreadable.extend(r for r in found if isinstance(r, Unreadable))
+    return [r for r in found if isinstance(r, VersionRecord)]
 
 
 def load_manifest_from_store(repo: Repository, digest: str) -> Manifest:

@@ -24,9 +24,9 @@ from typing import Callable, Iterable
 from . import layout, manifest_columns
 from .errors import (Conflict, CorruptData, InvalidName, InvalidPath, NotFound, ObjectNotFound, PreconditionFailed,
                      UsageError)
-from .hashing import digest_bytes
+from .hashing import digest_bytes, is_digest
 from .localfs import write_atomic
-from .manifest import Manifest, canonical_json
+from .manifest import MAX_SIZE, Manifest, canonical_json
 from .names import LATEST, ArtifactName, Ref, check_alias, check_name
 from .store import ObjectStore
 
@@ -114,6 +114,25 @@ def _load_json(data: bytes, key: str) -> dict:
     return obj
 
 
+def _record_problem(record: VersionRecord, number: int) -> str | None:
+    """What makes a version record read from the store unfit to trust, if anything."""
+    def count(value) -> bool:
+        return type(value) is int and 0 <= value <= MAX_SIZE
+
+    if record.version != number:
+        return f"says it is version {record.version!r}"
+    if not isinstance(record.manifest, str) or not is_digest(record.manifest):
+        return f"names no valid manifest digest ({record.manifest!r:.80})"
+    if not (count(record.size) and count(record.file_count)):
+        return "has a size or file count that is not a count"
+    if not isinstance(record.metadata, dict) or not isinstance(record.inputs, list):
+        return "has metadata or inputs of the wrong type"
+    if not all(isinstance(v, (str, type(None))) for v in (record.description, record.created_at,
+                                                          record.created_by, record.run)):
+        return "has a text field that is not text"
+    return None
+
+
 def parse_stored_manifest(data: bytes, digest: str) -> Manifest:
     """Parse a manifest read from the store. A path it must not hold (traversal, duplicates) means the
     store holds a manifest no commit writes: corrupt data (exit 7), not a usage error."""
@@ -198,6 +217,9 @@ class Repository:
                 known[key, etag] = not _load_json(data, key).get("deleted")
             except ObjectNotFound:  # removed between the listing and the read
                 known[key, etag] = False
+            except CorruptData as exc:  # hidden, not fatal to the listing: verify --all reports it
+                log.warning("%s; left out of the listing", exc)
+                known[key, etag] = False
 
         unknown = sorted((item for item in listed if item[:2] not in known), key=lambda item: item[2])[:budget]
         if unknown:
@@ -218,9 +240,13 @@ class Repository:
         if type is None:
             type = self.artifact_type(name)
         try:
-            return VersionRecord(artifact=name, type=type, etag=etag, **obj)
+            record = VersionRecord(artifact=name, type=type, etag=etag, **obj)
         except TypeError:
             raise CorruptData(f"version record {key} has unexpected fields") from None
+        problem = _record_problem(record, version)
+        if problem:
+            raise CorruptData(f"version record {key} {problem}")
+        return record
 
     def alias_target(self, name: ArtifactName, alias: str) -> tuple[int, str]:
         """Return (version, etag) of an alias."""
@@ -261,7 +287,11 @@ class Repository:
                 data, _ = self.store.get(key)
             except ObjectNotFound:
                 return None  # removed since the listing
-            return key[len(prefix):].removesuffix(".json"), _load_json(data, key).get("version")
+            try:
+                return key[len(prefix):].removesuffix(".json"), _load_json(data, key).get("version")
+            except CorruptData as exc:
+                log.warning("%s; alias left out", exc)
+                return None
 
         with ThreadPoolExecutor(8) as pool:
             pairs = [(a, v) for a, v in filter(None, pool.map(read, keys)) if type(v) is int]  # not removed

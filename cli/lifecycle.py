@@ -54,11 +54,19 @@ def gc(client: Client, dry_run, grace, as_json):
     report = run_gc(client.repo, lifecycle.parse_duration(grace), dry_run)
     if as_json:
         emit_json(report.to_json())
-        return
-    if report.skipped:
+    elif report.skipped:
         click.echo(f"deleted nothing: {report.skipped} (a commit may be restoring it; if this persists, "
                    "run `artifactfs verify --all`)")
-        return
+    else:
+        _gc_summary(report, dry_run)
+    if report.damaged:
+        for problem in report.damaged:
+            click.echo(f"damaged: {problem}")
+        raise CorruptData(f"gc kept what {len(report.damaged)} damaged store objects may still name; "
+                          "see `artifactfs verify --all`")
+
+
+def _gc_summary(report, dry_run: bool) -> None:
     verb = "would delete" if dry_run else "deleted"
     for ref in report.expired:
         click.echo(f"expired: {ref}")
@@ -76,9 +84,11 @@ def verify(client: Client, refs, all_versions, as_json):
     """Re-hash the manifests, blobs and reference sources of versions; exit 7 on any problem."""
     if bool(refs) == all_versions:
         raise click.UsageError("give REF... or --all")
-    records = (lifecycle.live_versions(client.repo) if all_versions else
+    unreadable: list[lifecycle.Unreadable] = []
+    records = (lifecycle.live_versions(client.repo, unreadable) if all_versions else
                [client.resolve(r) for r in refs])
     report = lifecycle.verify(client.repo, records, client.references)
+    report.problems[:0] = [str(u) for u in unreadable]
     if as_json:
         emit_json(report.__dict__)
     else:

@@ -152,7 +152,8 @@ def commit(client: Client, ref, stage_id, require_base, directory, type_, descri
 @click.pass_obj
 def ls_cmd(client: Client, path, as_json):
     """List entities, projects of ENTITY, artifacts of ENTITY/PROJECT, or versions of an artifact."""
-    rows = client.ls(path)
+    damaged: list[str] = []
+    rows = client.ls(path, damaged)
     if rows and isinstance(rows[0], tuple):
         if as_json:
             emit_json([record_summary(r, a) for r, a in rows])
@@ -160,6 +161,10 @@ def ls_cmd(client: Client, path, as_json):
             alias_text = ",".join(aliases)
             click.echo(f"v{record.version}\t{alias_text}\t{record.file_count} files\t{format_size(record.size)}\t"
                        f"{record.created_at}\t{record.description or ''}".rstrip())
+    if damaged:
+        raise CorruptData(f"{damaged[0]}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "")
+                          + "; the other versions are listed")
+    if rows and isinstance(rows[0], tuple):
         return
     names = [str(r) for r in rows]
     if as_json:

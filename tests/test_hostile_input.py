@@ -23,7 +23,7 @@ from artifactfs.errors import InvalidPath
 from artifactfs.hashing import digest_bytes
 from artifactfs.manifest import Entry, Manifest, canonical_json
 from artifactfs.paths import MAX_PATH_BYTES, normalize_entry_path
-from tests.fault_util import tally, write_files
+from tests.fault_util import stored_key, tally, write_files
 from tests.fuse_util import Mount
 from tests.staging_util import StageMount
 
@@ -326,3 +326,74 @@ def test_duplicate_paths_are_refused(entries, data):
     dup = data.draw(st.sampled_from(entries))
     with pytest.raises(InvalidPath):
         Manifest.from_entries([*entries, Entry(dup.path, 1, "0" * 32)])
+
+
+def test_one_damaged_record_is_reported_and_isolated(cli, client, tmp_path, env):
+    """A garbage version record, alias record, ttl record and manifest, each in its own artifact: the
+    others list (CLI and mount), verify and collect as usual; verify and gc name each damaged key and
+    exit 7; gc keeps what the damaged objects still name; `rm --force` tombstones a damaged record."""
+    def commit(ref, files):
+        d = tmp_path / f"src-{len(os.listdir(tmp_path))}"
+        write_files(d, files)
+        assert cli("commit", ref, "--dir", d).exit_code == 0
+
+    commit("acme/vision/good", {"only-v0.txt": b"freed by gc\n"})
+    commit("acme/vision/good", {"kept.txt": b"kept\n"})
+    freed = stored_key(client, "acme/vision/good:v0", "only-v0.txt")
+    assert cli("rm", "acme/vision/good:v0").exit_code == 0
+    commit("acme/vision/badrec", {"a.txt": b"v0 of badrec\n"})
+    commit("acme/vision/badrec", {"b.txt": b"only in the damaged v1\n"})
+    commit("acme/vision/badman", {"c.txt": b"named by a damaged manifest\n"})
+    commit("acme/vision/badalias", {"d.txt": b"d\n"})
+    assert cli("alias", "set", "acme/vision/badalias:v0", "prod").exit_code == 0
+    assert cli("ttl", "acme/vision/badalias:v0", "30d").exit_code == 0
+    store = client.store
+
+    v1 = "artifacts/acme/vision/badrec/versions/1.json"
+    record = store.get(v1)[0]
+    v1_blob = stored_key(client, "acme/vision/badrec:v1", "b.txt")
+    man_blob = stored_key(client, "acme/vision/badman:v0", "c.txt")
+    store.put(v1, record[:record.index(b'"metadata"')])  # cut short, still naming its manifest
+    v1_manifest = json.loads(record)["manifest"]
+    man = client.resolve("acme/vision/badman").manifest
+    text = gzip.decompress(store.get(layout.manifest_key(man))[0])
+    store.put(layout.manifest_key(man), gzip.compress(text.replace(b"c.txt", b"x.txt")))  # wrong digest
+    store.delete(layout.manifest_columns_key(man))
+    store.put("artifacts/acme/vision/badalias/aliases/prod.json", b"\xff not json")
+    store.put("artifacts/acme/vision/badalias/ttl/0.json", b'{"expires_at": "soon"}')
+
+    res = cli("ls", "acme/vision/badrec")
+    assert res.stdout.startswith("v0\t")
+    refused(res, 7, v1)
+    assert cli("ls", "acme/vision/badalias").exit_code == 0
+    assert cli("ls", "acme/vision").stdout.split() == ["acme/vision/badalias", "acme/vision/badman",
+                                                       "acme/vision/badrec", "acme/vision/good"]
+    m = Mount(tmp_path / "mp", env)
+    try:
+        listed = os.listdir(m.path("acme/vision"))
+        assert "badrec:v0" in listed and "badrec:v1" not in listed and "good:v1" in listed
+        assert "badalias:v0" in listed and "badalias:prod" not in listed
+        assert open(m.path("acme/vision/good:latest/kept.txt"), "rb").read() == b"kept\n"
+        with pytest.raises(OSError):
+            os.listdir(m.path("acme/vision/badrec:v1"))
+    finally:
+        m.close()
+
+    res = cli("verify", "--all")
+    assert res.exit_code == 7 and "Traceback" not in res.stderr
+    assert v1 in res.stdout and man in res.stdout
+    assert "checked 4 versions" in res.stdout  # good:v1, badrec:v0, badman:v0, badalias:v0
+
+    assert cli("cache", "clean").exit_code == 0  # else gc marks from this machine's verified copy
+    res = cli("gc", "--grace", "0s")
+    assert res.exit_code == 7 and "Traceback" not in res.stderr, res.output
+    assert v1 in res.stdout and man in res.stdout
+    keys = set(store_keys(client))
+    assert freed not in keys  # the rest was collected as usual
+    assert {v1_blob, man_blob, layout.manifest_key(v1_manifest), layout.manifest_key(man)} <= keys
+
+    assert cli("rm", "acme/vision/badrec:v1").exit_code == 7  # not without --force
+    assert cli("rm", "--force", "acme/vision/badrec:v1").exit_code == 0
+    assert cli("ls", "acme/vision/badrec").exit_code == 0
+    res = cli("verify", "--all")
+    assert res.exit_code == 7 and v1 not in res.stdout and man in res.stdout
