@@ -74,24 +74,60 @@ def format_size(n: int) -> str:
     return str(n)
 
 
+MAX_TIMEOUT = 24 * 3600.0
+
+
+def check_timeout(value, where: str = "timeout") -> float:
+    """Seconds, finite and > 0: a timeout of 0, below 0 or nan would fail every request (or none)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if type(value) is bool or not 0 < seconds <= MAX_TIMEOUT:  # nan fails every comparison
+        raise UsageError(f"invalid {where} {value!r}: give seconds, more than 0 and at most {MAX_TIMEOUT:.0f}")
+    return seconds
+
+
+def check_endpoint_url(value: str, where: str = "endpoint URL") -> str:
+    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s]*)?", value):
+        raise UsageError(f"invalid {where} {value!r}: give http://HOST:PORT or https://HOST")
+    return value
+
+
 def load_settings(**overrides) -> Settings:
     """Resolve every setting; `overrides` are explicit arguments (None means not given)."""
     file = _read_file()
-    values = {}
+    values, where = {}, {}
     for key, env in _ENV.items():
-        value = overrides.get(key)
+        value, where[key] = overrides.get(key), f"--{key.replace('_', '-')}"
+        if value == "":
+            raise UsageError(f"{where[key]} is empty: leave it out for the default")
         if value is None:
-            value = os.environ.get(env) or None
+            value, where[key] = os.environ.get(env) or None, env
         if value is None:
-            value = file.get(key)
+            value, where[key] = file.get(key), f"{key} in {config_path()}"
+            if value is not None and (type(value) is bool or
+                                      not isinstance(value, (str, int, float) if key in _NUMBERS else str)):
+                raise UsageError(f"{where[key]} must be {'a number' if key in _NUMBERS else 'a string'}, "
+                                 f"not {value!r}")
         values[key] = value
+    cache_size = DEFAULT_CACHE_SIZE
+    if values["cache_size"] is not None:
+        cache_size = parse_size(values["cache_size"])
+        if cache_size < 0:
+            raise UsageError(f"invalid {where['cache_size']} {values['cache_size']!r}: a size cannot be negative")
     return Settings(
         store=(values["store"] if str(values["store"] or "").startswith("s3://")
                else os.path.expanduser(values["store"] or DEFAULT_STORE)),
-        endpoint_url=values["endpoint_url"],
+        endpoint_url=(check_endpoint_url(values["endpoint_url"], where["endpoint_url"])
+                      if values["endpoint_url"] is not None else None),
         entity=values["entity"],
         project=values["project"],
         cache_dir=os.path.expanduser(values["cache_dir"] or DEFAULT_CACHE_DIR),
-        cache_size=parse_size(values["cache_size"]) if values["cache_size"] is not None else DEFAULT_CACHE_SIZE,
-        timeout=float(values["timeout"]) if values["timeout"] is not None else DEFAULT_TIMEOUT,
+        cache_size=cache_size,
+        timeout=(check_timeout(values["timeout"], where["timeout"]) if values["timeout"] is not None
+                 else DEFAULT_TIMEOUT),
     )
+
+
+_NUMBERS = {"cache_size", "timeout"}

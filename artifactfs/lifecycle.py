@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 VERIFY_THREADS = 8
 _DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+MAX_DURATION = 100 * 365 * 86400  # a century: beyond it, times no longer fit the clock's arithmetic
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -34,7 +35,10 @@ def parse_duration(text: str) -> float:
     m = _DURATION_RE.match(str(text))
     if not m:
         raise UsageError(f"invalid duration {text!r}: use a number with s, m, h, d or w (e.g. 30d)")
-    return float(m.group(1)) * _UNITS[m.group(2).lower()]
+    seconds = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if seconds > MAX_DURATION:
+        raise UsageError(f"invalid duration {text!r}: at most {MAX_DURATION // 86400}d")
+    return seconds
 
 
 def ttl_key(name: ArtifactName, version: int) -> str:
@@ -121,7 +125,14 @@ def expires_at(repo: Repository, record: VersionRecord) -> float | None:
         data, _ = repo.store.get(ttl_key(record.artifact, record.version))
     except ObjectNotFound:
         return None
-    return _load_json(data, "ttl").get("expires_at")
+    return _expiry(data, ttl_key(record.artifact, record.version))
+
+
+def _expiry(data: bytes, key: str) -> float:
+    expires = _load_json(data, key).get("expires_at", float("inf"))
+    if type(expires) not in (int, float) or expires != expires:
+        raise CorruptData(f"ttl record {key} has no time")
+    return expires
 
 
 def expired_versions(repo: Repository, now: float | None = None) -> list[Ref]:
@@ -136,9 +147,7 @@ def expired_versions(repo: Repository, now: float | None = None) -> list[Ref]:
         except ObjectNotFound:
             continue
         try:
-            expires_at = _load_json(data, info.key).get("expires_at", float("inf"))
-            if type(expires_at) not in (int, float):
-                raise CorruptData(f"ttl record {info.key} has no time")
+            expires_at = _expiry(data, info.key)
         except CorruptData as exc:
             log.warning("%s; its version is kept", exc)
             continue

@@ -35,7 +35,7 @@ EMPTY_DIGEST = digest_bytes(b"")
 def check_chunk_size(value) -> int:
     """The manifest header's chunk size, if it is one a reader can work with; CorruptData if not."""
     if type(value) is not int or not MIN_CHUNK_SIZE <= value <= MAX_CHUNK_SIZE:
-        raise CorruptData(f"manifest chunk size {value!r} is not a whole number from {MIN_CHUNK_SIZE} "
+        raise CorruptData(f"manifest chunk_size {value!r:.40} is not a whole number from {MIN_CHUNK_SIZE} "
                           f"to {MAX_CHUNK_SIZE}")
     return value
 
@@ -110,7 +110,8 @@ class Entry:
             pack, offset = obj.get("pack"), obj.get("offset", 0)
             if pack is not None and not (is_digest(pack) and digest and not chunks and obj.get("ref") is None
                                          and type(offset) is int and 0 <= offset <= MAX_SIZE):
-                raise CorruptData(f"manifest entry {path!r} has an invalid pack location")
+                raise CorruptData(f"manifest entry {path!r} has an invalid pack location "
+                                  f"(pack {pack!r:.40}, offset {offset!r:.24})")
             if pack is None and "offset" in obj:
                 raise CorruptData(f"manifest entry {path!r} has an offset but no pack")
             return cls(path, size, digest, chunks, obj.get("ref"), obj.get("etag"), obj.get("version_id"),
@@ -120,7 +121,7 @@ class Entry:
 
 
 def canonical_json(obj) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 class _PathColumn:

@@ -85,7 +85,11 @@ def parse_artifact_name(text: str, entity: str | None = None, project: str | Non
             f"{text!r} names no {missing}: write entity/project/name or set "
             f"ARTIFACTFS_{missing.upper()} (or '{missing}' in the config file)"
         )
-    return ArtifactName(check_name(entity, "entity"), check_name(project, "project"), check_name(name, "artifact name"))
+    try:
+        return ArtifactName(check_name(entity, "entity"), check_name(project, "project"),
+                            check_name(name, "artifact name"))
+    except InvalidName as exc:
+        raise InvalidName(f"{exc} (in {text!r})" if "/" in text else str(exc)) from None
 
 
 def parse_ref(text: str, entity: str | None = None, project: str | None = None, require_selector: bool = False) -> Ref:
@@ -96,5 +100,8 @@ def parse_ref(text: str, entity: str | None = None, project: str | None = None, 
     artifact = parse_artifact_name(base, entity, project)
     if not sep:
         return Ref(artifact, alias=LATEST)
-    version, alias = parse_selector(selector)
+    try:
+        version, alias = parse_selector(selector)
+    except InvalidName as exc:
+        raise InvalidName(f"{exc} (in {text!r})") from None
     return Ref(artifact, version=version, alias=alias)

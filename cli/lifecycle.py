@@ -34,6 +34,9 @@ def ttl(client: Client, ref, duration):
     else:
         seconds = None if duration.lower() in ("none", "off", "never") else lifecycle.parse_duration(duration)
         record, expires = lifecycle.set_ttl(client.repo, client.ref(ref), seconds)
+        if seconds is not None and seconds < 60:
+            click.echo(f"artifactfs: warning: {record.artifact}:v{record.version} expires now: the next "
+                       "`artifactfs gc` deletes it (`ttl REF none` takes that back)", err=True)
     where = f"{record.artifact}:v{record.version}"
     if expires is None:
         click.echo(f"{where}: no ttl")

@@ -42,11 +42,12 @@ EPILOG = "Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
 
 
 @click.group(cls=GuardedGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--store", envvar="ARTIFACTFS_STORE", help="Store: a directory or s3://bucket/prefix.")
-@click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3 endpoint (SeaweedFS, MinIO, Ceph).")
-@click.option("--cache-dir", envvar="ARTIFACTFS_CACHE_DIR", help="Local cache directory.")
-@click.option("--cache-size", envvar="ARTIFACTFS_CACHE_SIZE", help="Cache bound, e.g. 20G.")
-@click.option("--timeout", type=float, envvar="ARTIFACTFS_TIMEOUT", help="Store request timeout (seconds).")
+# The environment and the config file are read by config.load_settings, which names the source of a bad value.
+@click.option("--store", help="Store: a directory or s3://bucket/prefix [env ARTIFACTFS_STORE].")
+@click.option("--endpoint-url", help="S3 endpoint (SeaweedFS, MinIO, Ceph) [env AWS_ENDPOINT_URL].")
+@click.option("--cache-dir", help="Local cache directory [env ARTIFACTFS_CACHE_DIR].")
+@click.option("--cache-size", help="Cache bound, e.g. 20G [env ARTIFACTFS_CACHE_SIZE].")
+@click.option("--timeout", help="Store request timeout, seconds [env ARTIFACTFS_TIMEOUT].")
 @click.version_option(package_name="artifactfs")
 @click.pass_context
 def cli(ctx, store, endpoint_url, cache_dir, cache_size, timeout):
@@ -56,6 +57,10 @@ def cli(ctx, store, endpoint_url, cache_dir, cache_size, timeout):
     ctx.call_on_close(ctx.obj.close)
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def parse_metadata(pairs, metadata_file) -> dict | None:
     if not pairs and not metadata_file:
         return None
@@ -63,7 +68,7 @@ def parse_metadata(pairs, metadata_file) -> dict | None:
     if metadata_file:
         try:
             with open(metadata_file, "rb") as f:
-                metadata = json.load(f)
+                metadata = json.load(f, parse_constant=_no_constant)
         except OSError as exc:
             raise LocalIOError(f"cannot read {metadata_file}: {exc.strerror}") from None
         except ValueError as exc:
@@ -75,8 +80,8 @@ def parse_metadata(pairs, metadata_file) -> dict | None:
         if not sep or not key:
             raise UsageError(f"invalid metadata {pair!r}: expected KEY=VALUE")
         try:
-            metadata[key] = json.loads(value)  # numbers, booleans, lists stay typed
-        except ValueError:
+            metadata[key] = json.loads(value, parse_constant=_no_constant)  # numbers, booleans, lists stay typed
+        except ValueError:  # NaN and Infinity too: they stay the text they were
             metadata[key] = value
     return metadata
 

@@ -7,6 +7,7 @@ import click
 
 from artifactfs.cache import claim_cache_dir
 from artifactfs.client import Client
+from artifactfs.config import MAX_TIMEOUT
 from artifactfs.mount.process import check_mountpoint, cli_argv, setup_logging, start_background, unmount
 
 
@@ -26,7 +27,7 @@ def _client_with(client: Client, **overrides) -> Client:
 @click.option("--store", help="Store: a directory or s3://bucket/prefix (overrides the global option).")
 @click.option("--cache-dir", help="Local cache directory (shared with `get`).")
 @click.option("--cache-size", help="Cache bound, e.g. 20G (default 10G).")
-@click.option("--timeout", type=float, help="Seconds before a stalled store read fails with EIO (default 10).")
+@click.option("--timeout", help="Seconds before a stalled store read fails with EIO (default 10).")
 @click.option("--alias-ttl", type=float, default=2.0, show_default=True,
               help="Seconds before name:alias directories are re-resolved.")
 @click.option("--foreground", is_flag=True, help="Serve in this process instead of a background daemon.")
@@ -39,8 +40,8 @@ def mount_cmd(client: Client, mountpoint, store, cache_dir, cache_size, timeout,
     """Mount every artifact read-only at MOUNTPOINT/<entity>/<project>/<name>:<vN|alias>/."""
     client = _client_with(client, store=store, cache_dir=cache_dir, cache_size=cache_size, timeout=timeout)
     path = check_mountpoint(mountpoint)
-    if alias_ttl < 0:
-        raise click.BadParameter("must be >= 0", param_hint="--alias-ttl")
+    if not 0 <= alias_ttl <= MAX_TIMEOUT:  # nan too
+        raise click.BadParameter(f"must be seconds from 0 to {MAX_TIMEOUT:.0f}", param_hint="--alias-ttl")
     if foreground:
         from artifactfs.mount.serve_readonly import serve_readonly
 

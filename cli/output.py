@@ -80,12 +80,17 @@ class Progress:
                 bar.close()
 
 
+def one_line(exc: BaseException) -> str:
+    """An error message as one line, whatever a library put in it."""
+    return " ".join(str(exc).split())
+
+
 def run_guarded(fn):
     """Run a command body: our errors become one line and their exit code, never a traceback."""
     try:
         return fn()
     except ArtifactfsError as exc:
-        click.echo(f"artifactfs: error: {exc}", err=True)
+        click.echo(f"artifactfs: error: {one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("artifactfs: interrupted", err=True)

@@ -16,6 +16,7 @@ from botocore.config import Config
 from ..errors import (ArtifactfsError, NotFound, ObjectNotFound, PermissionDenied, PreconditionFailed,
                       StoreUnavailable)
 from .base import CheckedSource, ObjectInfo, ObjectStore
+from .s3_lean import ATTEMPTS
 from .s3_lean import MAX_PUT as MAX_LEAN_PUT
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
@@ -34,10 +35,10 @@ class S3Store(ObjectStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.url = f"s3://{bucket}/{self.prefix}"
-        config = Config(
-            connect_timeout=min(timeout, 5.0),
-            read_timeout=timeout,
-            retries={"mode": "standard", "max_attempts": 3},
+        config = Config(  # as in s3_lean: `timeout` bounds a request with its retries, not each attempt
+            connect_timeout=min(timeout / ATTEMPTS, 5.0),
+            read_timeout=timeout / ATTEMPTS,
+            retries={"mode": "standard", "max_attempts": ATTEMPTS},
             max_pool_connections=max_connections,
             tcp_keepalive=True,
         )

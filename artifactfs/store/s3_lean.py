@@ -26,7 +26,7 @@ from botocore.awsrequest import AWSRequest
 
 from ..errors import NotFound, ObjectNotFound, PermissionDenied, StoreUnavailable
 
-ATTEMPTS = 3
+ATTEMPTS = 3  # the store timeout is split among them: a hung store costs the timeout, not three
 _UNRESERVED = "-_.~"  # characters SigV4 leaves unencoded in a query
 MAX_PUT = 8 * 1024 * 1024  # bigger objects go through boto3's multipart upload
 
@@ -40,7 +40,7 @@ class LeanS3:
         self._url = url  # s3://bucket/prefix, for messages
         self._pool = urllib3.PoolManager(
             maxsize=max_connections, block=False, retries=False,
-            timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
+            timeout=urllib3.Timeout(connect=min(timeout / ATTEMPTS, 5.0), read=timeout / ATTEMPTS),
             ca_certs=os.environ.get("AWS_CA_BUNDLE") or None)
         self.buffers = None  # a buffers.BufferPool: large GETs are received into its buffers
 
