@@ -62,7 +62,8 @@ class Client:
         if self._references is None:
             from .references import References
 
-            self._references = References(self.settings.endpoint_url, self.settings.timeout)
+            self._references = References(self.settings.endpoint_url, self.settings.timeout,
+                                          self.settings.references)
         return self._references
 
     @property

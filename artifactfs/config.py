@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass
 
 from .errors import UsageError
+from .reference_policy import ReferencePolicy
 
 DEFAULT_STORE = "~/.local/share/artifactfs/store"
 DEFAULT_CACHE_DIR = "~/.cache/artifactfs"
@@ -21,6 +22,8 @@ _ENV = {
     "cache_dir": "ARTIFACTFS_CACHE_DIR",
     "cache_size": "ARTIFACTFS_CACHE_SIZE",
     "timeout": "ARTIFACTFS_TIMEOUT",
+    "reference_roots": "ARTIFACTFS_REFERENCE_ROOTS",  # reference_policy.py
+    "reference_hosts": "ARTIFACTFS_REFERENCE_HOSTS",
 }
 
 
@@ -33,6 +36,7 @@ class Settings:
     cache_dir: str
     cache_size: int
     timeout: float
+    references: ReferencePolicy = ReferencePolicy()
 
 
 def config_path() -> str:
@@ -106,10 +110,10 @@ def load_settings(**overrides) -> Settings:
             value, where[key] = os.environ.get(env) or None, env
         if value is None:
             value, where[key] = file.get(key), f"{key} in {config_path()}"
-            if value is not None and (type(value) is bool or
-                                      not isinstance(value, (str, int, float) if key in _NUMBERS else str)):
-                raise UsageError(f"{where[key]} must be {'a number' if key in _NUMBERS else 'a string'}, "
-                                 f"not {value!r}")
+            kinds, kind = _KINDS.get(key, ((str,), "a string"))
+            if value is not None and (type(value) is bool or not isinstance(value, kinds)
+                                      or isinstance(value, list) and not all(isinstance(v, str) for v in value)):
+                raise UsageError(f"{where[key]} must be {kind}, not {value!r}")
         values[key] = value
     cache_size = DEFAULT_CACHE_SIZE
     if values["cache_size"] is not None:
@@ -127,7 +131,10 @@ def load_settings(**overrides) -> Settings:
         cache_size=cache_size,
         timeout=(check_timeout(values["timeout"], where["timeout"]) if values["timeout"] is not None
                  else DEFAULT_TIMEOUT),
+        references=ReferencePolicy.from_settings(values["reference_roots"], values["reference_hosts"]),
     )
 
 
-_NUMBERS = {"cache_size", "timeout"}
+_NUMBERS = ((str, int, float), "a number")
+_LISTS = ((str, list), "a string or a list of strings")
+_KINDS = {"cache_size": _NUMBERS, "timeout": _NUMBERS, "reference_roots": _LISTS, "reference_hosts": _LISTS}

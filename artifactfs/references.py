@@ -20,20 +20,23 @@ import contextlib
 import logging
 import os
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
-from typing import Iterator
+from typing import Callable, Iterator
 
-from .errors import CorruptData, LocalIOError, NotFound, PreconditionFailed, StoreUnavailable, UsageError
+import urllib3
+
+from .errors import (CorruptData, LocalIOError, NotFound, PermissionDenied, PreconditionFailed, StoreUnavailable,
+                     UsageError)
 from .hashing import CHUNK_SIZE, StreamHasher, digest_bytes, hash_file
 from .manifest import Entry
 from .paths import join_entry_path, normalize_entry_path
+from .reference_policy import ReferencePolicy
 
 log = logging.getLogger(__name__)
 
 SCHEMES = ("s3://", "http://", "https://", "file://")
 MAX_OBJECTS = 10000
+MAX_REDIRECTS = 5
 
 
 def is_unchecked(entry: Entry) -> bool:
@@ -46,18 +49,13 @@ def _changed(uri: str, why: str) -> CorruptData:
     return CorruptData(f"reference {uri} changed since it was committed ({why})")
 
 
-def _local_path(uri: str) -> str:
-    return urllib.parse.unquote(urllib.parse.urlparse(uri).path)
-
-
 @contextlib.contextmanager
-def _local_source(uri: str):
-    """The local path of a file:// reference read as it is now; a missing or unreadable file is one
-    clear error (NotFound, LocalIOError) instead of an OSError."""
+def _os_errors(uri: str, missing: Callable[[], Exception] | None = None):
+    """A missing or unreadable file:// source is one clear error (NotFound, LocalIOError), not an OSError."""
     try:
-        yield _local_path(uri)
+        yield
     except FileNotFoundError:
-        raise NotFound(f"reference {uri}: the file does not exist") from None
+        raise (missing() if missing else NotFound(f"reference {uri}: the file does not exist")) from None
     except OSError as exc:
         raise LocalIOError(f"cannot read reference {uri}: {exc.strerror}") from None
 
@@ -72,10 +70,13 @@ def _base_name(path: str, uri: str) -> str:
 class References:
     """Resolves and reads references. Thread-safe; one S3 client per bucket, made on first use."""
 
-    def __init__(self, endpoint_url: str | None = None, timeout: float = 10.0):
+    def __init__(self, endpoint_url: str | None = None, timeout: float = 10.0,
+                 policy: ReferencePolicy | None = None):
         self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
         self.timeout = timeout
+        self.policy = policy or ReferencePolicy()  # the default allows no local file, no private host
         self._s3 = {}
+        self._http = {}
         self._lock = threading.Lock()
 
     # ---- resolving ------------------------------------------------------------------------------
@@ -172,7 +173,7 @@ class References:
         return Entry(path, size, digest, tuple(chunks) if chunks else None, ref=uri, etag=etag)
 
     def _resolve_file(self, uri: str, name: str | None, max_objects: int, chunk_size: int) -> list[Entry]:
-        local = _local_path(uri)
+        local = self.policy.local_path(uri)
         if os.path.isdir(local):
             from .ingest import walk_directory
 
@@ -184,14 +185,14 @@ class References:
             raise NotFound(f"reference {uri}: no such file")
         return [self._file_entry(normalize_entry_path(name or os.path.basename(local)), local, chunk_size)]
 
-    @staticmethod
-    def _file_entry(path: str, local: str, chunk_size: int) -> Entry:
+    def _file_entry(self, path: str, local: str, chunk_size: int) -> Entry:
+        uri = "file://" + urllib.parse.quote(os.path.abspath(local))
+        self.policy.local_path(uri)  # each file of a directory too: a link in it may leave the roots
         try:
             size, digest, chunks = hash_file(local, chunk_size)
         except OSError as exc:
             raise LocalIOError(f"cannot read {local}: {exc.strerror}") from None
-        return Entry(path, size, digest, tuple(chunks) if chunks else None,
-                     ref="file://" + urllib.parse.quote(os.path.abspath(local)))
+        return Entry(path, size, digest, tuple(chunks) if chunks else None, ref=uri)
 
     # ---- reading --------------------------------------------------------------------------------
     def read_range(self, uri: str, start: int, length: int, size: int, etag: str | None = None,
@@ -233,13 +234,8 @@ class References:
         return _read_body(resp, f"s3://{s3.bucket}", key)
 
     def _read_file(self, uri, start, length, size) -> bytes:
-        local = _local_path(uri)
-        try:
-            fd = os.open(local, os.O_RDONLY)
-        except FileNotFoundError:
-            raise _changed(uri, "the file no longer exists") from None
-        except OSError as exc:
-            raise LocalIOError(f"cannot read reference {uri}: {exc.strerror}") from None
+        with _os_errors(uri, lambda: _changed(uri, "the file no longer exists")):
+            fd = self.policy.open_local(uri)
         try:
             actual = os.fstat(fd).st_size
             if actual != size:
@@ -274,7 +270,9 @@ class References:
             s3, key = self._s3_object(uri)
             yield s3.get(key)[0]
         elif uri.startswith("file://"):
-            with open(_local_path(uri), "rb") as f:
+            with _os_errors(uri):
+                f = open(self.policy.open_local(uri), "rb")
+            with f:
                 while block := f.read(CHUNK_SIZE):
                     yield block
         else:
@@ -288,8 +286,12 @@ class References:
             s3, key = self._s3_object(uri)
             return int(s3._call(key, s3.client.head_object, Key=key)["ContentLength"])
         if uri.startswith("file://"):
-            with _local_source(uri) as local:
-                return os.stat(local).st_size
+            with _os_errors(uri):
+                fd = self.policy.open_local(uri)
+            try:
+                return os.fstat(fd).st_size
+            finally:
+                os.close(fd)
         with self._open_http(uri, method="HEAD") as resp:
             length = resp.headers.get("Content-Length")
         if length is None or not length.isdigit():
@@ -305,8 +307,12 @@ class References:
             s3, key = self._s3_object(uri)
             return s3.get_range(key, start, length)
         if uri.startswith("file://"):
-            with _local_source(uri) as local, open(local, "rb") as f:
-                return os.pread(f.fileno(), length, start)
+            with _os_errors(uri):
+                fd = self.policy.open_local(uri)
+            try:
+                return os.pread(fd, length, start)
+            finally:
+                os.close(fd)
         with self._open_http(uri, headers={"Range": f"bytes={start}-{start + length - 1}"}) as resp:
             body = resp.read()
             return body if resp.status == 206 else body[start:start + length]  # 200: Range ignored
@@ -332,7 +338,7 @@ class References:
                 resp = s3._call(key, s3.client.head_object, Key=key)
                 if resp["ETag"] != entry.etag or resp["ContentLength"] != 0:
                     return f"reference {entry.ref} changed since it was committed"
-        except CorruptData as exc:
+        except (CorruptData, PermissionDenied) as exc:
             return str(exc)
         except NotFound:
             return f"reference {entry.ref} no longer exists"
@@ -340,24 +346,56 @@ class References:
 
     # ---- http -----------------------------------------------------------------------------------
     def _open_http(self, uri: str, method: str = "GET", headers: dict | None = None):
-        req = urllib.request.Request(uri, method=method, headers=headers or {})
-        try:
-            return urllib.request.urlopen(req, timeout=self.timeout)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                raise NotFound(f"reference {uri}: the server answers 404") from None
-            if exc.code == 412:
-                raise _changed(uri, "the server answers 412 Precondition Failed") from None
-            raise StoreUnavailable(f"reference {uri}: the server answers {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise StoreUnavailable(f"reference {uri} is unreachable: {reason}") from None
+        """The response to a request, a context manager (2xx, 416). Each hop goes to the address the
+        policy checked (no second lookup), redirects included."""
+        for _ in range(MAX_REDIRECTS + 1):
+            host, port, address = self.policy.http_address(uri)
+            parts = urllib.parse.urlsplit(uri)
+            default = 443 if parts.scheme == "https" else 80
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            try:
+                resp = self._http_pool(parts.scheme, host, port, address).urlopen(
+                    method, target, headers={"Host": host if port == default else f"{host}:{port}", **(headers or {})},
+                    redirect=False, retries=False, preload_content=False)
+            except urllib3.exceptions.HTTPError as exc:
+                raise StoreUnavailable(f"reference {uri} is unreachable: {type(exc).__name__}") from None
+            if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                resp.close()
+                uri = urllib.parse.urljoin(uri, resp.headers["Location"])
+                if not uri.startswith(("http://", "https://")):
+                    raise PermissionDenied(f"reference redirected to {uri}: only http(s) is followed")
+                method = "GET" if resp.status == 303 else method
+                continue
+            if resp.status < 400 or resp.status == 416:
+                return resp
+            resp.close()
+            if resp.status == 404:
+                raise NotFound(f"reference {uri}: the server answers 404")
+            if resp.status == 412:
+                raise _changed(uri, "the server answers 412 Precondition Failed")
+            raise StoreUnavailable(f"reference {uri}: the server answers {resp.status} {resp.reason}")
+        raise StoreUnavailable(f"reference {uri}: more than {MAX_REDIRECTS} redirects")
+
+    def _http_pool(self, scheme: str, host: str, port: int, address: str):
+        with self._lock:
+            key = (scheme, host, port, address)
+            if key not in self._http:
+                timeout = urllib3.Timeout(connect=min(self.timeout, 5.0), read=self.timeout)
+                if scheme == "https":  # TLS checks the name, though the socket goes to the checked address
+                    self._http[key] = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, maxsize=8,
+                                                                  server_hostname=host, assert_hostname=host)
+                else:
+                    self._http[key] = urllib3.HTTPConnectionPool(address, port, timeout=timeout, maxsize=8)
+            return self._http[key]
 
     def close(self) -> None:
         with self._lock:
             for s3 in self._s3.values():
                 s3.close()
             self._s3.clear()
+            for pool in self._http.values():
+                pool.close()
+            self._http.clear()
 
 
 def _version_id(resp: dict) -> str | None:

@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--big-mib", type=int, default=512)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["ARTIFACTFS_REFERENCE_ROOTS"] = tmp  # the file:// reference below lives here
         client = Client(store=os.path.join(tmp, "store"), cache_dir=os.path.join(tmp, "cache"))
         src = os.path.join(tmp, "src")
         os.makedirs(src)

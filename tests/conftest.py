@@ -43,6 +43,9 @@ def env(monkeypatch, tmp_path, store_url, request):
     monkeypatch.setenv("ARTIFACTFS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("ARTIFACTFS_CONFIG", str(tmp_path / "no-config.toml"))
     monkeypatch.setenv("ARTIFACTFS_TIMEOUT", "10")
+    # references in tests live in the test's directory and on the loopback test server
+    monkeypatch.setenv("ARTIFACTFS_REFERENCE_ROOTS", str(tmp_path))
+    monkeypatch.setenv("ARTIFACTFS_REFERENCE_HOSTS", "127.0.0.1")
     for var in ("ARTIFACTFS_ENTITY", "ARTIFACTFS_PROJECT", "ARTIFACTFS_CACHE_SIZE"):
         monkeypatch.delenv(var, raising=False)
     if store_url.startswith("s3://"):

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class RefServer:
     def __init__(self, etags: bool = True):
         self.files: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}  # path -> Location
         self.etags = etags
         self.requests: list[tuple[str, str, str | None]] = []
         server = self
@@ -20,6 +21,12 @@ class RefServer:
             def _head(self, send_body: bool):
                 data = server.files.get(self.path)
                 server.requests.append((self.command, self.path, self.headers.get("Range")))
+                if self.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if data is None:
                     self.send_error(404)
                     return

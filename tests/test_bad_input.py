@@ -164,6 +164,8 @@ CASES = [
     ("mount-timeout-negative", ["mount", "{root}/mp", "--timeout", "-1"], {}, "-1", None),
     ("mount-alias-ttl-nan", ["mount", "{root}/mp", "--alias-ttl", "nan"], {}, "alias-ttl", None),
     ("mount-alias-ttl-negative", ["mount", "{root}/mp", "--alias-ttl", "-1"], {}, "alias-ttl", None),
+    ("reference-root-relative", ["ls"], {"ARTIFACTFS_REFERENCE_ROOTS": "data/refs"}, "data/refs", None),
+    ("reference-host-bad", ["ls"], {"ARTIFACTFS_REFERENCE_HOSTS": "bad host!"}, "bad host!", None),
     # URLs and stores
     ("endpoint-no-scheme", ["ls"], {"ARTIFACTFS_STORE": "s3://bucket", "AWS_ENDPOINT_URL": "127.0.0.1:8333"},
      "127.0.0.1:8333", None),

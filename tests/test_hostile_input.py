@@ -397,3 +397,53 @@ def test_one_damaged_record_is_reported_and_isolated(cli, client, tmp_path, env)
     assert cli("ls", "acme/vision/badrec").exit_code == 0
     res = cli("verify", "--all")
     assert res.exit_code == 7 and v1 not in res.stdout and man in res.stdout
+
+
+def test_references_read_only_what_the_user_allows(cli, client, tmp_path, env, monkeypatch):
+    """A manifest from the store names a local file outside the reference roots (directly, or through
+    a link inside them), a loopback server the user did not allow, cloud metadata at 169.254.169.254,
+    or an allowed host that redirects to a forbidden one: get, verify and the mount refuse (exit 6 /
+    EIO) and nothing of the source is written; commit refuses such references up front."""
+    from tests.refserver import RefServer
+
+    secret = tmp_path.parent / f"secret-{tmp_path.name}"
+    secret.write_bytes(b"root:$6$hash:19000:0:99999:7:::\n")
+    (tmp_path / "inside").mkdir()
+    os.symlink(secret, tmp_path / "inside" / "link")
+    body = secret.read_bytes()
+    d = digest_bytes(body)
+    with RefServer() as server:
+        server.files["/secret"] = body
+        local_host = server.url.replace("127.0.0.1", "localhost")
+        server.redirects["/hop"] = f"{server.url}/secret"
+        cases = {
+            "file outside the roots": f"file://{secret}",
+            "link leaving the roots": f"file://{tmp_path}/inside/link",
+            "etc shadow": "file:///etc/shadow",
+            "loopback server": f"{server.url}/secret",
+            "cloud metadata": "http://169.254.169.254/latest/meta-data/",
+            "private network": "http://10.1.2.3/data",
+            "redirect to loopback": f"{local_host}/hop",
+        }
+        monkeypatch.setenv("ARTIFACTFS_REFERENCE_HOSTS", "localhost")  # by name only: 127.0.0.1 stays refused
+        env = dict(env, ARTIFACTFS_REFERENCE_HOSTS="localhost")
+        for i, (why, uri) in enumerate(cases.items()):
+            plant_version(client, [{"path": "f", "size": len(body), "digest": d, "ref": uri}], f"{NAME}{i}")
+            out = tmp_path / f"out{i}"
+            refused(cli("get", f"{NAME}{i}", "--root", out), 6, "127.0.0.1" if "redirect" in why else uri)
+            assert not (out / "f").exists(), why
+            res = cli("verify", f"{NAME}{i}")
+            assert res.exit_code == 7 and "reference" in res.stdout, (why, res.output)
+        m = Mount(tmp_path / "mp", env)
+        try:
+            for i, why in enumerate(cases):
+                with pytest.raises(OSError) as exc:
+                    open(m.path(f"{NAME}{i}:v0", "f"), "rb").read()
+                assert exc.value.errno == errno.EIO, why
+            assert os.path.ismount(m.mountpoint)
+        finally:
+            m.close()
+        assert not any(path == "/secret" for _, path, _ in server.requests)  # never fetched, even by redirect
+        refused(cli("commit", f"{NAME}-c", "--reference", f"file://{secret}"), 6, str(secret))
+        refused(cli("commit", f"{NAME}-c", "--reference", f"{server.url}/secret"), 6, "127.0.0.1")
+    tally("references outside what the user allows", faults=len(cases) + 2)
