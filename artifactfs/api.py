@@ -127,11 +127,15 @@ class Artifact:
         return f.path
 
     def add_dir(self, local_path: str, name: str | None = None) -> list[str]:
-        """Add a directory's files at the root, or under `name`. Returns the entry paths."""
-        files = walk_directory(local_path, normalize_entry_path(name) if name else None)
+        """Add a directory (its files, links and empty directories) at the root, or under `name`.
+        Returns the entry paths."""
+        tree: list[Entry] = []
+        files = walk_directory(local_path, normalize_entry_path(name) if name else None, tree)
         for f in files:
             self._files[self._check_new(f.path)] = f
-        return [f.path for f in files]
+        for e in tree:
+            self._refs[self._check_new(e.path)] = e  # entries without stored bytes, as references are
+        return [f.path for f in files] + [e.path for e in tree]
 
     @contextmanager
     def new_file(self, name: str, mode: str = "w", encoding: str = "utf-8"):

@@ -162,7 +162,8 @@ class Client:
             prev = old.pop(e.path, None)
             if prev is None:
                 added.append(e)
-            elif (prev.digest, prev.executable, prev.ref) != (e.digest, e.executable, e.ref):
+            elif (prev.kind, prev.target, prev.digest, prev.executable, prev.ref) != (
+                    e.kind, e.target, e.digest, e.executable, e.ref):
                 changed.append((prev, e))
         return DiffResult(added, list(old.values()), changed)
 
@@ -228,8 +229,8 @@ class Client:
         artifact = self.artifact_name(name)
         if not directory and not references:
             raise UsageError("nothing to commit: give a directory and/or references")
-        files = walk_directory(directory, prefix) if directory else []
-        ref_entries = []
+        ref_entries: list[Entry] = []  # references, then the directory's links and empty directories
+        files = walk_directory(directory, prefix, ref_entries) if directory else []
         for spec in references:
             uri, _, entry_name = spec.rpartition("=") if "=" in spec else (spec, "", "")  # a URI with '=' needs =NAME
             ref_entries += self.references.resolve(uri, entry_name or None)

@@ -19,7 +19,7 @@ from .cache import PieceCache
 from .errors import CorruptData, LocalIOError
 from .hashing import digest_bytes
 from .localfs import open_dir_under, temp_name
-from .manifest import Entry, check_entry
+from .manifest import DIR, LINK, Entry, check_entry
 from .store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -257,8 +257,13 @@ class Fetcher:
         verified bytes, when already fetched. Below `root` no symbolic link is followed (localfs).
         Returns False if the file there already held it."""
         *parents, name = entry.path.split("/")
+        if entry.kind == DIR:
+            os.close(open_dir_under(root, [*parents, name]))
+            return True
         dir_fd = open_dir_under(root, parents)
         try:
+            if entry.kind == LINK:
+                return _write_link(entry.target, dir_fd, name)
             if _already_there(entry, dir_fd, name):
                 return False
             self._write_entry(entry, chunk_size, dir_fd, name, data)
@@ -393,6 +398,24 @@ def _unchecked(entry: Entry) -> bool:
     from .references import is_unchecked
 
     return is_unchecked(entry)
+
+
+def _write_link(target: str, dir_fd: int, name: str) -> bool:
+    """Make `name` a symbolic link to `target` (a temp link renamed over it: whatever was there is
+    replaced, never written through). False if it already was that link."""
+    try:
+        if os.readlink(name, dir_fd=dir_fd) == target:
+            return False
+    except OSError:
+        pass
+    tmp = temp_name(name)
+    os.symlink(target, tmp, dir_fd=dir_fd)
+    try:
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    return True
 
 
 def _already_there(entry: Entry, dir_fd: int, name: str) -> bool:

@@ -29,11 +29,13 @@ class LocalFile:
     executable: bool = False
 
 
-def walk_directory(root: str, prefix: str | None = None) -> list[LocalFile]:
+def walk_directory(root: str, prefix: str | None = None, tree: list[Entry] | None = None) -> list[LocalFile]:
     """Every regular file under `root`, as entries under `prefix`.
 
-    Symlinks are followed only when they resolve inside `root`; one that points outside, a device,
-    FIFO or socket, or a name that is not UTF-8 is an error naming the file.
+    With `tree` (a commit), symbolic links and empty directories are appended to it as entries of
+    their own: a link is stored as written, whatever it points at, and never followed. Without it
+    (a file:// reference), a link is followed only when it resolves inside `root`. A device, FIFO or
+    socket, a link leaving `root` (without `tree`) or a name that is not UTF-8 is an error naming it.
     """
     root = os.path.abspath(root)
     if not os.path.isdir(root):
@@ -44,18 +46,29 @@ def walk_directory(root: str, prefix: str | None = None) -> list[LocalFile]:
     def fail(exc: OSError) -> None:
         raise LocalIOError(f"cannot read {exc.filename}: {exc.strerror}")
 
+    def entry_path(full: str) -> str:
+        rel = os.path.relpath(full, root)
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidPath(f"file name {os.fsencode(rel)!r} is not valid UTF-8") from None
+        return join_entry_path(prefix, rel.replace(os.sep, "/"))
+
     for dirpath, dirnames, filenames in os.walk(root, onerror=fail, followlinks=False):
-        for name in list(dirnames):  # a symlinked directory: follow only inside root
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        if tree is not None:
+            if not dirnames and not filenames and dirpath != root:
+                tree.append(Entry.directory(entry_path(dirpath)))
+            for name in links + [f for f in filenames if os.path.islink(os.path.join(dirpath, f))]:
+                full = os.path.join(dirpath, name)
+                tree.append(Entry.link(entry_path(full), _read_link(full)))
+            filenames = [f for f in filenames if not os.path.islink(os.path.join(dirpath, f))]
+            links = []
+        for name in links:  # a symlinked directory: follow only inside root
+            _check_inside(os.path.join(dirpath, name), real_root)
+        for name in filenames + links:
             full = os.path.join(dirpath, name)
-            if os.path.islink(full):
-                _check_inside(full, real_root)
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root)
-            try:
-                rel.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InvalidPath(f"file name {os.fsencode(rel)!r} is not valid UTF-8") from None
+            path = entry_path(full)
             if os.path.islink(full):
                 _check_inside(full, real_root)
             try:
@@ -63,13 +76,19 @@ def walk_directory(root: str, prefix: str | None = None) -> list[LocalFile]:
             except OSError as exc:
                 raise LocalIOError(f"cannot read {full}: {exc.strerror}") from None
             if stat.S_ISDIR(st.st_mode):
-                files.extend(walk_directory(full, join_entry_path(prefix, rel)))
+                files.extend(walk_directory(full, path))
                 continue
             if not stat.S_ISREG(st.st_mode):
                 raise LocalIOError(f"{full} is not a regular file (devices, FIFOs and sockets cannot be committed)")
-            files.append(LocalFile(join_entry_path(prefix, rel.replace(os.sep, "/")), full,
-                                   bool(st.st_mode & stat.S_IXUSR)))
+            files.append(LocalFile(path, full, bool(st.st_mode & stat.S_IXUSR)))
     return files
+
+
+def _read_link(full: str) -> str:
+    try:
+        return os.readlink(full)
+    except OSError as exc:
+        raise LocalIOError(f"cannot read {full}: {exc.strerror}") from None
 
 
 def _check_inside(path: str, real_root: str) -> None:

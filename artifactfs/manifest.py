@@ -23,7 +23,10 @@ from .hashing import CHUNK_SIZE, digest_bytes, is_digest
 from .paths import MAX_PATH_BYTES, MAX_SEGMENT_BYTES, normalize_entry_path
 
 FORMAT = "artifactfs-manifest"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: entries may be empty directories and symbolic links (written only when one is)
+PLAIN_FORMAT_VERSION = 1  # files only: what a manifest without directories or links is written as
+FILE, DIR, LINK = "file", "dir", "link"
+MAX_LINK_TARGET = 4095  # bytes, as PATH_MAX - 1
 EXECUTABLE_MODE = 0o755
 _ZERO_DIGEST = bytes(16)
 MAX_SIZE = 2**53 - 1  # file sizes and pack offsets: what a JSON number holds exactly, and st_size too
@@ -44,7 +47,7 @@ def check_entry(e: "Entry", chunk_size: int) -> None:
     """What reading `e` relies on and the parse does not see line by line (it needs the chunk size):
     a size its pieces can hold exactly. CorruptData if not, so that a hostile or damaged manifest
     gives an error, never a short, empty or wrong-sized file. Checked when the entry is read (fetch.py)."""
-    if e.digest is None:  # a reference checked by ETag, or not at all: read by ranges of the chunk size
+    if e.digest is None:  # a reference checked by ETag or not at all (or no file: nothing to read)
         return
     count = -(-e.size // chunk_size)
     if e.chunks is not None and (e.size <= chunk_size or len(e.chunks) != count):
@@ -70,8 +73,27 @@ class Entry:
     executable: bool = False
     pack: str | None = None  # the content is bytes [offset, offset+size) of this pack (docs/FORMAT.md)
     offset: int = 0
+    kind: str = FILE  # DIR: an empty directory; LINK: a symbolic link to `target` (size 0, no digest)
+    target: str | None = None
+
+    @classmethod
+    def directory(cls, path: str) -> "Entry":
+        return cls(path, 0, None, kind=DIR)
+
+    @classmethod
+    def link(cls, path: str, target: str) -> "Entry":
+        return cls(path, 0, None, kind=LINK, target=check_link_target(target, path))
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == FILE
 
     def to_json(self) -> dict:
+        if self.kind != FILE:
+            obj = {"kind": self.kind, "path": self.path, "size": 0}
+            if self.target is not None:
+                obj["target"] = self.target
+            return obj
         obj: dict = {"path": self.path, "size": self.size}
         if self.digest is not None:
             obj["digest"] = self.digest
@@ -94,6 +116,9 @@ class Entry:
     def from_json(cls, obj: dict) -> "Entry":
         try:
             path = obj["path"]
+            kind = obj.get("kind", FILE)
+            if kind != FILE:
+                return cls._special_from_json(obj, path, kind)
             size = obj["size"]
             digest = obj.get("digest")
             chunks = obj.get("chunks")
@@ -118,6 +143,31 @@ class Entry:
                        obj.get("mode") == EXECUTABLE_MODE, pack, offset)
         except (KeyError, TypeError, AttributeError) as exc:
             raise CorruptData(f"malformed manifest entry: {exc}") from None
+
+    @classmethod
+    def _special_from_json(cls, obj: dict, path, kind) -> "Entry":
+        if kind == DIR and obj == {"kind": DIR, "path": path, "size": 0}:
+            return cls.directory(path)
+        if kind == LINK and set(obj) == {"kind", "path", "size", "target"} and obj["size"] == 0:
+            try:
+                return cls.link(path, obj["target"])
+            except InvalidPath as exc:
+                raise CorruptData(f"manifest entry {path!r}: {exc}") from None
+        raise CorruptData(f"manifest entry {path!r} of kind {kind!r:.20} is malformed")
+
+
+def check_link_target(target, path: str) -> str:
+    """A symbolic link's target as the format holds it: any non-empty text without NUL, up to
+    MAX_LINK_TARGET bytes. Where it points is not checked: it is stored as written, never followed."""
+    if not isinstance(target, str) or not target or "\0" in target:
+        raise InvalidPath(f"symbolic link {path!r} has an invalid target {target!r:.80}")
+    try:
+        size = len(target.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidPath(f"symbolic link {path!r}: its target is not valid UTF-8") from None
+    if size > MAX_LINK_TARGET:
+        raise InvalidPath(f"symbolic link {path!r}: its target is {size} bytes, more than {MAX_LINK_TARGET}")
+    return target
 
 
 def canonical_json(obj) -> bytes:
@@ -219,6 +269,7 @@ class _Columns:
         self.packs = _PackColumns()
         self.prev: bytes | None = None
         self.suspects: list[int] = []  # entries whose successor starts with their path (see _check_tree)
+        self.specials = 0  # directories and links
 
     def _add_path(self, path: str, encoded: bytes) -> None:
         prev = self.prev
@@ -261,15 +312,19 @@ class _Columns:
         self.executable.append(1 if e.executable else 0)
         self.packs.add(e.pack, e.offset)
         extra = {k: v for k, v in (("chunks", e.chunks), ("ref", e.ref), ("etag", e.etag),
-                                   ("version_id", e.version_id)) if v}
+                                   ("version_id", e.version_id), ("target", e.target)) if v}
         if e.digest is None:
             extra["no_digest"] = True
+        if e.kind != FILE:
+            extra["kind"] = e.kind
+            self.specials += 1
         if extra:
             self.extras[i] = extra
 
     def build(self, cls, chunk_size: int) -> "Manifest":
         m = cls(chunk_size, bytes(self.paths), self.offsets, self.sizes, bytes(self.digests), bytes(self.executable),
                 self.extras, self.packs)
+        m.specials = self.specials
         m._check_tree(self.suspects)
         return m
 
@@ -375,6 +430,7 @@ class Manifest:
         self._digest: str | None = None
         self._last_range: tuple = (None, None)
         self._digest_index: dict[bytes, int] | None = None
+        self.specials = 0  # entries that are empty directories or links (format 2)
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -413,8 +469,9 @@ class Manifest:
             header = json.loads(data[:head_end] if head_end >= 0 else data)
         except ValueError:
             raise CorruptData("manifest has no valid header") from None
-        if not isinstance(header, dict) or header.get("type") != FORMAT or header.get("format") != FORMAT_VERSION:
-            raise CorruptData(f"unsupported manifest format {header!r}")
+        if (not isinstance(header, dict) or header.get("type") != FORMAT
+                or header.get("format") not in (PLAIN_FORMAT_VERSION, FORMAT_VERSION)):
+            raise CorruptData(f"unsupported manifest format {header!r:.200}")
         cols = _Columns()
         pos = head_end + 1 if head_end >= 0 else len(data)
         while pos < len(data):
@@ -433,13 +490,16 @@ class Manifest:
                         cols.add_json(obj)
             pos = cut
         m = cols.build(cls, check_chunk_size(header.get("chunk_size")))
+        if (m.specials > 0) != (header["format"] == FORMAT_VERSION):  # one tree, one canonical form
+            raise CorruptData(f"manifest of format {header['format']} with {m.specials} directory or link entries")
         m._canonical = data if data.endswith(b"\n") or not data else None
         m._digest = digest_bytes(data)
         return m
 
     # ---- canonical form -----------------------------------------------------------------------
     def header(self) -> dict:
-        return {"type": FORMAT, "format": FORMAT_VERSION, "chunk_size": self.chunk_size}
+        version = FORMAT_VERSION if self.specials else PLAIN_FORMAT_VERSION  # files only: digests as before
+        return {"type": FORMAT, "format": version, "chunk_size": self.chunk_size}
 
     def to_bytes(self) -> bytes:
         if self._canonical is None:
@@ -472,13 +532,19 @@ class Manifest:
         pack, offset = self._packs.location(i)
         return Entry(self._paths[i].decode("utf-8"), self._sizes[i], digest, extra.get("chunks"),
                      extra.get("ref"), extra.get("etag"), extra.get("version_id"), bool(self._executable[i]),
-                     pack, offset)
+                     pack, offset, extra.get("kind", FILE), extra.get("target"))
 
     def __iter__(self) -> Iterator[Entry]:
         return (self[i] for i in range(len(self)))
 
     def size_of(self, i: int) -> int:
         return self._sizes[i]
+
+    def kind_of(self, i: int) -> str:
+        return self._extras[i].get("kind", FILE) if self.specials and i in self._extras else FILE
+
+    def target_of(self, i: int) -> str | None:
+        return self._extras.get(i, {}).get("target")
 
     def path_of(self, i: int) -> str:
         return self._paths[i].decode("utf-8")
@@ -496,7 +562,7 @@ class Manifest:
         if self._digest_index is None:
             d, extras = self._digests, self._extras  # references' bytes are not in the store: skipped
             self._digest_index = {d[16 * i:16 * i + 16]: i for i in range(len(self) - 1, -1, -1)
-                                  if i not in extras or "ref" not in extras[i]}
+                                  if i not in extras or not ("ref" in extras[i] or "no_digest" in extras[i])}
         i = self._digest_index.get(bytes.fromhex(digest))
         return None if i is None else self._packs.location(i)
 
@@ -525,7 +591,10 @@ class Manifest:
 
     def is_dir(self, dirpath: str) -> bool:
         start, end = self.dir_range(dirpath)
-        return end > start
+        if end > start:
+            return True
+        i = self.find(dirpath) if self.specials and dirpath else None
+        return i is not None and self.kind_of(i) == DIR
 
     def children(self, dirpath: str, start: int | None = None) -> Iterator[DirChild]:
         """Immediate children of `dirpath` in path order, resuming at entry index `start`.
@@ -575,6 +644,8 @@ class Manifest:
                 end = bisect.bisect_left(self._paths, blob[offsets[i]:slash] + b"0", i, hi)  # '0' follows '/'
                 rows.append((blob[s:slash], True, i, end, 0, 0))
                 i = end
+        if self.specials:  # an empty directory's entry is a directory row (a link stays a file row: kind_of)
+            rows = [(r[0], True, r[2], r[3], 0, 0) if not r[1] and self.kind_of(r[2]) == DIR else r for r in rows]
         return rows
 
     def files_under(self, prefix: str | None) -> Iterator[Entry]:

@@ -27,7 +27,8 @@ import xxhash
 
 from .errors import CorruptData, InvalidPath
 from .hashing import is_digest
-from .manifest import MAX_SIZE, Manifest, _PackColumns, check_chunk_size, checked_plain_paths
+from .manifest import (DIR, LINK, MAX_SIZE, Manifest, _PackColumns, check_chunk_size, check_link_target,
+                       checked_plain_paths)
 from .paths import normalize_entry_path
 
 MAGIC = "artifactfs-manifest-columns"
@@ -129,6 +130,10 @@ def _build(header: dict, columns: dict, count: int, digest: str, checked: bool) 
     if any(not 0 <= i < count for i in extras):
         raise ValueError("extras for entries that do not exist")
     m = Manifest(check_chunk_size(header["chunk_size"]), paths, ends, sizes, digests, executable, extras, packs)
+    specials = [i for i, e in extras.items() if "kind" in e]
+    if any(sizes[i] or executable[i] for i in specials):
+        raise ValueError("a directory or link entry with a size or mode")
+    m.specials = len(specials)
     if not checked:
         m._check_tree(_check_paths(paths, ends))
     m._digest = digest
@@ -154,6 +159,11 @@ def _extra(e: dict) -> dict:
             if not (isinstance(value, list) and all(isinstance(c, str) and is_digest(c) for c in value)):
                 raise ValueError("chunks are not a list of digests")
             e[key] = tuple(value)
+        elif key == "kind":
+            if value not in (DIR, LINK) or not e.get("no_digest") or (value == LINK) != ("target" in e):
+                raise ValueError(f"an entry of kind {value!r:.20} is malformed")
+        elif key == "target":
+            check_link_target(value, "?")
         elif not (key in _TEXT_FIELDS and isinstance(value, str) or key == "no_digest" and value is True):
             raise ValueError(f"unknown entry field {key!r}")
     return e

@@ -225,7 +225,8 @@ def files(client: Client, ref, prefix, as_json):
         emit_json([entry_json(e) for e in entries])
         return
     for e in entries:
-        click.echo(f"{e.size}\t{e.digest or '-'}\t{e.path}")
+        shown = {"dir": f"{e.path}/", "link": f"{e.path} -> {e.target}"}.get(e.kind, e.path)
+        click.echo(f"{e.size}\t{e.digest or '-'}\t{shown}")
 
 
 @cli.command()

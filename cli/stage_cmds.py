@@ -181,7 +181,7 @@ def commit_stage(client: Client, mountpoint: str | None, stage_id: str | None, *
     result, record = sc.result, sc.result.record
     if as_json:
         emit_json({**record.to_json(), "created": result.created, "aliases": result.aliases, "base": sc.base,
-                   "latest_moved_to": sc.latest_moved_to, "empty_dirs": sc.empty_dirs})
+                   "latest_moved_to": sc.latest_moved_to})
     else:
         if sc.latest_moved_to is not None:
             click.echo(f"note: latest moved to v{sc.latest_moved_to} since this stage started from {sc.base}; "
@@ -191,9 +191,6 @@ def commit_stage(client: Client, mountpoint: str | None, stage_id: str | None, *
                        f"digest {record.digest}")
         else:
             click.echo(f"unchanged: content equals {record.ref} (digest {record.digest}); no new version")
-        if sc.empty_dirs:
-            click.echo(f"note: {sc.empty_dirs} empty directories are not part of the version "
-                       "(a version holds files only); the stage keeps them")
         click.echo(f"the stage continues from v{record.version}")
     if sc.daemon_lost:
         raise UsageError(f"committed {record.ref}, but the staging daemon stopped during the commit; "

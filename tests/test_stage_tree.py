@@ -37,7 +37,7 @@ def test_replay_of_renames_removes_and_puts():
     ])
     assert paths(tree) == {"a.txt": False, "moved/x.txt": True, "moved/sub/y.txt": True, "new/f.bin": False}
     assert tree.changes() == {"added": 3, "modified": 1, "deleted": 3}
-    assert tree.empty_dirs() == ["e", "empty"]
+    assert tree.new_empty_dirs() == ["e", "empty"]
     assert tree.entry_of("moved/x.txt", tree.lookup_path("moved/x.txt"), None).executable
 
 
@@ -70,7 +70,7 @@ def test_compacted_journal_rebuilds_the_same_tree():
     tree = replay(ops)
     snap = tree.snapshot_ops()
     again = replay(snap)
-    assert paths(again) == paths(tree) and again.empty_dirs() == tree.empty_dirs()
+    assert paths(again) == paths(tree) and again.new_empty_dirs() == tree.new_empty_dirs()
     assert again.changes() == tree.changes()
     assert again.lookup_path("a.txt").executable
     assert replay([]).snapshot_ops() == []

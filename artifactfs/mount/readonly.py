@@ -38,6 +38,8 @@ from xxhash import xxh64_intdigest
 
 from ..errors import NotFound
 from ..fetch import pieces_of
+from ..manifest import DIR as MANIFEST_DIR
+from ..manifest import LINK
 from ..names import VERSION_RE
 from ..references import is_unchecked
 from .fuse_errors import erofs, fuse_op
@@ -60,6 +62,7 @@ READDIR_BATCH = 512  # children taken from the manifest at a time; a 128 KiB rep
 _DIR_MODE = stat.S_IFDIR | 0o555
 _FILE_MODE = stat.S_IFREG | 0o444
 _EXEC_MODE = stat.S_IFREG | 0o555
+_LINK_MODE = stat.S_IFLNK | 0o777
 
 
 def _is_version(selector: str) -> bool:
@@ -116,7 +119,10 @@ class ReadOnlyFS(pyfuse3.Operations):
         a.st_ino = node.ino
         a.entry_timeout = entry_timeout
         view = view or node.version
-        if node.kind == FILE:
+        if node.kind == FILE and view.manifest.kind_of(node.index) == LINK:
+            a.st_mode, a.st_nlink = _LINK_MODE, 1
+            a.st_size = len(os.fsencode(view.manifest.target_of(node.index)))
+        elif node.kind == FILE:
             m = view.manifest
             a.st_mode = stat.S_IFREG | (0o555 if m.is_executable(node.index) else 0o444)
             a.st_size = m.size_of(node.index)
@@ -233,7 +239,7 @@ class ReadOnlyFS(pyfuse3.Operations):
             return None
         path = f"{dirpath}/{name}" if dirpath else name
         index = view.manifest.find(path)
-        if index is not None:
+        if index is not None and view.manifest.kind_of(index) != MANIFEST_DIR:
             return self._version_node(view, path, index)
         if view.manifest.is_dir(path):
             return self._version_node(view, path)
@@ -304,7 +310,7 @@ class ReadOnlyFS(pyfuse3.Operations):
         reply, hash64 = pyfuse3.readdir_reply, xxh64_intdigest
         replied = []  # every entry the reply holds counts one lookup, and only those
         start = start_id - 1 if start_id else None
-        mode = 0
+        mode, specials = 0, m.specials
         while True:
             rows = m.child_rows(dirpath, start, READDIR_BATCH)
             full = False
@@ -317,6 +323,9 @@ class ReadOnlyFS(pyfuse3.Operations):
                     index = -1
                     if mode != _DIR_MODE:
                         a.st_mode, a.st_nlink, mode = _DIR_MODE, 2, _DIR_MODE
+                elif specials and m.kind_of(index) == LINK:
+                    a.st_mode, a.st_nlink, mode = _LINK_MODE, 1, _LINK_MODE
+                    size = len(os.fsencode(m.target_of(index)))
                 elif mode != (_EXEC_MODE if executable else _FILE_MODE):
                     mode = a.st_mode = _EXEC_MODE if executable else _FILE_MODE
                     a.st_nlink = 1
@@ -351,10 +360,19 @@ class ReadOnlyFS(pyfuse3.Operations):
 
     # ---- files -----------------------------------------------------------------------------------
     @fuse_op
+    async def readlink(self, inode, ctx):
+        node = self._node(inode)
+        if node.kind != FILE or node.version.manifest.kind_of(node.index) != LINK:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return os.fsencode(node.version.manifest.target_of(node.index))  # as committed: never followed here
+
+    @fuse_op
     async def open(self, inode, flags, ctx):
         node = self._node(inode)
         if node.kind != FILE:
             raise pyfuse3.FUSEError(errno.EISDIR)
+        if node.version.manifest.kind_of(node.index) == LINK:
+            raise pyfuse3.FUSEError(errno.ELOOP)
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & (os.O_TRUNC | os.O_APPEND | os.O_CREAT):
             raise erofs()
         m = node.version.manifest

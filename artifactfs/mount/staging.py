@@ -19,6 +19,8 @@ import time
 
 import pyfuse3
 
+from ..errors import InvalidPath
+from ..manifest import check_link_target
 from ..paths import MAX_SEGMENT_BYTES
 from ..stage.commit import FREEZE_XATTR, THAW_XATTR
 from ..stage.local import Stage
@@ -84,15 +86,21 @@ class StagingFS(FreezeControl, pyfuse3.Operations):
     def _attrs(self, node) -> pyfuse3.EntryAttributes:
         a = pyfuse3.EntryAttributes()
         a.st_ino = self._ino(node)
-        if node.is_dir:
-            a.st_mode, a.st_nlink, a.st_size = stat.S_IFDIR | 0o755, 2, 0
+        if node.is_dir:  # as on ext4: a directory's links are its own two and one per subdirectory
+            a.st_mode, a.st_nlink, a.st_size = stat.S_IFDIR | 0o755, 2 + self.tree.subdir_count(node), 0
+        elif node.link is not None:
+            a.st_mode, a.st_size = stat.S_IFLNK | 0o777, len(os.fsencode(node.link))
         else:
             a.st_mode = stat.S_IFREG | (0o755 if node.executable else 0o644)
-            a.st_nlink, a.st_size = 1, node.size
-        a.st_blocks = (a.st_size + 511) // 512
+            a.st_size = node.size
+        if not node.is_dir:  # a file still open after its unlink has no name left
+            a.st_nlink = 0 if node.parent is not None and self.tree.path_of(node) is None else 1
+        a.st_blocks = (a.st_size + 511) // 512 if node.link is None or node.is_dir else 0
         a.st_blksize = 128 * 1024
         a.st_uid, a.st_gid = self.uid, self.gid
-        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = node.mtime_ns
+        a.st_mtime_ns = node.mtime_ns
+        a.st_atime_ns = node.atime_ns if node.atime_ns is not None else node.mtime_ns
+        a.st_ctime_ns = max(node.ctime_ns or 0, node.mtime_ns)  # never before the last change of content
         a.entry_timeout = a.attr_timeout = TIMEOUT
         return a
 
@@ -158,6 +166,8 @@ class StagingFS(FreezeControl, pyfuse3.Operations):
         node = self._node(inode)
         if node.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
+        if node.link is not None:
+            raise pyfuse3.FUSEError(errno.ELOOP)
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         if writable and flags & os.O_TRUNC:
             async with self.change():
@@ -174,6 +184,8 @@ class StagingFS(FreezeControl, pyfuse3.Operations):
             node = self.tree.child(parent, name)
             if node is not None and node.is_dir:
                 raise pyfuse3.FUSEError(errno.EISDIR)
+            if node is not None and node.link is not None:
+                raise pyfuse3.FUSEError(errno.EEXIST)
             if node is None:
                 data_id = self.files.new_data_file()  # before the tree changes: a failure leaves no trace
                 node = self.tree.put(parent, name, data=data_id, size=0, executable=bool(mode & 0o100),
@@ -233,16 +245,20 @@ class StagingFS(FreezeControl, pyfuse3.Operations):
                 await self.files.truncate(node, attr.st_size)
                 if path is not None:
                     self.files.record_put(node)  # truncate(1) has no close to record it at
-            if fields.update_mode and not node.is_dir:
+            change: dict = {}
+            if fields.update_mode and not node.is_dir and node.link is None:
                 executable = bool(attr.st_mode & 0o100)
                 if executable != node.executable:
-                    node.executable = executable
-                    if path is not None:
-                        self.files.record({"op": "attr", "p": path, "x": executable})
+                    node.executable = change["x"] = executable
             if fields.update_mtime:
-                node.mtime_ns = attr.st_mtime_ns
-                if path is not None:
-                    self.files.record({"op": "attr", "p": path, "t": node.mtime_ns})
+                node.mtime_ns = change["t"] = attr.st_mtime_ns
+            if fields.update_atime:
+                node.atime_ns = change["a"] = attr.st_atime_ns
+            if fields.update_mode or fields.update_mtime or fields.update_atime or fields.update_uid \
+                    or fields.update_gid:
+                node.ctime_ns = change["c"] = time.time_ns()  # as on ext4: any attribute change is a change
+            if change and path is not None:
+                self.files.record({"op": "attr", "p": path, **change})
             return self._attrs(node)
 
     # ---- directories and names ------------------------------------------------------------------
@@ -324,7 +340,7 @@ class StagingFS(FreezeControl, pyfuse3.Operations):
             self.tree.rename(src_parent, src_name, dst_parent, dst_name)
             if target is not None:
                 self._forget_data(target)
-            src_parent.mtime_ns = dst_parent.mtime_ns = time.time_ns()
+            src_parent.mtime_ns = dst_parent.mtime_ns = node.ctime_ns = time.time_ns()
 
     @fuse_op
     async def link(self, inode, new_parent_inode, new_name, ctx):
@@ -332,7 +348,26 @@ class StagingFS(FreezeControl, pyfuse3.Operations):
 
     @fuse_op
     async def symlink(self, parent_inode, name, target, ctx):
-        raise _unsupported(f"symlink {name!r} -> {target!r}")
+        async with self.change():
+            parent = self._dir(parent_inode)
+            name = _name(name)
+            if self.tree.child(parent, name) is not None:
+                raise pyfuse3.FUSEError(errno.EEXIST)
+            try:
+                text = target.decode("utf-8")
+                check_link_target(text, name)
+            except (UnicodeDecodeError, InvalidPath) as exc:
+                raise _unsupported(f"symlink {name!r} -> {target!r} ({exc})") from None
+            now = time.time_ns()
+            self.files.record({"op": "ln", "p": self._join(parent, name), "l": text, "t": now})
+            return self._attrs(self.tree.symlink(parent, name, text, now))
+
+    @fuse_op
+    async def readlink(self, inode, ctx):
+        node = self._node(inode)
+        if node.is_dir or node.link is None:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return os.fsencode(node.link)
 
     @fuse_op
     async def mknod(self, parent_inode, name, mode, rdev, ctx):

@@ -38,7 +38,6 @@ class StageCommit:
     result: CommitResult
     base: str  # the stage's base before the commit ("v3" or "empty")
     latest_moved_to: int | None  # latest when it was no longer the base (the commit went ahead)
-    empty_dirs: int  # directories with no file, which a version cannot record
     daemon_lost: bool = False
 
 
@@ -88,6 +87,7 @@ def stage_entries(stage: Stage, tree: StageTree) -> tuple[list[Entry], list[tupl
 
     with ThreadPoolExecutor(HASH_THREADS) as pool:
         entries.extend(pool.map(hash_one, pending))
+    entries.extend(Entry.directory(path) for path in tree.new_empty_dirs())
     by_path = {e.path: e for e in entries}
     uploads = []
     for path, node, index in tree.walk_files():
@@ -133,10 +133,9 @@ def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description:
     manifest, sources = placed_manifest(entries, uploads, places, tree.base.chunk_size)
     check_base_objects(client, name, stage, manifest, tree.base)
     result = client.record_version(name, stage.info.type, manifest, started, sources, **commit_args)
-    empty = tree.empty_dirs()
-    stage.rebase(result.record.version, manifest.digest, empty)
+    stage.rebase(result.record.version, manifest.digest)
     stage_records.write(client.store, stage.id, str(name), result.record.version, manifest.digest)
-    return StageCommit(result, base, latest if moved else None, len(empty))
+    return StageCommit(result, base, latest if moved else None)
 
 
 def check_base_objects(client: Client, name, stage: Stage, manifest: Manifest, base: Manifest) -> None:

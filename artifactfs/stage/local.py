@@ -203,10 +203,9 @@ class Stage:
                 removed += 1
         return removed
 
-    def rebase(self, version: int, manifest_digest: str, empty_dirs: list[str]) -> None:
+    def rebase(self, version: int, manifest_digest: str) -> None:
         """Make `version` the base with an empty change list (its content is the stage's content)."""
-        self._switch_journal([{"op": "mkdir", "p": p} for p in empty_dirs], base_version=version,
-                             base_manifest=manifest_digest)
+        self._switch_journal([], base_version=version, base_manifest=manifest_digest)
 
     def compact(self, tree: StageTree) -> bool:
         """Replace the journal by a snapshot of `tree` (same base) if that is shorter. Owner only,

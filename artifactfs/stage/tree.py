@@ -12,15 +12,16 @@ import dataclasses
 from typing import Iterator
 
 from ..errors import InvalidPath
-from ..manifest import Entry, Manifest
+from ..manifest import Entry, Manifest, check_link_target
 
 
 class FileNode:
+    """A file, or a symbolic link (`link` is its target; no data)."""
     __slots__ = ("parent", "name", "inode", "base_index", "data", "size", "digest", "chunks", "executable",
-                 "mtime_ns", "dirty", "hasher")
+                 "mtime_ns", "dirty", "hasher", "link", "atime_ns", "ctime_ns")
 
     def __init__(self, parent, name, *, base_index=None, data=None, size=0, digest=None, chunks=None,
-                 executable=False, mtime_ns=0):
+                 executable=False, mtime_ns=0, link=None):
         self.parent, self.name, self.inode = parent, name, 0
         self.base_index = base_index  # content is this entry of the base manifest (untouched)
         self.data = data  # or: content is the stage's local data file with this id
@@ -30,20 +31,25 @@ class FileNode:
         self.mtime_ns = mtime_ns
         self.dirty = False  # data changed since its last journal record
         self.hasher = None  # StreamHasher while writes stay sequential
+        self.link = link
+        self.atime_ns = self.ctime_ns = None  # None: as mtime (set by touch -a, chmod, utimes...)
 
     is_dir = False
 
 
 class DirNode:
-    __slots__ = ("parent", "name", "inode", "base_path", "entries", "mtime_ns")
+    __slots__ = ("parent", "name", "inode", "base_path", "entries", "mtime_ns", "atime_ns", "ctime_ns", "subdirs")
 
     def __init__(self, parent, name, base_path=None, mtime_ns=0):
         self.parent, self.name, self.inode = parent, name, 0
         self.base_path = base_path  # directory of the base whose entries this one started with
         self.entries = None if base_path is not None else {}  # None: not read from the base yet
         self.mtime_ns = mtime_ns
+        self.atime_ns = self.ctime_ns = None
+        self.subdirs = None  # how many subdirectories, once counted (None: count again)
 
     is_dir = True
+    link = None
 
 
 class StageTree:
@@ -61,11 +67,23 @@ class StageTree:
                     sub = f"{d.base_path}/{c.name}" if d.base_path else c.name
                     entries[c.name] = DirNode(d, c.name, sub, self.base_mtime_ns)
                 else:
-                    entries[c.name] = FileNode(d, c.name, base_index=c.index, size=self.base.size_of(c.index),
-                                               executable=self.base.is_executable(c.index),
-                                               mtime_ns=self.base_mtime_ns)
+                    entries[c.name] = self._base_file(d, c.name, c.index, self.base.is_executable(c.index),
+                                                      self.base_mtime_ns)
             d.entries = entries
         return d.entries
+
+    def _base_file(self, parent: DirNode, name: str, index: int, executable: bool, mtime_ns: int) -> FileNode:
+        return FileNode(parent, name, base_index=index, size=self.base.size_of(index), executable=executable,
+                        mtime_ns=mtime_ns, link=self.base.target_of(index))
+
+    def subdir_count(self, d: DirNode) -> int:
+        """Subdirectories of `d` (its link count is 2 more), counted without loading a base directory."""
+        if d.subdirs is None:
+            if d.entries is None:
+                d.subdirs = sum(1 for c in self.base.children(d.base_path) if c.is_dir)
+            else:
+                d.subdirs = sum(1 for n in d.entries.values() if n.is_dir)
+        return d.subdirs
 
     def child(self, d: DirNode, name: str):
         return self.children(d).get(name)
@@ -103,6 +121,7 @@ class StageTree:
     def mkdir(self, parent: DirNode, name: str, mtime_ns: int) -> DirNode:
         d = DirNode(parent, name, None, mtime_ns)
         self.children(parent)[name] = d
+        parent.subdirs = None
         parent.mtime_ns = mtime_ns
         return d
 
@@ -111,21 +130,30 @@ class StageTree:
         """Make `parent/name` the local data file `data` (a new file or a new content)."""
         entries = self.children(parent)
         node = entries.get(name)
+        parent.subdirs = None
         if node is None or node.is_dir:
             node = FileNode(parent, name)
             entries[name] = node
-        node.base_index, node.data, node.size = None, data, size
+        node.base_index, node.data, node.size, node.link = None, data, size, None
         node.digest, node.chunks = digest, tuple(chunks) if chunks else None
         node.executable, node.mtime_ns = executable, mtime_ns
         return node
 
+    def symlink(self, parent: DirNode, name: str, target: str, mtime_ns: int) -> FileNode:
+        node = FileNode(parent, name, mtime_ns=mtime_ns, link=check_link_target(target, name))
+        self.children(parent)[name] = node
+        parent.mtime_ns = mtime_ns
+        return node
+
     def remove(self, parent: DirNode, name: str):
         node = self.children(parent).pop(name)
+        parent.subdirs = None
         return node
 
     def rename(self, old_parent: DirNode, old_name: str, new_parent: DirNode, new_name: str):
         node = self.children(old_parent).pop(old_name)
         self.children(new_parent)[new_name] = node  # replaces what was there (checked by the caller)
+        old_parent.subdirs = new_parent.subdirs = None
         node.parent, node.name = new_parent, new_name
         return node
 
@@ -140,6 +168,9 @@ class StageTree:
             parent, name = self.parent_and_name(op["p"])
             self.put(parent, name, data=op["d"], size=op["s"], digest=op.get("h"), chunks=op.get("c"),
                      executable=op.get("x", False), mtime_ns=op.get("t", 0))
+        elif kind == "ln":
+            parent, name = self.parent_and_name(op["p"])
+            self.symlink(parent, name, op["l"], op.get("t", 0))
         elif kind == "rm":
             parent, name = self.parent_and_name(op["p"])
             if self.child(parent, name) is not None:
@@ -156,18 +187,20 @@ class StageTree:
                     node.executable = op["x"]
                 if "t" in op:
                     node.mtime_ns = op["t"]
+                node.atime_ns = op.get("a", node.atime_ns)
+                node.ctime_ns = op.get("c", node.ctime_ns)
         elif kind == "reset":  # the start of a compacted journal: an empty root, rebuilt below
             self.root.entries, self.root.base_path = {}, None
         elif kind == "graft":  # an untouched base directory, placed at `p`
             parent, name = self.parent_and_name(op["p"])
             self.children(parent)[name] = DirNode(parent, name, op["b"], op.get("t", 0))
+            parent.subdirs = None
         elif kind == "base":  # an untouched base file, placed at `p`
             parent, name = self.parent_and_name(op["p"])
             index = self.base.find(op["b"])
             if index is None:
                 raise InvalidPath(f"journal names base file {op['b']!r}, which the base does not have")
-            self.children(parent)[name] = FileNode(parent, name, base_index=index, size=self.base.size_of(index),
-                                                   executable=op.get("x", False), mtime_ns=op.get("t", 0))
+            self.children(parent)[name] = self._base_file(parent, name, index, op.get("x", False), op.get("t", 0))
         else:
             raise InvalidPath(f"unknown journal operation {kind!r}")
 
@@ -186,6 +219,8 @@ class StageTree:
                 elif node.is_dir:
                     ops.append({"op": "mkdir", "p": full, "t": node.mtime_ns})
                     stack.append((node, full))
+                elif node.link is not None and node.base_index is None:
+                    ops.append({"op": "ln", "p": full, "l": node.link, "t": node.mtime_ns})
                 elif node.data is not None:
                     ops.append({"op": "put", "p": full, "d": node.data, "s": node.size, "h": node.digest,
                                 "c": list(node.chunks) if node.chunks else None, "x": node.executable,
@@ -193,6 +228,9 @@ class StageTree:
                 else:
                     ops.append({"op": "base", "p": full, "b": self.base.path_of(node.base_index),
                                 "x": node.executable, "t": node.mtime_ns})
+                times = {k: v for k, v in (("a", node.atime_ns), ("c", node.ctime_ns)) if v is not None}
+                if times:
+                    ops.append({"op": "attr", "p": full, **times})
         return ops
 
     # ---- reading the whole tree -----------------------------------------------------------------
@@ -203,6 +241,11 @@ class StageTree:
             d, path = stack.pop()
             if d.entries is None:  # untouched since the base: its entries, re-rooted at `path`
                 start, end = self.base.dir_range(d.base_path)
+                if start == end and d.base_path:  # an empty directory of the base: its own entry
+                    start = self.base.find(d.base_path)
+                    if start is not None:
+                        yield path, None, start
+                    continue
                 cut = len(d.base_path) + 1 if d.base_path else 0
                 for i in range(start, end):
                     rel = self.base.path_of(i)[cut:]
@@ -215,24 +258,20 @@ class StageTree:
                 else:
                     yield full, node, None
 
-    def empty_dirs(self) -> list[str]:
-        """Directories with no file below them (the manifest cannot record them), parents first."""
+    def new_empty_dirs(self) -> list[str]:
+        """Directories made or emptied in the stage that hold nothing (those of the base that still
+        hold nothing are its entries: walk_files gives them)."""
         out = []
-
-        def has_files(d: DirNode, path: str) -> bool:
+        stack = [(self.root, "")]
+        while stack:
+            d, path = stack.pop()
             if d.entries is None:
-                return True  # base directories always hold files
-            found = False
-            for name, node in d.entries.items():
-                full = f"{path}/{name}" if path else name
-                if not node.is_dir or has_files(node, full):
-                    found = True
-            if not found and path:
+                continue
+            if not d.entries and path:
                 out.append(path)
-            return found
-
-        has_files(self.root, "")
-        return sorted(out, key=lambda p: p.count("/"))
+            stack.extend((node, f"{path}/{name}" if path else name) for name, node in d.entries.items()
+                         if node.is_dir)
+        return sorted(out)
 
     def changes(self) -> dict:
         """Counts of files added, modified and deleted against the base (without hashing anything)."""
@@ -254,4 +293,6 @@ class StageTree:
             return e if e.path == path else dataclasses.replace(e, path=path)
         if node.base_index is not None:
             return dataclasses.replace(self.base[node.base_index], path=path, executable=node.executable)
+        if node.link is not None:
+            return Entry.link(path, node.link)
         return None
