@@ -38,7 +38,8 @@ fi
 printf '%-16s %s\n' group result
 for g in "${groups[@]}"; do
     out=$(timeout 900 prove -r "$build/tests/$g" 2>&1 || true)
-    result=$(echo "$out" | grep -E '^Result:' | head -1)
-    failed=$(echo "$out" | grep -E '^  Failed tests:|Failed [0-9]+/[0-9]+ subtests' | wc -l)
+    result=$(echo "$out" | grep -E '^Result:' | head -1 || true)
+    failed=$(echo "$out" | grep -cE 'Failed [0-9]+/[0-9]+ subtests' || true)
     printf '%-16s %s %s\n' "$g" "${result:-no result}" "$( [ "$failed" -gt 0 ] && echo "($failed files with failures)" )"
+    if [ -n "${VERBOSE:-}" ]; then echo "$out" | grep -E 'Failed [0-9]+/|Failed tests:' | sed 's/^/    /' || true; fi
 done

@@ -77,3 +77,20 @@ def client(env):
     c = Client()
     yield c
     c.close()
+
+
+@pytest.fixture
+def stage_env(env, tmp_path, monkeypatch):
+    """`env` with stages kept in the test's directory."""
+    monkeypatch.setenv("ARTIFACTFS_STAGE_DIR", str(tmp_path / "stages"))
+    return dict(os.environ)
+
+
+@pytest.fixture
+def stages(stage_env, tmp_path):
+    """Make staging mounts: `stages(REF, *args)`; all are unmounted at the end."""
+    from tests.fuse_util import mount_factory
+    from tests.staging_util import StageMount
+
+    with mount_factory(StageMount, stage_env, tmp_path, "stage") as make:
+        yield make

@@ -171,3 +171,25 @@ def damage_cached(cache_root, entry, how: str) -> None:
     else:
         data[offset:end] = b"x" * entry.size
     path.write_bytes(bytes(data))
+
+
+def plant_version(store, lines: list[dict], name: str, header: dict | None = None) -> str:
+    """Write a manifest of raw entry lines, and a version 0 + latest naming it, straight into the store."""
+    import gzip
+
+    from artifactfs import layout
+    from artifactfs.hashing import digest_bytes
+    from artifactfs.manifest import canonical_json
+
+    header = header or {"chunk_size": 8 * 1024 * 1024, "format": 1, "type": "artifactfs-manifest"}
+    data = b"\n".join(canonical_json(x) for x in [header, *lines]) + b"\n"
+    digest = digest_bytes(data)
+    store.put(layout.manifest_key(digest), gzip.compress(data))
+    parts = name.split("/")
+    base = f"artifacts/{parts[0]}/{parts[1]}/{parts[2]}"
+    store.put(f"{base}/artifact.json", canonical_json({"type": "dataset", "created_at": "", "created_by": "x"}))
+    record = {"version": 0, "manifest": digest, "size": 6, "file_count": len(lines), "description": None,
+              "metadata": {}, "created_at": "", "created_by": "x", "run": None, "inputs": []}
+    store.put(f"{base}/versions/0.json", canonical_json(record))
+    store.put(f"{base}/aliases/latest.json", canonical_json({"version": 0}))
+    return digest

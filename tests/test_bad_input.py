@@ -3,7 +3,6 @@
 files, damaged store files) ends in one line on stderr that names the bad value and an exit code that
 means something: never 0, never 70 (internal error), never a traceback, and nothing written."""
 
-import gzip
 import json
 import os
 import shutil
@@ -14,7 +13,7 @@ from artifactfs import layout
 from artifactfs.hashing import digest_bytes
 from artifactfs.manifest import canonical_json
 from artifactfs.store import LocalStore
-from tests.fault_util import af, af_ok, write_files
+from tests.fault_util import af, af_ok, plant_version, write_files
 
 SAMPLE = "acme/p/a"
 HEADER = {"chunk_size": 8 * 1024 * 1024, "format": 1, "type": "artifactfs-manifest"}
@@ -40,18 +39,6 @@ def base(tmp_path_factory):
 
 
 # ---- damage planted in a copy of the base store -------------------------------------------------
-def _plant(store: LocalStore, name: str, lines: list[dict], header: dict = HEADER) -> None:
-    data = b"\n".join(canonical_json(x) for x in [header, *lines]) + b"\n"
-    digest = digest_bytes(data)
-    store.put(layout.manifest_key(digest), gzip.compress(data))
-    base = f"artifacts/{name}"
-    store.put(f"{base}/artifact.json", canonical_json({"type": "dataset", "created_at": "", "created_by": "x"}))
-    record = {"version": 0, "manifest": digest, "size": 6, "file_count": len(lines), "description": None,
-              "metadata": {}, "created_at": "", "created_by": "x", "run": None, "inputs": []}
-    store.put(f"{base}/versions/0.json", canonical_json(record))
-    store.put(f"{base}/aliases/latest.json", canonical_json({"version": 0}))
-
-
 def _tiny(store: LocalStore) -> str:
     d = digest_bytes(TINY)
     store.put(layout.blob_key(d), TINY)
@@ -76,19 +63,19 @@ DAMAGE = {
     "alias-no-version": lambda s: s.put(f"artifacts/{SAMPLE}/aliases/prod.json", b'{"version": "zero"}'),
     "artifact-not-json": lambda s: s.put(f"artifacts/{SAMPLE}/artifact.json", b"\xff\xfe"),
     "ttl-not-json": lambda s: s.put(f"artifacts/{SAMPLE}/ttl/0.json", b"soon"),
-    "header-no-chunk-size": lambda s: _plant(s, "acme/p/h", [{"path": "f", "size": 6, "digest": _tiny(s)}],
+    "header-no-chunk-size": lambda s: plant_version(s, [{"path": "f", "size": 6, "digest": _tiny(s)}], "acme/p/h",
                                              {"format": 1, "type": "artifactfs-manifest"}),
-    "header-chunk-size-0": lambda s: _plant(s, "acme/p/h", [{"path": "f", "size": 6, "digest": _tiny(s)}],
+    "header-chunk-size-0": lambda s: plant_version(s, [{"path": "f", "size": 6, "digest": _tiny(s)}], "acme/p/h",
                                             {**HEADER, "chunk_size": 0}),
-    "header-chunk-size-big": lambda s: _plant(s, "acme/p/h", [{"path": "f", "size": 6, "digest": _tiny(s)}],
+    "header-chunk-size-big": lambda s: plant_version(s, [{"path": "f", "size": 6, "digest": _tiny(s)}], "acme/p/h",
                                               {**HEADER, "chunk_size": "big"}),
-    "header-format-99": lambda s: _plant(s, "acme/p/h", [{"path": "f", "size": 6, "digest": _tiny(s)}],
+    "header-format-99": lambda s: plant_version(s, [{"path": "f", "size": 6, "digest": _tiny(s)}], "acme/p/h",
                                          {**HEADER, "format": 99}),
-    "pack-offset-2^64-1": lambda s: _plant(s, "acme/p/h", [{"path": "f", "size": 6, "digest": _tiny(s),
-                                                            "pack": _tiny(s), "offset": 2**64 - 1}]),
-    "size-1GiB-tiny-blob": lambda s: _plant(s, "acme/p/h", [{"path": "f", "size": 2**30, "digest": _tiny(s)}]),
-    "size-negative": lambda s: _plant(s, "acme/p/h", [{"path": "f", "size": -6, "digest": _tiny(s)}]),
-    "entry-path-traversal": lambda s: _plant(s, "acme/p/h", [{"path": "../up", "size": 6, "digest": _tiny(s)}]),
+    "pack-offset-2^64-1": lambda s: plant_version(s, [{"path": "f", "size": 6, "digest": _tiny(s),
+                                                            "pack": _tiny(s), "offset": 2**64 - 1}], "acme/p/h"),
+    "size-1GiB-tiny-blob": lambda s: plant_version(s, [{"path": "f", "size": 2**30, "digest": _tiny(s)}], "acme/p/h"),
+    "size-negative": lambda s: plant_version(s, [{"path": "f", "size": -6, "digest": _tiny(s)}], "acme/p/h"),
+    "entry-path-traversal": lambda s: plant_version(s, [{"path": "../up", "size": 6, "digest": _tiny(s)}], "acme/p/h"),
 }
 
 

@@ -23,7 +23,7 @@ from artifactfs.errors import InvalidPath
 from artifactfs.hashing import digest_bytes
 from artifactfs.manifest import Entry, Manifest, canonical_json
 from artifactfs.paths import MAX_PATH_BYTES, normalize_entry_path
-from tests.fault_util import stored_key, tally, write_files
+from tests.fault_util import plant_version, stored_key, tally, write_files
 from tests.fuse_util import Mount
 from tests.staging_util import StageMount
 
@@ -129,23 +129,6 @@ def test_ten_megabytes_of_metadata_is_refused_before_any_upload(cli, client, dat
 
 
 # ---- crafted manifests in the store ---------------------------------------------------------------
-def plant_version(client, lines: list[dict], name=NAME, header: dict | None = None) -> str:
-    """Write a manifest of raw entry lines, and a version 0 + latest naming it, straight into the store."""
-    header = header or {"chunk_size": 8 * 1024 * 1024, "format": 1, "type": "artifactfs-manifest"}
-    data = b"\n".join(canonical_json(x) for x in [header, *lines]) + b"\n"
-    digest = digest_bytes(data)
-    store = client.store
-    store.put(layout.manifest_key(digest), gzip.compress(data))
-    parts = name.split("/")
-    base = f"artifacts/{parts[0]}/{parts[1]}/{parts[2]}"
-    store.put(f"{base}/artifact.json", canonical_json({"type": "dataset", "created_at": "", "created_by": "x"}))
-    record = {"version": 0, "manifest": digest, "size": 6, "file_count": len(lines), "description": None,
-              "metadata": {}, "created_at": "", "created_by": "x", "run": None, "inputs": []}
-    store.put(f"{base}/versions/0.json", canonical_json(record))
-    store.put(f"{base}/aliases/latest.json", canonical_json({"version": 0}))
-    return digest
-
-
 BAD_PATHS = ["../escape.txt", "/etc/evil.txt", "a/../../escape.txt", "dup", "a//b"]
 
 
@@ -165,7 +148,7 @@ def test_crafted_manifests_are_refused_everywhere(cli, client, tmp_path, env):
             lines = [same, dict(same)]
         else:
             lines = [{"path": bad, "size": 6, "digest": digest}]
-        plant_version(client, lines, name)
+        plant_version(client.store, lines, name)
         assert cli("show", f"{name}:v0", "--json").exit_code == 0  # the record alone is fine
         for args in (("get", name, "--root", out), ("files", name), ("verify", name)):
             res = cli(*args)
@@ -220,12 +203,12 @@ def test_manifest_sizes_that_do_not_fit_their_bytes_are_corrupt(cli, client, tmp
     d = digest_bytes(tiny)
     client.store.put(layout.blob_key(d), tiny)
     client.store.put(layout.pack_key(d), tiny)
-    plant_version(client, [{"path": "f.bin", "size": len(tiny), "digest": d}], f"{NAME}-good")
+    plant_version(client.store, [{"path": "f.bin", "size": len(tiny), "digest": d}], f"{NAME}-good")
     assert cli("get", f"{NAME}-good", "--root", tmp_path / "good").exit_code == 0  # the cache holds the blob
     cases = _size_cases(d, tiny)
     for i, (why, (lines, header)) in enumerate(cases.items()):
         name = f"{NAME}{i}"
-        plant_version(client, lines, name, header)
+        plant_version(client.store, lines, name, header)
         out = tmp_path / f"out{i}"
         for args in (("get", name, "--root", out), ("cache", "warm", name), ("verify", name)):
             res = cli(*args)
@@ -420,7 +403,7 @@ def test_references_read_only_what_the_user_allows(cli, client, tmp_path, env, m
         monkeypatch.setenv("ARTIFACTFS_REFERENCE_HOSTS", "localhost")  # by name only: 127.0.0.1 stays refused
         env = dict(env, ARTIFACTFS_REFERENCE_HOSTS="localhost")
         for i, (why, uri) in enumerate(cases.items()):
-            plant_version(client, [{"path": "f", "size": len(body), "digest": d, "ref": uri}], f"{NAME}{i}")
+            plant_version(client.store, [{"path": "f", "size": len(body), "digest": d, "ref": uri}], f"{NAME}{i}")
             out = tmp_path / f"out{i}"
             refused(cli("get", f"{NAME}{i}", "--root", out), 6, "127.0.0.1" if "redirect" in why else uri)
             assert not (out / "f").exists(), why

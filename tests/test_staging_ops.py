@@ -15,22 +15,10 @@ import numpy as np
 import pytest
 
 from artifactfs.hashing import CHUNK_SIZE
-from tests.fuse_util import Mount, mount_factory, run_cli
-from tests.staging_util import StageMount, files_only, snapshot, write_tree
+from tests.fuse_util import Mount, run_cli
+from tests.staging_util import files_only, snapshot, write_tree
 
 NAME = "acme/vision/ds"
-
-
-@pytest.fixture
-def stage_env(env, tmp_path, monkeypatch):
-    monkeypatch.setenv("ARTIFACTFS_STAGE_DIR", str(tmp_path / "stages"))
-    return dict(os.environ)
-
-
-@pytest.fixture
-def stages(stage_env, tmp_path):
-    with mount_factory(StageMount, stage_env, tmp_path, "stage") as make:
-        yield make
 
 
 def base_files() -> dict:

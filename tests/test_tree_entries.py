@@ -3,8 +3,6 @@ format 2), through commit --dir, the staging mount (tar, cp -a, rsync -a into it
 diff; a link is stored as written and never followed by artifactfs. And a stage's metadata behaves
 as on ext4 (atime kept, ctime advancing, link counts)."""
 
-import gzip
-import json
 import os
 import stat
 import subprocess
@@ -17,8 +15,8 @@ from artifactfs import layout
 from artifactfs.errors import CorruptData
 from artifactfs.hashing import digest_bytes
 from artifactfs.manifest import Entry, Manifest
-from tests.fault_util import af, af_ok, write_files
-from tests.fuse_util import Mount, mount_factory
+from tests.fault_util import af, af_ok, plant_version, write_files
+from tests.fuse_util import Mount
 from tests.staging_util import StageMount
 
 NAME = "acme/p/tree"
@@ -54,18 +52,6 @@ def make_model_tree(root, outside) -> None:
     os.symlink("../config.json", root / "ckpt-100" / "config.json")
     os.symlink(str(outside), root / "outside")
     os.symlink("nowhere/at/all", root / "dangling")
-
-
-@pytest.fixture
-def stage_env(env, tmp_path, monkeypatch):
-    monkeypatch.setenv("ARTIFACTFS_STAGE_DIR", str(tmp_path / "stages"))
-    return dict(os.environ)
-
-
-@pytest.fixture
-def stages(stage_env, tmp_path):
-    with mount_factory(StageMount, stage_env, tmp_path, "stage") as make:
-        yield make
 
 
 def test_commit_get_and_mount_hold_links_and_empty_directories(cli, client, env, tmp_path):
@@ -199,16 +185,8 @@ def test_a_stored_link_entry_is_never_followed_by_get(cli, client, tmp_path):
     of both into one root recreates the link and refuses to write through it."""
     target = tmp_path / "target-dir"
     target.mkdir()
-    header = {"chunk_size": 8 * 1024 * 1024, "format": 2, "type": "artifactfs-manifest"}
-    data = b"\n".join(json.dumps(x, sort_keys=True, separators=(",", ":")).encode()
-                      for x in [header, {"kind": "link", "path": "x", "size": 0, "target": str(target)}]) + b"\n"
-    digest = digest_bytes(data)
-    client.store.put(layout.manifest_key(digest), gzip.compress(data))
-    client.store.put("artifacts/acme/p/evil/artifact.json", b'{"type":"dataset","created_at":"","created_by":"x"}')
-    client.store.put("artifacts/acme/p/evil/versions/0.json", json.dumps(
-        {"version": 0, "manifest": digest, "size": 0, "file_count": 1, "description": None, "metadata": {},
-         "created_at": "", "created_by": "x", "run": None, "inputs": []}).encode())
-    client.store.put("artifacts/acme/p/evil/aliases/latest.json", b'{"version":0}')
+    plant_version(client.store, [{"kind": "link", "path": "x", "size": 0, "target": str(target)}], "acme/p/evil",
+                  {"chunk_size": 8 * 1024 * 1024, "format": 2, "type": "artifactfs-manifest"})
     src = tmp_path / "src"
     write_files(src, {"x/evil": b"evil\n"})
     assert cli("commit", "acme/p/evil2", "--dir", src).exit_code == 0
