@@ -13,7 +13,7 @@ import pytest
 from artifactfs import layout
 from tests.fuse_util import run_cli, wait_gone
 from tests.staging_util import files_only, snapshot
-from tests.test_staging_ops import NAME, base, stage_env, stages  # noqa: F401 (fixtures)
+from tests.test_staging_ops import NAME, base  # noqa: F401 (a fixture)
 
 FROZEN = "user.artifactfs.frozen"
 
