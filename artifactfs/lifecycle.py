@@ -19,7 +19,7 @@ from . import layout, manifest_columns
 from .errors import Conflict, CorruptData, NotFound, ObjectNotFound, PreconditionFailed, UsageError
 from .hashing import StreamHasher, digest_bytes
 from .manifest import Manifest, canonical_json, check_entry
-from .names import LATEST, ArtifactName, Ref, parse_ref
+from .names import LATEST, ArtifactName, Ref
 from .repo import Repository, VersionRecord, _load_json, now_iso, parse_stored_manifest, whoami
 
 log = logging.getLogger(__name__)
@@ -311,7 +311,3 @@ def verify(repo: Repository, records: list[VersionRecord], references) -> Verify
             problems.extend(found)
     contents = set(blobs).union(*({d for _, _, d in members} for members in packs.values()))
     return VerifyReport(len(records), len(contents), len(refs), problems)  # distinct contents checked
-
-
-def records_for(repo: Repository, refs: list[str], entity=None, project=None) -> list[VersionRecord]:
-    return [repo.resolve(parse_ref(r, entity, project)) for r in refs]

@@ -552,10 +552,6 @@ class Manifest:
     def is_executable(self, i: int) -> bool:
         return bool(self._executable[i])
 
-    def has_digest(self, digest: str) -> bool:
-        """Whether some entry's content has this digest."""
-        return self.location(digest) is not None
-
     def location(self, digest: str) -> tuple[str | None, int] | None:
         """Where an entry with this content is stored: (pack, offset), (None, 0) for its own blob, or
         None if no entry has it. The index is built on first use."""
@@ -565,10 +561,6 @@ class Manifest:
                                   if i not in extras or not ("ref" in extras[i] or "no_digest" in extras[i])}
         i = self._digest_index.get(bytes.fromhex(digest))
         return None if i is None else self._packs.location(i)
-
-    def pack_of(self, i: int) -> tuple[str | None, int]:
-        """(pack, offset) of entry `i`; (None, 0) when it is not in a pack."""
-        return self._packs.location(i)
 
     def find(self, path: str) -> int | None:
         """Index of the file at `path`, or None."""

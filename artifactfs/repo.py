@@ -19,7 +19,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from typing import Iterable
 
 from . import layout, manifest_columns
 from .errors import (Conflict, CorruptData, InvalidName, InvalidPath, NotFound, ObjectNotFound, PreconditionFailed,
@@ -33,7 +33,6 @@ from .store import ObjectStore
 log = logging.getLogger(__name__)
 
 MAX_METADATA_BYTES = 1024 * 1024
-UPLOAD_THREADS = 16
 
 
 @dataclass
@@ -386,36 +385,7 @@ class Repository:
             self.store.put(columns_key, manifest_columns.encode(manifest))
         return manifest.digest
 
-    # ---- blobs ---------------------------------------------------------------------------------
-    def upload_blobs(self, sources: Iterable[tuple[str, str, int]], progress: Callable[[int], None] | None = None,
-                     threads: int = UPLOAD_THREADS) -> tuple[int, int]:
-        """Upload (digest, local path, size) blobs the store lacks, in parallel.
-
-        Returns (blobs uploaded, bytes uploaded). `progress` receives byte counts as blobs finish.
-        """
-        seen: dict[str, tuple[str, int]] = {}
-        for digest, path, size in sources:
-            seen.setdefault(digest, (path, size))
-        uploaded = [0, 0]
-        lock = threading.Lock()
-
-        def one(item):
-            digest, (path, size) = item
-            key = layout.blob_key(digest)
-            if not self.store.exists(key):
-                self.store.put_file(key, path, size, digest)
-                with lock:
-                    uploaded[0] += 1
-                    uploaded[1] += size
-            if progress:
-                progress(size)
-
-        with ThreadPoolExecutor(threads) as pool:
-            for _ in pool.map(one, seen.items()):
-                pass
-        return uploaded[0], uploaded[1]
-
-    # ---- commit --------------------------------------------------------------------------------
+    # ---- versions ------------------------------------------------------------------------------
     def find_by_digest(self, name: ArtifactName, digest: str) -> VersionRecord | None:
         try:
             data, _ = self.store.get(layout.digest_index_key(name, digest))
