@@ -74,7 +74,7 @@ def mark(repo: Repository, now: float | None = None, damaged: list[str] | None =
     The bases of open stages are kept too (stage_records.py).
 
     A damaged version record or manifest is added to `damaged` and the rest is marked as usual; what
-    the damaged one may still name is kept (`_salvage`). Raises Incomplete if a live version's
+    the damaged one may still name is kept (`_stored_keys_in`). Raises Incomplete if a live version's
     manifest is missing (a commit re-uploading it after an earlier gc, or damage that verify reports)."""
     damaged = [] if damaged is None else damaged
     manifests, blobs = stage_marks(repo, now)
@@ -88,7 +88,7 @@ def mark(repo: Repository, now: float | None = None, damaged: list[str] | None =
                 entry = Entry.from_json(_load_json(line, key)) if line else None
             except (CorruptData, TypeError, ValueError):
                 damaged.append(f"draft part {key} is damaged")
-                blobs |= {k for d in _digests_in(line) for k in (layout.blob_key(d), layout.pack_key(d))}
+                blobs |= _stored_keys_in(line)
                 continue
             if entry and entry.ref is None and entry.digest and entry.size:
                 blobs.add(layout.content_key(entry))
@@ -117,7 +117,12 @@ def _mark_manifest(repo: Repository, digest: str, manifests: set[str], blobs: se
             data, _ = repo.store.get(layout.manifest_key(digest))
         except ObjectNotFound:
             return
-        blobs |= {key for d in _digests_in(data) for key in (layout.blob_key(d), layout.pack_key(d))}
+        blobs |= _stored_keys_in(data)
+
+
+def _stored_keys_in(data: bytes) -> set[str]:
+    """The blob and pack keys every digest-shaped word of damaged bytes could name."""
+    return {key for d in _digests_in(data) for key in (layout.blob_key(d), layout.pack_key(d))}
 
 
 def _digests_in(data: bytes) -> set[str]:
