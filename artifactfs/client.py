@@ -2,17 +2,16 @@
 API call. Each method is one user-level operation."""
 
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from . import commit
 from .cache import LOW_WATERMARK, PieceCache, manifests_dir
 from .config import Settings, format_size, load_settings
 from .errors import CorruptData, NotFound, UsageError
 from .fetch import Fetcher, WarmResult, cacheable
-from .ingest import LocalFile, hash_and_upload, walk_directory
-from .packs import protect_sources
+from .ingest import LocalFile, walk_directory
 from .manifest import Entry, Manifest
 from .names import ArtifactName, Ref, parse_artifact_name, parse_ref
 from .repo import CommitResult, Repository, VersionRecord
@@ -168,58 +167,10 @@ class Client:
         return DiffResult(added, list(old.values()), changed)
 
     # ---- writing -------------------------------------------------------------------------------
-    def check_commit_args(self, name: ArtifactName, type: str, commit_args: dict) -> dict:
-        """Validate a commit's arguments before anything is uploaded; returns them with each input
-        pinned to the exact version it names now."""
-        from . import lineage
-        from .names import check_alias
-        from .repo import check_metadata
-
-        for alias in commit_args.get("aliases") or ():
-            if alias != "latest":
-                check_alias(alias)
-        check_metadata(commit_args.get("metadata"))
-        self.repo.ensure_artifact(name, type)  # a type conflict fails before any upload
-        if commit_args.get("run"):
-            lineage.check_run(commit_args["run"])
-        if commit_args.get("inputs") and not commit_args.get("run"):
-            raise UsageError("inputs are recorded for a run: give the run id too (--run ID)")
-        if commit_args.get("inputs"):
-            commit_args = {**commit_args, "inputs": lineage.resolve_inputs(
-                self.repo, commit_args["inputs"], self.settings.entity, self.settings.project)}
-        return commit_args
-
-    def record_version(self, name: ArtifactName, type: str, manifest: Manifest, started: float,
-                       sources: dict[str, str], **commit_args) -> CommitResult:
-        """Take the next version for `manifest` (its blobs uploaded since `started`), then make sure a
-        gc that overlapped the commit removed nothing it uses (`sources`: blob key -> local file) and
-        record its lineage."""
-        from . import lineage
-        from .gc import protect_commit
-
-        result = self.repo.commit(name, type, manifest, **commit_args)
-        if result.created:
-            protect_commit(self.repo, started, sources, manifest)
-            lineage.record_commit(self.repo, result.record)
-        return result
-
     def commit_files(self, name: ArtifactName, type: str, files: Iterable[LocalFile],
                      extra_entries: Iterable[Entry] = (), progress: Progress = None, **commit_args) -> CommitResult:
-        commit_args = self.check_commit_args(name, type, commit_args)
-        started = time.time()
-        files = list(files)
-        entries, _ = hash_and_upload(self.store, files, progress=progress, known=self._latest_locations(name))
-        manifest = Manifest.from_entries([*entries, *extra_entries])
-        sources = protect_sources(entries, [f.source for f in files])
-        return self.record_version(name, type, manifest, started, sources, **commit_args)
-
-    def _latest_locations(self, name: ArtifactName):
-        """Where the latest version stores each content: what a live version names is in the store."""
-        try:
-            manifest = self.manifest(self.repo.resolve(Ref(name, alias="latest")))
-        except NotFound:
-            return lambda digest: None
-        return manifest.location
+        return commit.commit_files(self.repo, name, type, files, extra_entries, progress,
+                                   entity=self.settings.entity, project=self.settings.project, **commit_args)
 
     def commit_dir(self, directory: str | None, name: str, type: str, prefix: str | None = None,
                    progress: Callable[[int], Callable[[int], None]] | None = None,
@@ -231,8 +182,6 @@ class Client:
             raise UsageError("nothing to commit: give a directory and/or references")
         ref_entries: list[Entry] = []  # references, then the directory's links and empty directories
         files = walk_directory(directory, prefix, ref_entries) if directory else []
-        for spec in references:
-            uri, _, entry_name = spec.rpartition("=") if "=" in spec else (spec, "", "")  # a URI with '=' needs =NAME
-            ref_entries += self.references.resolve(uri, entry_name or None)
+        ref_entries += self.references.resolve_specs(references)
         bar = progress(sum(os.path.getsize(f.source) for f in files)) if progress else None
         return self.commit_files(artifact, type, files, extra_entries=ref_entries, progress=bar, **commit_args)

@@ -23,8 +23,9 @@ import socket
 import time
 import uuid
 
+from . import commit
 from .errors import Conflict, NotFound, ObjectNotFound, PreconditionFailed, UsageError
-from .ingest import LocalFile, hash_and_upload
+from .ingest import LocalFile
 from .manifest import Entry, Manifest, canonical_json
 from .names import ArtifactName, check_name
 from .repo import CommitResult, Repository, _load_json, now_iso, whoami
@@ -104,17 +105,13 @@ def add_entries(repo: Repository, name: ArtifactName, draft: str, type: str, ent
 def add_files(repo: Repository, name: ArtifactName, draft: str, type: str, files: list[LocalFile],
               extra_entries: list[Entry] = (), writer: str | None = None, progress=None) -> list[Entry]:
     """Hash and upload local files, then add them (and `extra_entries`, e.g. references) to the draft."""
-    from .gc import protect_commit
-    from .packs import protect_sources
-
     check_draft(draft)
     repo.ensure_artifact(name, type)
     started = time.time()
-    files = list(files)
-    uploaded, _ = hash_and_upload(repo.store, files, progress=progress)
+    uploaded, sources = commit.upload_files(repo, files, progress)
     entries = [*uploaded, *extra_entries]
     add_entries(repo, name, draft, type, entries, writer)
-    protect_commit(repo, started, protect_sources(uploaded, [f.source for f in files]))
+    commit.protect_commit(repo, started, sources)  # a part protects its blobs once it exists (docs/GC.md)
     return entries
 
 
@@ -147,14 +144,9 @@ def merge(draft: str, all_parts: dict[str, list[Entry]]) -> Manifest:
 
 def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> CommitResult:
     """Seal the draft, merge its parts, commit them as one version, delete the draft."""
-    from . import lineage
-
     prefix = _prefix(name, draft)
     type = draft_type(repo, name, draft)
-    if commit_args.get("inputs") and not commit_args.get("run"):
-        raise UsageError("inputs are recorded for a run: give the run id too (--run ID)")
-    if commit_args.get("inputs"):
-        commit_args["inputs"] = lineage.resolve_inputs(repo, commit_args["inputs"])
+    commit_args = commit.check_args(repo, name, type, commit_args)
     try:
         repo.store.put_if_absent(prefix + "sealed.json", canonical_json({"at": now_iso(), "by": whoami()}))
     except PreconditionFailed:
@@ -169,12 +161,8 @@ def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> C
     except BaseException:
         repo.store.delete(prefix + "sealed.json")  # nothing was committed: the draft stays usable
         raise
-    if result.created:
-        from .gc import protect_commit
-
-        # The parts keep the blobs alive until the record exists (docs/GC.md); the new manifest needs this.
-        protect_commit(repo, started, {}, manifest)
-        lineage.record_commit(repo, result.record)
+    # The parts kept the blobs alive until the record existed (docs/GC.md); the new manifest needs this.
+    commit.finish(repo, result, started, {}, manifest)
     try:  # before the draft goes: a late writer finds the one or the other
         repo.store.put_if_absent(_finished_key(name, draft), canonical_json({"version": result.record.version}))
     except PreconditionFailed:

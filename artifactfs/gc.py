@@ -11,7 +11,7 @@ gc run G:  1. write `gc/runs/<id>.json` {"state": "running"}         (announces 
            5. rewrite `gc/runs/<id>.json` {"state": "done"}
 
 commit C:  uploads blobs (skipping those present), the manifest, then the version record; then
-           `protect_commit`: if any gc run is running, or finished after C started, C waits for it to
+           `commit.protect_commit`: if any gc run is running, or finished after C started, C waits for it to
            finish and re-checks that every object it relied on exists, re-uploading any that was
            deleted. A gc run that starts after C's version record exists marks C's objects.
 
@@ -21,7 +21,6 @@ deletes the parts, so whichever of the two a mark misses, it sees the other.
 
 import contextlib
 import gzip
-import json
 import logging
 import re
 import time
@@ -30,6 +29,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from . import drafts, layout, stage_records
+from .commit import GC_RUNS, RUN_STALE
 from .errors import ArtifactfsError, CorruptData, NotFound, ObjectNotFound
 from .lifecycle import Unreadable, delete_version, expired_versions, live_versions
 from .manifest import Entry, Manifest, canonical_json
@@ -38,10 +38,6 @@ from .repo import Repository, _load_json, now_iso, whoami
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = 3600.0
-RUNS = "gc/runs/"
-RUN_STALE = 6 * 3600.0  # a "running" gc older than this crashed: commits stop waiting for it
-CLOCK_SKEW = 300.0  # margin between this machine's clock and the store's
-WAIT_STEP = 0.2
 _DIGEST_WORD = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 
 
@@ -153,7 +149,7 @@ def stored_keys(manifest: Manifest) -> set[str]:
 
 def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
     report = GcReport(dry_run=dry_run)
-    run_key = f"{RUNS}{int(time.time())}-{uuid.uuid4().hex[:8]}.json"
+    run_key = f"{GC_RUNS}{int(time.time())}-{uuid.uuid4().hex[:8]}.json"
     if not dry_run:
         repo.store.put(run_key, canonical_json({"state": "running", "started_at": now_iso(), "by": whoami()}))
         now = repo.store.head(run_key).mtime  # the store's clock, which object mtimes use
@@ -208,64 +204,6 @@ def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
 
 
 def _prune_runs(repo: Repository, now: float) -> None:
-    for info in repo.store.list(RUNS):
+    for info in repo.store.list(GC_RUNS):
         if info.mtime < now - 2 * RUN_STALE:
             repo.store.delete(info.key)
-
-
-# ---- the commit side ---------------------------------------------------------------------------------
-def _run_state(repo: Repository, key: str) -> str | None:
-    try:
-        data, _ = repo.store.get(key)
-        state = json.loads(data).get("state")
-        return state if repo.store.head(key).mtime > time.time() - RUN_STALE - CLOCK_SKEW else "stale"
-    except (ObjectNotFound, ValueError, AttributeError):
-        return None
-
-
-def gc_overlapped(repo: Repository, started: float) -> bool:
-    """Did a gc run overlap a commit that started at `started` (local clock)? Waits for the ones still
-    running; runs that start later mark the commit's version record, so they do not matter."""
-    overlapped, running = False, []
-    for info in repo.store.list(RUNS):
-        state = _run_state(repo, info.key)
-        if state == "running":
-            running.append(info.key)
-            overlapped = True
-        elif state == "done" and info.mtime >= started - CLOCK_SKEW:
-            overlapped = True
-    for key in running:
-        while _run_state(repo, key) == "running":
-            time.sleep(WAIT_STEP)
-    return overlapped
-
-
-def protect_commit(repo: Repository, started: float, blobs: dict[str, str | bytes],
-                   manifest: Manifest | None = None) -> int:
-    """Make sure a just-written version's objects survived any gc run that overlapped its commit.
-
-    `blobs` maps blob keys to their local source (a path or the bytes) and pack keys to the
-    packs.Member list of what the commit placed in them. Returns objects re-uploaded.
-    """
-    from .packs import restore_pack
-
-    if not gc_overlapped(repo, started):
-        return 0
-    restored = 0
-    if manifest is not None and not all(map(repo.store.exists, layout.manifest_keys(manifest.digest))):
-        repo.put_manifest(manifest)  # puts back whichever form is missing
-        restored += 1
-    for key, source in blobs.items():
-        if repo.store.exists(key):
-            continue
-        log.warning("gc removed %s while a commit was using it; uploading it again", key)
-        if isinstance(source, list):
-            restore_pack(repo.store, key, source)
-        elif isinstance(source, (bytes, bytearray)):
-            repo.store.put(key, bytes(source))
-        else:  # a blob, named by its digest: the bytes put back must still be those
-            import os
-
-            repo.store.put_file(key, source, os.path.getsize(source), key.rsplit("/", 1)[-1])
-        restored += 1
-    return restored

@@ -9,7 +9,7 @@ them. Each file is still verified by its own digest when read.
 
 Packs are immutable and never rewritten in normal operation: gc deletes a pack once no live entry
 names it. The one exception is `restore_pack`, which puts back the bytes a commit relies on if a
-concurrent gc removed the pack (see gc.protect_commit).
+concurrent gc removed the pack (see commit.protect_commit).
 """
 
 import threading
@@ -115,7 +115,7 @@ class Packer:
 
 
 def protect_sources(entries: list[Entry], sources: list[str | bytes]) -> dict[str, object]:
-    """What gc.protect_commit needs to put back each object a commit relies on: blob key -> local
+    """What commit.protect_commit needs to put back each object a commit relies on: blob key -> local
     source, pack key -> [Member]. `sources[i]` is the local path (or bytes) of `entries[i]`."""
     out: dict[str, object] = {}
     for e, source in zip(entries, sources):

@@ -67,6 +67,13 @@ def _base_name(path: str, uri: str) -> str:
     return base
 
 
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """`URI=NAME` -> (URI, NAME); `URI` -> (URI, None). The last `=` splits, so a URI holding `=`
+    (a query string) is given as `URI=NAME`."""
+    uri, sep, name = spec.rpartition("=")
+    return (uri, name or None) if sep else (spec, None)
+
+
 class References:
     """Resolves and reads references. Thread-safe; one S3 client per bucket, made on first use."""
 
@@ -80,6 +87,10 @@ class References:
         self._lock = threading.Lock()
 
     # ---- resolving ------------------------------------------------------------------------------
+    def resolve_specs(self, specs) -> list[Entry]:
+        """The entries of each `URI` or `URI=NAME` (as the CLI's --reference takes them)."""
+        return [e for spec in specs for e in self.resolve(*parse_spec(spec))]
+
     def resolve(self, uri: str, name: str | None = None, checksum: bool = True,
                 max_objects: int = MAX_OBJECTS, chunk_size: int = CHUNK_SIZE) -> list[Entry]:
         """The entries `uri` stands for, named `name` (a file) or under `name` (a prefix/directory)."""

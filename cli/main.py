@@ -12,6 +12,8 @@ from artifactfs.errors import EXIT_CODES, CorruptData, LocalIOError, UsageError
 from artifactfs.manifest import Entry
 from artifactfs.repo import VersionRecord
 
+from .options import (metadata_options, parse_metadata, print_commit, record_summary, reference_option, version_args,
+                      version_options, with_options)
 from .output import Progress, emit_json, run_guarded, ttl_state
 
 
@@ -57,98 +59,31 @@ def cli(ctx, store, endpoint_url, cache_dir, cache_size, timeout):
     ctx.call_on_close(ctx.obj.close)
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def parse_metadata(pairs, metadata_file) -> dict | None:
-    if not pairs and not metadata_file:
-        return None
-    metadata = {}
-    if metadata_file:
-        try:
-            with open(metadata_file, "rb") as f:
-                metadata = json.load(f, parse_constant=_no_constant)
-        except OSError as exc:
-            raise LocalIOError(f"cannot read {metadata_file}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise UsageError(f"{metadata_file} is not valid JSON: {exc}") from None
-        if not isinstance(metadata, dict):
-            raise UsageError(f"{metadata_file} must hold a JSON object")
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"invalid metadata {pair!r}: expected KEY=VALUE")
-        try:
-            metadata[key] = json.loads(value, parse_constant=_no_constant)  # numbers, booleans, lists stay typed
-        except ValueError:  # NaN and Infinity too: they stay the text they were
-            metadata[key] = value
-    return metadata
-
-
-def record_summary(record: VersionRecord, aliases: list[str] | None = None) -> dict:
-    obj = record.to_json()
-    if aliases is not None:
-        obj["aliases"] = aliases
-    return obj
-
-
-metadata_options = [
-    click.option("--metadata", "metadata_pairs", multiple=True, metavar="K=V",
-                 help="Metadata (value parsed as JSON if it can be)."),
-    click.option("--metadata-file", type=click.Path(dir_okay=False), help="A JSON object file of metadata."),
-]
-
-
-def with_options(options):
-    def wrap(fn):
-        for option in reversed(options):
-            fn = option(fn)
-        return fn
-    return wrap
-
-
 @cli.command()
 @click.argument("ref", metavar="REF|MOUNTPOINT", required=False)
 @click.option("--stage", "stage_id", metavar="ID", help="Commit stage ID from its journal (its daemon is not running).")
 @click.option("--require-base", is_flag=True, help="Staging: fail if latest moved since the stage's base.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Directory to commit.")
 @click.option("--type", "type_", default="dataset", show_default=True, help="Artifact type (fixed at creation).")
-@click.option("-m", "--message", "description", help="Description of the version.")
-@click.option("--alias", "aliases", multiple=True, help="Alias to point at the version (repeatable).")
 @click.option("--prefix", help="Put the files under this path in the artifact.")
-@with_options(metadata_options)
-@click.option("--reference", "references", multiple=True, metavar="URI[=NAME]",
-              help="Track an s3://, http(s):// or file:// URI without copying it (repeatable).")
-@click.option("--run", help="Id of the run producing this version (lineage).")
-@click.option("--input", "inputs", multiple=True, metavar="REF", help="A version the run used (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@reference_option
+@with_options(version_options)
 @click.pass_obj
-def commit(client: Client, ref, stage_id, require_base, directory, type_, description, aliases, prefix, metadata_pairs,
-           metadata_file, references, run, inputs, as_json):
+def commit(client: Client, ref, stage_id, require_base, directory, type_, prefix, references, as_json, **version):
     """Commit DIR (and --reference URIs) as the next version of REF (entity/project/name), or commit the
     staging mount MOUNTPOINT (or --stage ID) as the next version of its artifact."""
-    metadata = parse_metadata(metadata_pairs, metadata_file)
+    args = version_args(**version)
     from .stage_cmds import commit_stage, is_stage_target
 
     if stage_id or (not directory and not references and is_stage_target(ref)):
-        return commit_stage(client, ref, stage_id, description=description, aliases=aliases, metadata=metadata,
-                            require_base=require_base, run=run, inputs=inputs, as_json=as_json)
+        return commit_stage(client, ref, stage_id, require_base, as_json, args)
     if ref is None:
         raise UsageError("give REF with --dir/--reference, a staging MOUNTPOINT, or --stage ID")
     if not directory and not references:
         raise UsageError("nothing to commit: give --dir PATH and/or --reference URI")
     with Progress.bar("uploading") as progress:
-        result = client.commit_dir(directory, ref, type_, prefix, progress, references, description=description,
-                                   metadata=metadata, aliases=aliases, run=run, inputs=inputs)
-    record = result.record
-    if as_json:
-        emit_json({**record_summary(record), "created": result.created, "aliases": result.aliases})
-    elif result.created:
-        click.echo(f"{record.ref} committed: {record.file_count} files, {format_size(record.size)}, "
-                   f"digest {record.digest}")
-    else:
-        click.echo(f"unchanged: content equals {record.ref} (digest {record.digest}); no new version")
+        result = client.commit_dir(directory, ref, type_, prefix, progress, references, **args)
+    print_commit(result, as_json)
 
 
 @cli.command("ls")

@@ -8,13 +8,13 @@ import click
 
 from artifactfs import stage_records
 from artifactfs.client import Client
-from artifactfs.config import format_size
 from artifactfs.errors import Conflict, NotFound, UsageError
 from artifactfs.mount.process import check_mountpoint, cli_argv, setup_logging, start_background
 from artifactfs.names import Ref, parse_selector
 from artifactfs.stage.commit import base_manifest, commit_mounted, commit_offline, stage_client
 from artifactfs.stage.local import Stage, find_by_mountpoint, list_stages
 
+from .options import print_commit
 from .output import Progress, emit_json
 
 
@@ -168,29 +168,20 @@ def is_stage_target(target: str | None) -> bool:
     return bool(target) and (os.path.isdir(target) or find_by_mountpoint(target) is not None)
 
 
-def commit_stage(client: Client, mountpoint: str | None, stage_id: str | None, *, description, aliases, metadata,
-                 require_base: bool, run: str | None, inputs, as_json: bool) -> None:
+def commit_stage(client: Client, mountpoint: str | None, stage_id: str | None, require_base: bool, as_json: bool,
+                 args: dict) -> None:
     """`artifactfs commit MOUNTPOINT` or `artifactfs commit --stage ID`."""
-    kwargs = dict(description=description, metadata=metadata, aliases=aliases, require_base=require_base,
-                  run=run, inputs=inputs)
     with Progress.bar("uploading") as progress:
         if stage_id:
-            sc = commit_offline(client, stage_id, progress=progress, **kwargs)
+            sc = commit_offline(client, stage_id, progress=progress, require_base=require_base, **args)
         else:
-            sc = commit_mounted(client, mountpoint, progress=progress, **kwargs)
-    result, record = sc.result, sc.result.record
-    if as_json:
-        emit_json({**record.to_json(), "created": result.created, "aliases": result.aliases, "base": sc.base,
-                   "latest_moved_to": sc.latest_moved_to})
-    else:
-        if sc.latest_moved_to is not None:
-            click.echo(f"note: latest moved to v{sc.latest_moved_to} since this stage started from {sc.base}; "
-                       f"the new version holds the stage's content as it is (use --require-base to refuse)")
-        if result.created:
-            click.echo(f"{record.ref} committed: {record.file_count} files, {format_size(record.size)}, "
-                       f"digest {record.digest}")
-        else:
-            click.echo(f"unchanged: content equals {record.ref} (digest {record.digest}); no new version")
+            sc = commit_mounted(client, mountpoint, progress=progress, require_base=require_base, **args)
+    record = sc.result.record
+    if sc.latest_moved_to is not None and not as_json:
+        click.echo(f"note: latest moved to v{sc.latest_moved_to} since this stage started from {sc.base}; "
+                   f"the new version holds the stage's content as it is (use --require-base to refuse)")
+    print_commit(sc.result, as_json, base=sc.base, latest_moved_to=sc.latest_moved_to)
+    if not as_json:
         click.echo(f"the stage continues from v{record.version}")
     if sc.daemon_lost:
         raise UsageError(f"committed {record.ref}, but the staging daemon stopped during the commit; "

@@ -11,12 +11,11 @@ the stage from its directory (base + journal) like after a crash: there is one w
 import dataclasses
 import errno
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-from .. import layout, stage_records
+from .. import commit, layout, stage_records
 from ..client import Client
 from ..errors import Conflict, LocalIOError, NotFound, UsageError
 from ..hashing import hash_file
@@ -100,7 +99,7 @@ def stage_entries(stage: Stage, tree: StageTree) -> tuple[list[Entry], list[tupl
 
 def placed_manifest(entries: list[Entry], uploads: list[tuple[str, str, int]], places: dict,
                     chunk_size: int) -> tuple[Manifest, dict]:
-    """The manifest with each uploaded file at its place (pack, offset), and what gc.protect_commit
+    """The manifest with each uploaded file at its place (pack, offset), and what commit.protect_commit
     needs to restore those objects."""
     entries = [dataclasses.replace(e, pack=places[e.digest][0], offset=places[e.digest][1])
                if e.digest in places and e.ref is None else e for e in entries]
@@ -124,17 +123,21 @@ def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description:
     if moved and require_base:
         raise Conflict(f"{name}:latest is v{latest}, but this stage started from {base} "
                        "(--require-base); nothing was committed")
-    commit_args = client.check_commit_args(name, stage.info.type, dict(
-        description=description, metadata=metadata, aliases=aliases, run=run, inputs=inputs))
-    started = time.time()
-    entries, uploads = stage_entries(stage, tree)
-    bar = progress(sum(size for _, _, size in {d: (d, p, s) for d, p, s in uploads}.values())) if progress else None
-    _, _, places = upload_missing(client.store, uploads, bar, known=tree.base.location)
-    manifest, sources = placed_manifest(entries, uploads, places, tree.base.chunk_size)
-    check_base_objects(client, name, stage, manifest, tree.base)
-    result = client.record_version(name, stage.info.type, manifest, started, sources, **commit_args)
-    stage.rebase(result.record.version, manifest.digest)
-    stage_records.write(client.store, stage.id, str(name), result.record.version, manifest.digest)
+
+    def upload():
+        entries, uploads = stage_entries(stage, tree)
+        total = sum(size for _, _, size in {d: (d, p, s) for d, p, s in uploads}.values())
+        _, _, places = upload_missing(client.store, uploads, progress(total) if progress else None,
+                                      known=tree.base.location)
+        manifest, sources = placed_manifest(entries, uploads, places, tree.base.chunk_size)
+        check_base_objects(client, name, stage, manifest, tree.base)
+        return manifest, sources
+
+    result = commit.commit(repo, name, stage.info.type, upload, entity=client.settings.entity,
+                           project=client.settings.project, description=description, metadata=metadata,
+                           aliases=aliases, run=run, inputs=inputs)
+    stage.rebase(result.record.version, result.record.manifest)
+    stage_records.write(client.store, stage.id, str(name), result.record.version, result.record.manifest)
     return StageCommit(result, base, latest if moved else None)
 
 
