@@ -43,7 +43,7 @@ def mount_cmd(client: Client, mountpoint, store, cache_dir, cache_size, timeout,
     if not 0 <= alias_ttl <= MAX_TIMEOUT:  # nan too
         raise click.BadParameter(f"must be seconds from 0 to {MAX_TIMEOUT:.0f}", param_hint="--alias-ttl")
     if foreground:
-        from artifactfs.mount.serve_readonly import serve_readonly
+        from artifactfs.mount.readonly.serve import serve_readonly
 
         setup_logging(debug)
         serve_readonly(client, path, alias_ttl=alias_ttl, allow_other=allow_other, debug=debug)

@@ -1,5 +1,5 @@
 """`artifactfs stage ...` and the stage side of `artifactfs commit`. Thin: the logic is in
-artifactfs/stage/ and artifactfs/mount/serve_staging.py."""
+artifactfs/stage/ and artifactfs/mount/staging/."""
 
 import os
 import shutil
@@ -47,7 +47,7 @@ def _daemon_args(client: Client) -> list[str]:
 
 def _mount(client: Client, st: Stage, path: str, foreground: bool, debug: bool) -> int | None:
     if foreground:
-        from artifactfs.mount.serve_staging import serve_stage
+        from artifactfs.mount.staging.serve import serve_stage
 
         setup_logging(debug)
         serve_stage(client, st.id, path, debug=debug)

@@ -82,3 +82,13 @@ def test_the_library_never_imports_the_cli():
     graph = import_graph()
     assert not [(a, b) for a, deps in graph.items() for b in deps
                 if a.startswith("artifactfs.") and a != "artifactfs.__main__" and b.startswith("artifactfs_cli")]
+
+
+def test_pyproject_lists_every_package():
+    """The package list is written by hand (cli/ installs as artifactfs_cli, which discovery cannot
+    rename); this fails the moment a new subpackage is missing from it, without building a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {name for name, path in module_files().items() if path.name == "__init__.py"}
+    assert found == listed

@@ -101,3 +101,43 @@ def fuse_op(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 def erofs() -> pyfuse3.FUSEError:
     """The error every write operation of a read-only view raises."""
     return pyfuse3.FUSEError(errno.EROFS)
+
+
+class RefuseWrites:
+    """Every write operation of a read-only filesystem: EROFS (a mixin before pyfuse3.Operations)."""
+
+    async def setxattr(self, inode, name, value, ctx):
+        raise erofs()
+
+    async def removexattr(self, inode, name, ctx):
+        raise erofs()
+
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        raise erofs()
+
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        raise erofs()
+
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        raise erofs()
+
+    async def unlink(self, parent_inode, name, ctx):
+        raise erofs()
+
+    async def rmdir(self, parent_inode, name, ctx):
+        raise erofs()
+
+    async def symlink(self, parent_inode, name, target, ctx):
+        raise erofs()
+
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        raise erofs()
+
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        raise erofs()
+
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        raise erofs()
+
+    async def write(self, fh, off, buf):
+        raise erofs()

@@ -1,5 +1,5 @@
 """The staging filesystem: a writable tree over a base version (see stage/tree.py for the model and
-mount/stage_files.py for contents and durability).
+staging/files.py for contents and durability).
 
 Every change is applied to the in-memory tree and appended to the journal at once (one write, so
 kill -9 keeps it). What the format cannot hold fails with EPERM and a log line: hard links, symlinks,
@@ -8,7 +8,7 @@ device files, FIFOs, sockets. Permission bits other than the owner's executable 
 
 Commit control: `setxattr(ROOT, "user.artifactfs.freeze", PID)` journals every open file's state,
 fsyncs, and holds every further change (writes wait) until `user.artifactfs.thaw` or until PID dies
-(mount/stage_freeze.py); `user.artifactfs.frozen` reads "1" meanwhile.
+(staging/freeze.py); `user.artifactfs.frozen` reads "1" meanwhile.
 """
 
 import errno
@@ -19,15 +19,15 @@ import time
 
 import pyfuse3
 
-from ..errors import InvalidPath
-from ..manifest import check_link_target
-from ..paths import MAX_SEGMENT_BYTES
-from ..stage.commit import FREEZE_XATTR, THAW_XATTR
-from ..stage.local import Stage
-from ..stage.tree import DirNode, StageTree
-from .fuse_errors import fuse_op
-from .stage_freeze import FreezeControl
-from .stage_files import Handle, StageFiles, statvfs_of
+from ...errors import InvalidPath
+from ...manifest import check_link_target
+from ...paths import MAX_SEGMENT_BYTES
+from ...stage.commit import FREEZE_XATTR, THAW_XATTR
+from ...stage.local import Stage
+from ...stage.tree import DirNode, StageTree
+from ..fuse_errors import fuse_op
+from .freeze import FreezeControl
+from .files import Handle, StageFiles, statvfs_of
 
 log = logging.getLogger(__name__)
 

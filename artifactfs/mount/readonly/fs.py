@@ -26,7 +26,6 @@ await of a lookup, so a `forget` can never interleave between choosing a node an
 """
 
 import errno
-import json
 import logging
 import os
 import stat
@@ -36,25 +35,24 @@ from datetime import datetime
 import pyfuse3
 from xxhash import xxh64_intdigest
 
-from ..errors import NotFound
-from ..fetch import pieces_of
-from ..manifest import DIR as MANIFEST_DIR
-from ..manifest import LINK
-from ..names import VERSION_RE
-from ..references import is_unchecked
-from .fuse_errors import erofs, fuse_op
+from ...errors import NotFound
+from ...fetch import pieces_of
+from ...manifest import DIR as MANIFEST_DIR
+from ...manifest import LINK
+from ...names import VERSION_RE
+from ...references import is_unchecked
+from ..fuse_errors import RefuseWrites, erofs, fuse_op
 from .inodes import (DIR, ENTITY, FILE, INODE_MASK, PROJECT, ROOT, ROOT_INODE, SEL, InodeTable, Node, inode_of,
                      node_key)
 from .namespace import Namespace, VersionView
-from .reader import ChunkSource, FileReader, UncheckedReader
-from .tree_readahead import TreeReadAhead
+from ..reader import ChunkSource, FileReader, UncheckedReader
+from .readahead import TreeReadAhead
+from .xattrs import XattrOps
 
 log = logging.getLogger(__name__)
 
 _debug_reads = os.environ.get("ARTIFACTFS_DEBUG_READS") == "1"
 VERSION_TIMEOUT = 3600.0  # immutable content: as long as the kernel cares to keep it
-XATTR_PREFIX = "user.artifactfs."
-_XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 BLOCK_SIZE = 128 * 1024
 READDIR_BATCH = 512  # children taken from the manifest at a time; a 128 KiB reply holds ~780
 
@@ -73,7 +71,7 @@ def _enoent() -> pyfuse3.FUSEError:
     return pyfuse3.FUSEError(errno.ENOENT)
 
 
-class ReadOnlyFS(pyfuse3.Operations):
+class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):
     supports_dot_lookup = False
     enable_writeback_cache = False
 
@@ -432,83 +430,3 @@ class ReadOnlyFS(pyfuse3.Operations):
         s.f_namemax = 255
         s.f_files = len(self.inodes)
         return s
-
-    # ---- extended attributes ---------------------------------------------------------------------
-    async def _xattrs(self, node: Node) -> dict[str, str]:
-        from .xattrs import xattrs_of
-
-        if node.kind == ROOT:
-            return self._mount_xattrs()
-        view = await self._sel_view(node) if node.kind == SEL else node.version
-        if view is None:
-            return {}
-        aliases = await self.ns.aliases_of(view) if node.kind == SEL else None
-        return xattrs_of(node, view, aliases, await self.ns.artifact_type(view.record.artifact))
-
-    def _mount_xattrs(self) -> dict[str, str]:
-        """The mount root's: where it reads from and what it has done since it was mounted."""
-        fetcher = self.source.fetcher
-        stats = {"fetched_bytes": fetcher.fetched_bytes, "cache_read_bytes": fetcher.cache_read_bytes,
-                 "corrupt_pieces": fetcher.corrupt_pieces, "damaged_cache_files": fetcher.cache.damaged,
-                 "store_errors": self.source.store_errors,
-                 "open_files": len(self._files), "inodes": len(self.inodes),
-                 "small_files_prefilled": self.page_cache_fills}
-        return {"store": self.ns.repo.store.url, "cache_dir": fetcher.cache.dir,
-                "stats": json.dumps(stats, sort_keys=True)}
-
-    async def getxattr(self, inode, name, ctx):
-        if not name.startswith(_XATTR_PREFIX_BYTES):
-            # `ls -l` asks for the ACL and SELinux label of every file: answered at once (no @fuse_op
-            # layer: nothing here can raise but FUSEError) and without making the entry a Node (a
-            # million-file `ls -l` would otherwise hold a million of them)
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR if inode in self.inodes else errno.ENOENT)
-        return await self._getxattr(inode, name)
-
-    @fuse_op
-    async def _getxattr(self, inode, name):
-        values = await self._xattrs(self._node(inode))
-        value = values.get(name[len(_XATTR_PREFIX_BYTES):].decode("utf-8", "replace"))
-        if value is None:
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        return value.encode("utf-8")
-
-    @fuse_op
-    async def listxattr(self, inode, ctx):
-        return [(XATTR_PREFIX + k).encode("utf-8") for k in await self._xattrs(self._node(inode))]
-
-    # ---- every write: EROFS ----------------------------------------------------------------------
-    async def setxattr(self, inode, name, value, ctx):
-        raise erofs()
-
-    async def removexattr(self, inode, name, ctx):
-        raise erofs()
-
-    async def setattr(self, inode, attr, fields, fh, ctx):
-        raise erofs()
-
-    async def mknod(self, parent_inode, name, mode, rdev, ctx):
-        raise erofs()
-
-    async def mkdir(self, parent_inode, name, mode, ctx):
-        raise erofs()
-
-    async def unlink(self, parent_inode, name, ctx):
-        raise erofs()
-
-    async def rmdir(self, parent_inode, name, ctx):
-        raise erofs()
-
-    async def symlink(self, parent_inode, name, target, ctx):
-        raise erofs()
-
-    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
-        raise erofs()
-
-    async def link(self, inode, new_parent_inode, new_name, ctx):
-        raise erofs()
-
-    async def create(self, parent_inode, name, mode, flags, ctx):
-        raise erofs()
-
-    async def write(self, fh, off, buf):
-        raise erofs()

@@ -10,15 +10,15 @@ from typing import Callable
 
 import trio
 
-from .. import stage_records
-from ..client import Client
-from ..stage.commit import base_manifest, stage_client
-from ..stage.local import Stage
-from .daemon import Workers, run_foreground
-from .process import check_mountpoint
-from .reader import ChunkSource
-from .stage_files import StageFiles
-from .staging import StagingFS
+from ... import stage_records
+from ...client import Client
+from ...stage.commit import base_manifest, stage_client
+from ...stage.local import Stage
+from ..daemon import Workers, run_foreground
+from ..process import check_mountpoint
+from ..reader import ChunkSource
+from .files import StageFiles
+from .fs import StagingFS
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ import time
 import pyfuse3
 import trio
 
-from ..fetch import pieces_of
-from ..hashing import StreamHasher
-from ..stage.journal import Journal
-from ..stage.local import Stage
-from ..stage.tree import FileNode, StageTree
-from .daemon import Workers, to_thread
-from .reader import ChunkSource, FileReader
+from ...fetch import pieces_of
+from ...hashing import StreamHasher
+from ...stage.journal import Journal
+from ...stage.local import Stage
+from ...stage.tree import FileNode, StageTree
+from ..daemon import Workers, to_thread
+from ..reader import ChunkSource, FileReader
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ Runs on the trio thread with no await: `on_open` only starts fetch tasks.
 
 from collections import OrderedDict
 
-from ..errors import ArtifactfsError
-from ..fetch import pieces_of
+from ...errors import ArtifactfsError
+from ...fetch import pieces_of
 
 SLACK = 16
 STRAGGLERS = 64  # opens this far behind the walk are ignored (slow threads of a parallel reader)

@@ -6,14 +6,14 @@ from typing import Callable
 
 import trio
 
-from ..buffers import BufferPool
-from ..client import Client
-from .cache_writer import MAX_PENDING, CacheWriter
-from .daemon import Workers, run_foreground
+from ...buffers import BufferPool
+from ...client import Client
+from ..cache_writer import MAX_PENDING, CacheWriter
+from ..daemon import Workers, run_foreground
 from .namespace import Namespace
-from .process import check_mountpoint
-from .reader import MEMORY_BYTES, ChunkSource
-from .readonly import ReadOnlyFS
+from ..process import check_mountpoint
+from ..reader import MEMORY_BYTES, ChunkSource
+from .fs import ReadOnlyFS
 
 log = logging.getLogger(__name__)
 

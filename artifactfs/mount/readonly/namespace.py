@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import trio
 
-from ..errors import ArtifactfsError, InvalidName, NotFound, StoreUnavailable
-from ..manifest import Manifest
-from ..names import ArtifactName, check_name, parse_selector
-from ..repo import Repository, VersionRecord
-from .daemon import Workers
+from ...errors import ArtifactfsError, InvalidName, NotFound, StoreUnavailable
+from ...manifest import Manifest
+from ...names import ArtifactName, check_name, parse_selector
+from ...repo import Repository, VersionRecord
+from ..daemon import Workers
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,66 @@ Files: `path`, `digest` (xxh3-128 of the content), `size`, `chunks` (number of v
 `executable`; for a reference entry `ref` (its external URI), `etag`, `version_id` (one recorded with
 checksum=False has no `size` or `digest`: nothing but its URI was recorded).
 Subdirectories: `path`.
-The mount's root (ReadOnlyFS._mount_xattrs): `store`, `cache_dir` and `stats` (JSON: bytes fetched and
+The mount's root (XattrOps._mount_xattrs): `store`, `cache_dir` and `stats` (JSON: bytes fetched and
 read from the cache since the mount, corrupt pieces refused, reads failed by the store, open files,
 inodes the kernel holds).
 """
 
+import errno
 import json
 
-from ..references import is_unchecked
-from .inodes import DIR, FILE, SEL, Node
+import pyfuse3
+
+from ...references import is_unchecked
+from ..fuse_errors import fuse_op
+from .inodes import DIR, FILE, ROOT, SEL, Node
+
+XATTR_PREFIX = "user.artifactfs."
+_XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
+
+
+class XattrOps:
+    """The xattr operations of ReadOnlyFS (a mixin: it uses the filesystem's nodes, namespace and source)."""
+
+    async def _xattrs(self, node: Node) -> dict[str, str]:
+        if node.kind == ROOT:
+            return self._mount_xattrs()
+        view = await self._sel_view(node) if node.kind == SEL else node.version
+        if view is None:
+            return {}
+        aliases = await self.ns.aliases_of(view) if node.kind == SEL else None
+        return xattrs_of(node, view, aliases, await self.ns.artifact_type(view.record.artifact))
+
+    def _mount_xattrs(self) -> dict[str, str]:
+        """The mount root's: where it reads from and what it has done since it was mounted."""
+        fetcher = self.source.fetcher
+        stats = {"fetched_bytes": fetcher.fetched_bytes, "cache_read_bytes": fetcher.cache_read_bytes,
+                 "corrupt_pieces": fetcher.corrupt_pieces, "damaged_cache_files": fetcher.cache.damaged,
+                 "store_errors": self.source.store_errors,
+                 "open_files": len(self._files), "inodes": len(self.inodes),
+                 "small_files_prefilled": self.page_cache_fills}
+        return {"store": self.ns.repo.store.url, "cache_dir": fetcher.cache.dir,
+                "stats": json.dumps(stats, sort_keys=True)}
+
+    async def getxattr(self, inode, name, ctx):
+        if not name.startswith(_XATTR_PREFIX_BYTES):
+            # `ls -l` asks for the ACL and SELinux label of every file: answered at once (no @fuse_op
+            # layer: nothing here can raise but FUSEError) and without making the entry a Node (a
+            # million-file `ls -l` would otherwise hold a million of them)
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR if inode in self.inodes else errno.ENOENT)
+        return await self._getxattr(inode, name)
+
+    @fuse_op
+    async def _getxattr(self, inode, name):
+        values = await self._xattrs(self._node(inode))
+        value = values.get(name[len(_XATTR_PREFIX_BYTES):].decode("utf-8", "replace"))
+        if value is None:
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        return value.encode("utf-8")
+
+    @fuse_op
+    async def listxattr(self, inode, ctx):
+        return [(XATTR_PREFIX + k).encode("utf-8") for k in await self._xattrs(self._node(inode))]
 
 
 def xattrs_of(node: Node, view, aliases: list[str] | None, artifact_type: str) -> dict[str, str]:

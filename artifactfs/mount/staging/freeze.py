@@ -13,7 +13,7 @@ import os
 import pyfuse3
 import trio
 
-from ..stage.journal import Journal
+from ...stage.journal import Journal
 
 log = logging.getLogger(__name__)
 
