@@ -29,7 +29,7 @@ def manifest_key(digest: str) -> str:
 
 
 def manifest_columns_key(digest: str) -> str:
-    """The columnar form of a manifest (manifest_columns.py): derived from it, loads without parsing."""
+    """The columnar form of a manifest (manifest/columnar.py): derived from it, loads without parsing."""
     return f"manifests/{digest[:2]}/{digest}.columns"
 
 

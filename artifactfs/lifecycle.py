@@ -15,7 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import layout, manifest_columns
+from . import layout
+from .manifest import columnar
 from .errors import Conflict, CorruptData, NotFound, ObjectNotFound, PreconditionFailed, UsageError
 from .hashing import StreamHasher, digest_bytes
 from .manifest import Manifest, canonical_json, check_entry
@@ -216,7 +217,7 @@ def columns_problem(repo: Repository, manifest: Manifest) -> str | None:
     except ObjectNotFound:
         return None
     try:
-        columns = manifest_columns.decode(data, manifest.digest)
+        columns = columnar.decode(data, manifest.digest)
     except CorruptData as exc:
         return str(exc)
     if columns.to_bytes() != manifest.to_bytes():

@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable
 
-from . import layout, manifest_columns
+from . import layout
+from .manifest import columnar
 from .errors import (Conflict, CorruptData, InvalidName, InvalidPath, NotFound, ObjectNotFound, PreconditionFailed,
                      UsageError)
 from .hashing import digest_bytes, is_digest
@@ -312,7 +313,7 @@ class Repository:
             manifest = self._columns_from_store(digest)
         if manifest is None:
             manifest = parse_stored_manifest(self.manifest_bytes_from_store(digest), digest)
-            self._write_cached_columns(digest, manifest_columns.encode(manifest))
+            self._write_cached_columns(digest, columnar.encode(manifest))
         with self._manifest_lock:
             self._manifests[digest] = manifest
             while len(self._manifests) > 8:
@@ -335,7 +336,7 @@ class Repository:
         unsound, so the JSON is parsed instead."""
         try:
             data, _ = self.store.get(layout.manifest_columns_key(digest))
-            manifest = manifest_columns.decode(data, digest)
+            manifest = columnar.decode(data, digest)
         except ObjectNotFound:
             return None
         except CorruptData as exc:
@@ -355,7 +356,7 @@ class Repository:
             return None
         try:
             with open(path, "rb") as f:
-                manifest = manifest_columns.decode(f.read(), digest, checked=True)  # written after checking
+                manifest = columnar.decode(f.read(), digest, checked=True)  # written after checking
             os.utime(path)  # recently used: the cache's LRU eviction (cache.py) keeps it longer
             return manifest
         except OSError:
@@ -380,9 +381,9 @@ class Repository:
         key, columns_key = layout.manifest_key(manifest.digest), layout.manifest_columns_key(manifest.digest)
         if not self.store.exists(key):
             self.store.put(key, gzip.compress(manifest.to_bytes(), compresslevel=6))
-            self.store.put(columns_key, manifest_columns.encode(manifest))  # new manifest: no HEAD needed
+            self.store.put(columns_key, columnar.encode(manifest))  # new manifest: no HEAD needed
         elif not self.store.exists(columns_key):
-            self.store.put(columns_key, manifest_columns.encode(manifest))
+            self.store.put(columns_key, columnar.encode(manifest))
         return manifest.digest
 
     # ---- versions ------------------------------------------------------------------------------

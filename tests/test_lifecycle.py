@@ -5,7 +5,8 @@ import json
 import threading
 import time
 
-from artifactfs import layout, manifest_columns
+from artifactfs import layout
+from artifactfs.manifest import columnar
 from artifactfs.gc import gc
 from artifactfs.ingest import LocalFile, walk_directory
 from artifactfs.packs import PACK_FILE_MAX
@@ -131,9 +132,9 @@ def test_verify_reports_every_problem(cli, client, tmp_path):
 
     # the columnar form readers load instead of the JSON must hold exactly the manifest's entries
     v_digest, big_digest = client.resolve("acme/p/v").manifest, client.resolve("acme/p/big").manifest
-    other = manifest_columns.decode(client.store.get(layout.manifest_columns_key(big_digest))[0], big_digest)
+    other = columnar.decode(client.store.get(layout.manifest_columns_key(big_digest))[0], big_digest)
     other._digest = v_digest  # sound, checksummed, named for acme/p/v, but big's entries
-    client.store.put(layout.manifest_columns_key(v_digest), manifest_columns.encode(other))
+    client.store.put(layout.manifest_columns_key(v_digest), columnar.encode(other))
     res = cli("verify", "acme/p/v")
     assert res.exit_code == 7 and "does not hold the manifest's entries" in res.output
     client.store.put(layout.manifest_columns_key(v_digest), b"damaged")

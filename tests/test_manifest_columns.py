@@ -8,7 +8,8 @@ from array import array
 
 import pytest
 
-from artifactfs import layout, manifest_columns
+from artifactfs import layout
+from artifactfs.manifest import columnar
 from artifactfs.client import Client
 from artifactfs.errors import CorruptData
 from artifactfs.hashing import digest_bytes
@@ -31,7 +32,7 @@ def sample() -> Manifest:
                                   lambda: Manifest.from_entries([Entry("only", 1, D)])])
 def test_round_trip_is_exact(make):
     m = make()
-    c = manifest_columns.decode(manifest_columns.encode(m), m.digest)
+    c = columnar.decode(columnar.encode(m), m.digest)
     assert list(c) == list(m) and c.digest == m.digest and c.to_bytes() == m.to_bytes()
     assert c.chunk_size == m.chunk_size and c.total_size == m.total_size
     assert list(c.child_rows("")) == list(m.child_rows(""))
@@ -57,37 +58,37 @@ def unchecked(paths: list[bytes], pack_ids=None) -> Manifest:
                                    [b"-", b"../b"], [b"-", b".."], [b"a/b", b"b//c"]],
                          ids=repr)
 def test_unsound_paths_are_refused(paths):
-    data = manifest_columns.encode(unchecked(paths))  # a valid checksum over bad content
+    data = columnar.encode(unchecked(paths))  # a valid checksum over bad content
     with pytest.raises(CorruptData):
-        manifest_columns.decode(data, D)
+        columnar.decode(data, D)
 
 
 def test_names_with_dots_are_kept():
     paths = [b".hidden", b"a/.b/c", b"x/..y", b"x/y..", b"z.", b"\xc3\xa9/.d"]
-    got = manifest_columns.decode(manifest_columns.encode(unchecked(paths)), D)
+    got = columnar.decode(columnar.encode(unchecked(paths)), D)
     assert [got._paths[i] for i in range(len(got))] == paths
 
 
 def test_damage_and_mismatches_are_refused():
     m = sample()
-    data = manifest_columns.encode(m)
+    data = columnar.encode(m)
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 1
     for bad, digest in [(bytes(flipped), m.digest), (data[:-1], m.digest), (data[:40], m.digest), (b"", m.digest),
                         (data, P)]:  # P: the form of another manifest
         with pytest.raises(CorruptData):
-            manifest_columns.decode(bad, digest)
+            columnar.decode(bad, digest)
     with pytest.raises(CorruptData):  # a pack id outside the pack table
-        manifest_columns.decode(manifest_columns.encode(unchecked([b"a"], pack_ids=[3])), D)
+        columnar.decode(columnar.encode(unchecked([b"a"], pack_ids=[3])), D)
     m = unchecked([b"a"], pack_ids=[1])
     m._packs.table.append("../../escape")  # pack names become store keys
     with pytest.raises(CorruptData):
-        manifest_columns.decode(manifest_columns.encode(m), D)
+        columnar.decode(columnar.encode(m), D)
     for extras in ({0: {"evil": 1}}, {0: {"chunks": ["nope"]}}, {5: {"ref": "s3://b/k"}}):
         m = unchecked([b"a"])
         m._extras = extras
         with pytest.raises(CorruptData):
-            manifest_columns.decode(manifest_columns.encode(m), D)
+            columnar.decode(columnar.encode(m), D)
 
 
 def commit_tree(client: Client, root, files: dict, name="acme/p/cols"):
@@ -137,7 +138,7 @@ def test_repository_loads_versions_from_the_columnar_form(client, tmp_path, capl
     entries, gets = load()
     assert entries == expected and gets == [columns_key, layout.manifest_key(digest)]
 
-    data = manifest_columns.encode(unchecked([b"../escape"]))  # an unsound form: refused, the JSON is read
+    data = columnar.encode(unchecked([b"../escape"]))  # an unsound form: refused, the JSON is read
     client.store.put(columns_key, data)
     with caplog.at_level(logging.WARNING, logger="artifactfs.repo"):
         entries, _ = load()
@@ -157,5 +158,5 @@ def test_recommit_adds_the_columnar_form_to_an_older_manifest(client, tmp_path):
     key = layout.manifest_columns_key(digest)
     client.store.delete(key)
     client.repo.put_manifest(Manifest.parse(gzip.decompress(client.store.get(layout.manifest_key(digest))[0])))
-    assert manifest_columns.decode(client.store.get(key)[0], digest).digest == digest
+    assert columnar.decode(client.store.get(key)[0], digest).digest == digest
     assert digest_bytes(client.repo.manifest_bytes_from_store(digest)) == digest

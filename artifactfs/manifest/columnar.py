@@ -25,11 +25,13 @@ from array import array
 
 import xxhash
 
-from .errors import CorruptData, InvalidPath
-from .hashing import is_digest
-from .manifest import (DIR, LINK, MAX_SIZE, Manifest, _PackColumns, check_chunk_size, check_link_target,
-                       checked_plain_paths)
-from .paths import normalize_entry_path
+from ..errors import CorruptData, InvalidPath
+from ..hashing import is_digest
+from .columns import PackColumns
+from .entry import DIR, LINK, MAX_SIZE, check_chunk_size, check_link_target
+from .records import checked_plain_paths
+from .table import Manifest
+from ..paths import normalize_entry_path
 
 MAGIC = "artifactfs-manifest-columns"
 LAYOUT_VERSION = 1
@@ -119,7 +121,7 @@ def _build(header: dict, columns: dict, count: int, digest: str, checked: bool) 
     if not _below_max_size(sizes) or ("pack_offsets" in columns and not _below_max_size(columns["pack_offsets"])):
         raise ValueError("sizes or pack offsets out of range")
     table = [None, *header["packs"]]
-    packs = _PackColumns.none(count)
+    packs = PackColumns.none(count)
     packs.table = table
     packs._index = {(p or "").encode(): i for i, p in enumerate(table)}
     if "pack_ids" in columns:

@@ -1,0 +1,77 @@
+"""The in-memory columns a Manifest keeps: packed paths and pack locations."""
+
+from array import array
+
+
+class PathColumn:
+    """Sequence view of the packed paths, so `bisect` can search them without unpacking."""
+
+    def __init__(self, blob: bytes, offsets: array):
+        self.blob, self.offsets = blob, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.blob[self.offsets[i]:self.offsets[i + 1]]
+
+
+class PackColumns:
+    """Pack locations per entry: an index into a table of pack digests (0: not packed) and an offset.
+    The two arrays exist only once some entry is packed: a manifest without packs costs nothing here."""
+
+    def __init__(self):
+        self.count = 0  # entries seen
+        self.ids: array | None = None
+        self.offsets: array | None = None
+        self.table: list[str | None] = [None]
+        self._index: dict[bytes, int] = {b"": 0}  # hex digest (as in the manifest line) -> table index
+
+    @classmethod
+    def none(cls, count: int) -> "PackColumns":
+        cols = cls()
+        cols.count = count
+        return cols
+
+    def _id(self, hexdigest: bytes) -> int:
+        i = self._index.get(hexdigest)
+        if i is None:
+            i = self._index[hexdigest] = len(self.table)
+            self.table.append(hexdigest.decode("ascii"))
+        return i
+
+    def _columns(self) -> None:
+        if self.ids is None:
+            self.ids = array("I", bytes(4 * self.count))
+            self.offsets = array("Q", bytes(8 * self.count))
+
+    def add(self, pack: str | None, offset: int) -> None:
+        if pack is None and self.ids is None:
+            self.count += 1
+            return
+        self._columns()
+        self.count += 1
+        self.ids.append(self._id(pack.encode("ascii")) if pack else 0)
+        self.offsets.append(offset)
+
+    def add_rows(self, rows: list[tuple[bytes, ...]]) -> None:
+        """Regex rows of plain lines (digest, offset, pack, path, size); offset and pack may be empty."""
+        if self.ids is None and not any(r[2] for r in rows):
+            self.count += len(rows)
+            return
+        self._columns()
+        self.count += len(rows)
+        get = self._index.get
+        ids = [get(r[2]) for r in rows]
+        if None in ids:  # new packs in this window: register each once, then look up again
+            for pack in {r[2] for r in rows if get(r[2]) is None}:
+                self._id(pack)
+            ids = [get(r[2]) for r in rows]
+        self.ids.extend(ids)
+        self.offsets.extend(map(int, (r[1] or b"0" for r in rows)))
+
+    def location(self, i: int) -> tuple[str | None, int]:
+        if self.ids is None:
+            return None, 0
+        pid = self.ids[i]
+        return (self.table[pid], self.offsets[i]) if pid else (None, 0)
