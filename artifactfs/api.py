@@ -17,8 +17,8 @@ import os
 import shutil
 import tempfile
 import weakref
+from collections.abc import Iterable
 from contextlib import contextmanager
-from typing import Iterable
 
 from . import drafts, lifecycle, lineage
 from .client import Client

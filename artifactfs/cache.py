@@ -21,6 +21,7 @@ O_DIRECT: the disk takes it from that buffer, instead of the CPU copying it into
 O_DIRECT (tmpfs) get ordinary reads and writes.
 """
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -29,8 +30,8 @@ import shutil
 import threading
 import time
 
-from .buffers import ALIGN, is_aligned
 from . import piecefile
+from .buffers import ALIGN, is_aligned
 from .errors import LocalIOError, UsageError
 from .hashing import digest_bytes
 
@@ -319,10 +320,8 @@ class PieceCache:
         now = time.monotonic()
         if now - self._touched.get(name, -_TOUCH_INTERVAL) >= _TOUCH_INTERVAL:
             self._touched[name] = now
-            try:
+            with contextlib.suppress(OSError):
                 os.utime(path)
-            except OSError:
-                pass
 
     # ---- size and eviction ---------------------------------------------------------------------
     def _entries(self):
@@ -345,11 +344,9 @@ class PieceCache:
     def _clear_stale_temps(self) -> None:
         cutoff = time.time() - 3600
         for entry in os.scandir(self.tmp_dir):
-            try:
+            with contextlib.suppress(OSError):
                 if entry.stat().st_mtime < cutoff:
                     os.unlink(entry.path)
-            except OSError:
-                pass
 
     def evict(self, force: bool = False) -> int:
         """Remove least recently used pieces until below the low watermark; returns bytes freed.
@@ -381,10 +378,8 @@ class PieceCache:
         self._touched.pop(name, None)
         self._touched.pop(path, None)
         if path.startswith(self.runs_dir + os.sep):
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(path))  # the pack's last run: drop its directory too
-            except OSError:
-                pass
         return True
 
     # ---- maintenance -----------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 API call. Each method is one user-level operation."""
 
 import os
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from . import commit
 from .cache import LOW_WATERMARK, PieceCache, manifests_dir

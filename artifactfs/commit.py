@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from . import layout, lineage
 from .errors import NotFound, ObjectNotFound, UsageError

@@ -17,6 +17,7 @@ finisher may have listed the parts before that one, so the writer reports a Conf
 silently losing files (S3 lists are strongly consistent: a part written before the seal is listed).
 """
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -163,10 +164,8 @@ def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> C
         raise
     # The parts kept the blobs alive until the record existed (docs/GC.md); the new manifest needs this.
     commit.finish(repo, result, started, {}, manifest)
-    try:  # before the draft goes: a late writer finds the one or the other
+    with contextlib.suppress(PreconditionFailed):  # before the draft goes: a late writer finds the one or the other
         repo.store.put_if_absent(_finished_key(name, draft), canonical_json({"version": result.record.version}))
-    except PreconditionFailed:
-        pass
     _delete_draft(repo, prefix)
     return result
 

@@ -6,13 +6,14 @@ or cached; a mismatch raises CorruptData and nothing is cached. Concurrent reque
 share one download (single flight). Blocking; the mount calls it from worker threads.
 """
 
+import contextlib
 import logging
 import os
 import stat
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from . import layout
 from .cache import PieceCache
@@ -289,10 +290,8 @@ class Fetcher:
                 os.fchmod(f.fileno(), 0o755 if entry.executable else 0o644)
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dir_fd)
-            except OSError:
-                pass
             raise
 
     def download_all(self, entries: Iterable[Entry], chunk_size: int, root: str,
@@ -312,7 +311,7 @@ class Fetcher:
         def run(group: list[tuple[Entry, Piece]]):
             if len(group) == 1:
                 return one(group[0][0])
-            for (entry, _), data in zip(group, self.span([piece for _, piece in group])):
+            for (entry, _), data in zip(group, self.span([piece for _, piece in group]), strict=False):
                 if isinstance(data, BaseException):
                     raise data
                 one(entry, data)
@@ -348,7 +347,7 @@ class Fetcher:
         for pack, by_digest in packed.items():
             pieces = sorted(by_digest.values(), key=lambda p: p.start)
             held = self.cache.holds_packed(pack, [(p.start, p.length) for p in pieces])
-            groups += contiguous_runs([p for p, here in zip(pieces, held) if not here], RUN_BYTES)
+            groups += contiguous_runs([p for p, here in zip(pieces, held, strict=False) if not here], RUN_BYTES)
         result.fetched = sum(p.length for group in groups for p in group)
         result.cached = sum(p.length for p in single.values()) + sum(
             p.length for by_digest in packed.values() for p in by_digest.values()) - result.fetched

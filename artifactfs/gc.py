@@ -160,47 +160,52 @@ def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
         report.expired = [str(r) for r in expired]
         if not dry_run:
             for ref in expired:
-                try:
+                with contextlib.suppress(NotFound):
                     delete_version(repo, ref, force=True)
-                except NotFound:
-                    pass
         try:
-            manifests, blobs, report.live_versions = mark(repo, now, report.damaged)
+            live = _live_keys(repo, now, report)
         except Incomplete as exc:
             log.warning("gc: manifest %s of a live version is missing; deleting nothing this run (a commit "
                         "may be restoring it; if it persists, run `artifactfs verify --all`)", exc)
             report.skipped = f"manifest {exc} of a live version is missing"
             return report
-        if dry_run and expired:  # show what gc would free once they are gone
-            gone = set(report.expired)
-            keep = [r for r in live_versions(repo, []) if f"{r.artifact}:v{r.version}" not in gone]
-            manifests, blobs = stage_marks(repo, now)
-            for r in keep:
-                try:
-                    _mark_manifest(repo, r.manifest, manifests, blobs, [])
-                except Incomplete:
-                    report.skipped = f"manifest {r.manifest} of a live version is missing"
-                    return report
-        report.live_manifests = sum(key.endswith(layout.MANIFEST_SUFFIX) for key in manifests)
-        report.live_blobs = len(blobs)
-        live = manifests | blobs
-        for prefix in ("manifests/", "blobs/", "packs/"):
-            for info in repo.store.list(prefix):
-                if info.key in live:
-                    continue
-                if info.mtime > now - grace:
-                    report.kept_young += 1
-                    continue
-                if not dry_run:
-                    repo.store.delete(info.key)
-                report.deleted.append(info.key)
-                report.deleted_bytes += info.size
+        _sweep(repo, live, now - grace, report)
     finally:
         if not dry_run:
             repo.store.put(run_key, canonical_json({"state": "done", "finished_at": now_iso(), "by": whoami()}))
     if not dry_run:
         _prune_runs(repo, now)
     return report
+
+
+def _live_keys(repo: Repository, now: float, report: GcReport) -> set[str]:
+    """Every manifest and content key that something live names. A dry run leaves out what the
+    versions it would expire name, to show what gc would free once they are gone."""
+    manifests, blobs, report.live_versions = mark(repo, now, report.damaged)
+    if report.dry_run and report.expired:
+        gone = set(report.expired)
+        manifests, blobs = stage_marks(repo, now)
+        for r in live_versions(repo, []):
+            if f"{r.artifact}:v{r.version}" not in gone:
+                _mark_manifest(repo, r.manifest, manifests, blobs, [])
+    report.live_manifests = sum(key.endswith(layout.MANIFEST_SUFFIX) for key in manifests)
+    report.live_blobs = len(blobs)
+    return manifests | blobs
+
+
+def _sweep(repo: Repository, live: set[str], young_since: float, report: GcReport) -> None:
+    """Delete every manifest, blob and pack not in `live` and older than `young_since` (store clock)."""
+    for prefix in ("manifests/", "blobs/", "packs/"):
+        for info in repo.store.list(prefix):
+            if info.key in live:
+                continue
+            if info.mtime > young_since:
+                report.kept_young += 1
+                continue
+            if not report.dry_run:
+                repo.store.delete(info.key)
+            report.deleted.append(info.key)
+            report.deleted_bytes += info.size
 
 
 def _prune_runs(repo: Repository, now: float) -> None:

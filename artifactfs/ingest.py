@@ -6,9 +6,9 @@ Hashing and uploading run in one pool, file by file, so the disk, the CPU and th
 import os
 import stat
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from . import layout
 from .errors import InvalidPath, LocalIOError
@@ -56,32 +56,41 @@ def walk_directory(root: str, prefix: str | None = None, tree: list[Entry] | Non
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=fail, followlinks=False):
         links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-        if tree is not None:
-            if not dirnames and not filenames and dirpath != root:
-                tree.append(Entry.directory(entry_path(dirpath)))
-            for name in links + [f for f in filenames if os.path.islink(os.path.join(dirpath, f))]:
-                full = os.path.join(dirpath, name)
-                tree.append(Entry.link(entry_path(full), _read_link(full)))
-            filenames = [f for f in filenames if not os.path.islink(os.path.join(dirpath, f))]
+        if tree is not None:  # links become entries of their own, never followed
+            filenames = _record_tree(dirpath, dirnames, filenames, links, dirpath == root, entry_path, tree)
             links = []
         for name in links:  # a symlinked directory: follow only inside root
             _check_inside(os.path.join(dirpath, name), real_root)
         for name in filenames + links:
             full = os.path.join(dirpath, name)
-            path = entry_path(full)
-            if os.path.islink(full):
-                _check_inside(full, real_root)
-            try:
-                st = os.stat(full)
-            except OSError as exc:
-                raise LocalIOError(f"cannot read {full}: {exc.strerror}") from None
-            if stat.S_ISDIR(st.st_mode):
-                files.extend(walk_directory(full, path))
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                raise LocalIOError(f"{full} is not a regular file (devices, FIFOs and sockets cannot be committed)")
-            files.append(LocalFile(path, full, bool(st.st_mode & stat.S_IXUSR)))
+            files.extend(_files_at(full, entry_path(full), real_root))
     return files
+
+
+def _record_tree(dirpath: str, dirnames: list[str], filenames: list[str], links: list[str], is_root: bool,
+                 entry_path, tree: list[Entry]) -> list[str]:
+    """Append an empty directory's entry and the links of one directory to `tree`; the regular names left."""
+    if not dirnames and not filenames and not is_root:
+        tree.append(Entry.directory(entry_path(dirpath)))
+    for name in links + [f for f in filenames if os.path.islink(os.path.join(dirpath, f))]:
+        full = os.path.join(dirpath, name)
+        tree.append(Entry.link(entry_path(full), _read_link(full)))
+    return [f for f in filenames if not os.path.islink(os.path.join(dirpath, f))]
+
+
+def _files_at(full: str, path: str, real_root: str) -> list[LocalFile]:
+    """The file at `full` (or, for a followed link to a directory, the files below it)."""
+    if os.path.islink(full):
+        _check_inside(full, real_root)
+    try:
+        st = os.stat(full)
+    except OSError as exc:
+        raise LocalIOError(f"cannot read {full}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        return walk_directory(full, path)
+    if not stat.S_ISREG(st.st_mode):
+        raise LocalIOError(f"{full} is not a regular file (devices, FIFOs and sockets cannot be committed)")
+    return [LocalFile(path, full, bool(st.st_mode & stat.S_IXUSR))]
 
 
 def _read_link(full: str) -> str:
@@ -120,84 +129,96 @@ def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: 
     `known(digest)` gives where a live version already stores that content, which saves one existence
     check per unchanged big file and keeps an unchanged small file in its pack.
     """
-    files = list(files)
-    placed: dict[str, tuple[threading.Event, list]] = {}  # digest -> (done, [location]) of its first file
-    lock = threading.Lock()
-    uploaded = [0]
-    packer = Packer(store)
+    return _Upload(store, chunk_size, progress, known).run(list(files), threads)
 
-    def one(seq: int, f: LocalFile) -> tuple[int, str, list | None, list]:
+
+class _Upload:
+    """One hash_and_upload call: files hashed on a thread pool, in path order so packs hold directory
+    neighbours; each content placed once (the same content twice in one commit is uploaded once)."""
+
+    def __init__(self, store: ObjectStore, chunk_size: int, progress, known):
+        self.store, self.chunk_size, self.progress, self.known = store, chunk_size, progress, known
+        self.placed: dict[str, tuple[threading.Event, list]] = {}  # digest -> (done, [location]) of its first file
+        self.lock = threading.Lock()
+        self.uploaded = 0
+        self.packer = Packer(store)
+
+    def run(self, files: list[LocalFile], threads: int) -> tuple[list[Entry], int]:
+        order = sorted(range(len(files)), key=lambda i: files[i].path.encode("utf-8"))
+        batches = _batches([(seq, files[i]) for seq, i in enumerate(order)], threads)
+        with ThreadPoolExecutor(max(1, min(threads, len(batches)))) as pool:
+            in_order = [r for batch in pool.map(lambda b: [self.one(*item) for item in b], batches) for r in batch]
+        results = [None] * len(files)
+        for seq, i in enumerate(order):
+            results[i] = in_order[seq]
+        self.packer.finish()
+        entries = []
+        for f, (size, digest, chunks, where) in zip(files, results, strict=True):
+            if not where:
+                raise LocalIOError(f"{f.source} could not be uploaded")  # its first copy failed: reported there
+            loc = where[0]
+            pack, offset = (loc.pack, loc.offset) if isinstance(loc, Slot) else loc
+            entries.append(Entry(f.path, size, digest, tuple(chunks) if chunks else None, executable=f.executable,
+                                 pack=pack, offset=offset))
+        return entries, self.uploaded + self.packer.uploaded_bytes
+
+    def one(self, seq: int, f: LocalFile) -> tuple[int, str, list | None, list]:
+        before, packable, data, size, digest, chunks = self._hash(seq, f)
+        with self.lock:
+            first = digest not in self.placed
+            if first:
+                self.placed[digest] = (threading.Event(), [])
+            done, where = self.placed[digest]
+        if first:
+            try:
+                where.append(self._place(seq, f, before, packable, data, size, digest))
+            finally:
+                done.set()
+        else:
+            if packable:
+                self.packer.skip(seq)
+            done.wait()
+        if self.progress:
+            self.progress(size)
+        return size, digest, chunks, where
+
+    def _hash(self, seq: int, f: LocalFile):
         try:
             before = os.stat(f.source)
             # decided once, by the size seen first, so each file is added to or skipped by the packer once
             packable = 0 < before.st_size <= PACK_FILE_MAX
             if not packable:
-                packer.skip(seq)  # at once: files behind it need not wait for its hashing
+                self.packer.skip(seq)  # at once: files behind it need not wait for its hashing
             if before.st_size <= SMALL_FILE:  # read once: the bytes hashed are the bytes uploaded
                 with open(f.source, "rb") as fh:
                     data = fh.read()
-                size, digest, chunks = hash_bytes(data, chunk_size)
+                size, digest, chunks = hash_bytes(data, self.chunk_size)
             else:
                 data = None
-                size, digest, chunks = hash_file(f.source, chunk_size)
+                size, digest, chunks = hash_file(f.source, self.chunk_size)
         except OSError as exc:
             raise LocalIOError(f"cannot read {f.source}: {exc.strerror}") from None
-        with lock:  # the same content twice in one commit is uploaded once
-            first = digest not in placed
-            if first:
-                placed[digest] = (threading.Event(), [])
-            done, where = placed[digest]
-        if first:
-            try:
-                where.append(_place(seq, f, before, packable, data, size, digest))
-            finally:
-                done.set()
-        else:
-            if packable:
-                packer.skip(seq)
-            done.wait()
-        if progress:
-            progress(size)
-        return size, digest, chunks, where
+        return before, packable, data, size, digest, chunks
 
-    def _place(seq: int, f: LocalFile, before, packable: bool, data, size: int, digest: str):
-        location = known(digest)
+    def _place(self, seq: int, f: LocalFile, before, packable: bool, data, size: int, digest: str):
+        location = self.known(digest)
         if location is not None:
             if packable:
-                packer.skip(seq)
+                self.packer.skip(seq)
             return location
         if packable:
             if size == before.st_size:
-                return packer.add(seq, data)  # a Slot: placed by packer.finish() at the latest
-            packer.skip(seq)  # it changed size since stat: uploaded as a blob, never out of sequence
+                return self.packer.add(seq, data)  # a Slot: placed by packer.finish() at the latest
+            self.packer.skip(seq)  # it changed size since stat: uploaded as a blob, never out of sequence
         key = layout.blob_key(digest)
-        if not store.exists(key):
+        if not self.store.exists(key):
             if data is not None:
-                store.put(key, data)
+                self.store.put(key, data)
             else:
-                store.put_file(key, f.source, size, digest)  # refused unless the bytes sent are the ones hashed
-            with lock:
-                uploaded[0] += size
+                self.store.put_file(key, f.source, size, digest)  # refused unless the bytes sent are the ones hashed
+            with self.lock:
+                self.uploaded += size
         return None, 0
-
-    # in path order (the order of the manifest and of readdir), so packs hold directory neighbours
-    order = sorted(range(len(files)), key=lambda i: files[i].path.encode("utf-8"))
-    batches = _batches([(seq, files[i]) for seq, i in enumerate(order)], threads)
-    with ThreadPoolExecutor(max(1, min(threads, len(batches)))) as pool:
-        in_order = [r for batch in pool.map(lambda b: [one(*item) for item in b], batches) for r in batch]
-    results = [None] * len(files)
-    for seq, i in enumerate(order):
-        results[i] = in_order[seq]
-    packer.finish()
-    entries = []
-    for f, (size, digest, chunks, where) in zip(files, results):
-        if not where:
-            raise LocalIOError(f"{f.source} could not be uploaded")  # its first copy failed: reported there
-        loc = where[0]
-        pack, offset = (loc.pack, loc.offset) if isinstance(loc, Slot) else loc
-        entries.append(Entry(f.path, size, digest, tuple(chunks) if chunks else None, executable=f.executable,
-                             pack=pack, offset=offset))
-    return entries, uploaded[0] + packer.uploaded_bytes
 
 
 def _batches(files: list, threads: int, per_batch: int = 16) -> list[list]:

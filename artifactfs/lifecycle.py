@@ -1,4 +1,4 @@
-"""Version lifecycle: delete a version, give it a time to live, verify what the store holds.
+"""Version lifecycle: delete a version, give it a time to live (verify.py checks what the store holds).
 
 Deletion never renumbers or reuses: the version record is replaced by a tombstone
 (`{"deleted": true, ...}`, which Repository.version() reports as NotFound), its digest-index entry
@@ -16,16 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import layout
-from .manifest import columnar
 from .errors import Conflict, CorruptData, NotFound, ObjectNotFound, PreconditionFailed, UsageError
-from .hashing import StreamHasher, digest_bytes
-from .manifest import Manifest, canonical_json, check_entry
+from .manifest import canonical_json
 from .names import LATEST, ArtifactName, Ref
-from .repo import Repository, VersionRecord, _load_json, now_iso, parse_stored_manifest, whoami
+from .repo import Repository, VersionRecord, _load_json, now_iso, whoami
 
 log = logging.getLogger(__name__)
 
-VERIFY_THREADS = 8
+READ_THREADS = 8  # version records read at once
 _DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 MAX_DURATION = 100 * 365 * 86400  # a century: beyond it, times no longer fit the clock's arithmetic
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -196,119 +194,8 @@ def live_versions(repo: Repository, unreadable: list[Unreadable] | None = None) 
                 return None
             return Unreadable(key, str(exc), data)
 
-    with ThreadPoolExecutor(VERIFY_THREADS) as pool:
+    with ThreadPoolExecutor(READ_THREADS) as pool:
         found = list(pool.map(read, keys))
     if unreadable is not None:
         unreadable.extend(r for r in found if isinstance(r, Unreadable))
     return [r for r in found if isinstance(r, VersionRecord)]
-
-
-def load_manifest_from_store(repo: Repository, digest: str) -> Manifest:
-    """The manifest straight from the store (never the local copy), checked against its digest."""
-    data = repo.manifest_bytes_from_store(digest)
-    return parse_stored_manifest(data, digest)
-
-
-def columns_problem(repo: Repository, manifest: Manifest) -> str | None:
-    """What is wrong with the stored columnar form of a manifest, if anything: readers load it instead
-    of the JSON, so it must hold exactly the manifest's entries (a missing one is fine: older commits)."""
-    try:
-        data, _ = repo.store.get(layout.manifest_columns_key(manifest.digest))
-    except ObjectNotFound:
-        return None
-    try:
-        columns = columnar.decode(data, manifest.digest)
-    except CorruptData as exc:
-        return str(exc)
-    if columns.to_bytes() != manifest.to_bytes():
-        return f"columnar manifest {manifest.digest} does not hold the manifest's entries"
-    return None
-
-
-@dataclass
-class VerifyReport:
-    versions: int
-    blobs: int
-    references: int
-    problems: list[str]
-
-
-def verify(repo: Repository, records: list[VersionRecord], references) -> VerifyReport:
-    """Re-hash every manifest, blob (whole and per chunk) and reference source the versions name."""
-    problems: list[str] = []
-    blobs: dict[str, tuple[int, tuple | None, int, str]] = {}
-    packs: dict[str, dict[tuple[int, int, str], str]] = {}  # pack -> (offset, size, digest) -> where
-    refs = []
-    for record in records:
-        try:
-            manifest = load_manifest_from_store(repo, record.manifest)
-        except ObjectNotFound:
-            problems.append(f"{record.ref}: manifest {record.manifest} is missing")
-            continue
-        except Exception as exc:
-            problems.append(f"{record.ref}: {exc}")
-            continue
-        problem = columns_problem(repo, manifest)
-        if problem:
-            problems.append(f"{record.ref}: {problem}")
-        for entry in manifest:
-            where = f"{record.ref} {entry.path}"
-            try:
-                check_entry(entry, manifest.chunk_size)
-            except CorruptData as exc:
-                problems.append(f"{where}: {exc}")
-                continue
-            if entry.ref is not None:
-                refs.append((where, entry, manifest.chunk_size))
-            elif entry.pack:
-                packs.setdefault(entry.pack, {})[(entry.offset, entry.size, entry.digest)] = where
-            elif entry.size:
-                blobs.setdefault(entry.digest, (entry.size, entry.chunks, manifest.chunk_size, where))
-
-    def check_blob(item) -> list[str]:
-        digest, (size, chunks, chunk_size, where) = item
-        key = layout.blob_key(digest)
-        try:
-            actual = repo.store.head(key).size
-        except ObjectNotFound:
-            return [f"{where}: blob {digest} is missing"]
-        if actual != size:
-            return [f"{where}: blob {digest} is {actual} bytes, expected {size}"]
-        hasher = StreamHasher(chunk_size)
-        for start in range(0, size, chunk_size):
-            hasher.update(repo.store.get_range(key, start, min(chunk_size, size - start)))
-        _, got, got_chunks = hasher.finish()
-        out = []
-        if got != digest:
-            out.append(f"{where}: blob {digest} content does not match its digest")
-        if chunks and tuple(got_chunks or ()) != tuple(chunks):
-            bad = [i for i, (a, b) in enumerate(zip(chunks, got_chunks or ())) if a != b]
-            out.append(f"{where}: blob {digest} chunk(s) {bad} do not match their digests")
-        return out
-
-    def check_pack(item) -> list[str]:
-        pack, members = item
-        try:
-            data, _ = repo.store.get(layout.pack_key(pack))
-        except ObjectNotFound:
-            return [f"{where}: pack {pack} is missing" for where in sorted(members.values())[:1]]
-        out = []  # members only: a pack restore_pack rebuilt no longer hashes to its name
-        for (offset, size, digest), where in sorted(members.items()):
-            if digest_bytes(data[offset:offset + size]) != digest:
-                out.append(f"{where}: bytes {offset}+{size} of pack {pack} do not match its digest {digest}")
-        return out
-
-    def check_ref(item) -> list[str]:
-        where, entry, chunk_size = item
-        problem = references.check(entry, chunk_size)
-        return [f"{where}: {problem}"] if problem else []
-
-    with ThreadPoolExecutor(VERIFY_THREADS) as pool:
-        for found in pool.map(check_blob, sorted(blobs.items())):
-            problems.extend(found)
-        for found in pool.map(check_pack, sorted(packs.items())):
-            problems.extend(found)
-        for found in pool.map(check_ref, refs):
-            problems.extend(found)
-    contents = set(blobs).union(*({d for _, _, d in members} for members in packs.values()))
-    return VerifyReport(len(records), len(contents), len(refs), problems)  # distinct contents checked

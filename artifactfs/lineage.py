@@ -12,6 +12,7 @@ A walk goes both ways from a version: upstream (version -> producing run -> its 
 downstream (version -> consuming runs -> their outputs -> ...), `depth` run hops each way.
 """
 
+import contextlib
 from dataclasses import dataclass, field
 
 from .errors import NotFound, PreconditionFailed, UsageError
@@ -37,10 +38,9 @@ def _used_by_key(artifact: ArtifactName, version: int, run: str) -> str:
 
 
 def _create(repo: Repository, key: str) -> None:
-    try:
+    # the edge is already there: edges are facts, recording one twice changes nothing
+    with contextlib.suppress(PreconditionFailed):
         repo.store.put_if_absent(key, canonical_json({"at": now_iso()}))
-    except PreconditionFailed:
-        pass  # the edge is already there: edges are facts, recording one twice changes nothing
 
 
 def resolve_inputs(repo: Repository, inputs, entity: str | None = None, project: str | None = None) -> list[str]:

@@ -1,5 +1,6 @@
 """Local file writes that a crash cannot tear: temp file in the target directory, rename over."""
 
+import contextlib
 import os
 import secrets
 import stat
@@ -19,10 +20,8 @@ def fsync_dir(path: str) -> None:
 
 
 def unlink_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 def write_atomic(path: str, data: bytes, durable: bool = True) -> None:

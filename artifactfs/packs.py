@@ -118,7 +118,7 @@ def protect_sources(entries: list[Entry], sources: list[str | bytes]) -> dict[st
     """What commit.protect_commit needs to put back each object a commit relies on: blob key -> local
     source, pack key -> [Member]. `sources[i]` is the local path (or bytes) of `entries[i]`."""
     out: dict[str, object] = {}
-    for e, source in zip(entries, sources):
+    for e, source in zip(entries, sources, strict=False):
         if not e.size or e.ref is not None:
             continue
         if e.pack:

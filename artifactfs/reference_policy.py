@@ -47,7 +47,7 @@ class ReferencePolicy:
             except ValueError:
                 if not all(part.isalnum() or part == "*" or set(part) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
                            for part in host.lower().split(".")):
-                    raise UsageError(f"invalid reference host {host!r}: give a name, an address or a network")
+                    raise UsageError(f"invalid reference host {host!r}: give a name, an address or a network") from None
                 names.append(host.lower())
         return cls(tuple(real), tuple(names), tuple(networks))
 

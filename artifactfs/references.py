@@ -21,12 +21,19 @@ import logging
 import os
 import threading
 import urllib.parse
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import urllib3
 
-from .errors import (CorruptData, LocalIOError, NotFound, PermissionDenied, PreconditionFailed, StoreUnavailable,
-                     UsageError)
+from .errors import (
+    CorruptData,
+    LocalIOError,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    StoreUnavailable,
+    UsageError,
+)
 from .hashing import CHUNK_SIZE, StreamHasher, digest_bytes, hash_file
 from .manifest import Entry
 from .paths import join_entry_path, normalize_entry_path

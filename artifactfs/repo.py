@@ -16,18 +16,25 @@ import os
 import socket
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Iterable
+from datetime import UTC, datetime
 
 from . import layout
-from .manifest import columnar
-from .errors import (Conflict, CorruptData, InvalidName, InvalidPath, NotFound, ObjectNotFound, PreconditionFailed,
-                     UsageError)
+from .errors import (
+    Conflict,
+    CorruptData,
+    InvalidName,
+    InvalidPath,
+    NotFound,
+    ObjectNotFound,
+    PreconditionFailed,
+    UsageError,
+)
 from .hashing import digest_bytes, is_digest
 from .localfs import write_atomic
-from .manifest import MAX_SIZE, Manifest, canonical_json
+from .manifest import MAX_SIZE, Manifest, canonical_json, columnar
 from .names import LATEST, ArtifactName, Ref, check_alias, check_name
 from .store import ObjectStore
 
@@ -82,7 +89,7 @@ class CommitResult:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def whoami() -> str:
@@ -370,11 +377,9 @@ class Repository:
         path = self._columns_cache_path(digest)
         if not path:
             return
-        try:
+        with contextlib.suppress(OSError):  # the cache is an optimisation; the store still has it
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             write_atomic(path, data, durable=False)  # a damaged copy is read from the store again
-        except OSError:
-            pass  # the cache is an optimisation; the store still has it
 
     def put_manifest(self, manifest: Manifest) -> str:
         """Store a manifest (once) and its columnar form (also added to a manifest stored before it existed)."""
@@ -424,11 +429,10 @@ class Repository:
                 break
             except PreconditionFailed:
                 record.version += 1  # another committer took it: the next one is ours to try
-        try:
+        # a concurrent commit of the same content indexed its own version first
+        with contextlib.suppress(PreconditionFailed):
             self.store.put_if_absent(layout.digest_index_key(name, manifest.digest),
                                      canonical_json({"version": record.version}))
-        except PreconditionFailed:
-            pass  # a concurrent commit of the same content indexed its own version first
         self._advance_latest(name, record.version)
         for alias in aliases:
             self.set_alias(name, alias, record.version)
@@ -444,10 +448,9 @@ class Repository:
             return versions[-1] + 1 if versions else 0
 
     def _advance_latest(self, name: ArtifactName, version: int) -> None:
-        try:
+        # the new version was deleted at once: _swap_alias put latest back on a live one
+        with contextlib.suppress(NotFound):
             self._swap_alias(name, LATEST, version, keep=lambda current: current >= version)
-        except NotFound:
-            pass  # the new version was deleted at once: _swap_alias put latest back on a live one
 
     def is_live(self, name: ArtifactName, version: int) -> bool:
         try:

@@ -16,7 +16,8 @@ from artifactfs import Artifact
 from artifactfs.client import Client
 from artifactfs.fetch import pieces_of
 from artifactfs.gc import gc
-from artifactfs.lifecycle import delete_version, live_versions, verify
+from artifactfs.lifecycle import delete_version, live_versions
+from artifactfs.verify import verify
 
 
 def timed(label, fn):

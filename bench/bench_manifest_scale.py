@@ -26,9 +26,12 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from artifactfs import layout  # noqa: E402
-from artifactfs.manifest import columnar  # noqa: E402
 from artifactfs.client import Client  # noqa: E402
-from artifactfs.manifest import Entry, Manifest  # noqa: E402
+from artifactfs.manifest import (  # noqa: E402
+    Entry,
+    Manifest,
+    columnar,  # noqa: E402
+)
 from artifactfs.names import ArtifactName  # noqa: E402
 from tests.fuse_util import Mount  # noqa: E402
 

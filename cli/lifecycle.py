@@ -6,6 +6,7 @@ from artifactfs import lifecycle
 from artifactfs.client import Client
 from artifactfs.config import format_size
 from artifactfs.errors import CorruptData
+from artifactfs.verify import verify as verify_versions
 
 from .output import emit_json, ttl_state
 
@@ -90,7 +91,7 @@ def verify(client: Client, refs, all_versions, as_json):
     unreadable: list[lifecycle.Unreadable] = []
     records = (lifecycle.live_versions(client.repo, unreadable) if all_versions else
                [client.resolve(r) for r in refs])
-    report = lifecycle.verify(client.repo, records, client.references)
+    report = verify_versions(client.repo, records, client.references)
     report.problems[:0] = [str(u) for u in unreadable]
     if as_json:
         emit_json(report.__dict__)

@@ -12,8 +12,20 @@ from artifactfs.errors import EXIT_CODES, CorruptData, LocalIOError, UsageError
 from artifactfs.manifest import Entry
 from artifactfs.repo import VersionRecord
 
-from .options import (metadata_options, parse_metadata, print_commit, record_summary, reference_option, version_args,
-                      version_options, with_options)
+from . import drafts as drafts_cmds
+from . import lifecycle as lifecycle_cmds
+from . import lineage as lineage_cmds
+from . import mount_cmds, stage_cmds
+from .options import (
+    metadata_options,
+    parse_metadata,
+    print_commit,
+    record_summary,
+    reference_option,
+    version_args,
+    version_options,
+    with_options,
+)
 from .output import Progress, emit_json, run_guarded, ttl_state
 
 
@@ -73,10 +85,8 @@ def commit(client: Client, ref, stage_id, require_base, directory, type_, prefix
     """Commit DIR (and --reference URIs) as the next version of REF (entity/project/name), or commit the
     staging mount MOUNTPOINT (or --stage ID) as the next version of its artifact."""
     args = version_args(**version)
-    from .stage_cmds import commit_stage, is_stage_target
-
-    if stage_id or (not directory and not references and is_stage_target(ref)):
-        return commit_stage(client, ref, stage_id, require_base, as_json, args)
+    if stage_id or (not directory and not references and stage_cmds.is_stage_target(ref)):
+        return stage_cmds.commit_stage(client, ref, stage_id, require_base, as_json, args)
     if ref is None:
         raise UsageError("give REF with --dir/--reference, a staging MOUNTPOINT, or --stage ID")
     if not directory and not references:
@@ -304,21 +314,13 @@ def cache_warm(client: Client, ref, prefix, as_json):
                        "source every time (not cached)")
 
 
-from .mount_cmds import mount_cmd, umount_cmd  # noqa: E402
-
-cli.add_command(mount_cmd)
-cli.add_command(umount_cmd)
-
-from .stage_cmds import stage as _stage_group  # noqa: E402
-
-cli.add_command(_stage_group)
-
-
-from . import drafts as _drafts, lifecycle as _lifecycle, lineage as _lineage  # noqa: E402
-
-_lifecycle.register(cli, cache)
-_lineage.register(cli)
-_drafts.register(cli)
+# commands kept in their own modules (none of them imports this one)
+cli.add_command(mount_cmds.mount_cmd)
+cli.add_command(mount_cmds.umount_cmd)
+cli.add_command(stage_cmds.stage)
+lifecycle_cmds.register(cli, cache)
+lineage_cmds.register(cli)
+drafts_cmds.register(cli)
 
 
 def main():

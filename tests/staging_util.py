@@ -30,7 +30,7 @@ class StageMount(Mount):
 def snapshot(root, with_dirs=True) -> dict:
     """{relative path: (xxh128 of content, executable)} for files, {dir: "dir"} for directories."""
     out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         if with_dirs and rel_dir != ".":
             out[rel_dir] = "dir"

@@ -22,8 +22,20 @@ import pytest
 from artifactfs import layout
 from artifactfs.cache import PieceCache
 from artifactfs.hashing import CHUNK_SIZE
-from tests.fault_util import (af, af_at, af_ok, cached_bytes, damage_cached, make_src, one_clear_line,
-                              overwrite_stored, tally, tree_digests, wait_for, write_files)
+from tests.fault_util import (
+    af,
+    af_at,
+    af_ok,
+    cached_bytes,
+    damage_cached,
+    make_src,
+    one_clear_line,
+    overwrite_stored,
+    tally,
+    tree_digests,
+    wait_for,
+    write_files,
+)
 from tests.fuse_util import Mount, json_results, wait_gone
 from tests.staging_util import StageMount
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pytest
 
@@ -31,10 +31,8 @@ def weed(tmp_path_factory):
     server.create_bucket("faults")
     yield server
     if server.proc is not None:  # a throwaway server: no need for a graceful shutdown
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(server.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         server.proc.wait()
         server.proc = None
 

@@ -221,9 +221,8 @@ def test_manifest_sizes_that_do_not_fit_their_bytes_are_corrupt(cli, client, tmp
         for i, why in enumerate(cases):
             path = m.path(f"{NAME}{i}:v0", "f.bin")
             for _ in range(20 if "1 GiB" in why else 1):
-                with pytest.raises(OSError) as exc:
-                    with open(path, "rb") as f:
-                        f.read()
+                with pytest.raises(OSError) as exc, open(path, "rb") as f:
+                    f.read()
                 assert exc.value.errno in (errno.EIO, errno.ENOENT), why
         with open(m.path(f"{NAME}-good:v0", "f.bin"), "rb") as f:
             assert f.read() == tiny

@@ -6,9 +6,9 @@ import threading
 import time
 
 from artifactfs import layout
-from artifactfs.manifest import columnar
 from artifactfs.gc import gc
 from artifactfs.ingest import LocalFile, walk_directory
+from artifactfs.manifest import columnar
 from artifactfs.packs import PACK_FILE_MAX
 from tests.fault_util import overwrite_stored, stored_key
 

@@ -9,11 +9,10 @@ from array import array
 import pytest
 
 from artifactfs import layout
-from artifactfs.manifest import columnar
 from artifactfs.client import Client
 from artifactfs.errors import CorruptData
 from artifactfs.hashing import digest_bytes
-from artifactfs.manifest import Entry, Manifest
+from artifactfs.manifest import Entry, Manifest, columnar
 from artifactfs.repo import Repository
 
 D = "0123456789abcdef" * 2

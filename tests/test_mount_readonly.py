@@ -17,8 +17,8 @@ import pytest
 from artifactfs import layout
 from artifactfs.hashing import CHUNK_SIZE
 from artifactfs.manifest import Entry, Manifest
-from artifactfs.piecefile import table_size
 from artifactfs.mount.readonly.inodes import DIR, FILE, InodeTable, Node
+from artifactfs.piecefile import table_size
 from tests.fault_util import overwrite_stored
 from tests.fuse_util import Mount, mount_factory, run_cli
 from tests.staging_util import write_tree

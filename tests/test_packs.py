@@ -5,9 +5,9 @@ import json
 import os
 import random
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from concurrent.futures import ThreadPoolExecutor
 
 from artifactfs import layout
 from artifactfs.errors import CorruptData

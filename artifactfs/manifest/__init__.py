@@ -7,9 +7,25 @@
     columnar.py  the stored columnar form (`.columns`): a Manifest saved without the JSON parse
 """
 
-from .entry import (DIR, EMPTY_DIGEST, EXECUTABLE_MODE, FILE, FORMAT, FORMAT_VERSION, LINK, MAX_CHUNK_SIZE,
-                    MAX_LINK_TARGET, MAX_SIZE, MIN_CHUNK_SIZE, PLAIN_FORMAT_VERSION, Entry, canonical_json,
-                    check_chunk_size, check_entry, check_link_target)
+from .entry import (
+                    DIR,
+                    EMPTY_DIGEST,
+                    EXECUTABLE_MODE,
+                    FILE,
+                    FORMAT,
+                    FORMAT_VERSION,
+                    LINK,
+                    MAX_CHUNK_SIZE,
+                    MAX_LINK_TARGET,
+                    MAX_SIZE,
+                    MIN_CHUNK_SIZE,
+                    PLAIN_FORMAT_VERSION,
+                    Entry,
+                    canonical_json,
+                    check_chunk_size,
+                    check_entry,
+                    check_link_target,
+)
 from .table import DirChild, Manifest
 
 __all__ = ["DIR", "EMPTY_DIGEST", "EXECUTABLE_MODE", "FILE", "FORMAT", "FORMAT_VERSION", "LINK", "MAX_CHUNK_SIZE",

@@ -27,11 +27,11 @@ import xxhash
 
 from ..errors import CorruptData, InvalidPath
 from ..hashing import is_digest
+from ..paths import normalize_entry_path
 from .columns import PackColumns
 from .entry import DIR, LINK, MAX_SIZE, check_chunk_size, check_link_target
 from .records import checked_plain_paths
 from .table import Manifest
-from ..paths import normalize_entry_path
 
 MAGIC = "artifactfs-manifest-columns"
 LAYOUT_VERSION = 1
@@ -174,7 +174,7 @@ def _extra(e: dict) -> dict:
 def _check_paths(blob: bytes, ends: array) -> list[int]:
     """Sorted, unique, UTF-8 and normalized, as parsing the JSON would have enforced: ValueError if not.
     Returns the entries whose successor starts with their path (for Manifest._check_tree)."""
-    paths = [blob[a:b] for a, b in zip(ends, ends[1:])]
+    paths = [blob[a:b] for a, b in zip(ends, ends[1:], strict=False)]
     if not paths:
         return []
     if b"\n" not in blob and b"\x00" not in blob and min(map(len, paths)):

@@ -72,10 +72,8 @@ def _simple_normal_path(path: str, encoded: bytes) -> bool:
     if ("." in path and (path.startswith("./") or path.startswith("../") or path in (".", "..")
                          or "/./" in path or "/../" in path or path.endswith("/.") or path.endswith("/.."))):
         return False
-    if len(encoded) > MAX_SEGMENT_BYTES and any(len(seg.encode("utf-8")) > MAX_SEGMENT_BYTES
-                                                for seg in path.split("/")):
-        return False
-    return True
+    return not (len(encoded) > MAX_SEGMENT_BYTES
+                and any(len(seg.encode("utf-8")) > MAX_SEGMENT_BYTES for seg in path.split("/")))
 
 
 class ColumnsBuilder:

@@ -12,8 +12,8 @@ array, binary digests in one buffer, and a sparse dict for the rare entries with
 import bisect
 import itertools
 from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 from ..errors import CorruptData, InvalidPath
 from ..hashing import CHUNK_SIZE, digest_bytes
@@ -213,7 +213,7 @@ class Manifest:
                 if dirpath:  # the run is prefix+name, prefix+name...; the prefix (with '/') is in no name
                     names = blob[offsets[i]:offsets[j]].split(prefix)[1:]
                 else:
-                    names = [blob[a:b] for a, b in zip(offsets[i:j], offsets[i + 1:j + 1])]
+                    names = [blob[a:b] for a, b in zip(offsets[i:j], offsets[i + 1:j + 1], strict=False)]
                 rows += zip(names, itertools.repeat(False), range(i, j), range(i + 1, j + 1), sizes[i:j],
                             executable[i:j])
                 i, run = j, run * 2

@@ -14,6 +14,7 @@ of waiting for CPU on a busy machine. Other pieces (buffered writes, a CPU copy 
 that yield the CPU to serving.
 """
 
+import contextlib
 import functools
 import logging
 import os
@@ -31,10 +32,8 @@ MAX_PENDING = 128 * 1024 * 1024
 def _lower_priority() -> None:
     """Cache writes yield the CPU to fetching and serving: on a busy machine they fall behind and
     pieces go uncached, instead of reads slowing down. (Linux: nice applies per thread.)"""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (OSError, AttributeError):
-        pass
 
 
 class CacheWriter:

@@ -18,7 +18,7 @@ import inspect
 import logging
 import os
 import signal
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import pyfuse3
 import trio

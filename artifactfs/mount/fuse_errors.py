@@ -16,12 +16,25 @@ pyfuse3 catches only `FUSEError` inside a request handler; anything else escapes
 import errno
 import functools
 import logging
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import pyfuse3
 
-from ..errors import (ArtifactfsError, Conflict, CorruptData, InvalidName, InvalidPath, LocalIOError, NotFound,
-                      ObjectNotFound, PermissionDenied, PreconditionFailed, StoreUnavailable, UsageError)
+from ..errors import (
+    ArtifactfsError,
+    Conflict,
+    CorruptData,
+    InvalidName,
+    InvalidPath,
+    LocalIOError,
+    NotFound,
+    ObjectNotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    StoreUnavailable,
+    UsageError,
+)
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@ waiting until its mount is ready, unmounting, and the daemon's logging. Imports 
 trio, so commands that never mount (`ls`, `show`, `get`...) do not pay for loading them.
 """
 
+import contextlib
 import errno
 import logging
 import os
@@ -11,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import StoreUnavailable, UsageError
 
@@ -108,10 +109,8 @@ def start_background(argv: Sequence[str], mountpoint: str, log_file: str, timeou
             message = _child_error(log_file, start_offset) or f"mount daemon exited with code {code}; see {log_file}"
             raise DaemonFailed(message, code or 1)
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     raise StoreUnavailable(f"the mount was not ready within {timeout:g}s; see {log_file}")
 
 

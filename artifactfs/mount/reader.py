@@ -131,7 +131,7 @@ class ChunkSource:
                     results = await fetch()
             else:
                 results = await fetch()
-            for p, flight, result in zip(run, flights, results):
+            for p, flight, result in zip(run, flights, results, strict=False):
                 if isinstance(result, BaseException):
                     flight.error = result
                 else:
@@ -143,7 +143,7 @@ class ChunkSource:
             if prefetch:
                 log.debug("prefetch of %s failed: %s", run[0].key, exc)
         finally:
-            for p, flight in zip(run, flights):
+            for p, flight in zip(run, flights, strict=False):
                 del self._inflight[p.digest]
                 flight.event.set()
 

@@ -11,9 +11,9 @@ the stage from its directory (base + journal) like after a crash: there is one w
 import dataclasses
 import errno
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 from .. import commit, layout, stage_records
 from ..client import Client
@@ -89,7 +89,7 @@ def stage_entries(stage: Stage, tree: StageTree) -> tuple[list[Entry], list[tupl
     entries.extend(Entry.directory(path) for path in tree.new_empty_dirs())
     by_path = {e.path: e for e in entries}
     uploads = []
-    for path, node, index in tree.walk_files():
+    for path, node, _ in tree.walk_files():
         if node is not None and node.data is not None:
             e = by_path[path]
             uploads.append((path.encode("utf-8"), e.digest, stage.data_path(node.data), e.size))
@@ -156,7 +156,7 @@ def check_base_objects(client: Client, name, stage: Stage, manifest: Manifest, b
     kept = {layout.content_key(e): e.path for e in manifest
             if e.ref is None and e.size and base.location(e.digest) is not None}
     with ThreadPoolExecutor(HASH_THREADS * 4) as pool:
-        present = dict(zip(kept, pool.map(client.store.exists, kept)))
+        present = dict(zip(kept, pool.map(client.store.exists, kept), strict=False))
     gone = [path for key, path in kept.items() if not present[key]]
     if gone:
         raise NotFound(f"stage {stage.id}: its base {name}:v{stage.info.base_version} was deleted, and the store "

@@ -6,6 +6,7 @@ middle; a torn last line (power loss) is ignored on replay. fsync is the caller'
 groups them (see mount/staging_run.py) and forces one on fsync(2), rename and commit.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -33,10 +34,8 @@ class Journal:
             if written != len(line):
                 raise OSError(28, "No space left on device")
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, size)  # never leave a torn line before later ones
-            except OSError:
-                pass
             raise LocalIOError(f"cannot write stage journal: {exc.strerror or exc}") from exc
         self.dirty = True
 

@@ -12,6 +12,7 @@ separate from the read cache on purpose. A rebase (after a commit) writes a new 
 then switches stage.json to it with one rename, so a crash leaves either the old state or the new one.
 """
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -23,8 +24,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from ..errors import Conflict, InvalidName, LocalIOError, NotFound
-from ..manifest import Manifest
 from ..localfs import write_atomic
+from ..manifest import Manifest
 from .journal import read_journal, write_journal
 from .tree import StageTree
 
@@ -225,10 +226,8 @@ class Stage:
         for key, value in info.items():
             setattr(self.info, key, value)
         self.save()
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(old_journal)
-        except OSError:
-            pass
 
     def discard(self) -> None:
         if self.in_use():

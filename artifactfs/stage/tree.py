@@ -9,7 +9,7 @@ The same methods serve the live mount and the replay of the journal, so both bui
 """
 
 import dataclasses
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import InvalidPath
 from ..manifest import Entry, Manifest, check_link_target
@@ -159,50 +159,65 @@ class StageTree:
 
     # ---- replay ---------------------------------------------------------------------------------
     def apply(self, op: dict) -> None:
-        kind = op["op"]
-        if kind == "mkdir":
-            parent, name = self.parent_and_name(op["p"])
-            if self.child(parent, name) is None:
-                self.mkdir(parent, name, op.get("t", 0))
-        elif kind == "put":
-            parent, name = self.parent_and_name(op["p"])
-            self.put(parent, name, data=op["d"], size=op["s"], digest=op.get("h"), chunks=op.get("c"),
-                     executable=op.get("x", False), mtime_ns=op.get("t", 0))
-        elif kind == "ln":
-            parent, name = self.parent_and_name(op["p"])
-            self.symlink(parent, name, op["l"], op.get("t", 0))
-        elif kind == "rm":
-            parent, name = self.parent_and_name(op["p"])
-            if self.child(parent, name) is not None:
-                self.remove(parent, name)
-        elif kind == "mv":
-            src_parent, src_name = self.parent_and_name(op["a"])
-            dst_parent, dst_name = self.parent_and_name(op["b"])
-            if self.child(src_parent, src_name) is not None:
-                self.rename(src_parent, src_name, dst_parent, dst_name)
-        elif kind == "attr":
-            node = self.lookup_path(op["p"])
-            if node is not None:
-                if "x" in op and not node.is_dir:
-                    node.executable = op["x"]
-                if "t" in op:
-                    node.mtime_ns = op["t"]
-                node.atime_ns = op.get("a", node.atime_ns)
-                node.ctime_ns = op.get("c", node.ctime_ns)
-        elif kind == "reset":  # the start of a compacted journal: an empty root, rebuilt below
-            self.root.entries, self.root.base_path = {}, None
-        elif kind == "graft":  # an untouched base directory, placed at `p`
-            parent, name = self.parent_and_name(op["p"])
-            self.children(parent)[name] = DirNode(parent, name, op["b"], op.get("t", 0))
-            parent.subdirs = None
-        elif kind == "base":  # an untouched base file, placed at `p`
-            parent, name = self.parent_and_name(op["p"])
-            index = self.base.find(op["b"])
-            if index is None:
-                raise InvalidPath(f"journal names base file {op['b']!r}, which the base does not have")
-            self.children(parent)[name] = self._base_file(parent, name, index, op.get("x", False), op.get("t", 0))
-        else:
-            raise InvalidPath(f"unknown journal operation {kind!r}")
+        """Replay one journal operation (as StageFiles.record wrote it)."""
+        replay = self._REPLAY.get(op["op"])
+        if replay is None:
+            raise InvalidPath(f"unknown journal operation {op['op']!r}")
+        replay(self, op)
+
+    def _replay_mkdir(self, op: dict) -> None:
+        parent, name = self.parent_and_name(op["p"])
+        if self.child(parent, name) is None:
+            self.mkdir(parent, name, op.get("t", 0))
+
+    def _replay_put(self, op: dict) -> None:
+        parent, name = self.parent_and_name(op["p"])
+        self.put(parent, name, data=op["d"], size=op["s"], digest=op.get("h"), chunks=op.get("c"),
+                 executable=op.get("x", False), mtime_ns=op.get("t", 0))
+
+    def _replay_ln(self, op: dict) -> None:
+        parent, name = self.parent_and_name(op["p"])
+        self.symlink(parent, name, op["l"], op.get("t", 0))
+
+    def _replay_rm(self, op: dict) -> None:
+        parent, name = self.parent_and_name(op["p"])
+        if self.child(parent, name) is not None:
+            self.remove(parent, name)
+
+    def _replay_mv(self, op: dict) -> None:
+        src_parent, src_name = self.parent_and_name(op["a"])
+        dst_parent, dst_name = self.parent_and_name(op["b"])
+        if self.child(src_parent, src_name) is not None:
+            self.rename(src_parent, src_name, dst_parent, dst_name)
+
+    def _replay_attr(self, op: dict) -> None:
+        node = self.lookup_path(op["p"])
+        if node is None:
+            return
+        if "x" in op and not node.is_dir:
+            node.executable = op["x"]
+        if "t" in op:
+            node.mtime_ns = op["t"]
+        node.atime_ns = op.get("a", node.atime_ns)
+        node.ctime_ns = op.get("c", node.ctime_ns)
+
+    def _replay_reset(self, op: dict) -> None:  # the start of a compacted journal: an empty root, rebuilt below
+        self.root.entries, self.root.base_path = {}, None
+
+    def _replay_graft(self, op: dict) -> None:  # an untouched base directory, placed at `p`
+        parent, name = self.parent_and_name(op["p"])
+        self.children(parent)[name] = DirNode(parent, name, op["b"], op.get("t", 0))
+        parent.subdirs = None
+
+    def _replay_base(self, op: dict) -> None:  # an untouched base file, placed at `p`
+        parent, name = self.parent_and_name(op["p"])
+        index = self.base.find(op["b"])
+        if index is None:
+            raise InvalidPath(f"journal names base file {op['b']!r}, which the base does not have")
+        self.children(parent)[name] = self._base_file(parent, name, index, op.get("x", False), op.get("t", 0))
+
+    _REPLAY = {"mkdir": _replay_mkdir, "put": _replay_put, "ln": _replay_ln, "rm": _replay_rm, "mv": _replay_mv,
+               "attr": _replay_attr, "reset": _replay_reset, "graft": _replay_graft, "base": _replay_base}
 
     def snapshot_ops(self) -> list[dict]:
         """A journal that rebuilds this tree from the base in one op per loaded node (compaction)."""

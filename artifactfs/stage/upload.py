@@ -10,8 +10,8 @@ two hex digits of the digest, so listing the groups the new blobs fall in answer
 
 import functools
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from .. import layout
 from ..packs import PACK_FILE_MAX, Packer, Slot
@@ -32,12 +32,10 @@ def listed_blobs(store: ObjectStore, digests: set[str]) -> set[str] | None:
     spent = 0
     for group in groups:
         spent += 1
-        count = 0
-        for info in store.list(f"blobs/{group}/"):
+        for count, info in enumerate(store.list(f"blobs/{group}/"), 1):
             name = info.key.rsplit("/", 1)[-1]
             if name in digests:
                 found.add(name)
-            count += 1
             if count % KEYS_PER_LIST == 0:
                 spent += 1
                 if spent > budget:

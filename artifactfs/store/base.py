@@ -6,8 +6,8 @@ StoreUnavailable, PermissionDenied, LocalIOError.
 """
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import xxhash
 
@@ -84,7 +84,7 @@ class ObjectStore(ABC):
         """Fail fast with a clear error if the store is unreachable or refuses the credentials."""
         self.list_dirs("artifacts/")  # one request, whatever the store holds
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a store with no connections has nothing to close
         pass
 
 

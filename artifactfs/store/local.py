@@ -10,7 +10,7 @@ import errno
 import fcntl
 import os
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import LocalIOError, ObjectNotFound, PermissionDenied, PreconditionFailed, StoreUnavailable
 from ..localfs import fsync_dir, unlink_quietly

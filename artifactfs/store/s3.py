@@ -5,16 +5,16 @@ writes use `IfNoneMatch="*"` and `IfMatch=etag`. Timeouts and retries are bounde
 store is an error within seconds, not a hang. Foreign exceptions are translated here and nowhere else.
 """
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from ..errors import (ArtifactfsError, NotFound, ObjectNotFound, PermissionDenied, PreconditionFailed,
-                      StoreUnavailable)
+from ..errors import ArtifactfsError, NotFound, ObjectNotFound, PermissionDenied, PreconditionFailed, StoreUnavailable
 from .base import CheckedSource, ObjectInfo, ObjectStore
 from .s3_lean import ATTEMPTS
 from .s3_lean import MAX_PUT as MAX_LEAN_PUT
@@ -119,10 +119,8 @@ class S3Store(ObjectStore):
             self._call(key, self.client.complete_multipart_upload, Key=full, UploadId=upload_id,
                        MultipartUpload={"Parts": parts})
         except BaseException:
-            try:
+            with contextlib.suppress(Exception):  # the store's own cleanup of stale uploads takes it then
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
-            except Exception:  # the store's own cleanup of stale uploads takes it then
-                pass
             raise
 
     def _part(self, key: str, full: str, upload_id: str, number: int, data: bytes) -> dict:

@@ -42,10 +42,9 @@ from ...manifest import LINK
 from ...names import VERSION_RE
 from ...references import is_unchecked
 from ..fuse_errors import RefuseWrites, erofs, fuse_op
-from .inodes import (DIR, ENTITY, FILE, INODE_MASK, PROJECT, ROOT, ROOT_INODE, SEL, InodeTable, Node, inode_of,
-                     node_key)
-from .namespace import Namespace, VersionView
 from ..reader import ChunkSource, FileReader, UncheckedReader
+from .inodes import DIR, ENTITY, FILE, INODE_MASK, PROJECT, ROOT, ROOT_INODE, SEL, InodeTable, Node, inode_of, node_key
+from .namespace import Namespace, VersionView
 from .readahead import TreeReadAhead
 from .xattrs import XattrOps
 
@@ -303,7 +302,7 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):
         and the inode table gets one call per reply."""
         m = view.manifest
         prefix = dirpath + "/" if dirpath else ""
-        key_prefix = f"V:{view.key}:{prefix}".encode("utf-8")
+        key_prefix = f"V:{view.key}:{prefix}".encode()
         a = self._listing_attrs(view)
         reply, hash64 = pyfuse3.readdir_reply, xxh64_intdigest
         replied = []  # every entry the reply holds counts one lookup, and only those

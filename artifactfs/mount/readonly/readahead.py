@@ -17,6 +17,7 @@ Files stored back to back in a pack are prefetched as runs, one ranged GET each 
 Runs on the trio thread with no await: `on_open` only starts fetch tasks.
 """
 
+import contextlib
 from collections import OrderedDict
 
 from ...errors import ArtifactfsError
@@ -76,10 +77,9 @@ class TreeReadAhead:
         while i < end and budget > 0:
             size = m.size_of(i)
             if 0 < size <= m.chunk_size:
-                try:
+                # e.g. a reference without checksum: its reader will report it
+                with contextlib.suppress(ArtifactfsError):
                     pieces += pieces_of(m[i], m.chunk_size)
-                except ArtifactfsError:
-                    pass  # e.g. a reference without checksum: its reader will report it
                 budget -= size
             i += 1
         self.source.start_span(pieces, prefetch=True)  # neighbours in a pack: one GET per run

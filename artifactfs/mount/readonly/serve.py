@@ -2,7 +2,7 @@
 `artifactfs mount --foreground` runs; the background daemon is the same command under daemon.py)."""
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import trio
 
@@ -10,10 +10,10 @@ from ...buffers import BufferPool
 from ...client import Client
 from ..cache_writer import MAX_PENDING, CacheWriter
 from ..daemon import Workers, run_foreground
-from .namespace import Namespace
 from ..process import check_mountpoint
 from ..reader import MEMORY_BYTES, ChunkSource
 from .fs import ReadOnlyFS
+from .namespace import Namespace
 
 log = logging.getLogger(__name__)
 

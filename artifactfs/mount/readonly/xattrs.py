@@ -78,37 +78,35 @@ def xattrs_of(node: Node, view, aliases: list[str] | None, artifact_type: str) -
     record = view.record
     out = {"artifact": str(record.artifact), "version": f"v{record.version}", "type": artifact_type}
     if node.kind == SEL:
-        out.update({
-            "ref": str(record.ref), "digest": record.manifest, "size": str(record.size),
-            "files": str(record.file_count), "created_at": record.created_at, "created_by": record.created_by,
-        })
-        if aliases is not None:
-            out["aliases"] = ",".join(aliases)
-        if record.description:
-            out["description"] = record.description
-        if record.metadata:
-            out["metadata"] = json.dumps(record.metadata, sort_keys=True)
-        if record.run:
-            out["run"] = record.run
-        if record.inputs:
-            out["inputs"] = ",".join(record.inputs)
+        out.update(_version_xattrs(record, aliases))
         if not node.selector.startswith("v") or not node.selector[1:].isdigit():
             out["alias"] = node.selector
     elif node.kind == DIR:
         out["path"] = node.path
     elif node.kind == FILE:
-        e = view.manifest[node.index]
-        out.update({"path": e.path, "executable": "1" if e.executable else "0"})
-        if not is_unchecked(e):
-            out["size"] = str(e.size)
-        if e.digest:
-            out["digest"] = e.digest
-        if e.chunks:
-            out["chunks"] = str(len(e.chunks))
-        if e.ref:
-            out["ref"] = e.ref
-        if e.etag:
-            out["etag"] = e.etag
-        if e.version_id:
-            out["version_id"] = e.version_id
+        out.update(_file_xattrs(view.manifest[node.index]))
     return out
+
+
+def _present(pairs) -> dict[str, str]:
+    """The pairs whose value is set (an empty description or no run is no attribute)."""
+    return {k: v for k, v in pairs if v}
+
+
+def _version_xattrs(record, aliases: list[str] | None) -> dict[str, str]:
+    out = {"ref": str(record.ref), "digest": record.manifest, "size": str(record.size),
+           "files": str(record.file_count), "created_at": record.created_at, "created_by": record.created_by}
+    if aliases is not None:
+        out["aliases"] = ",".join(aliases)
+    return out | _present([
+        ("description", record.description),
+        ("metadata", record.metadata and json.dumps(record.metadata, sort_keys=True)),
+        ("run", record.run), ("inputs", ",".join(record.inputs or ()))])
+
+
+def _file_xattrs(e) -> dict[str, str]:
+    out = {"path": e.path, "executable": "1" if e.executable else "0"}
+    if not is_unchecked(e):
+        out["size"] = str(e.size)
+    return out | _present([("digest", e.digest), ("chunks", e.chunks and str(len(e.chunks))), ("ref", e.ref),
+                           ("etag", e.etag), ("version_id", e.version_id)])

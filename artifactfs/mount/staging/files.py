@@ -12,6 +12,7 @@
   by fsync(2). Local metadata syscalls (open/close of data files) are inline: microseconds on a disk.
 """
 
+import contextlib
 import errno
 import logging
 import os
@@ -100,10 +101,8 @@ class StageFiles:
                 os.close(fd)
         self.journal.sync()
         for data_id in doomed:  # only now: a journal without the removal must still find the file
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.stage.data_path(data_id))
-            except FileNotFoundError:
-                pass
 
     def drop(self, node) -> None:
         """`node` left the tree and no handle has it open: its data file can go (at the next sync)."""

@@ -26,8 +26,8 @@ from ...stage.commit import FREEZE_XATTR, THAW_XATTR
 from ...stage.local import Stage
 from ...stage.tree import DirNode, StageTree
 from ..fuse_errors import fuse_op
-from .freeze import FreezeControl
 from .files import Handle, StageFiles, statvfs_of
+from .freeze import FreezeControl
 
 log = logging.getLogger(__name__)
 
@@ -320,27 +320,30 @@ class StagingFS(FreezeControl, pyfuse3.Operations):
             target = self.tree.child(dst_parent, dst_name)
             if target is node:
                 return
-            if target is not None:
-                if flags & pyfuse3.RENAME_NOREPLACE:
-                    raise pyfuse3.FUSEError(errno.EEXIST)
-                if node.is_dir and not target.is_dir:
-                    raise pyfuse3.FUSEError(errno.ENOTDIR)
-                if not node.is_dir and target.is_dir:
-                    raise pyfuse3.FUSEError(errno.EISDIR)
-                if target.is_dir and self.tree.children(target):
-                    raise pyfuse3.FUSEError(errno.ENOTEMPTY)
-            if node.is_dir:
-                up = dst_parent
-                while up is not None:
-                    if up is node:
-                        raise pyfuse3.FUSEError(errno.EINVAL)  # into its own subtree
-                    up = up.parent
+            self._check_rename(node, target, dst_parent, flags)
             self.files.record({"op": "mv", "a": self._join(src_parent, src_name),
                                "b": self._join(dst_parent, dst_name)})
             self.tree.rename(src_parent, src_name, dst_parent, dst_name)
             if target is not None:
                 self._forget_data(target)
             src_parent.mtime_ns = dst_parent.mtime_ns = node.ctime_ns = time.time_ns()
+
+    def _check_rename(self, node, target, dst_parent: DirNode, flags: int) -> None:
+        """rename(2)'s refusals: what the target may be replaced by, and no directory into its own subtree."""
+        if target is not None:
+            if flags & pyfuse3.RENAME_NOREPLACE:
+                raise pyfuse3.FUSEError(errno.EEXIST)
+            if node.is_dir and not target.is_dir:
+                raise pyfuse3.FUSEError(errno.ENOTDIR)
+            if not node.is_dir and target.is_dir:
+                raise pyfuse3.FUSEError(errno.EISDIR)
+            if target.is_dir and self.tree.children(target):
+                raise pyfuse3.FUSEError(errno.ENOTEMPTY)
+        up = dst_parent if node.is_dir else None
+        while up is not None:
+            if up is node:
+                raise pyfuse3.FUSEError(errno.EINVAL)  # into its own subtree
+            up = up.parent
 
     @fuse_op
     async def link(self, inode, new_parent_inode, new_name, ctx):

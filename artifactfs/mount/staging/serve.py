@@ -6,7 +6,7 @@ pid in stage.json, and marks the stage `clean` only after a normal exit with eve
 
 import logging
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import trio
 
