@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 
 from . import drafts, lifecycle, lineage
@@ -81,7 +81,7 @@ class Artifact:
         self._files: dict[str, LocalFile] = {}
         self._refs: dict[str, Entry] = {}
         self._tmp: str | None = None
-        self._cleanup = None
+        self._cleanup: Callable[[], object] | None = None
 
     # ---- identity ---------------------------------------------------------------------------------
     @property
@@ -148,7 +148,7 @@ class Artifact:
             self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmp, True)
         local = os.path.join(self._tmp, str(len(self._files)), os.path.basename(path))
         os.makedirs(os.path.dirname(local), exist_ok=True)
-        with open(local, mode, **({} if "b" in mode else {"encoding": encoding})) as f:
+        with open(local, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
         self._files[path] = LocalFile(path, local)
 
@@ -181,7 +181,7 @@ class Artifact:
         return self
 
     def _save_edits(self, aliases: Iterable[str]) -> "Artifact":
-        repo, rec = self._client.repo, self._record
+        repo, rec = self._client.repo, self._committed()
         rec = repo.update(rec.ref, self.description, self.metadata, replace_metadata=True)
         wanted = {a for a in [*self.aliases, *aliases] if a != LATEST}
         current = {a for a in repo.aliases_of(rec.artifact, rec.version) if a != LATEST}
@@ -241,7 +241,7 @@ class Artifact:
 
     def set_ttl(self, duration: str | float | None) -> None:
         """Expire this version after `duration` (`"30d"`, seconds, or None to keep it)."""
-        seconds = None if duration is None else lifecycle.parse_duration(duration)
+        seconds = None if duration is None else lifecycle.parse_duration(str(duration))
         lifecycle.set_ttl(self._client.repo, self._committed().ref, seconds)
 
     def logged_by(self) -> str | None:

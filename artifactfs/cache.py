@@ -31,7 +31,7 @@ import threading
 import time
 
 from . import piecefile
-from .buffers import ALIGN, is_aligned
+from .buffers import ALIGN, BufferPool, is_aligned
 from .errors import LocalIOError, UsageError
 from .hashing import digest_bytes
 
@@ -115,7 +115,7 @@ class PieceCache:
         self._lock = threading.Lock()
         self._touched: dict[str, float] = {}
         self.damaged = 0  # cache files found damaged and dropped (for stats and tests)
-        self.buffers = None  # a buffers.BufferPool: large pieces are read into its buffers (O_DIRECT)
+        self.buffers: BufferPool | None = None  # large pieces are read into its buffers (O_DIRECT)
         self.write_failures = 0  # pieces and runs that could not be stored (a full disk), and the last reason
         self.last_write_error = ""
         self._size = self._scan_size()

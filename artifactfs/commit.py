@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from . import layout, lineage
 from .errors import NotFound, ObjectNotFound, UsageError
@@ -36,7 +37,7 @@ RUN_STALE = 6 * 3600.0  # a "running" gc older than this crashed: commits stop w
 CLOCK_SKEW = 300.0  # margin between this machine's clock and the store's
 WAIT_STEP = 0.2
 
-Sources = dict[str, object]  # blob key -> local path or bytes; pack key -> [packs.Member]
+Sources = dict[str, Any]  # blob key -> local path or bytes; pack key -> [packs.Member]
 
 
 def check_args(repo: Repository, name: ArtifactName, type: str, args: dict, entity: str | None = None,

@@ -5,6 +5,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import UsageError
 from .reference_policy import ReferencePolicy
@@ -69,7 +70,7 @@ def parse_size(text: str | int) -> int:
     return int(float(m.group(1)) * scale)
 
 
-def format_size(n: int) -> str:
+def format_size(n: float) -> str:
     """Bytes for people: `512 B`, `3.1 MiB`, `1.0 GiB` (the inverse of parse_size, to a tenth)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -101,7 +102,8 @@ def check_endpoint_url(value: str, where: str = "endpoint URL") -> str:
 def load_settings(**overrides) -> Settings:
     """Resolve every setting; `overrides` are explicit arguments (None means not given)."""
     file = _read_file()
-    values, where = {}, {}
+    values: dict[str, Any] = {}  # checked against _KINDS below
+    where: dict[str, str] = {}
     for key, env in _ENV.items():
         value, where[key] = overrides.get(key), f"--{key.replace('_', '-')}"
         if value == "":

@@ -23,6 +23,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 
 from . import commit
 from .errors import Conflict, NotFound, ObjectNotFound, PreconditionFailed, UsageError
@@ -104,7 +105,7 @@ def add_entries(repo: Repository, name: ArtifactName, draft: str, type: str, ent
 
 
 def add_files(repo: Repository, name: ArtifactName, draft: str, type: str, files: list[LocalFile],
-              extra_entries: list[Entry] = (), writer: str | None = None, progress=None) -> list[Entry]:
+              extra_entries: Iterable[Entry] = (), writer: str | None = None, progress=None) -> list[Entry]:
     """Hash and upload local files, then add them (and `extra_entries`, e.g. references) to the draft."""
     check_draft(draft)
     repo.ensure_artifact(name, type)

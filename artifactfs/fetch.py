@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from . import layout
 from .cache import PieceCache
@@ -96,19 +97,21 @@ def pieces_of(entry: Entry, chunk_size: int) -> list[Piece]:
 
 def _reference_pieces(entry: Entry, chunk_size: int) -> list[Piece]:
     """Ranged reads of the source; with a recorded digest each piece is also hashed."""
-    extra = dict(ref=entry.ref, etag=entry.etag, version_id=entry.version_id, total_size=entry.size)
+    def piece(digest: str, start: int, length: int) -> Piece:
+        return Piece(digest, "", start, length, entry.ref, entry.etag, entry.version_id, entry.size)
+
     if entry.digest and not entry.chunks:
-        return [Piece(entry.digest, "", 0, entry.size, **extra)]
+        return [piece(entry.digest, 0, entry.size)]
     count = (entry.size + chunk_size - 1) // chunk_size
     pieces = []
     for i in range(count):
         start, length = i * chunk_size, min(chunk_size, entry.size - i * chunk_size)
-        if entry.digest:
+        if entry.digest and entry.chunks:
             digest = entry.chunks[i]
         else:  # a unique id of these bytes (the ETag/VersionId name the content), never a cache key
             digest = REF_PIECE + digest_bytes(f"{entry.ref}\0{entry.etag}\0{entry.version_id}\0{start}\0{length}"
                                               .encode())
-        pieces.append(Piece(digest, "", start, length, **extra))
+        pieces.append(piece(digest, start, length))
     return pieces
 
 
@@ -124,7 +127,7 @@ class Fetcher:
         self.corrupt_pieces = 0  # fetched but failing their checksum (never served, never cached)
         # Takes every verified piece (put) and run of packed files (put_run) instead of the cache when
         # set: the mount's write-behind (mount/cache_writer.py).
-        self.cache_writer = None
+        self.cache_writer: Any = None  # a CacheWriter (put, put_run) in front of the cache, or None
 
     @property
     def references(self):
@@ -134,7 +137,7 @@ class Fetcher:
             self._references = References()
         return self._references
 
-    def piece(self, piece: Piece) -> bytes:
+    def piece(self, piece: Piece) -> bytes | memoryview:
         if piece.verifiable:
             data = self._cached([piece])[0]
             if data is not None:
@@ -143,16 +146,15 @@ class Fetcher:
                 return data
         flight = piece.flight_key
         with self._lock:
-            fut = self._inflight.get(flight)
-            owner = fut is None
-            if owner:
+            waiting = self._inflight.get(flight)
+            if waiting is None:
                 fut = self._inflight[flight] = Future()
-        if not owner:
-            return fut.result()
+        if waiting is not None:
+            return waiting.result()
         try:
-            data = self._download(piece)
-            fut.set_result(data)
-            return data
+            fetched = self._download(piece)
+            fut.set_result(fetched)
+            return fetched
         except BaseException as exc:
             if isinstance(exc, CorruptData):
                 with self._lock:
@@ -196,7 +198,7 @@ class Fetcher:
         for p in pieces:
             target.put(p.digest, data if len(pieces) == 1 else view[p.start - start:p.start - start + p.length])
 
-    def _download(self, piece: Piece) -> bytes:
+    def _download(self, piece: Piece) -> bytes | memoryview:
         if piece.ref is not None:
             return self._download_reference(piece)
         data = self.store.get_range(piece.key, piece.start, piece.length)
@@ -205,7 +207,7 @@ class Fetcher:
         self._keep([piece], piece.start, _check(piece, data))
         return data
 
-    def span(self, pieces: list[Piece]) -> list[bytes | BaseException]:
+    def span(self, pieces: list[Piece]) -> list[bytes | memoryview | BaseException]:
         """A run of pieces from contiguous_runs (back to back in one object: files of a pack), with one
         ranged GET for those not cached. Returns each piece's bytes, or the CorruptData of one that
         fails its check (the others are still good). Store errors raise."""
@@ -242,6 +244,7 @@ class Fetcher:
     def _download_reference(self, piece: Piece) -> bytes:
         from .references import verify_piece
 
+        assert piece.ref is not None, "a reference piece names its source"
         data = self.references.read_range(piece.ref, piece.start, piece.length, piece.total_size,
                                           piece.etag, piece.version_id)
         if piece.verifiable:
@@ -253,7 +256,7 @@ class Fetcher:
         return data
 
     # ---- whole-file download --------------------------------------------------------------------
-    def download_entry(self, entry: Entry, chunk_size: int, root: str, data: bytes | None = None) -> bool:
+    def download_entry(self, entry: Entry, chunk_size: int, root: str, data: bytes | memoryview | None = None) -> bool:
         """Write `entry` at its path under `root` (a unique temp file, then a rename); `data`: its
         verified bytes, when already fetched. Below `root` no symbolic link is followed (localfs).
         Returns False if the file there already held it."""
@@ -264,7 +267,7 @@ class Fetcher:
         dir_fd = open_dir_under(root, parents)
         try:
             if entry.kind == LINK:
-                return _write_link(entry.target, dir_fd, name)
+                return _write_link(entry.target or "", dir_fd, name)  # a link always has a target
             if _already_there(entry, dir_fd, name):
                 return False
             self._write_entry(entry, chunk_size, dir_fd, name, data)
@@ -274,7 +277,8 @@ class Fetcher:
             os.close(dir_fd)
         return True
 
-    def _write_entry(self, entry: Entry, chunk_size: int, dir_fd: int, name: str, data: bytes | None) -> None:
+    def _write_entry(self, entry: Entry, chunk_size: int, dir_fd: int, name: str,
+                     data: bytes | memoryview | None) -> None:
         tmp = temp_name(name)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         try:
@@ -301,7 +305,7 @@ class Fetcher:
         counts = [0, 0]
         lock = threading.Lock()
 
-        def one(entry: Entry, data: bytes | None = None):
+        def one(entry: Entry, data: bytes | memoryview | None = None):
             wrote = self.download_entry(entry, chunk_size, root, data)
             with lock:
                 counts[0 if wrote else 1] += 1
@@ -322,7 +326,7 @@ class Fetcher:
         pairs = [(e, pieces_of(e, chunk_size)[0]) for e in packed]
         ordered = iter(pairs)
         groups = [[next(ordered) for _ in run] for run in contiguous_runs([p for _, p in pairs], RUN_BYTES)]
-        groups += [[(e, None)] for e in entries if not (e.pack and e.size)]
+        groups += [[(e, None)] for e in entries if not (e.pack and e.size)]  # type: ignore[list-item]  # no piece
         with ThreadPoolExecutor(threads) as pool:
             for _ in pool.map(run, groups):
                 pass

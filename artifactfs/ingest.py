@@ -148,7 +148,7 @@ class _Upload:
         batches = _batches([(seq, files[i]) for seq, i in enumerate(order)], threads)
         with ThreadPoolExecutor(max(1, min(threads, len(batches)))) as pool:
             in_order = [r for batch in pool.map(lambda b: [self.one(*item) for item in b], batches) for r in batch]
-        results = [None] * len(files)
+        results: list = [None] * len(files)
         for seq, i in enumerate(order):
             results[i] = in_order[seq]
         self.packer.finish()

@@ -92,6 +92,7 @@ def delete_version(repo: Repository, ref: Ref, force: bool = False) -> tuple[Ver
 
 def _damaged_record(repo: Repository, ref: Ref) -> VersionRecord:
     """A stand-in for a version record that cannot be read, so that `rm --force` can tombstone it."""
+    assert ref.version is not None, "only a version number can name a damaged record"
     try:
         _, etag = repo.store.get(layout.version_key(ref.artifact, ref.version))
     except ObjectNotFound:

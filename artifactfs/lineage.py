@@ -15,7 +15,7 @@ downstream (version -> consuming runs -> their outputs -> ...), `depth` run hops
 import contextlib
 from dataclasses import dataclass, field
 
-from .errors import NotFound, PreconditionFailed, UsageError
+from .errors import CorruptData, NotFound, PreconditionFailed, UsageError
 from .manifest import canonical_json
 from .names import ArtifactName, Ref, check_name, parse_ref
 from .repo import Repository, VersionRecord, now_iso
@@ -58,7 +58,9 @@ def record_commit(repo: Repository, record: VersionRecord) -> None:
         return
     _create(repo, _run_key(record.run, "outputs", record.artifact, record.version))
     for text in record.inputs:
-        ref = parse_ref(text)
+        ref = parse_ref(text, require_selector=True)
+        if ref.version is None:  # inputs are pinned (resolve_inputs) before a record is written
+            raise CorruptData(f"{record.ref}: input {text!r} names no version")
         _create(repo, _run_key(record.run, "inputs", ref.artifact, ref.version))
         _create(repo, _used_by_key(ref.artifact, ref.version, record.run))
 
@@ -109,7 +111,7 @@ class ArtifactNode:
     runs: list[RunNode] = field(default_factory=list)  # producer upstream, consumers downstream
 
     def to_json(self) -> dict:
-        obj = {"ref": self.ref, "runs": [r.to_json() for r in self.runs]}
+        obj: dict = {"ref": self.ref, "runs": [r.to_json() for r in self.runs]}
         if self.deleted:
             obj["deleted"] = True
         return obj

@@ -14,6 +14,7 @@ concurrent gc removed the pack (see commit.protect_commit).
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ObjectNotFound, PreconditionFailed
 from .hashing import digest_bytes
@@ -117,14 +118,14 @@ class Packer:
 def protect_sources(entries: list[Entry], sources: list[str | bytes]) -> dict[str, object]:
     """What commit.protect_commit needs to put back each object a commit relies on: blob key -> local
     source, pack key -> [Member]. `sources[i]` is the local path (or bytes) of `entries[i]`."""
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for e, source in zip(entries, sources, strict=False):
         if not e.size or e.ref is not None:
             continue
         if e.pack:
             out.setdefault(pack_key(e.pack), []).append(Member(e.offset, e.size, source))
         else:
-            out[blob_key(e.digest)] = source
+            out[blob_key(e.digest or "")] = source  # a stored entry has a digest
     return out
 
 

@@ -91,7 +91,7 @@ class ReferencePolicy:
         one a manifest must not reach (see the module doc) and the host is not allowed."""
         parsed = urllib.parse.urlsplit(uri)
         try:
-            host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+            host, port = parsed.hostname, int(parsed.port or (443 if parsed.scheme == "https" else 80))
         except ValueError:
             raise CorruptData(f"reference {uri}: invalid port") from None
         if not host:
@@ -100,7 +100,7 @@ class ReferencePolicy:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise StoreUnavailable(f"reference {uri} is unreachable: {exc}") from None
-        addresses = [info[4][0] for info in infos]
+        addresses = [str(info[4][0]) for info in infos]
         allowed_name = host.lower() in self.hosts or any(
             name.startswith("*.") and host.lower().endswith(name[1:]) for name in self.hosts)
         for address in addresses:

@@ -89,8 +89,8 @@ class References:
         self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
         self.timeout = timeout
         self.policy = policy or ReferencePolicy()  # the default allows no local file, no private host
-        self._s3 = {}
-        self._http = {}
+        self._s3: dict = {}
+        self._http: dict = {}
         self._lock = threading.Lock()
 
     # ---- resolving ------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ class References:
                               ref=uri, etag=resp["ETag"], version_id=_version_id(resp))]
             except NotFound:
                 key += "/"  # not an object: a prefix
-        entries = []
+        entries: list[Entry] = []
         token = None
         while True:
             kwargs = {"Prefix": key, "MaxKeys": 1000}
@@ -337,22 +337,23 @@ class References:
 
     def check(self, entry: Entry, chunk_size: int = CHUNK_SIZE) -> str | None:
         """Why `entry`'s source no longer matches its record, or None if it does (for verify)."""
-        if is_unchecked(entry):
+        if is_unchecked(entry) or entry.ref is None:
             return None
+        uri = entry.ref
         try:
             if entry.digest is not None:  # file:// and http without ETag: re-hash the content
                 hasher = StreamHasher(chunk_size)
                 for start in range(0, entry.size, chunk_size):
-                    hasher.update(self.read_range(entry.ref, start, min(chunk_size, entry.size - start),
+                    hasher.update(self.read_range(uri, start, min(chunk_size, entry.size - start),
                                                   entry.size, entry.etag, entry.version_id))
                 size, digest, _ = hasher.finish()
                 if digest != entry.digest:
                     return f"reference {entry.ref} content no longer matches digest {entry.digest}"
                 return None
             if entry.size:
-                self.read_range(entry.ref, 0, 1, entry.size, entry.etag, entry.version_id)
-            elif entry.ref.startswith("s3://"):
-                s3, key = self._s3_object(entry.ref)
+                self.read_range(uri, 0, 1, entry.size, entry.etag, entry.version_id)
+            elif uri.startswith("s3://"):
+                s3, key = self._s3_object(uri)
                 resp = s3._call(key, s3.client.head_object, Key=key)
                 if resp["ETag"] != entry.etag or resp["ContentLength"] != 0:
                     return f"reference {entry.ref} changed since it was committed"

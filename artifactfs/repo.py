@@ -261,7 +261,7 @@ class Repository:
         if version is None:
             self.artifact_info(name)
             raise NotFound(f"{name} has no alias {alias!r}")
-        return version, etag
+        return version, etag or ""  # a record that names a version has an etag
 
     def _alias_state(self, name: ArtifactName, alias: str) -> tuple[int | None, str | None]:
         """(version, etag) of an alias record; version None for a removed alias (a `{"removed":true}`
@@ -398,6 +398,8 @@ class Repository:
         except ObjectNotFound:
             return None
         version = _load_json(data, layout.digest_index_key(name, digest)).get("version")
+        if type(version) is not int or version < 0:
+            return None  # a damaged index entry: the content is committed as a new version
         try:
             return self.version(name, version)
         except NotFound:
@@ -526,7 +528,7 @@ class Repository:
         self.version(name, version)  # the target must exist
         self._swap_alias(name, alias, version)
 
-    def remove_alias(self, name: ArtifactName, alias: str) -> int:
+    def remove_alias(self, name: ArtifactName, alias: str) -> int | None:
         check_alias(alias)
         if alias == LATEST:
             raise InvalidName("'latest' is managed automatically and cannot be removed")

@@ -60,7 +60,7 @@ def encode(m: Manifest) -> bytes:
     packs = m._packs
     sections = [("paths", m._paths.blob), ("ends", _le(m._paths.offsets)), ("sizes", _le(m._sizes)),
                 ("digests", m._digests), ("executable", m._executable)]
-    if packs.ids is not None:
+    if packs.ids is not None and packs.offsets is not None:
         sections += [("pack_ids", _le(packs.ids)), ("pack_offsets", _le(packs.offsets))]
     header = {"type": MAGIC, "layout": LAYOUT_VERSION, "manifest": m.digest, "chunk_size": m.chunk_size,
               "count": len(m), "packs": packs.table[1:], "extras": {str(i): e for i, e in m._extras.items()},
@@ -103,7 +103,7 @@ def decode(data: bytes, digest: str, checked: bool = False) -> Manifest:
 
 def _columns(sections: dict) -> dict:
     """Each section as the type Manifest holds it: bytes, or an array."""
-    out = {name: bytes(sections[name]) for name in ("paths", "digests", "executable")}
+    out: dict[str, bytes | array] = {name: bytes(sections[name]) for name in ("paths", "digests", "executable")}
     out.update((name, _array(code, sections[name])) for name, code in (("ends", "Q"), ("sizes", "Q")))
     if "pack_ids" in sections:
         out["pack_ids"], out["pack_offsets"] = _array("I", sections["pack_ids"]), _array("Q", sections["pack_offsets"])

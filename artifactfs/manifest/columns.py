@@ -40,38 +40,37 @@ class PackColumns:
             self.table.append(hexdigest.decode("ascii"))
         return i
 
-    def _columns(self) -> None:
-        if self.ids is None:
+    def _columns(self) -> tuple[array, array]:
+        if self.ids is None or self.offsets is None:
             self.ids = array("I", bytes(4 * self.count))
             self.offsets = array("Q", bytes(8 * self.count))
+        return self.ids, self.offsets
 
     def add(self, pack: str | None, offset: int) -> None:
         if pack is None and self.ids is None:
             self.count += 1
             return
-        self._columns()
+        ids, offsets = self._columns()
         self.count += 1
-        self.ids.append(self._id(pack.encode("ascii")) if pack else 0)
-        self.offsets.append(offset)
+        ids.append(self._id(pack.encode("ascii")) if pack else 0)
+        offsets.append(offset)
 
     def add_rows(self, rows: list[tuple[bytes, ...]]) -> None:
         """Regex rows of plain lines (digest, offset, pack, path, size); offset and pack may be empty."""
         if self.ids is None and not any(r[2] for r in rows):
             self.count += len(rows)
             return
-        self._columns()
+        id_column, offset_column = self._columns()
         self.count += len(rows)
         get = self._index.get
-        ids = [get(r[2]) for r in rows]
-        if None in ids:  # new packs in this window: register each once, then look up again
+        if any(get(r[2]) is None for r in rows):  # new packs in this window: register each once
             for pack in {r[2] for r in rows if get(r[2]) is None}:
                 self._id(pack)
-            ids = [get(r[2]) for r in rows]
-        self.ids.extend(ids)
-        self.offsets.extend(map(int, (r[1] or b"0" for r in rows)))
+        id_column.extend(self._index[r[2]] for r in rows)
+        offset_column.extend(map(int, (r[1] or b"0" for r in rows)))
 
     def location(self, i: int) -> tuple[str | None, int]:
-        if self.ids is None:
+        if self.ids is None or self.offsets is None:
             return None, 0
         pid = self.ids[i]
         return (self.table[pid], self.offsets[i]) if pid else (None, 0)

@@ -75,10 +75,10 @@ class Entry:
 
     def to_json(self) -> dict:
         if self.kind != FILE:
-            obj = {"kind": self.kind, "path": self.path, "size": 0}
+            special: dict = {"kind": self.kind, "path": self.path, "size": 0}
             if self.target is not None:
-                obj["target"] = self.target
-            return obj
+                special["target"] = self.target
+            return special
         obj: dict = {"path": self.path, "size": self.size}
         if self.digest is not None:
             obj["digest"] = self.digest

@@ -131,7 +131,7 @@ class ColumnsBuilder:
         self.digests += bytes.fromhex(e.digest) if e.digest else _ZERO_DIGEST
         self.executable.append(1 if e.executable else 0)
         self.packs.add(e.pack, e.offset)
-        extra = {k: v for k, v in (("chunks", e.chunks), ("ref", e.ref), ("etag", e.etag),
+        extra: dict[str, object] = {k: v for k, v in (("chunks", e.chunks), ("ref", e.ref), ("etag", e.etag),
                                    ("version_id", e.version_id), ("target", e.target)) if v}
         if e.digest is None:
             extra["no_digest"] = True

@@ -135,8 +135,9 @@ class Manifest:
     def kind_of(self, i: int) -> str:
         return self._extras[i].get("kind", FILE) if self.specials and i in self._extras else FILE
 
-    def target_of(self, i: int) -> str | None:
-        return self._extras.get(i, {}).get("target")
+    def target_of(self, i: int) -> str:
+        """A link's target ("" for any other entry: a link always has one)."""
+        return self._extras.get(i, {}).get("target") or ""
 
     def path_of(self, i: int) -> str:
         return self._paths[i].decode("utf-8")

@@ -39,7 +39,8 @@ _ABANDON_KW = ("abandon_on_cancel" if "abandon_on_cancel" in inspect.signature(t
 
 async def to_thread(fn: Callable, *args, limiter: trio.CapacityLimiter, abandon: bool = False):
     """trio.to_thread.run_sync; with `abandon`, a cancelled wait leaves the thread to finish alone."""
-    return await trio.to_thread.run_sync(fn, *args, limiter=limiter, **{_ABANDON_KW: abandon})
+    # the keyword's name depends on the trio version (see _ABANDON_KW)
+    return await trio.to_thread.run_sync(fn, *args, limiter=limiter, **{_ABANDON_KW: abandon})  # type: ignore[arg-type]
 
 
 class Workers:

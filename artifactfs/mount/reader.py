@@ -71,6 +71,11 @@ class ChunkSource:
         self.store_errors = 0  # reads failed because the store timed out or was unreachable (for stats)
         self._nursery: trio.Nursery | None = None
 
+    def _service(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise RuntimeError("ChunkSource.attach() was not called")
+        return self._nursery
+
     def attach(self, nursery: trio.Nursery) -> None:
         """Give the source the nursery its fetch tasks run in (the mount's service nursery)."""
         self._nursery = nursery
@@ -108,7 +113,7 @@ class ChunkSource:
         flight = self._inflight.get(piece.digest)
         if flight is None:
             flight = self._inflight[piece.digest] = _Flight()
-            self._nursery.start_soon(self._fetch, [piece], [flight], prefetch)
+            self._service().start_soon(self._fetch, [piece], [flight], prefetch)
         return flight
 
     def start_span(self, pieces: list[Piece], prefetch: bool = False) -> None:
@@ -121,7 +126,7 @@ class ChunkSource:
                 todo.append(p)
         for run in contiguous_runs(todo):
             flights = [self._inflight.setdefault(p.digest, _Flight()) for p in run]
-            self._nursery.start_soon(self._fetch, run, flights, prefetch)
+            self._service().start_soon(self._fetch, run, flights, prefetch)
 
     async def _fetch(self, run: list[Piece], flights: list[_Flight], prefetch: bool) -> None:
         try:
@@ -152,8 +157,10 @@ class ChunkSource:
         if data is not None:
             return data
         flight = self.start(piece)
-        if flight is None:
-            return self._cached(piece.digest)
+        if flight is None:  # in memory after all: no await since, so nothing evicted it
+            data = self._cached(piece.digest)
+            assert data is not None
+            return data
         with trio.move_on_after(self.timeout):
             await flight.event.wait()
         if not flight.event.is_set():
@@ -165,6 +172,7 @@ class ChunkSource:
             if isinstance(flight.error, StoreUnavailable):
                 self.store_errors += 1
             raise flight.error
+        assert flight.data is not None, "a flight without error has its bytes"
         return flight.data
 
     async def get_range(self, piece: Piece, lo: int, hi: int):
@@ -194,7 +202,7 @@ class FileReader:
         self._prefetched_to = 0  # pieces below this index were already started
         self._run_start = 0  # where the current sequential run began
 
-    async def read(self, off: int, size: int) -> bytes:
+    async def read(self, off: int, size: int) -> bytes | memoryview:
         end = min(off + size, self.size)
         if off >= end:
             return b""
@@ -260,7 +268,7 @@ class UncheckedReader:
         self.uri = uri
         self.size = size
 
-    async def read(self, off: int, size: int) -> bytes:
+    async def read(self, off: int, size: int) -> bytes | memoryview:
         end = min(off + size, self.size)
         if off >= end:
             return b""

@@ -63,6 +63,7 @@ def stage_entries(stage: Stage, tree: StageTree) -> tuple[list[Entry], list[tupl
         if entry is not None:
             entries.append(entry)
             continue
+        assert node is not None and node.data is not None, "not a base file: a data file of the stage"
         source = stage.data_path(node.data)
         try:
             actual = os.path.getsize(source)
@@ -88,11 +89,11 @@ def stage_entries(stage: Stage, tree: StageTree) -> tuple[list[Entry], list[tupl
         entries.extend(pool.map(hash_one, pending))
     entries.extend(Entry.directory(path) for path in tree.new_empty_dirs())
     by_path = {e.path: e for e in entries}
-    uploads = []
+    uploads: list[tuple[bytes, str, str, int]] = []
     for path, node, _ in tree.walk_files():
         if node is not None and node.data is not None:
             e = by_path[path]
-            uploads.append((path.encode("utf-8"), e.digest, stage.data_path(node.data), e.size))
+            uploads.append((path.encode("utf-8"), e.digest or "", stage.data_path(node.data), e.size))
     uploads.sort()  # path order: packs hold directory neighbours
     return entries, [u[1:] for u in uploads]
 
@@ -105,7 +106,7 @@ def placed_manifest(entries: list[Entry], uploads: list[tuple[str, str, int]], p
                if e.digest in places and e.ref is None else e for e in entries]
     source_of = {d: path for d, path, _ in uploads}
     mine = [e for e in entries if e.digest in source_of and e.ref is None]
-    return Manifest.from_entries(entries, chunk_size), protect_sources(mine, [source_of[e.digest] for e in mine])
+    return Manifest.from_entries(entries, chunk_size), protect_sources(mine, [source_of[e.digest or ""] for e in mine])
 
 
 def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description: str | None = None,
@@ -154,7 +155,7 @@ def check_base_objects(client: Client, name, stage: Stage, manifest: Manifest, b
     except NotFound:
         pass
     kept = {layout.content_key(e): e.path for e in manifest
-            if e.ref is None and e.size and base.location(e.digest) is not None}
+            if e.ref is None and e.size and base.location(e.digest or "") is not None}
     with ThreadPoolExecutor(HASH_THREADS * 4) as pool:
         present = dict(zip(kept, pool.map(client.store.exists, kept), strict=False))
     gone = [path for key, path in kept.items() if not present[key]]

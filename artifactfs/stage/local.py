@@ -257,7 +257,7 @@ def find_by_mountpoint(mountpoint: str) -> Stage | None:
     path = os.path.abspath(mountpoint)
     found = [s for s in list_stages() if s.info.mountpoint == path]
     live = [s for s in found if s.in_use()]
-    return (live or found or [None])[-1]
+    return (live or found)[-1] if found else None
 
 
 def _write_json(path: str, obj: dict) -> None:

@@ -61,7 +61,7 @@ class StageTree:
     # ---- navigation ---------------------------------------------------------------------------
     def children(self, d: DirNode) -> dict:
         if d.entries is None:
-            entries = {}
+            entries: dict[str, DirNode | FileNode] = {}
             for c in self.base.children(d.base_path):
                 if c.is_dir:
                     sub = f"{d.base_path}/{c.name}" if d.base_path else c.name
@@ -74,7 +74,7 @@ class StageTree:
 
     def _base_file(self, parent: DirNode, name: str, index: int, executable: bool, mtime_ns: int) -> FileNode:
         return FileNode(parent, name, base_index=index, size=self.base.size_of(index), executable=executable,
-                        mtime_ns=mtime_ns, link=self.base.target_of(index))
+                        mtime_ns=mtime_ns, link=self.base.target_of(index) or None)
 
     def subdir_count(self, d: DirNode) -> int:
         """Subdirectories of `d` (its link count is 2 more), counted without loading a base directory."""
@@ -257,9 +257,9 @@ class StageTree:
             if d.entries is None:  # untouched since the base: its entries, re-rooted at `path`
                 start, end = self.base.dir_range(d.base_path)
                 if start == end and d.base_path:  # an empty directory of the base: its own entry
-                    start = self.base.find(d.base_path)
-                    if start is not None:
-                        yield path, None, start
+                    own = self.base.find(d.base_path)
+                    if own is not None:
+                        yield path, None, own
                     continue
                 cut = len(d.base_path) + 1 if d.base_path else 0
                 for i in range(start, end):
@@ -292,7 +292,7 @@ class StageTree:
         """Counts of files added, modified and deleted against the base (without hashing anything)."""
         added = modified = unchanged = 0
         for path, node, index in self.walk_files():
-            source = index if index is not None else node.base_index
+            source = index if index is not None or node is None else node.base_index
             if source is not None and self.base.path_of(source) == path:  # a base file still where it was
                 unchanged += 1
             elif self.base.find(path) is not None:
@@ -306,6 +306,7 @@ class StageTree:
         if index is not None:
             e = self.base[index]
             return e if e.path == path else dataclasses.replace(e, path=path)
+        assert node is not None, "walk_files gives a node or a base index"
         if node.base_index is not None:
             return dataclasses.replace(self.base[node.base_index], path=path, executable=node.executable)
         if node.link is not None:

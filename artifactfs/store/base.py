@@ -5,6 +5,7 @@ them in worker threads. Failures are ArtifactfsErrors: ObjectNotFound, Precondit
 StoreUnavailable, PermissionDenied, LocalIOError.
 """
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ class ObjectStore(ABC):
         """Return (content, etag)."""
 
     @abstractmethod
-    def get_range(self, key: str, start: int, length: int) -> bytes:
+    def get_range(self, key: str, start: int, length: int) -> bytes | memoryview:
         """Return up to `length` bytes from `start`."""
 
     @abstractmethod
@@ -59,7 +60,7 @@ class ObjectStore(ABC):
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with `prefix`, in key order."""
 
-    def list_dirs(self, prefix: str) -> "list[str]":  # (the method `list` shadows the type here)
+    def list_dirs(self, prefix: str) -> "builtins.list[str]":  # (the method `list` shadows the type here)
         """The distinct next path segments of keys under `prefix` (which ends with "/") that have a
         segment after them: the "subdirectories" of `prefix`, sorted. Backends answer it without
         listing every key below (S3: a delimiter listing); this default does list them."""

@@ -6,6 +6,7 @@ so that compare-and-swap is safe between processes on one machine. An etag is de
 inode, size and mtime, which every rename changes.
 """
 
+import builtins
 import errno
 import fcntl
 import os
@@ -50,7 +51,7 @@ class LocalStore(ObjectStore):
                     while block := source.read(_COPY_BLOCK):
                         f.write(block)
                     source.check()  # before the rename: wrong bytes never become the object
-                else:
+                elif data is not None:
                     f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
@@ -67,7 +68,7 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             raise _translate(exc, key) from None
 
-    def get_range(self, key: str, start: int, length: int) -> bytes:
+    def get_range(self, key: str, start: int, length: int) -> bytes | memoryview:
         try:
             fd = os.open(self._path(key), os.O_RDONLY)
         except OSError as exc:
@@ -159,7 +160,7 @@ class LocalStore(ObjectStore):
         found.sort(key=lambda o: o.key)
         return iter(found)
 
-    def list_dirs(self, prefix: str) -> "list[str]":  # (the method `list` shadows the type here)
+    def list_dirs(self, prefix: str) -> "builtins.list[str]":  # (the method `list` shadows the type here)
         # One directory read. Deletes leave directories, so an emptied one is still listed (as SeaweedFS
         # does; AWS S3 does not): artifactfs never empties the levels it lists (artifact.json stays).
         start = os.path.join(self.root, prefix.rstrip("/")) if prefix.strip("/") else self.root

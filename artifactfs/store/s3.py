@@ -5,6 +5,7 @@ writes use `IfNoneMatch="*"` and `IfMatch=etag`. Timeouts and retries are bounde
 store is an error within seconds, not a hang. Foreign exceptions are translated here and nowhere else.
 """
 
+import builtins
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -78,7 +79,7 @@ class S3Store(ObjectStore):
         resp = self._call(key, self.client.get_object, Key=self._key(key))
         return _read_body(resp, self.url, key), resp["ETag"]
 
-    def get_range(self, key: str, start: int, length: int) -> bytes:
+    def get_range(self, key: str, start: int, length: int) -> bytes | memoryview:
         if length <= 0:
             return b""
         if self._lean is not None:
@@ -108,7 +109,7 @@ class S3Store(ObjectStore):
         try:
             parts = []
             with ThreadPoolExecutor(PARTS_IN_FLIGHT) as pool:
-                pending = []
+                pending: list = []
                 while data := source.read(MULTIPART_CHUNK):
                     if len(pending) >= PARTS_IN_FLIGHT:  # bounded memory: wait for the oldest
                         parts.append(pending.pop(0).result())
@@ -152,7 +153,7 @@ class S3Store(ObjectStore):
                 return
             token = resp.get("NextContinuationToken")
 
-    def list_dirs(self, prefix: str) -> "list[str]":  # (the method `list` shadows the type here)
+    def list_dirs(self, prefix: str) -> "builtins.list[str]":  # (the method `list` shadows the type here)
         if self._lean is not None:
             return self._lean.list_dirs(prefix, self._key(prefix))
         names, token = [], None

@@ -63,7 +63,7 @@ class LeanS3:
                 resp = self._pool.request(method, url, body=body, headers=dict(request.headers.items()),
                                           preload_content=into is None, decode_content=False, redirect=False)
                 if into is not None:
-                    resp.received = _receive(resp, into)
+                    setattr(resp, "received", _receive(resp, into))  # noqa: B010 - an attribute urllib3 lacks
             except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:  # refused, reset, timed out
                 problem = f"is unreachable: {type(exc).__name__}"
                 continue
@@ -118,7 +118,7 @@ class LeanS3:
     def get_range(self, key: str, full_key: str, start: int, length: int) -> bytes | memoryview:
         into = self.buffers.take(length) if self.buffers is not None and length >= self.buffers.min_size else None
         resp = self._send("GET", key, full_key, {"Range": f"bytes={start}-{start + length - 1}"}, into=into)
-        if getattr(resp, "received", False):
+        if into is not None and getattr(resp, "received", False):
             return into
         if resp.status == 416:
             return b""
@@ -143,6 +143,7 @@ def _receive(resp, into: memoryview) -> bool:
         resp.read(cache_content=True)  # preload by hand: resp.data holds the body
         resp.release_conn()
         return False
+    assert fp is not None
     try:
         got = 0
         while got < len(into):

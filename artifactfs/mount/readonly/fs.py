@@ -39,7 +39,7 @@ from ...errors import NotFound
 from ...fetch import pieces_of
 from ...manifest import DIR as MANIFEST_DIR
 from ...manifest import LINK
-from ...names import VERSION_RE
+from ...names import LATEST, VERSION_RE
 from ...references import is_unchecked
 from ..fuse_errors import RefuseWrites, erofs, fuse_op
 from ..reader import ChunkSource, FileReader, UncheckedReader
@@ -70,7 +70,14 @@ def _enoent() -> pyfuse3.FUSEError:
     return pyfuse3.FUSEError(errno.ENOENT)
 
 
-class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):
+def _manifest(view: VersionView | None):
+    """The manifest of a FILE or DIR node's version (which such a node always has)."""
+    assert view is not None, "FILE and DIR nodes belong to a version"
+    return view.manifest
+
+
+# (mypy: pyfuse3's stubs type listxattr's names as its own alias; the bytes given are those names)
+class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[misc]
     supports_dot_lookup = False
     enable_writeback_cache = False
 
@@ -116,14 +123,15 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):
         a.st_ino = node.ino
         a.entry_timeout = entry_timeout
         view = view or node.version
-        if node.kind == FILE and view.manifest.kind_of(node.index) == LINK:
-            a.st_mode, a.st_nlink = _LINK_MODE, 1
-            a.st_size = len(os.fsencode(view.manifest.target_of(node.index)))
-        elif node.kind == FILE:
-            m = view.manifest
-            a.st_mode = stat.S_IFREG | (0o555 if m.is_executable(node.index) else 0o444)
-            a.st_size = m.size_of(node.index)
-            a.st_nlink = 1
+        if node.kind == FILE:
+            m = _manifest(view)
+            if m.kind_of(node.index) == LINK:
+                a.st_mode, a.st_nlink = _LINK_MODE, 1
+                a.st_size = len(os.fsencode(m.target_of(node.index)))
+            else:
+                a.st_mode = stat.S_IFREG | (0o555 if m.is_executable(node.index) else 0o444)
+                a.st_size = m.size_of(node.index)
+                a.st_nlink = 1
         else:
             a.st_mode = stat.S_IFDIR | 0o555
             a.st_nlink = 2
@@ -137,7 +145,7 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):
     async def _attrs_now(self, node: Node, entry_timeout: float, view: VersionView | None = None):
         """`_attrs`, with the size of an unchecked reference as its source has it now."""
         a = self._attrs(node, entry_timeout, view)
-        if node.kind == FILE and a.st_size == 0 and self._unchecked(node.version.manifest, node.index):
+        if node.kind == FILE and a.st_size == 0 and self._unchecked(_manifest(node.version), node.index):
             a.st_size = await self._current_size(node)
             a.st_blocks = (a.st_size + 511) // 512
             a.attr_timeout = self.ns.alias_ttl
@@ -148,7 +156,7 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):
         return manifest.size_of(index) == 0 and is_unchecked(manifest[index])
 
     async def _current_size(self, node: Node) -> int:
-        return await self.ns.current_size(node.version.manifest[node.index].ref, self.source.fetcher.references)
+        return await self.ns.current_size(_manifest(node.version)[node.index].ref or "", self.source.fetcher.references)
 
     def _timeout(self, node: Node) -> float:
         """How long the kernel may trust this node's entry and attributes."""
@@ -204,6 +212,7 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):
             timeout = self._timeout(parent)
             return self._in_version(view, "", name), timeout, timeout, None
         if parent.kind == DIR:
+            assert parent.version is not None, "a DIR node belongs to a version"
             return self._in_version(parent.version, parent.path, name), VERSION_TIMEOUT, VERSION_TIMEOUT, None
         raise pyfuse3.FUSEError(errno.ENOTDIR)
 
@@ -225,7 +234,7 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):
         artifact, version, alias = self.ns.parse(node.entity, node.project, f"{node.name}:{node.selector}")
         if version is not None:
             return await self.ns.version(artifact, version)
-        return await self.ns.alias_version(artifact, alias)
+        return await self.ns.alias_version(artifact, alias or LATEST)
 
     def _version_node(self, view: VersionView, path: str, index: int = -1) -> Node:
         kind = FILE if index >= 0 else DIR
@@ -361,7 +370,7 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):
         node = self._node(inode)
         if node.kind != FILE or node.version.manifest.kind_of(node.index) != LINK:
             raise pyfuse3.FUSEError(errno.EINVAL)
-        return os.fsencode(node.version.manifest.target_of(node.index))  # as committed: never followed here
+        return os.fsencode(_manifest(node.version).target_of(node.index))  # as committed: never followed here
 
     @fuse_op
     async def open(self, inode, flags, ctx):

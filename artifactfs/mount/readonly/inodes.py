@@ -18,9 +18,13 @@ respect to other requests, so a node is never dropped between a lookup and its r
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyfuse3
 import xxhash
+
+if TYPE_CHECKING:  # namespace.py imports nothing of this module, but the daemon needs no import for a hint
+    from .namespace import VersionView
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ class Node:
     project: str = ""
     name: str = ""  # artifact name (SEL)
     selector: str = ""  # SEL only: vN or alias
-    version: object = None
+    version: "VersionView | None" = None
     path: str = ""  # within the version, '' for its root
     index: int = -1  # FILE: entry index in the manifest
     lookups: int = 0
@@ -147,7 +151,7 @@ class InodeTable:
                 row[0] += 1
             else:
                 dirs[ino] = [1, version, prefix, name]
-        if added:
+        if added and slot is not None:
             self._views[slot][1] += added
 
     def _slot(self, version) -> int:

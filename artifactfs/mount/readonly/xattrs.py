@@ -22,7 +22,9 @@ import pyfuse3
 
 from ...references import is_unchecked
 from ..fuse_errors import fuse_op
-from .inodes import DIR, FILE, ROOT, SEL, Node
+from ..reader import ChunkSource
+from .inodes import DIR, FILE, ROOT, SEL, InodeTable, Node
+from .namespace import Namespace, VersionView
 
 XATTR_PREFIX = "user.artifactfs."
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
@@ -30,6 +32,15 @@ _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 
 class XattrOps:
     """The xattr operations of ReadOnlyFS (a mixin: it uses the filesystem's nodes, namespace and source)."""
+
+    ns: "Namespace"
+    source: "ChunkSource"
+    inodes: "InodeTable"
+    _files: dict
+    page_cache_fills: int
+
+    async def _sel_view(self, node: Node) -> "VersionView":
+        raise NotImplementedError  # ReadOnlyFS's
 
     async def _xattrs(self, node: Node) -> dict[str, str]:
         if node.kind == ROOT:

@@ -200,7 +200,7 @@ class StageFiles:
             h.fd = -1
 
     # ---- I/O ------------------------------------------------------------------------------------
-    async def read(self, h: Handle, off: int, size: int) -> bytes:
+    async def read(self, h: Handle, off: int, size: int) -> bytes | memoryview:
         node = h.node
         if node.data is not None:
             return await to_thread(os.pread, self._fd(h), size, off, limiter=self.disk)

@@ -14,12 +14,18 @@ import pyfuse3
 import trio
 
 from ...stage.journal import Journal
+from ...stage.local import Stage
+from .files import StageFiles
 
 log = logging.getLogger(__name__)
 
 
 class FreezeControl:
     """Mixin for StagingFS: needs `self.stage`, `self.files` and `self.handles`."""
+
+    stage: "Stage"
+    files: "StageFiles"
+    handles: dict
 
     def init_freeze(self) -> None:
         self.frozen = False

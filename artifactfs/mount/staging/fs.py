@@ -104,7 +104,7 @@ class StagingFS(FreezeControl, pyfuse3.Operations):
         a.entry_timeout = a.attr_timeout = TIMEOUT
         return a
 
-    def _path(self, node) -> str:
+    def _path(self, node) -> str | None:  # None once unlinked
         return self.tree.path_of(node)
 
     def _join(self, parent: DirNode, name: str) -> str:
