@@ -2,7 +2,7 @@
 fault at an exact point (tests/killpoint.py), tree comparison, and the tally of what was checked.
 
 Set ARTIFACTFS_FAULT_TALLY=FILE to have each test append one JSON line
-{"test", "faults", "recoveries", "bytes_checked"}; README's reliability figures are their sums.
+{"test", "faults", "recoveries", "bytes_checked"}; docs/RELIABILITY.md's figures are their sums.
 """
 
 import json
