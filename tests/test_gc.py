@@ -96,25 +96,26 @@ def test_draft_parts_keep_their_blobs_until_finished(repo, tmp_path):
     assert key in gc(repo, grace=0).deleted
 
 
-def test_a_commit_that_overlapped_a_gc_puts_back_what_it_deleted(repo, tmp_path):
+def uploaded(repo, tmp_path):
+    """A commit's first half: a big file uploaded, not yet named by a version."""
     src = tmp_path / "src"
     src.mkdir()
     (src / "big.bin").write_bytes(os.urandom(2 << 20))
     started = time.time()
     entries, sources = commit.upload_files(repo, walk_directory(str(src)))
-    key = layout.content_key(entries[0])
+    return started, layout.content_key(entries[0]), sources, (src / "big.bin").read_bytes()
+
+
+def test_a_commit_that_overlapped_a_gc_puts_back_what_it_deleted(repo, tmp_path):
+    started, key, sources, data = uploaded(repo, tmp_path)
     # a gc ran meanwhile: it saw no version naming the blob and deleted it
     repo.store.put(f"{commit.GC_RUNS}overlap.json", canonical_json({"state": "done"}))
     repo.store.delete(key)
     assert commit.protect_commit(repo, started, sources) == 1
-    assert repo.store.exists(key) and repo.store.get(key)[0] == (src / "big.bin").read_bytes()
+    assert repo.store.get(key)[0] == data
 
 
 def test_without_an_overlapping_gc_protection_costs_one_listing(repo, tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.bin").write_bytes(os.urandom(2 << 20))
-    started = time.time()
-    entries, sources = commit.upload_files(repo, walk_directory(str(src)))
-    repo.store.delete(layout.content_key(entries[0]))  # lost some other way: not protect_commit's job
+    started, key, sources, _ = uploaded(repo, tmp_path)
+    repo.store.delete(key)  # lost some other way: not protect_commit's job
     assert commit.protect_commit(repo, started, sources) == 0

@@ -262,13 +262,17 @@ class StagingFS(FreezeControl, pyfuse3.Operations):
             return self._attrs(node)
 
     # ---- directories and names ------------------------------------------------------------------
+    def _free_name(self, parent_inode: int, raw: bytes) -> tuple[DirNode, str]:
+        """The directory and name a new entry goes to; EEXIST if the name is taken."""
+        parent, name = self._dir(parent_inode), _name(raw)
+        if self.tree.child(parent, name) is not None:
+            raise pyfuse3.FUSEError(errno.EEXIST)
+        return parent, name
+
     @fuse_op
     async def mkdir(self, parent_inode, name, mode, ctx):
         async with self.change():
-            parent = self._dir(parent_inode)
-            name = _name(name)
-            if self.tree.child(parent, name) is not None:
-                raise pyfuse3.FUSEError(errno.EEXIST)
+            parent, name = self._free_name(parent_inode, name)
             now = time.time_ns()
             path = self._join(parent, name)
             self.files.record({"op": "mkdir", "p": path, "t": now})
@@ -352,10 +356,7 @@ class StagingFS(FreezeControl, pyfuse3.Operations):
     @fuse_op
     async def symlink(self, parent_inode, name, target, ctx):
         async with self.change():
-            parent = self._dir(parent_inode)
-            name = _name(name)
-            if self.tree.child(parent, name) is not None:
-                raise pyfuse3.FUSEError(errno.EEXIST)
+            parent, name = self._free_name(parent_inode, name)
             try:
                 text = target.decode("utf-8")
                 check_link_target(text, name)
