@@ -27,8 +27,8 @@ from .ingest import LocalFile, local_file, walk_directory
 from .manifest import Entry
 from .names import LATEST
 from .paths import normalize_entry_path
+from .records import VersionRecord
 from .references import MAX_OBJECTS
-from .repo import VersionRecord
 
 
 class ArtifactEntry:

@@ -22,8 +22,6 @@ O_DIRECT (tmpfs) get ordinary reads and writes.
 """
 
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import shutil
@@ -31,75 +29,15 @@ import threading
 import time
 
 from . import piecefile
-from .buffers import ALIGN, BufferPool, is_aligned
-from .errors import LocalIOError, UsageError
+from .buffers import ALIGN, BufferPool
+from .cache_dir import claim_cache_dir, manifests_dir
+from .direct_io import read_direct, write_file
 from .hashing import digest_bytes
 
 log = logging.getLogger(__name__)
 
 LOW_WATERMARK = 0.9
 _TOUCH_INTERVAL = 60.0  # refresh a piece's mtime (its LRU stamp) at most this often
-
-
-TAG = "CACHEDIR.TAG"
-_TAG_TEXT = (b"Signature: 8a477f597d28d172789f06886806bc55\n"
-             b"# the artifactfs cache: artifactfs created this directory and may delete anything in it.\n")
-_OWN = {"pieces", "runs", "manifests", "tmp", "logs", TAG}  # what artifactfs keeps in a cache directory
-_claimed: set[str] = set()
-
-
-def claim_cache_dir(cache_dir: str) -> str:
-    """The absolute cache directory, made if missing (mode 0700), and marked as artifactfs's with a
-    CACHEDIR.TAG (which backup tools also honour). An existing directory is used if it is empty, holds
-    only what artifactfs keeps there (an older cache) or is marked; one with anything else is refused,
-    never chmod'ed or cleaned: `cache clean` and eviction must not touch files artifactfs did not make."""
-    path = os.path.abspath(cache_dir)
-    if path in _claimed:
-        return path
-    try:
-        os.makedirs(path, mode=0o700)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise UsageError(f"cache directory {cache_dir} is not a directory") from None
-        names = set(os.listdir(path))
-        if not _is_ours(path, names):
-            foreign = sorted(names - _OWN)
-            raise UsageError(f"cache directory {cache_dir} holds files artifactfs did not put there "
-                             f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}): give a new or "
-                             "empty directory (--cache-dir, ARTIFACTFS_CACHE_DIR)") from None
-    except OSError as exc:
-        raise LocalIOError(f"cannot make cache directory {cache_dir}: {exc.strerror}") from None
-    tag = os.path.join(path, TAG)
-    if not os.path.exists(tag):
-        try:
-            fd = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            try:
-                os.write(fd, _TAG_TEXT)
-            finally:
-                os.close(fd)
-        except FileExistsError:
-            pass  # another process or thread wrote it
-        except OSError as exc:
-            raise LocalIOError(f"cannot write {tag}: {exc.strerror}") from None
-    _claimed.add(path)
-    return path
-
-
-def _is_ours(path: str, names: set[str]) -> bool:
-    if TAG not in names:
-        return names <= _OWN
-    try:
-        with open(os.path.join(path, TAG), "rb") as f:
-            text = f.read(len(_TAG_TEXT))
-    except OSError:
-        return False
-    # a tag cut short is one another process is writing this moment (into a directory of ours alone)
-    return text == _TAG_TEXT or (_TAG_TEXT.startswith(text) and names <= _OWN)
-
-
-def manifests_dir(cache_dir: str) -> str:
-    """Where the Repository keeps its local manifest cache: inside the cache, under the same bound."""
-    return os.path.join(claim_cache_dir(cache_dir), "manifests")
 
 
 class PieceCache:
@@ -268,7 +206,7 @@ class PieceCache:
         tmp = os.path.join(self.tmp_dir, f"{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}")
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            _write_file(tmp, data, trailer)
+            write_file(tmp, data, trailer)
             os.rename(tmp, path)
         except OSError as exc:
             self._remove(tmp)
@@ -296,23 +234,7 @@ class PieceCache:
             if pool is None or length < pool.min_size:
                 data = os.pread(fd, length, 0) if length else b""
                 return data if len(data) == length else None
-            # O_DIRECT reads whole blocks: ask for the size rounded up (into the table, or to EOF)
-            size = -(-length // ALIGN) * ALIGN
-            buf = pool.take(size)
-            got = 0
-            direct = _set_direct(fd, True)
-            while got < length:
-                try:
-                    n = os.preadv(fd, [buf[got:]], got)
-                except OSError as exc:
-                    if not direct or exc.errno != errno.EINVAL:
-                        raise
-                    direct = not _set_direct(fd, False)  # O_DIRECT refused after all: read normally
-                    continue
-                if not n:
-                    return None  # shorter than it was a moment ago
-                got += n
-            return buf[:length]
+            return read_direct(fd, pool.take(-(-length // ALIGN) * ALIGN), length)
         finally:
             os.close(fd)
 
@@ -445,42 +367,3 @@ def _files_at_depth(top: str, depth: int):
         yield entry.name, entry.path, st
 
 
-def _set_direct(fd: int, on: bool) -> bool:
-    """Switch O_DIRECT on or off for an open file; False where the filesystem refuses it."""
-    try:
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT if on else flags & ~os.O_DIRECT)
-        return True
-    except OSError:
-        return False
-
-
-def _write_file(path: str, data, trailer: bytes = b"") -> None:
-    """Write `data`, then `trailer`, as the new file `path`: the aligned part of `data` with O_DIRECT
-    when the buffer allows it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-    try:
-        view = memoryview(data)
-        done = 0
-        head = len(view) - len(view) % ALIGN
-        if head and is_aligned(data) and _set_direct(fd, True):
-            try:
-                done = _write_all(fd, view[:head], 0)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:  # EINVAL: no O_DIRECT here after all; write it normally
-                    raise
-            _set_direct(fd, False)
-        end = _write_all(fd, view[done:], done)
-        if trailer:
-            _write_all(fd, memoryview(trailer), end)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, view: memoryview, offset: int) -> int:
-    """pwrite all of `view` at `offset`; returns where the file now ends."""
-    while len(view):
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
-    return offset

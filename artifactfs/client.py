@@ -7,14 +7,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import commit
-from .cache import LOW_WATERMARK, PieceCache, manifests_dir
+from .cache import LOW_WATERMARK, PieceCache
+from .cache_dir import manifests_dir
 from .config import Settings, format_size, load_settings
 from .errors import CorruptData, NotFound, UsageError
 from .fetch import Fetcher, WarmResult, cacheable
 from .ingest import LocalFile, walk_directory
 from .manifest import Entry, Manifest
 from .names import ArtifactName, Ref, parse_artifact_name, parse_ref
-from .repo import CommitResult, Repository, VersionRecord
+from .records import CommitResult, VersionRecord
+from .repo import Repository
 from .store import ObjectStore, open_store
 
 Progress = Callable[[int], None] | None

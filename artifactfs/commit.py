@@ -28,7 +28,8 @@ from .ingest import LocalFile, hash_and_upload
 from .manifest import Entry, Manifest
 from .names import LATEST, ArtifactName, Ref, check_alias
 from .packs import protect_sources, restore_pack
-from .repo import CommitResult, Repository, check_metadata
+from .records import CommitResult, check_metadata
+from .repo import Repository
 
 log = logging.getLogger(__name__)
 

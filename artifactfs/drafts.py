@@ -30,7 +30,8 @@ from .errors import Conflict, NotFound, ObjectNotFound, PreconditionFailed, Usag
 from .ingest import LocalFile
 from .manifest import Entry, Manifest, canonical_json
 from .names import ArtifactName, check_name
-from .repo import CommitResult, Repository, _load_json, now_iso, whoami
+from .records import CommitResult, load_json, now_iso, whoami
+from .repo import Repository
 
 
 def check_draft(draft: str) -> str:
@@ -63,7 +64,7 @@ def check_not_finished(repo: Repository, name: ArtifactName, draft: str) -> None
         data, _ = repo.store.get(key)
     except ObjectNotFound:
         return
-    version = _load_json(data, key).get("version")
+    version = load_json(data, key).get("version")
     raise Conflict(f"draft {draft!r} of {name} was finished as {name}:v{version} and accepts no more files; "
                    "use a new draft id")
 
@@ -75,7 +76,7 @@ def draft_type(repo: Repository, name: ArtifactName, draft: str) -> str:
     except ObjectNotFound:
         check_not_finished(repo, name, draft)
         raise NotFound(f"{name} has no draft {draft!r}") from None
-    return _load_json(data, key).get("type", "")
+    return load_json(data, key).get("type", "")
 
 
 def add_entries(repo: Repository, name: ArtifactName, draft: str, type: str, entries: list[Entry],
@@ -126,7 +127,7 @@ def parts(repo: Repository, name: ArtifactName, draft: str) -> dict[str, list[En
             data, _ = repo.store.get(info.key)
         except ObjectNotFound:
             continue  # removed since the listing (the draft was finished or removed)
-        out[info.key] = [Entry.from_json(_load_json(line, info.key)) for line in data.splitlines() if line]
+        out[info.key] = [Entry.from_json(load_json(line, info.key)) for line in data.splitlines() if line]
     return out
 
 

@@ -4,6 +4,9 @@ A file is read as pieces: a small file is one piece (its whole blob), a large fi
 chunk of the manifest's chunk size. Every piece is checked against its digest before it is returned
 or cached; a mismatch raises CorruptData and nothing is cached. Concurrent requests for one piece
 share one download (single flight). Blocking; the mount calls it from worker threads.
+
+(Over 400 lines on purpose: every byte artifactfs hands out, to a mount, `get` or `cache warm`, is
+checked in this one class; splitting it would make two places where bytes are trusted.)
 """
 
 import contextlib

@@ -33,7 +33,8 @@ from .commit import GC_RUNS, RUN_STALE
 from .errors import ArtifactfsError, CorruptData, NotFound, ObjectNotFound
 from .lifecycle import Unreadable, delete_version, expired_versions, live_versions
 from .manifest import Entry, Manifest, canonical_json
-from .repo import Repository, _load_json, now_iso, whoami
+from .records import load_json, now_iso, whoami
+from .repo import Repository
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def mark(repo: Repository, now: float | None = None, damaged: list[str] | None =
             continue
         for line in data.splitlines():
             try:
-                entry = Entry.from_json(_load_json(line, key)) if line else None
+                entry = Entry.from_json(load_json(line, key)) if line else None
             except (CorruptData, TypeError, ValueError):
                 damaged.append(f"draft part {key} is damaged")
                 blobs |= _stored_keys_in(line)

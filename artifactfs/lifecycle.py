@@ -19,7 +19,8 @@ from . import layout
 from .errors import Conflict, CorruptData, NotFound, ObjectNotFound, PreconditionFailed, UsageError
 from .manifest import canonical_json
 from .names import LATEST, ArtifactName, Ref
-from .repo import Repository, VersionRecord, _load_json, now_iso, whoami
+from .records import VersionRecord, load_json, now_iso, whoami
+from .repo import Repository
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def delete_version(repo: Repository, ref: Ref, force: bool = False) -> tuple[Ver
                     removed.append(alias)
     try:
         data, _ = repo.store.get(layout.digest_index_key(name, record.manifest))
-        if _load_json(data, "digest index").get("version") == version:
+        if load_json(data, "digest index").get("version") == version:
             repo.store.delete(layout.digest_index_key(name, record.manifest))
     except ObjectNotFound:
         pass
@@ -129,7 +130,7 @@ def expires_at(repo: Repository, record: VersionRecord) -> float | None:
 
 
 def _expiry(data: bytes, key: str) -> float:
-    expires = _load_json(data, key).get("expires_at", float("inf"))
+    expires = load_json(data, key).get("expires_at", float("inf"))
     if type(expires) not in (int, float) or expires != expires:
         raise CorruptData(f"ttl record {key} has no time")
     return expires

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from .errors import CorruptData, NotFound, PreconditionFailed, UsageError
 from .manifest import canonical_json
 from .names import ArtifactName, Ref, check_name, parse_ref
-from .repo import Repository, VersionRecord, now_iso
+from .records import VersionRecord, now_iso
+from .repo import Repository
 
 
 def check_run(run: str) -> str:

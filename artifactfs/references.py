@@ -14,6 +14,9 @@ Reads are ranged and validated: an S3 read sends If-Match with the recorded ETag
 an HTTP read compares the response's ETag and total size, and a piece with a recorded digest is
 hashed. A source that changed since the commit raises CorruptData after one clear log line, so the
 mount answers EIO and `get` fails; it never returns other bytes than the ones committed.
+
+(Over 400 lines: resolve and read for three schemes that must agree on one record format; what a
+reference may reach is reference_policy.py.)
 """
 
 import contextlib

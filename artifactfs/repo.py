@@ -2,159 +2,47 @@
 
 Blocking API with no FUSE and no click; the daemon calls it from worker threads.
 
+Its records (version records, their checks) are records.py; making a version is commit.py.
+
 Commit protocol (docs/FORMAT.md): blobs, then the manifest, then `versions/<N>.json` created with
 put_if_absent (on conflict try N+1), then the digest index, then aliases by compare-and-swap. A version
 is visible only once everything it names exists; an interrupted commit leaves only unreferenced objects.
 """
 
 import contextlib
-import getpass
-import gzip
-import json
 import logging
-import os
-import socket
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 
 from . import layout
 from .errors import (
     Conflict,
     CorruptData,
     InvalidName,
-    InvalidPath,
     NotFound,
     ObjectNotFound,
     PreconditionFailed,
-    UsageError,
 )
-from .hashing import digest_bytes, is_digest
-from .localfs import write_atomic
-from .manifest import MAX_SIZE, Manifest, canonical_json, columnar
+from .manifest import Manifest, canonical_json
+from .manifest_store import ManifestStore
 from .names import LATEST, ArtifactName, Ref, check_alias, check_name
+from .records import (
+    CommitResult,
+    VersionRecord,
+    check_metadata,
+    load_json,
+    now_iso,
+    record_problem,
+    whoami,
+)
 from .store import ObjectStore
 
 log = logging.getLogger(__name__)
 
-MAX_METADATA_BYTES = 1024 * 1024
-
-
-@dataclass
-class VersionRecord:
-    artifact: ArtifactName
-    version: int
-    manifest: str  # digest of the canonical manifest: the version's content digest
-    size: int
-    file_count: int
-    type: str
-    description: str | None = None
-    metadata: dict = field(default_factory=dict)
-    created_at: str = ""
-    created_by: str = ""
-    run: str | None = None
-    inputs: list[str] = field(default_factory=list)
-    etag: str = ""
-
-    @property
-    def digest(self) -> str:
-        return self.manifest
-
-    @property
-    def ref(self) -> Ref:
-        return Ref(self.artifact, version=self.version)
-
-    def to_store(self) -> bytes:
-        obj = asdict(self)
-        for k in ("artifact", "etag", "type"):
-            obj.pop(k)
-        return canonical_json(obj)
-
-    def to_json(self) -> dict:
-        obj = asdict(self)
-        obj.pop("etag")
-        obj["artifact"] = str(self.artifact)
-        obj["ref"] = str(self.ref)
-        return obj
-
-
-@dataclass
-class CommitResult:
-    record: VersionRecord
-    created: bool  # False: the content equals an existing version, which `record` is
-    aliases: list[str]
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def whoami() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
-
-
-def check_metadata(metadata: dict | None) -> dict:
-    metadata = dict(metadata or {})
-    try:
-        encoded = canonical_json(metadata)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"metadata is not JSON-serializable: {exc}") from None
-    if len(encoded) > MAX_METADATA_BYTES:
-        raise UsageError(f"metadata is {len(encoded)} bytes; the limit is {MAX_METADATA_BYTES}")
-    return metadata
-
-
-def _load_json(data: bytes, key: str) -> dict:
-    try:
-        obj = json.loads(data)
-    except ValueError:
-        raise CorruptData(f"store object {key} is not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise CorruptData(f"store object {key} is not a JSON object")
-    return obj
-
-
-def _record_problem(record: VersionRecord, number: int) -> str | None:
-    """What makes a version record read from the store unfit to trust, if anything."""
-    def count(value) -> bool:
-        return type(value) is int and 0 <= value <= MAX_SIZE
-
-    if record.version != number:
-        return f"says it is version {record.version!r}"
-    if not isinstance(record.manifest, str) or not is_digest(record.manifest):
-        return f"names no valid manifest digest ({record.manifest!r:.80})"
-    if not (count(record.size) and count(record.file_count)):
-        return "has a size or file count that is not a count"
-    if not isinstance(record.metadata, dict) or not isinstance(record.inputs, list):
-        return "has metadata or inputs of the wrong type"
-    if not all(isinstance(v, (str, type(None))) for v in (record.description, record.created_at,
-                                                          record.created_by, record.run)):
-        return "has a text field that is not text"
-    return None
-
-
-def parse_stored_manifest(data: bytes, digest: str) -> Manifest:
-    """Parse a manifest read from the store. A path it must not hold (traversal, duplicates) means the
-    store holds a manifest no commit writes: corrupt data (exit 7), not a usage error."""
-    try:
-        return Manifest.parse(data)
-    except InvalidPath as exc:
-        raise CorruptData(f"manifest {digest} in the store is invalid: {exc}") from None
-
-
 class Repository:
     def __init__(self, store: ObjectStore, manifest_cache_dir: str | None = None):
         self.store = store
-        self.manifest_cache_dir = manifest_cache_dir
-        self._manifests: OrderedDict[str, Manifest] = OrderedDict()
-        self._manifest_lock = threading.Lock()
+        self.manifests = ManifestStore(store, manifest_cache_dir)
         self._types: dict[ArtifactName, str] = {}
 
     # ---- listing -------------------------------------------------------------------------------
@@ -177,7 +65,7 @@ class Repository:
             data, _ = self.store.get(layout.artifact_key(name))
         except ObjectNotFound:
             raise NotFound(f"artifact {name} does not exist") from None
-        return _load_json(data, layout.artifact_key(name))
+        return load_json(data, layout.artifact_key(name))
 
     def artifact_type(self, name: ArtifactName) -> str:
         """The artifact's type; fixed at creation, so remembered once read."""
@@ -221,7 +109,7 @@ class Repository:
             key, etag = item[:2]
             try:
                 data, _ = self.store.get(key)
-                known[key, etag] = not _load_json(data, key).get("deleted")
+                known[key, etag] = not load_json(data, key).get("deleted")
             except ObjectNotFound:  # removed between the listing and the read
                 known[key, etag] = False
             except CorruptData as exc:  # hidden, not fatal to the listing: verify --all reports it
@@ -241,7 +129,7 @@ class Repository:
         except ObjectNotFound:
             self.artifact_info(name)  # a clearer error when the artifact itself is missing
             raise NotFound(f"{name}:v{version} does not exist") from None
-        obj = _load_json(data, key)
+        obj = load_json(data, key)
         if obj.get("deleted"):
             raise NotFound(f"{name}:v{version} was deleted")
         if type is None:
@@ -250,7 +138,7 @@ class Repository:
             record = VersionRecord(artifact=name, type=type, etag=etag, **obj)
         except TypeError:
             raise CorruptData(f"version record {key} has unexpected fields") from None
-        problem = _record_problem(record, version)
+        problem = record_problem(record, version)
         if problem:
             raise CorruptData(f"version record {key} {problem}")
         return record
@@ -271,7 +159,7 @@ class Repository:
             data, etag = self.store.get(key)
         except ObjectNotFound:
             return None, None
-        obj = _load_json(data, key)
+        obj = load_json(data, key)
         if obj.get("removed"):
             return None, etag
         if not isinstance(obj.get("version"), int) or isinstance(obj["version"], bool):
@@ -295,7 +183,7 @@ class Repository:
             except ObjectNotFound:
                 return None  # removed since the listing
             try:
-                return key[len(prefix):].removesuffix(".json"), _load_json(data, key).get("version")
+                return key[len(prefix):].removesuffix(".json"), load_json(data, key).get("version")
             except CorruptData as exc:
                 log.warning("%s; alias left out", exc)
                 return None
@@ -307,89 +195,15 @@ class Repository:
     def aliases_of(self, name: ArtifactName, version: int) -> list[str]:
         return [a for a, v in self.aliases(name).items() if v == version]
 
-    # ---- manifests -----------------------------------------------------------------------------
+    # ---- manifests (manifest_store.py) ---------------------------------------------------------
     def manifest(self, digest: str) -> Manifest:
-        """The manifest with this digest, from memory, the local cache, the store's columnar form or,
-        failing those, the store's JSON (parsed, and its columnar form kept in the local cache)."""
-        with self._manifest_lock:
-            if digest in self._manifests:
-                self._manifests.move_to_end(digest)
-                return self._manifests[digest]
-        manifest = self._cached_columns(digest)
-        if manifest is None:
-            manifest = self._columns_from_store(digest)
-        if manifest is None:
-            manifest = parse_stored_manifest(self.manifest_bytes_from_store(digest), digest)
-            self._write_cached_columns(digest, columnar.encode(manifest))
-        with self._manifest_lock:
-            self._manifests[digest] = manifest
-            while len(self._manifests) > 8:
-                self._manifests.popitem(last=False)
-        return manifest
+        return self.manifests.get(digest)
 
     def manifest_bytes_from_store(self, digest: str) -> bytes:
-        """The canonical manifest bytes straight from the store, checked against their digest."""
-        packed, _ = self.store.get(layout.manifest_key(digest))
-        try:
-            data = gzip.decompress(packed)
-        except (OSError, EOFError):
-            raise CorruptData(f"manifest {digest} in the store is not valid gzip") from None
-        if digest_bytes(data) != digest:
-            raise CorruptData(f"manifest {digest} in the store does not match its digest")
-        return data
-
-    def _columns_from_store(self, digest: str) -> Manifest | None:
-        """The store's columnar form (written by commits since it exists); None when it is missing or
-        unsound, so the JSON is parsed instead."""
-        try:
-            data, _ = self.store.get(layout.manifest_columns_key(digest))
-            manifest = columnar.decode(data, digest)
-        except ObjectNotFound:
-            return None
-        except CorruptData as exc:
-            log.warning("%s; parsing the JSON manifest instead", exc)
-            return None
-        self._write_cached_columns(digest, data)
-        return manifest
-
-    def _columns_cache_path(self, digest: str) -> str | None:
-        if not self.manifest_cache_dir:
-            return None
-        return os.path.join(self.manifest_cache_dir, digest[:2], digest + ".columns")
-
-    def _cached_columns(self, digest: str) -> Manifest | None:
-        path = self._columns_cache_path(digest)
-        if not path:
-            return None
-        try:
-            with open(path, "rb") as f:
-                manifest = columnar.decode(f.read(), digest, checked=True)  # written after checking
-            os.utime(path)  # recently used: the cache's LRU eviction (cache.py) keeps it longer
-            return manifest
-        except OSError:
-            return None
-        except CorruptData:
-            with contextlib.suppress(OSError):
-                os.unlink(path)  # a damaged cache copy heals from the store
-            return None
-
-    def _write_cached_columns(self, digest: str, data: bytes) -> None:
-        path = self._columns_cache_path(digest)
-        if not path:
-            return
-        with contextlib.suppress(OSError):  # the cache is an optimisation; the store still has it
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            write_atomic(path, data, durable=False)  # a damaged copy is read from the store again
+        return self.manifests.bytes_from_store(digest)
 
     def put_manifest(self, manifest: Manifest) -> str:
-        """Store a manifest (once) and its columnar form (also added to a manifest stored before it existed)."""
-        key, columns_key = layout.manifest_key(manifest.digest), layout.manifest_columns_key(manifest.digest)
-        if not self.store.exists(key):
-            self.store.put(key, gzip.compress(manifest.to_bytes(), compresslevel=6))
-            self.store.put(columns_key, columnar.encode(manifest))  # new manifest: no HEAD needed
-        elif not self.store.exists(columns_key):
-            self.store.put(columns_key, columnar.encode(manifest))
-        return manifest.digest
+        return self.manifests.put(manifest)
 
     # ---- versions ------------------------------------------------------------------------------
     def find_by_digest(self, name: ArtifactName, digest: str) -> VersionRecord | None:
@@ -397,7 +211,7 @@ class Repository:
             data, _ = self.store.get(layout.digest_index_key(name, digest))
         except ObjectNotFound:
             return None
-        version = _load_json(data, layout.digest_index_key(name, digest)).get("version")
+        version = load_json(data, layout.digest_index_key(name, digest)).get("version")
         if type(version) is not int or version < 0:
             return None  # a damaged index entry: the content is committed as a new version
         try:

@@ -8,7 +8,8 @@ from . import layout
 from .errors import CorruptData, ObjectNotFound
 from .hashing import StreamHasher, digest_bytes
 from .manifest import Manifest, check_entry, columnar
-from .repo import Repository, VersionRecord, parse_stored_manifest
+from .records import VersionRecord, parse_stored_manifest
+from .repo import Repository
 
 VERIFY_THREADS = 8
 

@@ -10,7 +10,7 @@ from artifactfs.client import Client
 from artifactfs.config import format_size
 from artifactfs.errors import EXIT_CODES, CorruptData, LocalIOError, UsageError
 from artifactfs.manifest import Entry
-from artifactfs.repo import VersionRecord
+from artifactfs.records import VersionRecord
 
 from . import drafts as drafts_cmds
 from . import lifecycle as lifecycle_cmds

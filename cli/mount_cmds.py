@@ -5,7 +5,7 @@ import os
 
 import click
 
-from artifactfs.cache import claim_cache_dir
+from artifactfs.cache_dir import claim_cache_dir
 from artifactfs.client import Client
 from artifactfs.config import MAX_TIMEOUT
 from artifactfs.mount.process import check_mountpoint, cli_argv, setup_logging, start_background, unmount

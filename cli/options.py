@@ -6,7 +6,7 @@ import click
 
 from artifactfs.config import format_size
 from artifactfs.errors import LocalIOError, UsageError
-from artifactfs.repo import CommitResult, VersionRecord
+from artifactfs.records import CommitResult, VersionRecord
 
 from .output import emit_json
 

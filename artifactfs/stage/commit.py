@@ -22,7 +22,7 @@ from ..hashing import hash_file
 from ..manifest import Entry, Manifest
 from ..names import LATEST
 from ..packs import protect_sources
-from ..repo import CommitResult
+from ..records import CommitResult
 from .local import Stage, find_by_mountpoint
 from .tree import StageTree
 from .upload import upload_missing

@@ -23,6 +23,8 @@ Caveats:
 
 Invariants: the inode table is touched only on the trio thread, and `remember` runs after the last
 await of a lookup, so a `forget` can never interleave between choosing a node and replying.
+
+(Over 400 lines: the operations of one pyfuse3 filesystem; xattrs and write refusals are mixins.)
 """
 
 import errno

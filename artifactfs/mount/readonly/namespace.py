@@ -22,7 +22,8 @@ import trio
 from ...errors import ArtifactfsError, InvalidName, NotFound, StoreUnavailable
 from ...manifest import Manifest
 from ...names import ArtifactName, check_name, parse_selector
-from ...repo import Repository, VersionRecord
+from ...records import VersionRecord
+from ...repo import Repository
 from ..daemon import Workers
 
 log = logging.getLogger(__name__)

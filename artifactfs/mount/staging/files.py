@@ -21,6 +21,7 @@ import time
 import pyfuse3
 import trio
 
+from ...direct_io import pwrite_all
 from ...fetch import pieces_of
 from ...hashing import StreamHasher
 from ...stage.journal import Journal
@@ -171,7 +172,7 @@ class StageFiles:
                 for piece in pieces_of(entry, self.tree.base.chunk_size):
                     data = await self.source.get(piece)
                     hasher.update(data)
-                    await to_thread(_write_all, fd, data, at, limiter=self.disk)
+                    await to_thread(pwrite_all, fd, data, at, limiter=self.disk)
                     at += len(data)
             except BaseException:
                 os.close(fd)
@@ -223,9 +224,9 @@ class StageFiles:
                 node.hasher = hasher = None
         try:
             if off + len(buf) <= INLINE_WRITE_LIMIT:
-                _write_all(fd, buf, off)
+                pwrite_all(fd, buf, off)
             else:
-                await to_thread(_write_all, fd, buf, off, limiter=self.disk)
+                await to_thread(pwrite_all, fd, buf, off, limiter=self.disk)
         except OSError as exc:
             node.hasher = None
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -252,15 +253,6 @@ class StageFiles:
         if h.node.data is not None:
             await to_thread(os.fsync, self._fd(h), limiter=self.disk)
         await self.sync()
-
-
-def _write_all(fd: int, data: bytes, off: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, off)
-        if n == 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        view, off = view[n:], off + n
 
 
 def statvfs_of(path: str) -> pyfuse3.StatvfsData:
