@@ -210,19 +210,24 @@ class Fetcher:
         self._keep([piece], piece.start, _check(piece, data))
         return data
 
-    def span(self, pieces: list[Piece]) -> list[bytes | memoryview | BaseException]:
+    def span(self, pieces: list[Piece], read_cached: bool = True) -> list[bytes | memoryview | BaseException | None]:
         """A run of pieces from contiguous_runs (back to back in one object: files of a pack), with one
         ranged GET for those not cached. Returns each piece's bytes, or the CorruptData of one that
-        fails its check (the others are still good). Store errors raise."""
-        if len(pieces) == 1:  # the single-piece path: single flight across threads, references
+        fails its check (the others are still good). Store errors raise. With `read_cached=False` (a
+        prefetch into the cache) a piece of a pack the cache holds is not read: None in its place."""
+        if len(pieces) == 1 and read_cached:  # the single-piece path: single flight across threads, references
             try:
                 return [self.piece(pieces[0])]
             except CorruptData as exc:
                 return [exc]
-        out: list = self._cached(pieces)
-        missing = [i for i, data in enumerate(out) if data is None]
-        with self._lock:
-            self.cache_read_bytes += sum(len(data) for data in out if data is not None)
+        if read_cached or pieces[0].pack is None:
+            out: list = self._cached(pieces)
+            missing = [i for i, data in enumerate(out) if data is None]
+            with self._lock:
+                self.cache_read_bytes += sum(len(data) for data in out if data is not None)
+        else:
+            held = self.cache.holds_packed(pieces[0].pack, [(p.start, p.length) for p in pieces])
+            out, missing = [None] * len(pieces), [i for i, here in enumerate(held) if not here]
         if not missing:
             return out
         lo, hi = pieces[missing[0]].start, pieces[missing[-1]].start + pieces[missing[-1]].length

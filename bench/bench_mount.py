@@ -118,7 +118,8 @@ def upload_plain(server, local_root: str, prefix: str) -> None:
 class ForeignMount:
     """rclone or s3fs mounted read-only on plain objects under `plain/` in the bucket."""
 
-    def __init__(self, kind: str, server, mountpoint: str, workdir: str):
+    def __init__(self, kind: str, server, mountpoint: str, workdir: str, rclone_cache: str | None = None):
+        """`rclone_cache`: a directory for rclone's `--vfs-cache-mode full` (its disk cache), else none."""
         self.mountpoint = mountpoint
         os.makedirs(mountpoint, exist_ok=True)
         env = dict(os.environ)
@@ -128,7 +129,9 @@ class ForeignMount:
                        RCLONE_S3_SECRET_ACCESS_KEY=ADMIN[1], RCLONE_S3_REGION="us-east-1",
                        RCLONE_CONFIG=os.path.join(workdir, "rclone.conf"))
             cmd = ["rclone", "mount", f":s3:{BUCKET}/plain", mountpoint, "--read-only", "--daemon",
-                   "--vfs-cache-mode", "off", "--log-file", os.path.join(workdir, "rclone.log")]
+                   "--log-file", os.path.join(workdir, "rclone.log")]
+            cmd += (["--vfs-cache-mode", "full", "--cache-dir", rclone_cache, "--vfs-cache-max-size", "100G"]
+                    if rclone_cache else ["--vfs-cache-mode", "off"])
         else:
             passwd = os.path.join(workdir, "s3fs.passwd")
             with open(passwd, "w") as f:
@@ -143,6 +146,8 @@ class ForeignMount:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{kind} did not mount")
             time.sleep(0.1)
+        found = subprocess.run(["pgrep", "-n", "-f", f"{kind}.*{mountpoint}"], capture_output=True, text=True)
+        self.pid = int(found.stdout.split()[0]) if found.stdout.strip() else None  # its daemon, for CPU figures
 
     def close(self) -> None:
         for flags in ("-u", "-uz"):

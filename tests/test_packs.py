@@ -196,3 +196,31 @@ def test_invalid_pack_locations_are_refused():
                  f'{{"chunks":["{d}"],"digest":"{d}","offset":0,"pack":"{d}","path":"a","size":1}}'):
         with pytest.raises(CorruptData):
             Manifest.parse(head + line.encode() + b"\n")
+
+
+def test_a_shuffled_reader_gets_each_pack_in_one_fetch_and_every_byte_right(env, client, tmp_path, mounts):
+    """Opened in no order, the cold files of a pack bring the rest of it into the disk cache with one GET
+    once an eighth of them were opened: reading every file costs about one pass over the packs, not a
+    request per file, and a reader that samples a few files of a pack fetches only those."""
+    files = small_tree(11, 400)
+    write_tree(tmp_path / "src", files)
+    client.commit_dir(str(tmp_path / "src"), NAME, "dataset")
+    m = mounts()
+    root = m.path(f"{NAME}:v0")
+
+    def stats():
+        return json.loads(os.getxattr(m.mountpoint, "user.artifactfs.stats"))
+
+    order = sorted(files)
+    random.Random(3).shuffle(order)
+    for path in order[:20]:
+        with open(os.path.join(root, path), "rb") as f:
+            assert f.read() == files[path]
+    assert stats()["fetched_bytes"] == sum(len(files[p]) for p in order[:20])  # a sample: only what it read
+    for path in order[20:]:
+        with open(os.path.join(root, path), "rb") as f:
+            assert f.read() == files[path], path
+    total = sum(map(len, files.values()))
+    fetched = stats()["fetched_bytes"]
+    assert total <= fetched <= 1.1 * total, (fetched, total)  # each byte about once: no per-file refetching
+    assert stats()["corrupt_pieces"] == 0

@@ -145,6 +145,10 @@ class Manifest:
     def is_executable(self, i: int) -> bool:
         return bool(self._executable[i])
 
+    def pack_at(self, i: int) -> str | None:
+        """The pack holding entry `i`'s bytes, None if it has a blob of its own (or none)."""
+        return self._packs.location(i)[0]
+
     def location(self, digest: str) -> tuple[str | None, int] | None:
         """Where an entry with this content is stored: (pack, offset), (None, 0) for its own blob, or
         None if no entry has it. The index is built on first use."""

@@ -116,9 +116,10 @@ class ChunkSource:
             self._service().start_soon(self._fetch, [piece], [flight], prefetch)
         return flight
 
-    def start_span(self, pieces: list[Piece], prefetch: bool = False) -> None:
+    def start_span(self, pieces: list[Piece], prefetch: bool = False, read_cached: bool = True) -> None:
         """Fetch those of `pieces` not in memory or in flight, with one ranged GET per run of them that
-        lies back to back in one object (files of a pack). A piece left out breaks the run there."""
+        lies back to back in one object (files of a pack). A piece left out breaks the run there.
+        `read_cached=False`: pieces the disk cache holds are left there (not read into memory)."""
         todo, seen = [], set()
         for p in pieces:
             if p.digest not in self._mem and p.digest not in self._inflight and p.digest not in seen:
@@ -126,11 +127,12 @@ class ChunkSource:
                 todo.append(p)
         for run in contiguous_runs(todo):
             flights = [self._inflight.setdefault(p.digest, _Flight()) for p in run]
-            self._service().start_soon(self._fetch, run, flights, prefetch)
+            self._service().start_soon(self._fetch, run, flights, prefetch, read_cached)
 
-    async def _fetch(self, run: list[Piece], flights: list[_Flight], prefetch: bool) -> None:
+    async def _fetch(self, run: list[Piece], flights: list[_Flight], prefetch: bool, read_cached: bool = True) -> None:
         try:
-            fetch = functools.partial(to_thread, self.fetcher.span, run, limiter=self.workers.network, abandon=True)
+            fetch = functools.partial(to_thread, self.fetcher.span, run, read_cached, limiter=self.workers.network,
+                                      abandon=True)
             if prefetch:
                 async with self._prefetch_limiter:
                     results = await fetch()
@@ -139,7 +141,7 @@ class ChunkSource:
             for p, flight, result in zip(run, flights, results, strict=False):
                 if isinstance(result, BaseException):
                     flight.error = result
-                else:
+                elif result is not None:  # None: left in the disk cache (read_cached=False)
                     self._remember(p.digest, result)
                     flight.data = result
         except Exception as exc:  # handed to every waiter; the next request retries
@@ -172,7 +174,8 @@ class ChunkSource:
             if isinstance(flight.error, StoreUnavailable):
                 self.store_errors += 1
             raise flight.error
-        assert flight.data is not None, "a flight without error has its bytes"
+        if flight.data is None:  # a prefetch found it in the disk cache and left it there: read it now
+            return await self.get(piece)
         return flight.data
 
     async def get_range(self, piece: Piece, lo: int, hi: int):

@@ -47,7 +47,7 @@ from ..fuse_errors import RefuseWrites, erofs, fuse_op
 from ..reader import ChunkSource, FileReader, UncheckedReader
 from .inodes import DIR, ENTITY, FILE, INODE_MASK, PROJECT, ROOT, ROOT_INODE, SEL, InodeTable, Node, inode_of, node_key
 from .namespace import Namespace, VersionView
-from .readahead import TreeReadAhead
+from .readahead import PackReadAhead, TreeReadAhead
 from .xattrs import XattrOps
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
         self.source = source
         self.inodes = InodeTable()
         self.tree_readahead = TreeReadAhead(source)
+        self.pack_readahead = PackReadAhead(source)
         self.uid, self.gid = os.getuid(), os.getgid()
         self.mount_time_ns = time.time_ns()
         self._files: dict[int, FileReader | UncheckedReader] = {}
@@ -391,13 +392,16 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
             return pyfuse3.FileInfo(fh=fh, direct_io=True)
         reader = FileReader(self.source, pieces_of(entry, m.chunk_size), entry.size, m.chunk_size)
         first_open, node.opened = not node.opened, True
-        if len(reader.pieces) == 1:
+        if len(reader.pieces) == 1 and first_open:
+            # A re-open starts nothing: the kernel keeps the file's pages (keep_cache); reading it back
+            # from the disk cache and checking it again for every open would cost as much as the read.
             piece = reader.pieces[0]
-            data = self.source.cached(piece) if first_open else None
+            data = self.source.cached(piece)
             if data is not None:
                 self._fill_page_cache(node, data)
             else:
                 self.source.start(piece)  # the read follows at once: start its fetch now
+                self.pack_readahead.on_cold_open(node.version, node.index)
             self.tree_readahead.on_open(node.version, node.index)
         fh = self._new_fh()
         self._files[fh] = reader

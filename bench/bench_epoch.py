@@ -1,0 +1,146 @@
+"""A shuffled training epoch: many small files read in random order by several threads (open, read,
+close each), cold and then warm, through the artifactfs mount beside rclone (`--vfs-cache-mode full`),
+s3fs-fuse and a local-disk copy, on one SeaweedFS bucket in the same run.
+
+Cold: a fresh mount with empty caches and the kernel's caches dropped (SeaweedFS reads its disk).
+Warm: the same epoch again (another order) on the same mount. Each system's daemon CPU and the S3
+server's CPU are read from /proc around each epoch. Medians of --reps runs. A peer that is not
+installed is skipped with a line (apt-get install rclone s3fs). Run as root:
+    .venv/bin/python bench/bench_epoch.py [--files 20000] [--kib 100] [--dirs 100] [--threads 8] [--reps 3]
+"""
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from bench_cold_read import cpu_seconds
+from bench_mount import ForeignMount, close_ours, ours, upload_plain
+from common import BUCKET, drop_caches, seaweed_server
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from artifactfs.client import Client  # noqa: E402
+
+
+def make_dataset(root: str, files: int, size: int, dirs: int) -> list[str]:
+    rels = []
+    for i in range(files):
+        rel = f"d{i % dirs:03d}/f{i:06d}.bin"
+        os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
+        with open(os.path.join(root, rel), "wb") as f:
+            f.write(os.urandom(size))
+        rels.append(rel)
+    return rels
+
+
+def epoch(root: str, rels: list[str], threads: int, seed: int) -> tuple[float, int]:
+    order = list(rels)
+    random.Random(seed).shuffle(order)
+
+    def one(rel: str) -> int:
+        with open(os.path.join(root, rel), "rb") as f:
+            return len(f.read())
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(one, order))
+    return time.perf_counter() - start, total
+
+
+class Measured:
+    """Times and CPU seconds of cold and warm epochs of one system over the repetitions."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.cold, self.warm, self.daemon_cpu, self.server_cpu = [], [], [], []
+
+    def run(self, root: str, rels, threads: int, rep: int, daemon_pid: int | None, weed_pid: int, size: int):
+        for label in ("cold", "warm"):
+            d0 = cpu_seconds(daemon_pid) if daemon_pid else 0.0
+            w0 = cpu_seconds(weed_pid)
+            seconds, total = epoch(root, rels, threads, seed=rep * 2 + (label == "warm"))
+            assert total == size, f"{self.name}: read {total} bytes, expected {size}"
+            getattr(self, label).append(seconds)
+            if label == "cold":
+                self.daemon_cpu.append(cpu_seconds(daemon_pid) - d0 if daemon_pid else 0.0)
+                self.server_cpu.append(cpu_seconds(weed_pid) - w0)
+
+    def median(self, what: str) -> float:
+        return statistics.median(getattr(self, what))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=20000)
+    parser.add_argument("--kib", type=int, default=100)
+    parser.add_argument("--dirs", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--peers", default="rclone,s3fs")
+    parser.add_argument("--tmp", default="/var/tmp")
+    args = parser.parse_args()
+    size = args.files * args.kib * 1024
+    gib = size / 2**30
+    with tempfile.TemporaryDirectory(prefix="artifactfs-bench-epoch-", dir=args.tmp) as tmp, \
+            seaweed_server() as server:
+        local = os.path.join(tmp, "local")
+        rels = make_dataset(local, args.files, args.kib * 1024, args.dirs)
+        env = dict(os.environ, ARTIFACTFS_STORE=f"s3://{BUCKET}/afs", ARTIFACTFS_CONFIG=os.path.join(tmp, "none.toml"),
+                   ARTIFACTFS_CACHE_DIR=os.path.join(tmp, "commit-cache"))
+        client = Client(store=env["ARTIFACTFS_STORE"], cache_dir=env["ARTIFACTFS_CACHE_DIR"])
+        client.commit_dir(local, "bench/epoch/data", "dataset")
+        client.close()
+        peers = [p for p in args.peers.split(",") if p]
+        for kind in list(peers):
+            if shutil.which(kind) is None:
+                print(f"{kind}: not installed (apt-get install {kind}); skipped")
+                peers.remove(kind)
+        if peers:
+            upload_plain(server, local, "plain/epoch")
+        weed = server.proc.pid
+        print(f"{args.files} files of {args.kib} KiB in {args.dirs} directories ({size / 2**20:.0f} MiB), "
+              f"{args.threads} reader threads, shuffled; SeaweedFS at {server.endpoint}; {os.cpu_count()} CPUs")
+        systems = {name: Measured(name) for name in ["local disk", "artifactfs", *peers]}
+        for rep in range(args.reps):
+            drop_caches()
+            systems["local disk"].run(local, rels, args.threads, rep, None, weed, size)
+            m = ours(env, tmp)  # drops the kernel's caches
+            try:
+                systems["artifactfs"].run(m.path("bench/epoch/data:v0"), rels, args.threads, rep, m.pid, weed, size)
+            finally:
+                close_ours(m)
+            for kind in peers:
+                drop_caches()
+                cache = os.path.join(tmp, f"rclone-cache-{rep}") if kind == "rclone" else None
+                fm = ForeignMount(kind, server, os.path.join(tmp, f"{kind}-{rep}"), tmp, rclone_cache=cache)
+                try:
+                    systems[kind].run(os.path.join(fm.mountpoint, "epoch"), rels, args.threads, rep, fm.pid, weed,
+                                      size)
+                finally:
+                    fm.close()
+                    if cache:
+                        shutil.rmtree(cache, ignore_errors=True)
+            print(f"rep {rep}: " + "  ".join(f"{s.name} {s.cold[-1]:.1f}/{s.warm[-1]:.1f} s" for s in systems.values()),
+                  flush=True)
+        ours_ = systems["artifactfs"]
+        print(f"\nmedians of {args.reps}        cold epoch   warm epoch   daemon CPU s/GiB   "
+              "S3 server CPU s/GiB (cold)")
+        for s in systems.values():
+            print(f"  {s.name:18s} {s.median('cold'):8.2f} s {s.median('warm'):10.2f} s "
+                  f"{s.median('daemon_cpu') / gib:14.2f} {s.median('server_cpu') / gib:18.2f}")
+        print("\nratios (goals: cold >= 3x rclone and s3fs; warm >= 0.8x local disk; server CPU/GiB <= rclone's)")
+        for kind in peers:
+            print(f"  cold: artifactfs is {systems[kind].median('cold') / ours_.median('cold'):.2f}x {kind}; "
+                  f"server CPU {ours_.median('server_cpu') / max(systems[kind].median('server_cpu'), 1e-9):.2f}x "
+                  f"{kind}'s")
+        print(f"  warm: artifactfs is {systems['local disk'].median('warm') / ours_.median('warm'):.2f}x local disk")
+
+
+if __name__ == "__main__":
+    main()
