@@ -5,7 +5,8 @@ s3fs-fuse and a local-disk copy, on one SeaweedFS bucket in the same run.
 Cold: a fresh mount with empty caches and the kernel's caches dropped (SeaweedFS reads its disk).
 Warm: the same epoch again (another order) on the same mount. Each system's daemon CPU and the S3
 server's CPU are read from /proc around each epoch. Medians of --reps runs. A peer that is not
-installed is skipped with a line (apt-get install rclone s3fs). Run as root:
+installed is skipped with a line (apt-get install rclone s3fs). With torch installed, a PyTorch
+DataLoader epoch (fork, 4 workers, shuffle) runs cold through the mount and on local disk too. Run as root:
     .venv/bin/python bench/bench_epoch.py [--files 20000] [--kib 100] [--dirs 100] [--threads 8] [--reps 3]
 """
 
@@ -51,6 +52,31 @@ def epoch(root: str, rels: list[str], threads: int, seed: int) -> tuple[float, i
     with ThreadPoolExecutor(threads) as pool:
         total = sum(pool.map(one, order))
     return time.perf_counter() - start, total
+
+
+class _Files:
+    """A map-style dataset of the files' bytes (a torch Dataset needs only these two methods)."""
+
+    def __init__(self, root: str, rels: list[str]):
+        self.root, self.rels = root, rels
+
+    def __len__(self) -> int:
+        return len(self.rels)
+
+    def __getitem__(self, i: int) -> int:
+        with open(os.path.join(self.root, self.rels[i]), "rb") as f:
+            return len(f.read())
+
+
+def dataloader_epoch(root: str, rels: list[str], size: int) -> float:
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(_Files(root, rels), batch_size=32, shuffle=True, num_workers=4, collate_fn=sum,
+                        multiprocessing_context="fork")
+    start = time.perf_counter()
+    total = sum(loader)
+    assert total == size, f"DataLoader read {total} bytes, expected {size}"
+    return time.perf_counter() - start
 
 
 class Measured:
@@ -140,6 +166,20 @@ def main():
                   f"server CPU {ours_.median('server_cpu') / max(systems[kind].median('server_cpu'), 1e-9):.2f}x "
                   f"{kind}'s")
         print(f"  warm: artifactfs is {systems['local disk'].median('warm') / ours_.median('warm'):.2f}x local disk")
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("\nPyTorch DataLoader: torch is not installed (pip install torch); skipped")
+            return
+        drop_caches()
+        t_local = dataloader_epoch(local, rels, size)
+        m = ours(env, tmp)
+        try:
+            t_ours = dataloader_epoch(m.path("bench/epoch/data:v0"), rels, size)
+        finally:
+            close_ours(m)
+        print(f"\nPyTorch DataLoader (fork, 4 workers, shuffle), cold: local disk {t_local:.1f} s, artifactfs "
+              f"{t_ours:.1f} s ({t_local / t_ours:.2f}x local)")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ fio `--rw=randread` at 4 KiB and 64 KiB through the artifactfs mount, cold (fres
 warm (the bytes in the disk cache, not in the page cache: a new job on the same machine), beside the
 same file on local disk with its page cache dropped; the read amplification (bytes the daemon read
 from the store and its cache per byte returned); and the time to the first byte of a cold file (open
-+ read 4 KiB) through artifactfs, rclone and s3fs. Run as root:
-    .venv/bin/python bench/bench_random.py [--mib 1024] [--seconds 15]
++ read 4 KiB) through artifactfs, rclone and s3fs; and, when h5py is installed (`pip install h5py`),
+h5py reading random small slices of a chunked HDF5 file, cold, with the bytes fetched per byte needed.
+Run as root:
+    .venv/bin/python bench/bench_random.py [--mib 1024] [--seconds 15] [--h5-mib 512]
 """
 
 import argparse
@@ -53,6 +55,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=1024)
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--h5-mib", type=int, default=512)
     parser.add_argument("--tmp", default="/var/tmp")
     args = parser.parse_args()
     size = args.mib * 2**20
@@ -113,6 +116,54 @@ def main():
                         fm.close()
             results[kind] = sorted(times)[1]
             print(f"  {kind:12s} {results[kind] * 1000:7.1f} ms")
+        h5_slices(env, tmp, args.h5_mib)
+
+
+H5_NAME = "bench/random/h5"
+ROW = 1024  # float32 values per row: 4 KiB
+SLICES = 200
+
+
+def h5_slices(env: dict, tmp: str, mib: int) -> None:
+    """h5py reading SLICES random rows of a chunked dataset, cold, through the mount and from local disk."""
+    try:
+        import h5py
+        import numpy as np
+    except ImportError:
+        print("\nh5py random slices: h5py is not installed (pip install h5py); skipped")
+        return
+    rows = mib * 2**20 // (ROW * 4)
+    src = os.path.join(tmp, "h5")
+    os.makedirs(src, exist_ok=True)
+    path = os.path.join(src, "data.h5")
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("x", (rows, ROW), dtype="float32", chunks=(64, ROW))
+        for start in range(0, rows, 4096):
+            d[start:start + 4096] = np.random.default_rng(start).random((min(4096, rows - start), ROW), "float32")
+    client = Client(store=env["ARTIFACTFS_STORE"], cache_dir=env["ARTIFACTFS_CACHE_DIR"])
+    client.commit_dir(src, H5_NAME, "dataset")
+    client.close()
+    picks = np.random.default_rng(7).integers(0, rows, SLICES)
+
+    def read(file_path: str) -> float:
+        start = time.perf_counter()
+        with h5py.File(file_path, "r") as f:
+            total = sum(float(f["x"][int(i), :8].sum()) for i in picks)
+        assert total == total  # read every slice
+        return time.perf_counter() - start
+
+    drop_caches()
+    t_local = read(path)
+    m = ours(env, tmp)
+    try:
+        t_ours = read(m.path(f"{H5_NAME}:v0", "data.h5"))
+        fetched = stats(m)["fetched_bytes"]
+    finally:
+        close_ours(m)
+    needed = SLICES * 64 * ROW * 4  # each slice lies in one HDF5 chunk of 64 rows
+    print(f"\nh5py, {SLICES} random row slices of a {mib} MiB chunked dataset (HDF5 chunks of 256 KiB), cold")
+    print(f"  local disk {t_local:6.2f} s; artifactfs {t_ours:6.2f} s ({t_local / t_ours:.2f}x local); fetched "
+          f"{fetched / 2**20:.0f} MiB for {needed / 2**20:.0f} MiB of HDF5 chunks ({fetched / needed:.1f}x)")
 
 
 def warm_mount(env: dict, tmp: str) -> Mount:

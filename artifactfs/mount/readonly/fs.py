@@ -385,12 +385,14 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & (os.O_TRUNC | os.O_APPEND | os.O_CREAT):
             raise erofs()
         m = node.version.manifest
-        entry = m[node.index]
-        if is_unchecked(entry):
-            fh = self._new_fh()
-            self._files[fh] = UncheckedReader(self.source, entry.ref, await self._current_size(node))
-            return pyfuse3.FileInfo(fh=fh, direct_io=True)
-        reader = FileReader(self.source, pieces_of(entry, m.chunk_size), entry.size, m.chunk_size)
+        if node.pieces is None:  # the first open: the entry's pieces, kept for the next opens
+            entry = m[node.index]
+            if is_unchecked(entry):
+                fh = self._new_fh()
+                self._files[fh] = UncheckedReader(self.source, entry.ref or "", await self._current_size(node))
+                return pyfuse3.FileInfo(fh=fh, direct_io=True)
+            node.pieces = pieces_of(entry, m.chunk_size)
+        reader = FileReader(self.source, node.pieces, m.size_of(node.index), m.chunk_size)
         first_open, node.opened = not node.opened, True
         if len(reader.pieces) == 1 and first_open:
             # A re-open starts nothing: the kernel keeps the file's pages (keep_cache); reading it back

@@ -63,6 +63,7 @@ class Node:
     index: int = -1  # FILE: entry index in the manifest
     lookups: int = 0
     opened: bool = False  # FILE: opened at least once since the kernel looked it up
+    pieces: list | None = None  # FILE: its pieces (fetch.pieces_of), kept from its first open
 
     @property
     def key(self) -> str:
