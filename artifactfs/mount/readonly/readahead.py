@@ -99,7 +99,7 @@ class PackReadAhead:
     def __init__(self, source, tracked: int = 4096):
         self.source = source  # reader.ChunkSource
         self.tracked = tracked
-        # (version, pack) -> [cold opens so far, opens that fetch the rest], or None once fetched
+        # (version, pack) -> [cold opens left before the rest is fetched, first entry, end], None once fetched
         self._packs: OrderedDict[tuple[str, str], list[int] | None] = OrderedDict()
 
     def on_cold_open(self, view, index: int) -> None:
@@ -113,14 +113,14 @@ class PackReadAhead:
             return  # fetched already
         if not state:
             lo, hi = self._member_range(m, index, pack)
-            state = self._packs[key] = [0, max(2, -(-(hi - lo) // PACK_SHARE))]
+            state = self._packs[key] = [max(2, -(-(hi - lo) // PACK_SHARE)), lo, hi]
             while len(self._packs) > self.tracked:
                 self._packs.popitem(last=False)
-        state[0] += 1
-        if state[0] < state[1]:
+        state[0] -= 1
+        if state[0] > 0:
             return
         self._packs[key] = None
-        lo, hi = self._member_range(m, index, pack)
+        _, lo, hi = state
         pieces = []
         for i in range(lo, hi):
             with contextlib.suppress(ArtifactfsError):
