@@ -93,10 +93,10 @@ class PieceCache:
             log.warning("cache: cannot read %s: %s", path, exc)
             return None
         try:
-            table = piecefile.has_table(os.fstat(fd).st_size, length)
-            if table:
-                data = piecefile.read_range(fd, length, start, size)
-            elif table is False:  # an older file without a table: checked whole
+            block = piecefile.table_block(os.fstat(fd).st_size, length)
+            if block:
+                data = piecefile.read_range(fd, length, start, size, block)
+            elif block == 0:  # an older file without a table: checked whole
                 whole = os.pread(fd, length, 0)
                 data = whole[start:start + size] if piecefile.whole_ok(whole, digest) else None
             else:
@@ -228,7 +228,7 @@ class PieceCache:
         None if the file is not of a length that holds such a piece (damaged)."""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if piecefile.has_table(os.fstat(fd).st_size, length) is None:
+            if piecefile.table_block(os.fstat(fd).st_size, length) is None:
                 return None
             pool = self.buffers
             if pool is None or length < pool.min_size:

@@ -209,3 +209,21 @@ def test_a_foreign_cache_directory_is_refused_and_left_alone(env, tmp_path):
     (old / "runs").mkdir()
     af_ok({**env, "ARTIFACTFS_CACHE_DIR": str(old)}, "cache", "clean")
     assert (old / "CACHEDIR.TAG").exists()
+
+
+def test_a_table_of_16_kib_blocks_from_an_earlier_cache_is_still_read_by_range(tmp_path):
+    data = random.Random(5).randbytes(3 * MiB + 123)
+    cache = PieceCache(str(tmp_path / "cache"), 1 << 30)
+    digest = digest_bytes(data)
+    os.makedirs(os.path.dirname(cache.path(digest)), exist_ok=True)
+    with open(cache.path(digest), "wb") as f:
+        f.write(data + piecefile.block_table(data, piecefile.OLD_BLOCK))
+    assert cache.get_range(digest, len(data), 2 * MiB + 5, 4096) == data[2 * MiB + 5:2 * MiB + 4101]
+    assert cache.get(digest, len(data)) == data
+    assert cache.verify() == (1, [])
+    with open(cache.path(digest), "r+b") as f:  # one flipped byte in block 5 of the old table's blocks
+        f.seek(5 * piecefile.OLD_BLOCK + 9)
+        f.write(b"\x00" if data[5 * piecefile.OLD_BLOCK + 9] else b"\x01")
+    assert cache.get_range(digest, len(data), 0, 4096) == data[:4096]
+    assert cache.get_range(digest, len(data), 5 * piecefile.OLD_BLOCK, 100) is None
+    assert not os.path.exists(cache.path(digest))
