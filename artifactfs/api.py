@@ -50,7 +50,7 @@ class ArtifactEntry:
         fetcher = self._artifact._client.fetcher
         if is_unchecked(self._entry):
             return b"".join(fetcher.references.stream(self.ref))
-        return b"".join(fetcher.piece(p) for p in pieces_of(self._entry, self._chunk_size))
+        return b"".join(fetcher.read_pieces(pieces_of(self._entry, self._chunk_size)))
 
     def open(self, mode: str = "rb"):
         """A read-only file object over the content: `"rb"` (default) or `"r"` for text."""

@@ -24,6 +24,7 @@ from typing import Any
 
 from . import layout, lineage
 from .errors import NotFound, ObjectNotFound, UsageError
+from .hashing import CHUNK_SIZE
 from .ingest import LocalFile, hash_and_upload
 from .manifest import Entry, Manifest
 from .names import LATEST, ArtifactName, Ref, check_alias
@@ -88,11 +89,11 @@ def commit_files(repo: Repository, name: ArtifactName, type: str, files: Iterabl
 
 
 def upload_files(repo: Repository, files: Iterable[LocalFile], progress=None,
-                 known=lambda digest: None) -> tuple[list[Entry], Sources]:
+                 known=lambda digest: None, chunk_size: int = CHUNK_SIZE) -> tuple[list[Entry], Sources]:
     """Hash local files and upload what the store lacks (`known` says where the store holds a
     content already): their entries and gc protection sources."""
     files = list(files)
-    entries, _ = hash_and_upload(repo.store, files, progress=progress, known=known)
+    entries, _ = hash_and_upload(repo.store, files, chunk_size, progress=progress, known=known)
     return entries, protect_sources(entries, [f.source for f in files])
 
 

@@ -2,7 +2,8 @@
 
 Store layout, under the artifact (`artifacts/<e>/<p>/<n>/`):
 
-    drafts/<draft>/draft.json                    {"type": ...}; created by the first writer (put_if_absent)
+    drafts/<draft>/draft.json                    {"type", "chunk_size", ...}; created by the first writer
+                                                 (put_if_absent)
     drafts/<draft>/parts/<writer>-<random>.jsonl  one object per addition: the entries it adds, one JSON
                                                  line each; created with put_if_absent, never rewritten
     drafts/<draft>/sealed.json                   finish has started (put_if_absent: one finisher wins)
@@ -15,6 +16,9 @@ with different content in two parts is a Conflict naming the path), commits one 
 the draft. A writer re-reads the seal after writing its part: if the draft was sealed meanwhile, the
 finisher may have listed the parts before that one, so the writer reports a Conflict instead of
 silently losing files (S3 lists are strongly consistent: a part written before the seal is listed).
+
+Every writer hashes with the draft's chunk size (draft.json; a draft without one was begun with 8 MiB
+chunks), so that parts from writers of different releases still make one consistent manifest.
 """
 
 import contextlib
@@ -26,9 +30,10 @@ import uuid
 from collections.abc import Iterable
 
 from . import commit
-from .errors import Conflict, NotFound, ObjectNotFound, PreconditionFailed, UsageError
+from .errors import Conflict, CorruptData, NotFound, ObjectNotFound, PreconditionFailed, UsageError
+from .hashing import CHUNK_SIZE, OLD_CHUNK_SIZE
 from .ingest import LocalFile
-from .manifest import Entry, Manifest, canonical_json
+from .manifest import Entry, Manifest, canonical_json, check_chunk_size
 from .names import ArtifactName, check_name
 from .records import CommitResult, load_json, now_iso, whoami
 from .repo import Repository
@@ -69,33 +74,61 @@ def check_not_finished(repo: Repository, name: ArtifactName, draft: str) -> None
                    "use a new draft id")
 
 
-def draft_type(repo: Repository, name: ArtifactName, draft: str) -> str:
+def _draft_record(repo: Repository, name: ArtifactName, draft: str) -> dict | None:
+    """draft.json (its chunk size checked: it comes from the store), None if the draft does not exist."""
     key = _prefix(name, draft) + "draft.json"
     try:
         data, _ = repo.store.get(key)
     except ObjectNotFound:
+        return None
+    record = load_json(data, key)
+    try:
+        record["chunk_size"] = check_chunk_size(record.get("chunk_size", OLD_CHUNK_SIZE))
+    except CorruptData as exc:
+        raise CorruptData(f"{key}: {exc}".replace("manifest ", "")) from None
+    return record
+
+
+def _existing(repo: Repository, name: ArtifactName, draft: str) -> dict:
+    record = _draft_record(repo, name, draft)
+    if record is None:
         check_not_finished(repo, name, draft)
-        raise NotFound(f"{name} has no draft {draft!r}") from None
-    return load_json(data, key).get("type", "")
+        raise NotFound(f"{name} has no draft {draft!r}")
+    return record
+
+
+def draft_type(repo: Repository, name: ArtifactName, draft: str) -> str:
+    return str(_existing(repo, name, draft).get("type", ""))
+
+
+def draft_chunk_size(repo: Repository, name: ArtifactName, draft: str) -> int:
+    """The chunk size files added to the draft are hashed with: the draft's, or for a draft not begun
+    yet the one its first writer will record."""
+    record = _draft_record(repo, name, draft)
+    return CHUNK_SIZE if record is None else record["chunk_size"]
 
 
 def add_entries(repo: Repository, name: ArtifactName, draft: str, type: str, entries: list[Entry],
-                writer: str | None = None) -> str:
-    """Add entries (whose blobs are already in the store) to the draft. Returns the part's key."""
+                writer: str | None = None, chunk_size: int = CHUNK_SIZE) -> str:
+    """Add entries (whose blobs are already in the store, hashed with `chunk_size`) to the draft.
+    Returns the part's key."""
     prefix = _prefix(name, draft)
     writer = check_name(writer or default_writer(), "writer id")
     check_not_finished(repo, name, draft)
     repo.ensure_artifact(name, type)
     try:
-        repo.store.put_if_absent(prefix + "draft.json", canonical_json({"type": type, "created_at": now_iso(),
-                                                                         "created_by": whoami()}))
+        repo.store.put_if_absent(prefix + "draft.json", canonical_json({
+            "type": type, "chunk_size": chunk_size, "created_at": now_iso(), "created_by": whoami()}))
     except PreconditionFailed:
-        existing = draft_type(repo, name, draft)
-        if existing != type:
-            raise Conflict(f"draft {draft!r} of {name} is a {existing}, not a {type}") from None
+        existing = _existing(repo, name, draft)
+        if existing.get("type") != type:
+            raise Conflict(f"draft {draft!r} of {name} is a {existing.get('type')}, not a {type}") from None
+        if existing["chunk_size"] != chunk_size:
+            raise Conflict(f"draft {draft!r} of {name} takes files hashed in chunks of {existing['chunk_size']} "
+                           f"bytes, these were hashed in chunks of {chunk_size}") from None
     if _is_sealed(repo, prefix):
         raise Conflict(f"draft {draft!r} of {name} is finished or being finished; start a new draft")
-    Manifest.from_entries(entries)  # a writer's own duplicates and bad paths fail here, not at finish
+    Manifest.from_entries(entries, chunk_size)  # a writer's own duplicates and bad paths fail here, not at finish
     body = b"".join(canonical_json(e.to_json()) + b"\n" for e in entries)
     key = f"{prefix}parts/{writer}-{uuid.uuid4().hex[:12]}.jsonl"
     repo.store.put_if_absent(key, body)
@@ -111,9 +144,10 @@ def add_files(repo: Repository, name: ArtifactName, draft: str, type: str, files
     check_draft(draft)
     repo.ensure_artifact(name, type)
     started = time.time()
-    uploaded, sources = commit.upload_files(repo, files, progress)
+    chunk_size = draft_chunk_size(repo, name, draft)
+    uploaded, sources = commit.upload_files(repo, files, progress, chunk_size=chunk_size)
     entries = [*uploaded, *extra_entries]
-    add_entries(repo, name, draft, type, entries, writer)
+    add_entries(repo, name, draft, type, entries, writer, chunk_size)
     commit.protect_commit(repo, started, sources)  # a part protects its blobs once it exists (docs/GC.md)
     return entries
 
@@ -131,7 +165,7 @@ def parts(repo: Repository, name: ArtifactName, draft: str) -> dict[str, list[En
     return out
 
 
-def merge(draft: str, all_parts: dict[str, list[Entry]]) -> Manifest:
+def merge(draft: str, all_parts: dict[str, list[Entry]], chunk_size: int = CHUNK_SIZE) -> Manifest:
     """One manifest from all parts; identical duplicates are fine, different content at one path is not."""
     merged: dict[str, Entry] = {}
     for key in sorted(all_parts):
@@ -142,13 +176,14 @@ def merge(draft: str, all_parts: dict[str, list[Entry]]) -> Manifest:
                     e, pack=None, offset=0):
                 raise Conflict(f"draft {draft!r}: writers added different content at {e.path!r}")
             merged[e.path] = e
-    return Manifest.from_entries(merged.values())
+    return Manifest.from_entries(merged.values(), chunk_size)
 
 
 def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> CommitResult:
     """Seal the draft, merge its parts, commit them as one version, delete the draft."""
     prefix = _prefix(name, draft)
-    type = draft_type(repo, name, draft)
+    record = _existing(repo, name, draft)
+    type = str(record.get("type", ""))
     commit_args = commit.check_args(repo, name, type, commit_args)
     try:
         repo.store.put_if_absent(prefix + "sealed.json", canonical_json({"at": now_iso(), "by": whoami()}))
@@ -159,7 +194,7 @@ def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> C
         all_parts = parts(repo, name, draft)
         if not all_parts:
             raise UsageError(f"draft {draft!r} of {name} has no files")
-        manifest = merge(draft, all_parts)
+        manifest = merge(draft, all_parts, record["chunk_size"])
         result = repo.commit(name, type, manifest, **commit_args)
     except BaseException:
         repo.store.delete(prefix + "sealed.json")  # nothing was committed: the draft stays usable

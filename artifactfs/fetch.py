@@ -14,7 +14,7 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from . import layout
 from .cache import PieceCache
 from .errors import CorruptData, LocalIOError
-from .hashing import digest_bytes
+from .hashing import READ_BLOCK, digest_bytes
 from .localfs import open_dir_under, temp_name
 from .manifest import DIR, LINK, Entry, check_entry
 from .store import ObjectStore
@@ -70,7 +70,6 @@ class WarmResult:
 
 
 REF_PIECE = "ref-"
-RUN_BYTES = 8 * 1024 * 1024  # `get` reads runs of packed files up to this size with one GET
 
 
 def cacheable(entry: Entry) -> bool:
@@ -238,8 +237,10 @@ class Fetcher:
         all_good = True
         for i in missing:
             p = pieces[i]
+            part = view[p.start - lo:p.start - lo + p.length]
             try:
-                out[i] = _check(p, bytes(view[p.start - lo:p.start - lo + p.length]))
+                # a packed file is copied out (it must not pin the whole run's buffer); a chunk is a view
+                out[i] = _check(p, bytes(part) if p.pack is not None else part)
             except CorruptData as exc:
                 out[i] = exc
                 all_good = False
@@ -262,6 +263,16 @@ class Fetcher:
         if piece.verifiable:  # content-addressed: safe to cache whatever its source
             self._keep([piece], piece.start, data)
         return data
+
+    def read_pieces(self, pieces: list[Piece]) -> Iterator[bytes | memoryview]:
+        """The verified bytes of `pieces` in order (a whole file), READ_BLOCK per GET; CorruptData
+        for the first piece that fails its check."""
+        for run in contiguous_runs(pieces, READ_BLOCK):
+            for data in self.span(run):
+                if isinstance(data, BaseException):
+                    raise data
+                assert data is not None  # read_cached: every piece is returned
+                yield data
 
     # ---- whole-file download --------------------------------------------------------------------
     def download_entry(self, entry: Entry, chunk_size: int, root: str, data: bytes | memoryview | None = None) -> bool:
@@ -297,8 +308,8 @@ class Fetcher:
                     for block in self.references.stream(entry.ref):
                         f.write(block)
                 else:
-                    for piece in pieces_of(entry, chunk_size):
-                        f.write(self.piece(piece))
+                    for data in self.read_pieces(pieces_of(entry, chunk_size)):
+                        f.write(data)
                 os.fchmod(f.fileno(), 0o755 if entry.executable else 0o644)
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
@@ -333,7 +344,7 @@ class Fetcher:
         packed = sorted((e for e in entries if e.pack and e.size), key=lambda e: (e.pack, e.offset))
         pairs = [(e, pieces_of(e, chunk_size)[0]) for e in packed]
         ordered = iter(pairs)
-        groups = [[next(ordered) for _ in run] for run in contiguous_runs([p for _, p in pairs], RUN_BYTES)]
+        groups = [[next(ordered) for _ in run] for run in contiguous_runs([p for _, p in pairs], READ_BLOCK)]
         groups += [[(e, None)] for e in entries if not (e.pack and e.size)]  # type: ignore[list-item]  # no piece
         with ThreadPoolExecutor(threads) as pool:
             for _ in pool.map(run, groups):
@@ -355,11 +366,12 @@ class Fetcher:
             result.files += 1
             for p in pieces_of(entry, chunk_size):
                 (packed.setdefault(p.pack, {}) if p.pack else single)[p.digest] = p
-        groups = [[p] for p in single.values() if not self.cache.holds(p.digest)]
+        missing = sorted((p for p in single.values() if not self.cache.holds(p.digest)), key=lambda p: (p.key, p.start))
+        groups = contiguous_runs(missing, READ_BLOCK)  # the chunks of a large file: READ_BLOCK per GET
         for pack, by_digest in packed.items():
             pieces = sorted(by_digest.values(), key=lambda p: p.start)
             held = self.cache.holds_packed(pack, [(p.start, p.length) for p in pieces])
-            groups += contiguous_runs([p for p, here in zip(pieces, held, strict=False) if not here], RUN_BYTES)
+            groups += contiguous_runs([p for p, here in zip(pieces, held, strict=False) if not here], READ_BLOCK)
         result.fetched = sum(p.length for group in groups for p in group)
         result.cached = sum(p.length for p in single.values()) + sum(
             p.length for by_digest in packed.values() for p in by_digest.values()) - result.fetched

@@ -4,7 +4,13 @@ import os
 
 import xxhash
 
-CHUNK_SIZE = 8 * 1024 * 1024  # 8 MiB: the ranged-GET size S3 favours, and the unit of cache and verify
+# The chunk size new manifests are written with: the unit of verification and of the disk cache. 1 MiB,
+# so that a random read (sqlite, HDF5, parquet footers) and the first byte of a file wait for 1 MiB, not
+# 8; sequential readers still GET READ_BLOCK at a time (runs of chunks, each checked). Manifests written
+# with 8 MiB chunks (OLD_CHUNK_SIZE) stay as they are: the chunk size is the manifest's (FORMAT.md).
+CHUNK_SIZE = 1024 * 1024
+OLD_CHUNK_SIZE = 8 * 1024 * 1024  # what artifactfs wrote before; also the chunk size of drafts begun then
+READ_BLOCK = 8 * 1024 * 1024  # one ranged GET of a sequential or whole-object read: the size S3 favours
 DIGEST_HEX_LEN = 32
 
 

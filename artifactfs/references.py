@@ -37,7 +37,7 @@ from .errors import (
     StoreUnavailable,
     UsageError,
 )
-from .hashing import CHUNK_SIZE, StreamHasher, digest_bytes, hash_file
+from .hashing import CHUNK_SIZE, READ_BLOCK, StreamHasher, digest_bytes, hash_file
 from .manifest import Entry
 from .paths import join_entry_path, normalize_entry_path
 from .reference_policy import ReferencePolicy
@@ -294,11 +294,11 @@ class References:
             with _os_errors(uri):
                 f = open(self.policy.open_local(uri), "rb")
             with f:
-                while block := f.read(CHUNK_SIZE):
+                while block := f.read(READ_BLOCK):
                     yield block
         else:
             with self._open_http(uri) as resp:
-                while block := resp.read(CHUNK_SIZE):
+                while block := resp.read(READ_BLOCK):
                     yield block
 
     def current_size(self, uri: str) -> int:
@@ -346,8 +346,8 @@ class References:
         try:
             if entry.digest is not None:  # file:// and http without ETag: re-hash the content
                 hasher = StreamHasher(chunk_size)
-                for start in range(0, entry.size, chunk_size):
-                    hasher.update(self.read_range(uri, start, min(chunk_size, entry.size - start),
+                for start in range(0, entry.size, READ_BLOCK):
+                    hasher.update(self.read_range(uri, start, min(READ_BLOCK, entry.size - start),
                                                   entry.size, entry.etag, entry.version_id))
                 size, digest, _ = hasher.finish()
                 if digest != entry.digest:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from . import layout
 from .errors import CorruptData, ObjectNotFound
-from .hashing import StreamHasher, digest_bytes
+from .hashing import READ_BLOCK, StreamHasher, digest_bytes
 from .manifest import Manifest, check_entry, columnar
 from .records import VersionRecord, parse_stored_manifest
 from .repo import Repository
@@ -107,8 +107,8 @@ def _check_blob(repo: Repository, item) -> list[str]:
     if actual != size:
         return [f"{where}: blob {digest} is {actual} bytes, expected {size}"]
     hasher = StreamHasher(chunk_size)
-    for start in range(0, size, chunk_size):
-        hasher.update(repo.store.get_range(key, start, min(chunk_size, size - start)))
+    for start in range(0, size, READ_BLOCK):
+        hasher.update(repo.store.get_range(key, start, min(READ_BLOCK, size - start)))
     _, got, got_chunks = hasher.finish()
     out = []
     if got != digest:

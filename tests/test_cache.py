@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import subprocess
 
 import pytest
@@ -164,9 +165,11 @@ def test_long_running_mount_never_serves_a_damaged_cache(env, tmp_path, client):
         assert m.log_text().count("damaged on disk") == stats["damaged_cache_files"]
     finally:
         m.close()
-    # a damaged table under bytes that are right is only found by a read that uses it, or by verify
+    # a damaged table under bytes that are right is only found by a read that uses it, or by verify (as
+    # is a damaged file whose piece the daemon served from memory)
     res = af(env, "cache", "verify")
-    assert res.returncode == 0 or "checked 5 pieces: 1 damaged" in res.stdout, res.stdout
+    left = re.search(r"checked \d+ pieces: [12] damaged", res.stdout)
+    assert res.returncode == 0 or (res.returncode == 7 and left), res.stdout
     assert af(env, "cache", "verify").returncode == 0
     tally("damaged cache under a live mount", faults=6, recoveries=6, bytes_checked=2 * sum(map(len, files.values())))
 
@@ -176,11 +179,12 @@ def test_get_in_one_process_refetches_a_piece_damaged_since_its_last_read(env, t
     write_files(tmp_path / "src", {"big.bin": data})
     client.commit_dir(str(tmp_path / "src"), NAME, "dataset")
     client.download(f"{NAME}:v0", str(tmp_path / "one"))
-    for d in _pieces(client, f"{NAME}:v0", "big.bin"):
+    pieces = _pieces(client, f"{NAME}:v0", "big.bin")
+    for d in pieces:
         _damage(tmp_path / "cache" / "pieces" / d[:2] / d, "flip")
     client.download(f"{NAME}:v0", str(tmp_path / "two"))
     assert (tmp_path / "two" / "big.bin").read_bytes() == data
-    assert client.cache.damaged == 2
+    assert client.cache.damaged == len(pieces) == 4
 
 
 def test_a_foreign_cache_directory_is_refused_and_left_alone(env, tmp_path):

@@ -92,3 +92,43 @@ def test_draft_errors(cli, tmp_path):
     assert res.exit_code == 4
     assert cli("draft", "add", "acme/ml/t", "bad name", "--dir", d).exit_code == 2
     assert cli("draft", "add", "acme/ml/t", "d").exit_code == 2
+
+
+def test_a_draft_begun_with_8_mib_chunks_finishes_with_them(cli, client, tmp_path):
+    """A draft begun by an earlier release (draft.json without a chunk size: 8 MiB chunks) takes files
+    from a current writer hashed the same way, so the version is one consistent manifest that reads
+    back byte for byte; a draft.json naming a chunk size out of range is refused in one line."""
+    import random
+
+    from artifactfs import commit, drafts
+    from artifactfs.hashing import OLD_CHUNK_SIZE
+    from artifactfs.ingest import LocalFile
+
+    rnd = random.Random(9)
+    old = writer_dir(tmp_path, 1, {})
+    (old / "old.bin").write_bytes(old_bytes := rnd.randbytes(OLD_CHUNK_SIZE + 1000))
+    new = writer_dir(tmp_path, 2, {})
+    (new / "new.bin").write_bytes(new_bytes := rnd.randbytes(OLD_CHUNK_SIZE + 2000))
+    name = client.artifact_name("acme/ml/legacy")
+    entries, _ = commit.upload_files(client.repo, [LocalFile("old.bin", str(old / "old.bin"))],
+                                     chunk_size=OLD_CHUNK_SIZE)
+    drafts.add_entries(client.repo, name, "d", "dataset", entries, "old-writer", OLD_CHUNK_SIZE)
+    key = f"{name.prefix}drafts/d/draft.json"
+    record = json.loads(client.store.get(key)[0])
+    del record["chunk_size"]  # as an earlier release wrote it
+    client.store.put(key, json.dumps(record).encode())
+    assert cli("draft", "add", "acme/ml/legacy", "d", "--dir", new, "--writer", "new").exit_code == 0
+    res = cli("draft", "finish", "acme/ml/legacy", "d")
+    assert res.exit_code == 0, res.stderr
+    manifest = client.manifest(client.resolve("acme/ml/legacy:v0"))
+    assert manifest.chunk_size == OLD_CHUNK_SIZE
+    assert [len(manifest[i].chunks or ()) for i in range(len(manifest))] == [2, 2]
+    assert cli("get", "acme/ml/legacy:v0", "--root", tmp_path / "out").exit_code == 0
+    assert (tmp_path / "out" / "old.bin").read_bytes() == old_bytes
+    assert (tmp_path / "out" / "new.bin").read_bytes() == new_bytes
+
+    assert cli("draft", "add", "acme/ml/legacy", "e", "--dir", new).exit_code == 0
+    key = f"{name.prefix}drafts/e/draft.json"
+    client.store.put(key, json.dumps({"type": "dataset", "chunk_size": 2**40}).encode())
+    res = cli("draft", "add", "acme/ml/legacy", "e", "--dir", new)
+    assert res.exit_code != 0 and res.stderr.count("\n") == 1 and "chunk_size" in res.stderr, res.stderr

@@ -111,3 +111,38 @@ def test_a_damaged_file_is_never_written_into_place(tmp_path, stored):
     with pytest.raises(CorruptData):
         fetcher(tmp_path, store).download_all([big], CHUNK, str(out))
     assert not (out / "big.bin").exists()
+
+
+class CountingStore(LocalStore):
+    """A local store that counts its ranged GETs."""
+
+    ranged = 0
+
+    def get_range(self, key, start, length):
+        self.ranged += 1
+        return super().get_range(key, start, length)
+
+
+def test_a_whole_file_of_small_chunks_takes_one_get_per_read_block_each_chunk_checked(tmp_path):
+    from artifactfs.hashing import READ_BLOCK
+
+    data = os.urandom(2 * READ_BLOCK + 5 * CHUNK + 17)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big.bin").write_bytes(data)
+    store = CountingStore(str(tmp_path / "store"))
+    entries, _ = hash_and_upload(store, walk_directory(str(tmp_path / "src")), chunk_size=CHUNK)
+    pieces = pieces_of(entries[0], CHUNK)
+    f = fetcher(tmp_path, store)
+    assert b"".join(f.read_pieces(pieces)) == data
+    assert store.ranged == 3 and len(pieces) == 2 * READ_BLOCK // CHUNK + 6  # not one per chunk
+    assert b"".join(f.read_pieces(pieces)) == data and store.ranged == 3  # then from the cache
+    # a chunk damaged in the store: that GET's chunks fail, are neither served nor cached
+    victim = pieces[len(pieces) // 2]
+    blob = bytearray(data)
+    blob[victim.start + 100] ^= 1
+    with open(os.path.join(str(tmp_path / "store"), layout.blob_key(entries[0].digest)), "r+b") as fh:
+        fh.write(bytes(blob))
+    g = fetcher(tmp_path / "other", store)
+    with pytest.raises(CorruptData):
+        b"".join(g.read_pieces(pieces))
+    assert not g.cache.holds(victim.digest)

@@ -353,10 +353,10 @@ def test_cache_warm_lets_the_mount_read_without_the_store(committed, client, mou
 
 
 def test_cache_warm_refuses_what_the_cache_cannot_keep(committed, env):
-    res = run_cli(["--cache-size", "8M", "cache", "warm", NAME], env)
+    res = run_cli(["--cache-size", "2M", "cache", "warm", NAME], env)
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "more than the cache keeps" in res.stderr and "Traceback" not in res.stderr
-    res = run_cli(["--cache-size", "8M", "cache", "warm", NAME, "--prefix", "images"], env)  # that part fits
+    res = run_cli(["--cache-size", "2M", "cache", "warm", NAME, "--prefix", "images"], env)  # that part fits
     assert res.returncode == 0 and "2 files in" in res.stdout, res.stderr
     res = run_cli(["cache", "warm", NAME, "--prefix", "nothing/here"], env)
     assert res.returncode == 3 and "no entry or directory" in res.stderr, res.stderr

@@ -19,7 +19,17 @@ from ..errors import CorruptData, InvalidPath
 from ..hashing import CHUNK_SIZE, digest_bytes
 from ..paths import normalize_entry_path
 from .columns import PackColumns, PathColumn
-from .entry import DIR, FILE, FORMAT, FORMAT_VERSION, PLAIN_FORMAT_VERSION, Entry, canonical_json, check_chunk_size
+from .entry import (
+    DIR,
+    FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    PLAIN_FORMAT_VERSION,
+    Entry,
+    canonical_json,
+    check_chunk_size,
+    check_entry,
+)
 from .records import ColumnsBuilder, parse_lines
 
 _CHILD_BATCH = 256  # children per child_rows call
@@ -55,8 +65,11 @@ class Manifest:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_entries(cls, entries: Iterable[Entry], chunk_size: int = CHUNK_SIZE) -> "Manifest":
-        """Build from entries in any order; rejects duplicate paths and file/directory clashes."""
+        """Build from entries in any order; rejects duplicate paths, file/directory clashes and
+        entries whose chunks do not fit `chunk_size` (so nothing is published that readers refuse)."""
         ordered = sorted(entries, key=lambda e: e.path.encode("utf-8"))
+        for e in ordered:
+            check_entry(e, chunk_size)
         return cls._pack(ordered, chunk_size)
 
     @classmethod

@@ -14,10 +14,11 @@ one) into verified bytes:
   the LRU.
 
 `FileReader` (one per open file handle) decides what to fetch. Read-ahead window: a read that starts
-within one chunk of where the previous read ended is sequential; each sequential step into a new chunk
-doubles the window, from INITIAL_WINDOW up to MAX_WINDOW, and the chunks in the window are started as
-prefetches. A read anywhere else resets the window to zero: random access fetches only the chunks it
-touches (4 KiB at 10 GiB into a 20 GiB file fetches one chunk), and a chunk already in the disk cache
+within SEQUENTIAL_SLACK of where the previous read ended is sequential; each sequential step into a new
+READ_BLOCK doubles the window, from INITIAL_WINDOW up to MAX_WINDOW, and the chunks in the window are
+started as prefetches, READ_BLOCK at a time: one ranged GET per run of chunks (8 of 1 MiB), each chunk
+checked on its own. A read anywhere else resets the window to zero: random access fetches only the
+chunks it touches (4 KiB at 10 GiB into a 20 GiB file fetches one chunk), and a chunk already in the disk cache
 is read by range: only the cache blocks a read touches are read and checked (piecefile.py). After
 such a jump, prefetching resumes only once the reader has gone RANDOM_TO_SEQUENTIAL bytes in order
 (the kernel's own readahead behind one small read must not look like a sequential reader); a file
@@ -38,7 +39,8 @@ import trio
 
 from ..errors import StoreUnavailable
 from ..fetch import Fetcher, Piece, contiguous_runs
-from .daemon import Workers, to_thread
+from ..hashing import READ_BLOCK
+from .daemon import READ_AHEAD_KB, Workers, to_thread
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,9 @@ INITIAL_WINDOW = 8 * 1024 * 1024
 MAX_WINDOW = 128 * 1024 * 1024
 PREFETCH_CONCURRENCY = 16
 RANDOM_TO_SEQUENTIAL = 4 * 1024 * 1024  # after a jump, read this far in order before prefetching
+# the kernel's readahead requests may arrive out of order within its window (and old manifests'
+# 8 MiB chunks keep a chunk of slack: max(chunk_size, SEQUENTIAL_SLACK))
+SEQUENTIAL_SLACK = 2 * READ_AHEAD_KB * 1024
 
 
 class _Flight:
@@ -125,7 +130,7 @@ class ChunkSource:
             if p.digest not in self._mem and p.digest not in self._inflight and p.digest not in seen:
                 seen.add(p.digest)
                 todo.append(p)
-        for run in contiguous_runs(todo):
+        for run in contiguous_runs(todo, READ_BLOCK):
             flights = [self._inflight.setdefault(p.digest, _Flight()) for p in run]
             self._service().start_soon(self._fetch, run, flights, prefetch, read_cached)
 
@@ -204,6 +209,8 @@ class FileReader:
         self._window = INITIAL_WINDOW
         self._prefetched_to = 0  # pieces below this index were already started
         self._run_start = 0  # where the current sequential run began
+        self._per_get = max(1, READ_BLOCK // chunk_size)  # chunks one prefetch GET brings
+        self._behind = max(1, -(-SEQUENTIAL_SLACK // chunk_size))  # chunks a sequential reader may still ask for
 
     async def read(self, off: int, size: int) -> bytes | memoryview:
         end = min(off + size, self.size)
@@ -214,12 +221,10 @@ class FileReader:
             return data[off:end] if off or end < len(data) else data
         cs = self.chunk_size
         first, last = off // cs, (end - 1) // cs
-        self._plan(off, end, last)
+        self._plan(off, end, first, last)
         self._next_off = end
         if not self._window:  # random access: only what is asked for, by range from the disk cache
             return await self._read_random(off, end, first, last)
-        for i in range(first, last + 1):
-            self.source.start(self.pieces[i])  # all needed chunks in parallel, before waiting on any
         parts = []
         for i in range(first, last + 1):
             data = await self.source.get(self.pieces[i])
@@ -227,12 +232,12 @@ class FileReader:
             hi = min(end - i * cs, len(data))
             # a view, not a copy: pyfuse3 replies from any buffer, and the chunk stays alive meanwhile
             parts.append(memoryview(data)[lo:hi] if (lo, hi) != (0, len(data)) else data)
-            if hi == len(data) and self._window and i:
-                # a sequential reader is done with the chunk before this one (the kernel keeps its
-                # pages): free its buffer for the next chunk instead of holding it in memory, so a
-                # streaming read reuses a few buffers rather than touching new memory for the whole
-                # LRU. One chunk of slack: the kernel's readahead requests may arrive out of order.
-                self.source.forget(self.pieces[i - 1])
+            if hi == len(data) and self._window and i >= self._behind:
+                # a sequential reader is done with the chunks before this one (the kernel keeps their
+                # pages): free their buffers for the next chunks instead of holding them in memory, so
+                # a streaming read reuses a few buffers rather than touching new memory for the whole
+                # LRU. SEQUENTIAL_SLACK of slack: the kernel's readahead requests arrive out of order.
+                self.source.forget(self.pieces[i - self._behind])
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _read_random(self, off: int, end: int, first: int, last: int):
@@ -241,10 +246,17 @@ class FileReader:
                  for i in range(first, last + 1)]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _plan(self, off: int, end: int, last: int) -> None:
-        """Update the read-ahead window and start the prefetches it calls for."""
+    def _plan(self, off: int, end: int, first: int, last: int) -> None:
+        """Update the read-ahead window; start the chunks this read needs (in parallel, before waiting
+        on any, and before the prefetches, which would compete with them) unless it is random access
+        (served by range from the disk cache where possible), then the prefetches the window calls for."""
         cs = self.chunk_size
-        if not self._next_off - cs <= off <= self._next_off + cs:  # a jump: random access
+        slack = max(cs, SEQUENTIAL_SLACK)
+        sequential = self._next_off - slack <= off <= self._next_off + slack
+        if sequential and (self._window or end - self._run_start >= RANDOM_TO_SEQUENTIAL):
+            for i in range(first, last + 1):
+                self.source.start(self.pieces[i])
+        if not sequential:  # a jump: random access
             self._window = 0
             self._prefetched_to = 0
             self._run_start = off
@@ -253,12 +265,16 @@ class FileReader:
             if end - self._run_start < RANDOM_TO_SEQUENTIAL:
                 return  # the kernel's own readahead after a jump does not make a sequential reader yet
             self._window = INITIAL_WINDOW
-        elif (self._next_off - 1) // cs < last:  # stepped into a new chunk: widen
+        elif (self._next_off - 1) // (step := max(cs, READ_BLOCK)) < (end - 1) // step:  # a READ_BLOCK further: widen
             self._window = min(self._window * 2, MAX_WINDOW)
-        ahead = min(last + 1 + max(1, self._window // cs), len(self.pieces))
-        for i in range(max(last + 1, self._prefetched_to), ahead):
-            self.source.start(self.pieces[i], prefetch=True)
-        self._prefetched_to = max(self._prefetched_to, ahead)
+        count = len(self.pieces)
+        ahead = min(last + 1 + max(self._per_get, self._window // cs), count)
+        start = max(last + 1, self._prefetched_to)
+        # whole GETs only (a window grown by one chunk waits for the next ones), and the file's tail
+        stop = ahead if ahead == count else start + (ahead - start) // self._per_get * self._per_get
+        if stop > start:
+            self.source.start_span(self.pieces[start:stop], prefetch=True)
+            self._prefetched_to = stop
 
 
 class UncheckedReader:
