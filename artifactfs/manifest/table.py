@@ -65,11 +65,8 @@ class Manifest:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_entries(cls, entries: Iterable[Entry], chunk_size: int = CHUNK_SIZE) -> "Manifest":
-        """Build from entries in any order; rejects duplicate paths, file/directory clashes and
-        entries whose chunks do not fit `chunk_size` (so nothing is published that readers refuse)."""
+        """Build from entries in any order; rejects duplicate paths and file/directory clashes."""
         ordered = sorted(entries, key=lambda e: e.path.encode("utf-8"))
-        for e in ordered:
-            check_entry(e, chunk_size)
         return cls._pack(ordered, chunk_size)
 
     @classmethod
