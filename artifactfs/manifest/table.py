@@ -28,7 +28,6 @@ from .entry import (
     Entry,
     canonical_json,
     check_chunk_size,
-    check_entry,
 )
 from .records import ColumnsBuilder, parse_lines
 
