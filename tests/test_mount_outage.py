@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from artifactfs.client import Client
-from artifactfs.hashing import CHUNK_SIZE
+from artifactfs.hashing import READ_BLOCK as CHUNK_SIZE  # the span one prefetch GET brings
 from tests.fuse_util import Mount
 from tests.seaweed import ADMIN, SeaweedServer
 
