@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterable
 
 from . import commit
-from .errors import Conflict, CorruptData, NotFound, ObjectNotFound, PreconditionFailed, UsageError
+from .errors import Conflict, NotFound, ObjectNotFound, PreconditionFailed, UsageError
 from .hashing import CHUNK_SIZE, OLD_CHUNK_SIZE
 from .ingest import LocalFile
 from .manifest import Entry, Manifest, canonical_json, check_chunk_size
@@ -82,10 +82,7 @@ def _draft_record(repo: Repository, name: ArtifactName, draft: str) -> dict | No
     except ObjectNotFound:
         return None
     record = load_json(data, key)
-    try:
-        record["chunk_size"] = check_chunk_size(record.get("chunk_size", OLD_CHUNK_SIZE))
-    except CorruptData as exc:
-        raise CorruptData(f"{key}: {exc}".replace("manifest ", "")) from None
+    record["chunk_size"] = check_chunk_size(record.get("chunk_size", OLD_CHUNK_SIZE), key)
     return record
 
 

@@ -24,7 +24,7 @@ import xxhash
 from .hashing import digest_bytes
 
 BLOCK = 4 * 1024
-OLD_BLOCK = 16 * 1024  # the block of tables written before 0.4
+OLD_BLOCK = 16 * 1024  # the block of tables written by earlier releases
 _ENTRY = 8  # bytes of one block digest in the table
 
 
@@ -43,7 +43,7 @@ def table_block(file_size: int, length: int) -> int | None:
     0 if it holds the piece alone (an older cache), None if it is of no such length: damaged. (Up to
     4 KiB both block sizes give the same one-entry table.)"""
     for block in (BLOCK, OLD_BLOCK):
-        if file_size == length + table_size(length, block):
+        if _holds(file_size, length, block):
             return block
     return 0 if file_size == length else None
 
@@ -55,9 +55,14 @@ def layouts(file_size: int) -> list[tuple[int, int]]:
     out = []
     for block in (BLOCK, OLD_BLOCK):
         length = file_size - _ENTRY * -(-file_size // (block + _ENTRY))
-        if file_size == length + table_size(length, block):
+        if _holds(file_size, length, block):
             out.append((length, block))
     return [*out, (file_size, 0)]
+
+
+def _holds(file_size: int, length: int, block: int) -> bool:
+    """Whether a cache file of `file_size` bytes is a `length`-byte piece and its table of `block`s."""
+    return file_size == length + table_size(length, block)
 
 
 def whole_ok(data, digest: str) -> bool:

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from artifactfs.client import Client
-from artifactfs.hashing import READ_BLOCK as CHUNK_SIZE  # the span one prefetch GET brings
+from artifactfs.hashing import READ_BLOCK  # what one prefetch GET brings
 from tests.fuse_util import Mount
 from tests.seaweed import ADMIN, SeaweedServer
 
@@ -35,7 +35,7 @@ def test_store_outage_mid_read(own_seaweed, tmp_path, monkeypatch):
                ARTIFACTFS_TIMEOUT=str(TIMEOUT))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    content = random.Random(1).randbytes(4 * CHUNK_SIZE)
+    content = random.Random(1).randbytes(4 * READ_BLOCK)
     src = tmp_path / "src"
     src.mkdir()
     (src / "big.bin").write_bytes(content)
@@ -55,7 +55,7 @@ def test_store_outage_mid_read(own_seaweed, tmp_path, monkeypatch):
             own_seaweed.stop()
             start = time.monotonic()
             with pytest.raises(OSError) as exc:
-                os.pread(fd, 4096, 3 * CHUNK_SIZE + 17)  # a chunk nobody fetched
+                os.pread(fd, 4096, 3 * READ_BLOCK + 17)  # a chunk nobody fetched
             elapsed = time.monotonic() - start
             assert exc.value.errno == errno.EIO
             assert elapsed < TIMEOUT + 10, elapsed
@@ -69,7 +69,7 @@ def test_store_outage_mid_read(own_seaweed, tmp_path, monkeypatch):
             deadline = time.monotonic() + 30
             while True:  # the first reads after a restart may still see SeaweedFS warming up
                 try:
-                    assert os.pread(fd, 4096, 3 * CHUNK_SIZE + 17) == content[3 * CHUNK_SIZE + 17:3 * CHUNK_SIZE + 4113]
+                    assert os.pread(fd, 4096, 3 * READ_BLOCK + 17) == content[3 * READ_BLOCK + 17:3 * READ_BLOCK + 4113]
                     break
                 except OSError:
                     if time.monotonic() > deadline:

@@ -20,10 +20,11 @@ MAX_CHUNK_SIZE = 64 * 1024 * 1024  # a piece is at most this long: what one read
 EMPTY_DIGEST = digest_bytes(b"")
 
 
-def check_chunk_size(value) -> int:
-    """The manifest header's chunk size, if it is one a reader can work with; CorruptData if not."""
+def check_chunk_size(value, where: str = "manifest") -> int:
+    """A chunk size from the store (a manifest header's, a draft's), if it is one a reader can work
+    with; CorruptData naming `where` if not."""
     if type(value) is not int or not MIN_CHUNK_SIZE <= value <= MAX_CHUNK_SIZE:
-        raise CorruptData(f"manifest chunk_size {value!r:.40} is not a whole number from {MIN_CHUNK_SIZE} "
+        raise CorruptData(f"{where} chunk_size {value!r:.40} is not a whole number from {MIN_CHUNK_SIZE} "
                           f"to {MAX_CHUNK_SIZE}")
     return value
 

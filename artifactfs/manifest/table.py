@@ -19,16 +19,7 @@ from ..errors import CorruptData, InvalidPath
 from ..hashing import CHUNK_SIZE, digest_bytes
 from ..paths import normalize_entry_path
 from .columns import PackColumns, PathColumn
-from .entry import (
-    DIR,
-    FILE,
-    FORMAT,
-    FORMAT_VERSION,
-    PLAIN_FORMAT_VERSION,
-    Entry,
-    canonical_json,
-    check_chunk_size,
-)
+from .entry import DIR, FILE, FORMAT, FORMAT_VERSION, PLAIN_FORMAT_VERSION, Entry, canonical_json, check_chunk_size
 from .records import ColumnsBuilder, parse_lines
 
 _CHILD_BATCH = 256  # children per child_rows call

@@ -252,11 +252,7 @@ class FileReader:
         (served by range from the disk cache where possible), then the prefetches the window calls for."""
         cs = self.chunk_size
         slack = max(cs, SEQUENTIAL_SLACK)
-        sequential = self._next_off - slack <= off <= self._next_off + slack
-        if sequential and (self._window or end - self._run_start >= RANDOM_TO_SEQUENTIAL):
-            for i in range(first, last + 1):
-                self.source.start(self.pieces[i])
-        if not sequential:  # a jump: random access
+        if not self._next_off - slack <= off <= self._next_off + slack:  # a jump: random access
             self._window = 0
             self._prefetched_to = 0
             self._run_start = off
@@ -265,8 +261,10 @@ class FileReader:
             if end - self._run_start < RANDOM_TO_SEQUENTIAL:
                 return  # the kernel's own readahead after a jump does not make a sequential reader yet
             self._window = INITIAL_WINDOW
-        elif (self._next_off - 1) // (step := max(cs, READ_BLOCK)) < (end - 1) // step:  # a READ_BLOCK further: widen
+        elif (self._next_off - 1) // (step := max(cs, READ_BLOCK)) < (end - 1) // step:  # a READ_BLOCK on: widen
             self._window = min(self._window * 2, MAX_WINDOW)
+        for i in range(first, last + 1):
+            self.source.start(self.pieces[i])
         count = len(self.pieces)
         ahead = min(last + 1 + max(self._per_get, self._window // cs), count)
         start = max(last + 1, self._prefetched_to)
