@@ -53,10 +53,13 @@ class ArtifactEntry:
         return b"".join(fetcher.read_pieces(pieces_of(self._entry, self._chunk_size)))
 
     def open(self, mode: str = "rb"):
-        """A read-only file object over the content: `"rb"` (default) or `"r"` for text."""
+        """A read-only, seekable file object over the content, read (and verified) as it is asked for:
+        `"rb"` (default) or `"r"` for text."""
+        from .entry_file import open_entry
+
         if mode not in ("r", "rb"):
             raise UsageError(f"entries open read-only: mode 'r' or 'rb', not {mode!r}")
-        data = io.BytesIO(self.read())
+        data = open_entry(self._artifact._client.fetcher, self._entry, self._chunk_size, self.path)
         return data if mode == "rb" else io.TextIOWrapper(data, encoding="utf-8")
 
     def download(self, root: str | None = None) -> str:

@@ -70,6 +70,7 @@ class WarmResult:
 
 
 REF_PIECE = "ref-"
+RANGE_THREADS = 8  # parallel GETs of one large read_range (a cat_file of a whole large file)
 
 
 def cacheable(entry: Entry) -> bool:
@@ -130,6 +131,8 @@ class Fetcher:
         # Takes every verified piece (put) and run of packed files (put_run) instead of the cache when
         # set: the mount's write-behind (mount/cache_writer.py).
         self.cache_writer: Any = None  # a CacheWriter (put, put_run) in front of the cache, or None
+        self._range_pool: ThreadPoolExecutor | None = None  # read_range's GETs, made on first need
+        self._range_pool_pid = 0
 
     @property
     def references(self):
@@ -273,6 +276,42 @@ class Fetcher:
                     raise data
                 assert data is not None  # read_cached: every piece is returned
                 yield data
+
+    def read_range(self, pieces: list[Piece], start: int, end: int) -> bytes:
+        """Bytes [start, end) of the file `pieces` make up, every one checked: a cached piece reads
+        only the cache blocks the range touches, the missing ones are fetched READ_BLOCK per GET, the
+        GETs in parallel. CorruptData if a piece fails its check."""
+        wanted: list[tuple[Piece, int, int]] = []  # (piece, first, end) of the bytes wanted from each
+        at = 0
+        for p in pieces:
+            if at >= end:
+                break
+            if at + p.length > start:
+                wanted.append((p, max(start - at, 0), min(end - at, p.length)))
+            at += p.length
+        got: list[bytes | memoryview | None] = [self.cached_range(p, lo, hi - lo) for p, lo, hi in wanted]
+        missing = [p for (p, _, _), data in zip(wanted, got, strict=True) if data is None]
+        if missing:
+            runs = contiguous_runs(missing, READ_BLOCK)
+            spans = self._pool().map(self.span, runs) if len(runs) > 1 else map(self.span, runs)
+            fetched = {p: data for run, datas in zip(runs, spans, strict=True)
+                       for p, data in zip(run, datas, strict=True)}
+            for i, (p, lo, hi) in enumerate(wanted):
+                if got[i] is None:
+                    whole = fetched[p]
+                    if isinstance(whole, BaseException):
+                        raise whole
+                    assert whole is not None  # span reads cached pieces too
+                    got[i] = memoryview(whole)[lo:hi]
+        parts = [data for data in got if data is not None]
+        return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._range_pool is None or self._range_pool_pid != os.getpid():  # a forked child has no threads
+                self._range_pool = ThreadPoolExecutor(RANGE_THREADS, thread_name_prefix="artifactfs-range")
+                self._range_pool_pid = os.getpid()
+            return self._range_pool
 
     # ---- whole-file download --------------------------------------------------------------------
     def download_entry(self, entry: Entry, chunk_size: int, root: str, data: bytes | memoryview | None = None) -> bool:

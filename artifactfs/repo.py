@@ -221,8 +221,10 @@ class Repository:
 
     def commit(self, name: ArtifactName, type: str, manifest: Manifest, *, description: str | None = None,
                metadata: dict | None = None, aliases: Iterable[str] = (), run: str | None = None,
-               inputs: Iterable[str] = ()) -> CommitResult:
-        """Record `manifest` (whose blobs are already uploaded) as the next version of `name`."""
+               inputs: Iterable[str] = (), at_version: int | None = None) -> CommitResult:
+        """Record `manifest` (whose blobs are already uploaded) as the next version of `name`; with
+        `at_version`, as that version or not at all (PreconditionFailed when another took it: a
+        commit built on the version before, update.py)."""
         aliases = [check_alias(a) for a in aliases if a != LATEST]
         metadata = check_metadata(metadata)
         self.ensure_artifact(name, type)
@@ -238,12 +240,14 @@ class Repository:
             file_count=len(manifest), type=type, description=description, metadata=metadata,
             created_at=now_iso(), created_by=whoami(), run=run, inputs=list(inputs),
         )
-        record.version = self._next_version_hint(name)
+        record.version = self._next_version_hint(name) if at_version is None else at_version
         while True:
             try:
                 record.etag = self.store.put_if_absent(layout.version_key(name, record.version), record.to_store())
                 break
             except PreconditionFailed:
+                if at_version is not None:
+                    raise
                 record.version += 1  # another committer took it: the next one is ours to try
         # a concurrent commit of the same content indexed its own version first
         with contextlib.suppress(PreconditionFailed):

@@ -1,0 +1,395 @@
+"""ArtifactFileSystem: the fsspec filesystem `artifactfs://` (docs/PYTHON_API.md).
+
+Listings and `info` come from the store's records and the version's manifest, never from listing the
+store's objects; reads go through the same verified piece cache as the mount and `get`. An alias is
+resolved when a path naming it is opened or listed, and the answer is kept `alias_ttl` seconds (the
+mount's default, 2 s); a version, once loaded, is kept (versions are immutable).
+
+Writes (`put`, `pipe_file`, `open(..., "wb")`, `rm`) go to `NAME` or `NAME:latest/...` and commit the
+latest version plus the change as the next one (update.py); inside `with fs.transaction:` everything
+written to one artifact becomes ONE version when the block ends, nothing if it raises.
+
+Fork and pickle safety: an instance holds no client until it is used, makes a new one in a forked
+child (os.register_at_fork), and pickles as its arguments (fsspec), so DataLoader workers, Dask and
+Ray get their own connections, threads and locks.
+"""
+
+import contextlib
+import errno
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from fsspec import AbstractFileSystem
+from fsspec.spec import AbstractBufferedFile
+
+from ..client import Client
+from ..config import load_settings
+from ..entry_file import EntryReader
+from ..errors import ArtifactfsError, CorruptData, InvalidName, InvalidPath, NotFound, PermissionDenied, UsageError
+from ..hashing import READ_BLOCK
+from ..manifest import DIR, LINK, Entry, Manifest
+from ..names import LATEST, ArtifactName
+from ..records import VersionRecord
+from .paths import Location, parse_path
+from .writes import VersionTransaction, WriteFile, commit_changes, write_target
+
+VERSION_LRU = 16
+# live instances by id (fsspec hashes an instance by a token set after __init__): reset after a fork
+_instances: "weakref.WeakValueDictionary[int, ArtifactFileSystem]" = weakref.WeakValueDictionary()
+
+
+@contextlib.contextmanager
+def os_errors(path: str):
+    """artifactfs errors as the OSErrors fsspec callers expect, the path named."""
+    try:
+        yield
+    except (NotFound, InvalidName, InvalidPath) as exc:
+        raise FileNotFoundError(errno.ENOENT, str(exc), path) from None
+    except PermissionDenied as exc:
+        raise PermissionError(errno.EACCES, str(exc), path) from None
+    except CorruptData as exc:
+        raise OSError(errno.EIO, str(exc), path) from None
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+    except ArtifactfsError as exc:  # the store unreachable or timing out, a conflict, local I/O
+        raise OSError(errno.EIO, str(exc), path) from None
+
+
+@dataclass(eq=False)
+class _Version:
+    record: VersionRecord
+    manifest: Manifest
+
+
+class ArtifactFileSystem(AbstractFileSystem):
+    protocol = "artifactfs"
+    root_marker = ""
+    transaction_type = VersionTransaction
+
+    def __init__(self, store: str | None = None, endpoint_url: str | None = None, cache_dir: str | None = None,
+                 cache_size: str | int | None = None, timeout: float | None = None, alias_ttl: float = 2.0,
+                 artifact_type: str = "dataset", **kwargs):
+        super().__init__(**kwargs)
+        with os_errors(""):
+            self.settings = load_settings(store=store, endpoint_url=endpoint_url, cache_dir=cache_dir,
+                                          cache_size=cache_size, timeout=timeout)
+        self.alias_ttl = float(alias_ttl)
+        self.artifact_type = artifact_type  # of an artifact a write creates
+        self._reset()
+        _instances[id(self)] = self
+
+    def _reset(self) -> None:
+        """Forget clients, threads and locks (at creation, and in a forked child)."""
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+        self._aliases: dict[tuple, tuple[float, int]] = {}
+        self._versions: OrderedDict[tuple, _Version] = OrderedDict()
+
+    @property
+    def client(self) -> Client:
+        with self._lock:
+            if self._client is None:
+                self._client = Client(self.settings)
+            return self._client
+
+    # ---- resolving ---------------------------------------------------------------------------
+    def _version(self, loc: Location) -> _Version:
+        artifact = loc.artifact
+        number = loc.version
+        if number is None:
+            number = self._alias(artifact, loc.alias or LATEST)
+        key = (artifact, number)
+        with self._lock:
+            held = self._versions.get(key)
+            if held is not None:
+                self._versions.move_to_end(key)
+                return held
+        repo = self.client.repo
+        record = repo.version(artifact, number)
+        view = _Version(record, repo.manifest(record.manifest))
+        with self._lock:
+            self._versions[key] = view
+            while len(self._versions) > VERSION_LRU:
+                self._versions.popitem(last=False)
+        return view
+
+    def _alias(self, artifact: ArtifactName, alias: str) -> int:
+        now = time.monotonic()
+        hit = self._aliases.get((artifact, alias))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        number, _ = self.client.repo.alias_target(artifact, alias)
+        self._aliases[(artifact, alias)] = (now + self.alias_ttl, number)
+        return number
+
+    def _entry(self, path: str) -> tuple[_Version, Entry, Location]:
+        """The file `path` names (a link within the version followed); FileNotFoundError otherwise."""
+        loc = parse_path(self._strip_protocol(path))
+        if loc.depth < 4 or not loc.inner:
+            raise IsADirectoryError(errno.EISDIR, "a directory, not a file", path)
+        view = self._version(loc)
+        inner = loc.inner
+        for _ in range(40):  # links to links, as far as the kernel's limit
+            i = view.manifest.find(inner)
+            if i is None:
+                if view.manifest.is_dir(inner):
+                    raise IsADirectoryError(errno.EISDIR, "a directory, not a file", path)
+                raise NotFound(f"{view.record.ref} has no entry {inner!r}")
+            entry = view.manifest[i]
+            if entry.kind != LINK:
+                return view, entry, loc
+            target = _link_target(inner, entry.target or "")
+            if target is None:
+                raise NotFound(f"{path} is a link that leaves the version")
+            inner = target
+        raise NotFound(f"{path}: too many levels of links")
+
+    # ---- listing -----------------------------------------------------------------------------
+    def ls(self, path, detail=True, **kwargs):
+        path = self._strip_protocol(path)
+        with os_errors(path):
+            rows = self._list(parse_path(path), path)
+        return rows if detail else [r["name"] for r in rows]
+
+    def _list(self, loc: Location, path: str) -> list[dict]:
+        repo = self.client.repo
+        if loc.depth < 3:
+            if loc.depth == 0:
+                names = repo.list_entities()
+            elif loc.depth == 1:
+                names = repo.list_projects(*loc.parts)
+            else:
+                names = [a.name for a in repo.list_artifacts(*loc.parts)]
+            if not names and loc.depth:
+                raise NotFound(f"{path} does not exist")
+            return [_dir(loc.child(n)) for n in names]
+        if loc.depth == 3:
+            return self._selectors(loc)
+        view = self._version(loc)
+        m = view.manifest
+        if loc.inner and m.find(loc.inner) is not None:
+            return [self._info(loc, path)]
+        if loc.inner and not m.is_dir(loc.inner):
+            raise NotFound(f"{view.record.ref} has no entry or directory {loc.inner!r}")
+        rows = []
+        for child in m.children(loc.inner):
+            name = loc.child(child.name)
+            rows.append(_dir(name) if child.is_dir else _file_info(name, m[child.index], view))
+        return rows
+
+    def _selectors(self, loc: Location) -> list[dict]:
+        repo, artifact = self.client.repo, loc.artifact
+        repo.artifact_info(artifact)  # NotFound for an artifact that does not exist
+        rows = [dict(_dir(loc.child(f"v{v}")), version=f"v{v}")
+                for v in repo.live_version_numbers(artifact, {})]
+        for alias, number in repo.aliases(artifact).items():
+            rows.append(dict(_dir(loc.child(alias)), version=f"v{number}", alias=alias))
+        return rows
+
+    def info(self, path, **kwargs):
+        path = self._strip_protocol(path)
+        with os_errors(path):
+            return self._info(parse_path(path), path)
+
+    def _info(self, loc: Location, path: str) -> dict:
+        if loc.depth < 4:
+            if loc.depth == 3:
+                self.client.repo.artifact_info(loc.artifact)
+            elif loc.depth:
+                self._list(loc, path)  # raises for what does not exist
+            return _dir(path)
+        view = self._version(loc)
+        if not loc.inner:
+            rec = view.record
+            return dict(_dir(path), size=rec.size, version=f"v{rec.version}", digest=rec.digest,
+                        created=rec.created_at, files=rec.file_count)
+        i = view.manifest.find(loc.inner)
+        if i is not None:
+            return _file_info(path, view.manifest[i], view)
+        if view.manifest.is_dir(loc.inner):
+            return dict(_dir(path), version=f"v{view.record.version}")
+        raise NotFound(f"{view.record.ref} has no entry or directory {loc.inner!r}")
+
+    def checksum(self, path):
+        """The entry's digest (xxh3-128 of its bytes, as the manifest records it)."""
+        return self.info(path).get("digest") or super().checksum(path)
+
+    def ukey(self, path):
+        info = self.info(path)
+        return f"{info.get('version')}:{info.get('digest')}:{self._strip_protocol(path)}"
+
+    def created(self, path):
+        from datetime import datetime
+
+        loc = parse_path(self._strip_protocol(path))
+        with os_errors(path):
+            return datetime.fromisoformat(self._version(loc).record.created_at.replace("Z", "+00:00"))
+
+    # ---- reading -----------------------------------------------------------------------------
+    def _reader(self, path: str) -> tuple[EntryReader, dict]:
+        with os_errors(path):
+            view, entry, loc = self._entry(path)
+            reader = EntryReader(self.client.fetcher, entry, view.manifest.chunk_size)
+            return reader, _file_info(self._strip_protocol(path), entry, view)
+
+    def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, **kwargs):
+        path = self._strip_protocol(path)
+        if "r" in mode:
+            reader, info = self._reader(path)
+            return ArtifactFile(self, path, reader, info, block_size=block_size)
+        with os_errors(path):
+            return WriteFile(self, write_target(parse_path(path), path, mode), path, autocommit)
+
+    def cat_file(self, path, start=None, end=None, **kwargs):
+        reader, _ = self._reader(path)
+        size = reader.size
+        start = 0 if start is None else (max(size + start, 0) if start < 0 else start)
+        end = size if end is None else (max(size + end, 0) if end < 0 else end)
+        with os_errors(path):
+            return reader.read(start, end)
+
+    def get_file(self, rpath, lpath, callback=None, outfile=None, **kwargs):
+        """Write the verified file at `lpath` (a temp file renamed into place: never half a file)."""
+        if self.isdir(rpath):
+            os.makedirs(lpath, exist_ok=True)
+            return
+        reader, _ = self._reader(rpath)
+        if outfile is not None:
+            with os_errors(rpath):
+                for at in range(0, reader.size, 8 * READ_BLOCK):
+                    outfile.write(reader.read(at, at + 8 * READ_BLOCK))
+            return
+        tmp = f"{lpath}.artifactfs-{os.getpid()}-{threading.get_ident()}.tmp"
+        try:
+            with open(tmp, "wb") as f, os_errors(rpath):
+                for at in range(0, reader.size, 8 * READ_BLOCK):
+                    f.write(reader.read(at, at + 8 * READ_BLOCK))
+                    if callback is not None:
+                        callback.relative_update(min(8 * READ_BLOCK, reader.size - at))
+            os.replace(tmp, lpath)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    # ---- writing -----------------------------------------------------------------------------
+    def put(self, lpath, rpath, recursive=False, **kwargs):
+        """Commit local files as the next version: a file at `rpath` (or under it, by its base name,
+        when `rpath` is an artifact or a directory), a directory's content under `rpath`."""
+        if self._intrans:
+            return self._put(lpath, rpath)
+        with self.transaction:
+            self._put(lpath, rpath)
+
+    def _put(self, lpath, rpath) -> None:
+        from ..ingest import walk_directory
+
+        for local in [lpath] if isinstance(lpath, str) else lpath:
+            path = self._strip_protocol(rpath)
+            with os_errors(path):
+                target = write_target(parse_path(path), path, "wb")
+                if os.path.isdir(local):
+                    files = walk_directory(local, target.inner or None)
+                elif path.endswith("/") or not target.inner or self._is_dir_target(target):
+                    files = [_local(local, "/".join(p for p in (target.inner, os.path.basename(local)) if p))]
+                else:
+                    files = [_local(local, target.inner)]
+            self.transaction.files.append(target.with_files(files))
+
+    def _is_dir_target(self, target) -> bool:
+        try:
+            return self.isdir(target.path)
+        except OSError:
+            return False
+
+    def put_file(self, lpath, rpath, **kwargs):
+        self.put(lpath, rpath)
+
+    def rm(self, path, recursive=False, maxdepth=None):
+        """Commit the next version without `path` (a directory only with recursive=True)."""
+        paths = [path] if isinstance(path, str) else list(path)
+        if self._intrans:
+            return self._rm(paths, recursive)
+        with self.transaction:
+            self._rm(paths, recursive)
+
+    def _rm(self, paths, recursive) -> None:
+        for p in paths:
+            p = self._strip_protocol(p)
+            with os_errors(p):
+                target = write_target(parse_path(p), p, "rm")
+            if not recursive and self.isdir(p):
+                raise IsADirectoryError(errno.EISDIR, "a directory: remove it with recursive=True", p)
+            self.transaction.files.append(target.removing())
+
+    def rm_file(self, path):
+        self.rm(path)
+
+    def mkdir(self, path, create_parents=True, **kwargs):
+        """Directories exist through the files in them: nothing to do."""
+
+    def makedirs(self, path, exist_ok=False):
+        """Directories exist through the files in them: nothing to do."""
+
+    def _commit(self, changes) -> None:
+        """Commit what a transaction gathered (writes.py): one version per artifact."""
+        with os_errors(changes[0].path if changes else ""):
+            commit_changes(self, changes)
+        with self._lock:
+            self._aliases.clear()
+
+
+class ArtifactFile(AbstractBufferedFile):
+    """A seekable read-only file over an EntryReader: random reads fetch only the pieces they touch,
+    sequential ones read ahead (entry_file.py); every byte is checked."""
+
+    def __init__(self, fs, path, reader: EntryReader, info: dict, block_size=None):
+        self._reader = reader
+        super().__init__(fs, path, mode="rb", block_size=block_size or "default", cache_type="none",
+                         size=reader.size)
+        self.details = info
+
+    def _fetch_range(self, start, end):
+        with os_errors(self.path):
+            return self._reader.read(start, end)
+
+
+def _dir(name: str) -> dict:
+    return {"name": name, "type": "directory", "size": 0}
+
+
+def _file_info(name: str, e: Entry, view: _Version) -> dict:
+    info = {"name": name, "type": "directory" if e.kind == DIR else "link" if e.kind == LINK else "file",
+            "size": e.size, "digest": e.digest, "version": f"v{view.record.version}",
+            "reference": e.ref, "executable": e.executable}
+    if e.kind == LINK:
+        info["destination"] = e.target
+    return info
+
+
+def _link_target(path: str, target: str) -> str | None:
+    """The entry path a link at `path` points at, None if it leaves the version."""
+    import posixpath
+
+    if target.startswith("/"):
+        return None
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    return None if joined.startswith("..") or joined == "." else joined
+
+
+def _local(source: str, name: str):
+    from ..ingest import local_file
+
+    return local_file(source, name)
+
+
+def _after_fork() -> None:
+    for fs in list(_instances.values()):
+        fs._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork)

@@ -1,0 +1,144 @@
+"""Writes through `artifactfs://`: where they may go, the files being written, and the transaction
+that turns what a block wrote into one version per artifact (update.py).
+
+A write names the next version: `ENTITY/PROJECT/NAME[/PATH]`, `NAME:latest/PATH` or
+`NAME/latest/PATH`. `NAME:vN` (immutable) and other aliases are refused. A file opened for writing
+fills a local temp file; outside a transaction its close commits it, inside one the transaction's
+end commits everything at once (or nothing, if the block raised). Files given to `put` are read
+when the version is committed (at the end of the transaction).
+"""
+
+import contextlib
+import errno
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+from fsspec.transaction import Transaction
+
+from ..errors import NotFound, PermissionDenied, UsageError
+from ..ingest import LocalFile
+from ..names import LATEST, ArtifactName
+from ..update import commit_update
+from .paths import Location
+
+
+@dataclass
+class Change:
+    """Files to add and paths to remove in the next version of one artifact."""
+
+    artifact: ArtifactName
+    path: str  # as the caller named it (for errors)
+    files: list[LocalFile] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def discard(self) -> None:
+        pass
+
+
+@dataclass
+class Target:
+    artifact: ArtifactName
+    inner: str  # the entry path (or directory) in the next version, '' for its root
+    path: str
+
+    def with_files(self, files: list[LocalFile]) -> Change:
+        return Change(self.artifact, self.path, files=files)
+
+    def removing(self) -> Change:
+        if not self.inner:
+            raise UsageError(f"{self.path}: remove the artifact's versions with `artifactfs delete`, "
+                             "not through the filesystem")
+        return Change(self.artifact, self.path, removed=[self.inner])
+
+
+def write_target(loc: Location, path: str, mode: str) -> Target:
+    """Where a write to `path` goes; PermissionDenied for a version or an alias other than latest."""
+    if loc.depth < 3:
+        raise UsageError(f"cannot write {path!r}: write into an artifact, ENTITY/PROJECT/NAME:latest/PATH")
+    if loc.depth == 4 and loc.version is not None:
+        raise PermissionDenied(f"{path}: versions are immutable; write to "
+                               f"{'/'.join(loc.parts)}:latest/{loc.inner} to make the next one")
+    if loc.depth == 4 and loc.alias != LATEST:
+        raise PermissionDenied(f"{path}: writes go to the next version, {'/'.join(loc.parts)}:latest/..., "
+                               f"not to the alias {loc.alias!r}")
+    if "w" in mode and not loc.inner and mode != "wb" or mode.startswith(("a", "r+")):
+        raise UsageError(f"cannot open {path!r} in mode {mode!r}: files are written whole ('wb')")
+    return Target(loc.artifact, loc.inner, path)
+
+
+class WriteFile(io.RawIOBase):
+    """A file being written: a local temp file until it is committed."""
+
+    def __init__(self, fs, target: Target, path: str, autocommit: bool):
+        if not target.inner:
+            raise IsADirectoryError(errno.EISDIR, "name a file in the artifact, not its root", path)
+        self.fs, self.target, self.path, self.autocommit = fs, target, path, autocommit
+        fd, self._tmp = tempfile.mkstemp(prefix="artifactfs-write-")
+        self._f = os.fdopen(fd, "wb")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return self._f.write(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._f.close()
+        super().close()
+        if self.autocommit:
+            try:
+                self.fs._commit([self.change()])
+            finally:
+                self.discard()
+
+    def change(self) -> Change:
+        return self.target.with_files([LocalFile(self.target.inner, self._tmp)])
+
+    def discard(self) -> None:
+        self._f.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+
+class VersionTransaction(Transaction):
+    """`with fs.transaction:` — everything written to an artifact inside the block is ONE version."""
+
+    def complete(self, commit=True):
+        items, fs = list(self.files), self.fs
+        self.files.clear()
+        try:
+            for f in items:
+                if isinstance(f, WriteFile) and not f.closed:
+                    f.close()
+            if commit and items:
+                fs._commit([f.change() if isinstance(f, WriteFile) else f for f in items])
+        finally:
+            for f in items:
+                f.discard()
+            fs._intrans, fs._transaction, self.fs = False, None, None
+
+
+def commit_changes(fs, changes: list[Change]) -> None:
+    """One version per artifact, in the order the artifacts were first written."""
+    by_artifact: dict[ArtifactName, tuple[dict[str, LocalFile], list[str]]] = {}
+    for change in changes:
+        files, removed = by_artifact.setdefault(change.artifact, ({}, []))
+        for r in change.removed:
+            pending = [p for p in files if p == r or p.startswith(r + "/")]
+            for p in pending:
+                del files[p]
+            if not pending:
+                removed.append(r)
+        for f in change.files:
+            files[f.path] = f
+    repo = fs.client.repo
+    for artifact, (files, removed) in by_artifact.items():
+        try:
+            type = repo.artifact_type(artifact)
+        except NotFound:
+            type = fs.artifact_type
+        commit_update(repo, artifact, type, files.values(), removed)

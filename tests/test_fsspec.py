@@ -1,0 +1,198 @@
+"""artifactfs:// through fsspec: listings, info, verified reads by range, paths with and without the
+colon, errors, writes as versions, transactions, pickling and forked readers; on both stores."""
+
+import errno
+import io
+import multiprocessing
+import os
+import pickle
+import random
+
+import fsspec
+import pytest
+
+import artifactfs
+from artifactfs.fsspec import ArtifactFileSystem
+from artifactfs.hashing import CHUNK_SIZE
+
+BIG = 3 * CHUNK_SIZE + 12345  # four 1 MiB chunks, the last one short
+
+
+@pytest.fixture
+def fs(env):
+    ArtifactFileSystem.clear_instance_cache()  # instances are cached by arguments, not by environment
+    fs = fsspec.filesystem("artifactfs")
+    yield fs
+    ArtifactFileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def dataset(env, tmp_path):
+    """acme/vision/cats v0 (labels.csv, images/, data/big.bin) and v1 (labels changed), alias best -> v0."""
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    (src / "data").mkdir()
+    (src / "labels.csv").write_text("path,label\ncat.png,cat\ndog.png,dog\n")
+    (src / "images" / "cat.png").write_bytes(b"\x89PNG cat" * 100)
+    (src / "images" / "dog.png").write_bytes(b"\x89PNG dog" * 100)
+    big = random.Random(7).randbytes(BIG)
+    (src / "data" / "big.bin").write_bytes(big)
+    art = artifactfs.Artifact("acme/vision/cats", type="dataset")
+    art.add_dir(str(src))
+    art.save(aliases=["best"])
+    (src / "labels.csv").write_text("path,label\ncat.png,cat\n")
+    art = artifactfs.Artifact("acme/vision/cats", type="dataset")
+    art.add_dir(str(src))
+    art.save()
+    return {"src": src, "big": big}
+
+
+def test_listings_mirror_the_mount(fs, dataset):
+    assert fs.ls("", detail=False) == ["acme"]
+    assert fs.ls("artifactfs://acme", detail=False) == ["acme/vision"]
+    assert fs.ls("acme/vision", detail=False) == ["acme/vision/cats"]
+    rows = {r["name"]: r for r in fs.ls("acme/vision/cats")}
+    assert set(rows) == {"acme/vision/cats/v0", "acme/vision/cats/v1", "acme/vision/cats/best",
+                         "acme/vision/cats/latest"}
+    assert rows["acme/vision/cats/best"]["version"] == "v0" and rows["acme/vision/cats/latest"]["version"] == "v1"
+    assert sorted(fs.ls("acme/vision/cats:latest", detail=False)) == [
+        "acme/vision/cats:latest/data", "acme/vision/cats:latest/images", "acme/vision/cats:latest/labels.csv"]
+    assert sorted(fs.ls("acme/vision/cats/v0/images", detail=False)) == [
+        "acme/vision/cats/v0/images/cat.png", "acme/vision/cats/v0/images/dog.png"]
+    assert sorted(fs.find("acme/vision/cats:v1")) == [
+        "acme/vision/cats:v1/data/big.bin", "acme/vision/cats:v1/images/cat.png",
+        "acme/vision/cats:v1/images/dog.png", "acme/vision/cats:v1/labels.csv"]
+    assert fs.glob("acme/vision/cats/latest/images/*.png") == [
+        "acme/vision/cats/latest/images/cat.png", "acme/vision/cats/latest/images/dog.png"]
+    assert fs.du("acme/vision/cats:v0") == BIG + 800 + 800 + len("path,label\ncat.png,cat\ndog.png,dog\n")
+
+
+def test_info_checksum_and_ukey(fs, dataset):
+    info = fs.info("acme/vision/cats:best/data/big.bin")
+    assert info["type"] == "file" and info["size"] == BIG and info["version"] == "v0"
+    assert info["reference"] is None and len(info["digest"]) == 32
+    assert fs.checksum("acme/vision/cats/v0/data/big.bin") == info["digest"]
+    assert fs.ukey("acme/vision/cats/v0/labels.csv") != fs.ukey("acme/vision/cats/v1/labels.csv")
+    assert fs.ukey("acme/vision/cats/v1/labels.csv") == fs.ukey("acme/vision/cats/v1/labels.csv")
+    root = fs.info("acme/vision/cats/latest")
+    assert root["type"] == "directory" and root["version"] == "v1" and root["files"] == 4
+    assert fs.isdir("acme/vision/cats:v0/images") and fs.isfile("acme/vision/cats:v0/labels.csv")
+    assert fs.isdir("acme/vision/cats") and fs.isdir("acme/vision") and fs.exists("acme")
+
+
+def test_reads_are_the_committed_bytes(fs, dataset):
+    big = dataset["big"]
+    assert fs.cat_file("acme/vision/cats:v0/labels.csv") == b"path,label\ncat.png,cat\ndog.png,dog\n"
+    assert fs.cat_file("acme/vision/cats/latest/labels.csv") == b"path,label\ncat.png,cat\n"
+    assert fs.cat_file("acme/vision/cats:v0/data/big.bin") == big
+    assert fs.cat_file("acme/vision/cats:v0/data/big.bin", start=CHUNK_SIZE - 5, end=CHUNK_SIZE + 5) == \
+        big[CHUNK_SIZE - 5:CHUNK_SIZE + 5]
+    assert fs.cat_file("acme/vision/cats:v0/data/big.bin", start=-100) == big[-100:]
+    rng = random.Random(1)
+    with fs.open("artifactfs://acme/vision/cats/v0/data/big.bin", "rb") as f:
+        assert f.seekable() and f.size == BIG
+        for _ in range(200):
+            at, n = rng.randrange(BIG), rng.choice([1, 100, 4096, 65536, CHUNK_SIZE + 3])
+            f.seek(at)
+            assert f.read(n) == big[at:at + n]
+        f.seek(0)
+        assert f.read() == big  # sequential: read ahead in whole GETs
+    with fsspec.open("artifactfs://acme/vision/cats:best/labels.csv", "rt") as f:
+        assert f.readline() == "path,label\n"
+    starts = [0, 10, BIG - 10]
+    assert fs.cat_ranges(["acme/vision/cats:v0/data/big.bin"] * 3, starts, [s + 10 for s in starts]) == \
+        [big[s:s + 10] for s in starts]
+
+
+def test_get_writes_verified_files(fs, dataset, tmp_path):
+    fs.get("acme/vision/cats:v0/data/big.bin", str(tmp_path / "big.bin"))
+    assert (tmp_path / "big.bin").read_bytes() == dataset["big"]
+    fs.get("acme/vision/cats/v0/images", str(tmp_path / "out"), recursive=True)
+    assert sorted(os.listdir(tmp_path / "out")) == ["cat.png", "dog.png"]
+    assert not [n for n in os.listdir(tmp_path) if ".tmp" in n]
+
+
+def test_unknown_names_are_file_not_found(fs, dataset):
+    for path in ("nobody", "acme/nothing", "acme/vision/dogs", "acme/vision/dogs:latest/x",
+                 "acme/vision/cats:v9/labels.csv", "acme/vision/cats:nope/labels.csv",
+                 "acme/vision/cats/latest/missing.csv", "acme/vision/cats:latest/../../etc/passwd",
+                 "acme/vision/bad name/x", "acme/vision/cats:v0/images/cat.png/x"):
+        with pytest.raises(FileNotFoundError) as err:
+            fs.open(path).read() if ":" in path or path.count("/") > 2 else fs.ls(path)
+        assert err.value.errno == errno.ENOENT, path
+    with pytest.raises(FileNotFoundError, match="v9"):
+        fs.cat_file("acme/vision/cats:v9/labels.csv")
+    with pytest.raises(IsADirectoryError):
+        fs.cat_file("acme/vision/cats:v0/images")
+
+
+def test_api_entry_open_streams(env, dataset):
+    entry = artifactfs.artifact("acme/vision/cats:v0").get_entry("data/big.bin")
+    with entry.open() as f:
+        f.seek(CHUNK_SIZE * 2 + 7)
+        assert f.read(10) == dataset["big"][CHUNK_SIZE * 2 + 7:CHUNK_SIZE * 2 + 17]
+        assert not isinstance(f, io.BytesIO)
+    with entry.open() as f:
+        assert f.read() == dataset["big"]
+
+
+def test_writes_commit_versions(fs, dataset, tmp_path):
+    fs.pipe_file("acme/vision/cats:latest/notes/README.txt", b"hello")
+    rows = {r["name"]: r["version"] for r in fs.ls("acme/vision/cats")}
+    assert rows["acme/vision/cats/latest"] == "v2"
+    assert fs.cat_file("acme/vision/cats:v2/notes/README.txt") == b"hello"
+    assert fs.cat_file("acme/vision/cats:v2/labels.csv") == b"path,label\ncat.png,cat\n"  # v1's files stay
+    local = tmp_path / "model.bin"
+    local.write_bytes(b"weights" * 1000)
+    fs.put(str(local), "artifactfs://acme/models/net")  # a new artifact: the file at the root
+    assert fs.ls("acme/models/net:latest", detail=False) == ["acme/models/net:latest/model.bin"]
+    assert artifactfs.artifact("acme/models/net:v0").type == "dataset"
+    fs.rm("acme/vision/cats/latest/images", recursive=True)
+    assert sorted(fs.ls("acme/vision/cats:v3", detail=False)) == [
+        "acme/vision/cats:v3/data", "acme/vision/cats:v3/labels.csv", "acme/vision/cats:v3/notes"]
+
+
+def test_transaction_is_one_version_or_nothing(fs, dataset, tmp_path):
+    with fs.transaction:
+        fs.pipe_file("acme/vision/cats:latest/a.txt", b"a")
+        with fs.open("acme/vision/cats/latest/sub/b.txt", "wb") as f:
+            f.write(b"b")
+        fs.rm("acme/vision/cats:latest/labels.csv")
+        assert fs.info("acme/vision/cats:latest")["version"] == "v1"  # nothing committed yet
+    assert fs.info("acme/vision/cats:latest")["version"] == "v2"
+    assert fs.cat_file("acme/vision/cats:v2/a.txt") == b"a" and fs.cat_file("acme/vision/cats:v2/sub/b.txt") == b"b"
+    assert not fs.exists("acme/vision/cats:v2/labels.csv")
+    with pytest.raises(RuntimeError, match="boom"), fs.transaction:
+        fs.pipe_file("acme/vision/cats:latest/c.txt", b"c")
+        raise RuntimeError("boom")
+    assert fs.info("acme/vision/cats:latest")["version"] == "v2"
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("artifactfs-write-")]
+
+
+def test_writes_to_versions_are_refused(fs, dataset):
+    with pytest.raises(PermissionError, match="immutable"):
+        fs.pipe_file("acme/vision/cats:v0/x.txt", b"x")
+    with pytest.raises(PermissionError, match="alias 'best'"):
+        fs.pipe_file("acme/vision/cats/best/x.txt", b"x")
+    assert fs.info("acme/vision/cats:latest")["version"] == "v1"
+
+
+def test_pickled_instance_reads(fs, dataset):
+    again = pickle.loads(pickle.dumps(fs))
+    assert again.cat_file("acme/vision/cats:v0/labels.csv").startswith(b"path,label")
+
+
+def _worker_reads(args):
+    fs, paths, expected = args
+    return all(fs.cat_file(p) == expected[p] for p in paths)
+
+
+def test_forked_workers_read_like_a_dataloader(fs, dataset):
+    src = dataset["src"]
+    files = {f"acme/vision/cats:v0/{p}": (src / p).read_bytes() for p in ("images/cat.png", "images/dog.png")}
+    files["acme/vision/cats:v0/data/big.bin"] = dataset["big"]
+    fs.cat_file("acme/vision/cats:v0/images/cat.png")  # the parent has used its client before the fork
+    rng = random.Random(3)
+    jobs = [(fs, rng.sample(sorted(files), k=len(files)), files) for _ in range(8)]
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        assert pool.map(_worker_reads, jobs) == [True] * 8
