@@ -14,8 +14,12 @@ VERSION_RE = re.compile(r"^v(0|[1-9][0-9]{0,17})$")
 LATEST = "latest"
 
 
+def valid_name(value: str) -> bool:
+    return bool(NAME_RE.match(value or "")) and value not in (".", "..")
+
+
 def check_name(value: str, what: str = "name") -> str:
-    if not NAME_RE.match(value or "") or value in (".", ".."):
+    if not valid_name(value):
         raise InvalidName(
             f"invalid {what} {value!r}: use 1-128 letters, digits, '_', '-' or '.'"
         )

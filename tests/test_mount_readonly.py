@@ -59,7 +59,7 @@ def test_layout_and_bytes(committed, mounts):
     m = mounts()
     assert os.listdir(m.path()) == ["acme"]
     assert os.listdir(m.path("acme")) == ["vision"]
-    assert sorted(os.listdir(m.path("acme/vision"))) == ["bikes:latest", "bikes:prod", "bikes:v0"]
+    assert sorted(os.listdir(m.path("acme/vision"))) == ["bikes", "bikes:latest", "bikes:prod", "bikes:v0"]
     for sel in ("bikes:v0", "bikes:latest", "bikes:prod"):
         root = m.path("acme/vision", sel)
         assert sorted(os.listdir(root)) == ["a.txt", "big.bin", "deep", "empty.bin", "images"]
@@ -88,10 +88,37 @@ def test_layout_and_bytes(committed, mounts):
 def test_unknown_names_are_enoent(committed, mounts):
     m = mounts()
     for rel in ("nobody", "acme/nothing", "acme/vision/bikes:v9", "acme/vision/bikes:nope", "acme/vision/cars:v0",
-                "acme/vision/bikes", "acme/vision/bikes:v0/missing.txt", "acme/vision/bikes:v0/images/x",
-                "acme/vision/bad name:v0"):
+                "acme/vision/cars", "acme/vision/bikes/v9", "acme/vision/bikes/nope", "acme/vision/bikes/v0:v0",
+                "acme/vision/bikes:v0/missing.txt", "acme/vision/bikes:v0/images/x", "acme/vision/bikes/v0/x",
+                "acme/vision/bad name:v0", "acme/vision/bad name"):
         with pytest.raises(FileNotFoundError):
             os.stat(m.path(rel))
+
+
+def test_colon_free_spelling_names_the_same_directories(committed, client, mounts, tmp_path):
+    """`name/vN` and `name/alias` are `name:vN` and `name:alias` for tools that split paths at ':'."""
+    m = mounts("--alias-ttl", "0.5")
+    artifact = m.path("acme/vision/bikes")
+    assert os.listdir(artifact) == ["v0", "latest", "prod"]
+    assert os.getxattr(artifact, "user.artifactfs.artifact") == b"acme/vision/bikes"
+    assert os.getxattr(artifact, "user.artifactfs.type") == b"dataset"
+    for sel in ("v0", "latest", "prod"):
+        plain, colon = m.path("acme/vision/bikes", sel), m.path(f"acme/vision/bikes:{sel}")
+        assert os.getxattr(plain, "user.artifactfs.version") == os.getxattr(colon, "user.artifactfs.version") == b"v0"
+        found = subprocess.run(["find", plain, "-type", "f"], capture_output=True, text=True, check=True)
+        assert sorted(os.path.relpath(p, plain) for p in found.stdout.split()) == sorted(committed)
+    assert os.stat(m.path("acme/vision/bikes/v0")).st_ino == os.stat(m.path("acme/vision/bikes:v0")).st_ino
+    big = os.path.join(artifact, "v0", "big.bin")
+    # fio takes --filename up to the first ':'; this path has none
+    subprocess.run(["cmp", big, "-"], input=committed["big.bin"], check=True)
+    write_tree(tmp_path / "v1", {"a.txt": b"second\n"})
+    client.commit_dir(str(tmp_path / "v1"), NAME, "dataset")
+    time.sleep(1.0)
+    assert os.listdir(artifact) == ["v0", "v1", "latest", "prod"]
+    assert open(os.path.join(artifact, "latest", "a.txt"), "rb").read() == b"second\n"
+    assert os.getxattr(os.path.join(artifact, "latest"), "user.artifactfs.version") == b"v1"
+    os.listdir(m.path("acme/vision"))  # a listing after the move keeps no old tree under the alias either
+    assert open(m.path("acme/vision/bikes:latest/a.txt"), "rb").read() == b"second\n"
 
 
 def test_xattrs(committed, mounts, client):
@@ -373,10 +400,11 @@ def test_deleted_versions_leave_the_listing(client, tmp_path, mounts):
     delete_version(client.repo, client.ref(f"{NAME}:v0"))
     m = mounts("--alias-ttl", "0.5")
     project = m.path("acme/vision")
-    assert sorted(os.listdir(project)) == ["bikes:latest", "bikes:v1", "bikes:v2"]
+    assert sorted(os.listdir(project)) == ["bikes", "bikes:latest", "bikes:v1", "bikes:v2"]
     delete_version(client.repo, client.ref(f"{NAME}:v1"))
     time.sleep(1.0)
-    assert sorted(os.listdir(project)) == ["bikes:latest", "bikes:v2"]
+    assert sorted(os.listdir(project)) == ["bikes", "bikes:latest", "bikes:v2"]
+    assert os.listdir(m.path("acme/vision/bikes")) == ["v2", "latest"]
     assert not os.path.exists(m.path("acme/vision/bikes:v0"))
     assert open(m.path("acme/vision/bikes:latest/f.txt")).read() == "version 2\n"
 
@@ -387,7 +415,7 @@ def test_alias_moves_after_ttl_open_file_keeps_version(client, tmp_path, mounts)
     client.commit_dir(str(tmp_path / "v0"), NAME, "dataset", aliases=["prod"])
     m = mounts("--alias-ttl", "0.5")
     project = m.path("acme/vision")
-    assert sorted(os.listdir(project)) == ["bikes:latest", "bikes:prod", "bikes:v0"]
+    assert sorted(os.listdir(project)) == ["bikes", "bikes:latest", "bikes:prod", "bikes:v0"]
     latest = m.path("acme/vision/bikes:latest/f.txt")
     held = open(latest, "rb")
     try:

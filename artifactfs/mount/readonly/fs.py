@@ -1,4 +1,5 @@
-"""The read-only view: MOUNT/<entity>/<project>/<name>:<vN|alias>/<paths of the version>.
+"""The read-only view: MOUNT/<entity>/<project>/<name>:<vN|alias>/<paths of the version>, and the
+same directories without a colon as MOUNT/<entity>/<project>/<name>/<vN|alias>/ (same inodes).
 
 Handlers are thin: resolve the inode's Node, delegate to Namespace (names, versions, aliases),
 the version's Manifest (tree, sizes) or FileReader (contents), reply.
@@ -41,11 +42,25 @@ from ...errors import NotFound
 from ...fetch import pieces_of
 from ...manifest import DIR as MANIFEST_DIR
 from ...manifest import LINK
-from ...names import LATEST, VERSION_RE
+from ...names import LATEST, VERSION_RE, ArtifactName, valid_name
 from ...references import is_unchecked
 from ..fuse_errors import RefuseWrites, erofs, fuse_op
 from ..reader import ChunkSource, FileReader, UncheckedReader
-from .inodes import DIR, ENTITY, FILE, INODE_MASK, PROJECT, ROOT, ROOT_INODE, SEL, InodeTable, Node, inode_of, node_key
+from .inodes import (
+    ARTIFACT,
+    DIR,
+    ENTITY,
+    FILE,
+    INODE_MASK,
+    PROJECT,
+    ROOT,
+    ROOT_INODE,
+    SEL,
+    InodeTable,
+    Node,
+    inode_of,
+    node_key,
+)
 from .namespace import Namespace, VersionView
 from .readahead import PackReadAhead, TreeReadAhead
 from .xattrs import XattrOps
@@ -197,8 +212,13 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
         if parent.kind == ENTITY:
             node = self._name_node(PROJECT, parent.entity, "", name)
             return (node if await ns.has_project(parent.entity, name) else None), short, short, None
-        if parent.kind == PROJECT:
-            node = self._name_node(SEL, parent.entity, parent.project, name)
+        if parent.kind == PROJECT and ":" not in name:
+            node = self._name_node(ARTIFACT, parent.entity, parent.project, name)
+            found = valid_name(name) and await ns.has_artifact(ArtifactName(parent.entity, parent.project, name))
+            return (node if found else None), short, short, None
+        if parent.kind in (PROJECT, ARTIFACT):
+            spelled = f"{parent.name}:{name}" if parent.kind == ARTIFACT else name
+            node = self._name_node(SEL, parent.entity, parent.project, spelled)
             try:
                 view = await self._sel_view(node)  # proves it exists
             except NotFound:
@@ -220,11 +240,14 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
         raise pyfuse3.FUSEError(errno.ENOTDIR)
 
     def _name_node(self, kind: str, entity: str, project: str, name: str) -> Node:
-        """ENTITY/PROJECT/SEL node for a directory name (not checked against the store)."""
+        """ENTITY/PROJECT/ARTIFACT/SEL node for a directory name (not checked against the store); in a
+        project, a name without a colon is the ARTIFACT directory."""
         if kind == ENTITY:
             return Node(inode_of(node_key(ENTITY, name)), ENTITY, name)
         if kind == PROJECT:
             return Node(inode_of(node_key(PROJECT, entity, name)), PROJECT, entity, name)
+        if ":" not in name:
+            return Node(inode_of(node_key(ARTIFACT, entity, project, name)), ARTIFACT, entity, project, name)
         artifact, _, selector = name.partition(":")
         return Node(inode_of(node_key(SEL, entity, project, artifact, selector)), SEL, entity, project, artifact,
                     selector)
@@ -276,6 +299,9 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
             listing = ("names", PROJECT, node.entity, "", await ns.projects(node.entity))
         elif node.kind == PROJECT:
             listing = ("names", SEL, node.entity, node.project, await ns.selectors(node.entity, node.project))
+        elif node.kind == ARTIFACT:
+            selectors = await ns.artifact_selectors(ArtifactName(node.entity, node.project, node.name))
+            listing = ("names", SEL, node.entity, node.project, selectors, f"{node.name}:")
         elif node.kind == SEL:
             listing = ("tree", await self._sel_view(node), "")  # one version for the whole listing
         elif node.kind == DIR:
@@ -299,10 +325,14 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
     # pyfuse3 answers READDIRPLUS: each entry returned carries full attributes and counts as one
     # lookup, so it is remembered only once readdir_reply has accepted it.
     def _readdir_names(self, listing, start_id, token) -> None:
-        _, kind, entity, project, names = listing
+        _, kind, entity, project, names, *prefix = listing  # an ARTIFACT's `vN` is the SEL `name:vN`
         for i in range(start_id, len(names)):
-            node = self._name_node(kind, entity, project, names[i])
-            attrs = self._attrs(node, self._timeout(node))
+            node = self._name_node(kind, entity, project, "".join(prefix) + names[i])
+            # An alias listed is not pinned to a version (that would load it): its entry expires at once,
+            # so a path through it is looked up and answered with the inode of the version it names now
+            # (a listing repeated after the alias moved must not keep the old tree alive under it).
+            alias = node.kind == SEL and not _is_version(node.selector)
+            attrs = self._attrs(node, 0 if alias else self._timeout(node))
             if not pyfuse3.readdir_reply(token, names[i].encode("utf-8"), attrs, i + 1):
                 return
             self.inodes.remember(node)

@@ -34,7 +34,9 @@ INODE_MASK = (1 << 63) - 1
 # node kinds
 # SEL is a `name:vN` or `name:alias` directory: its content is the version the selector names,
 # resolved when needed (an alias again after its TTL), so listing a project loads no manifest.
-ROOT, ENTITY, PROJECT, SEL, DIR, FILE = "root", "entity", "project", "sel", "dir", "file"
+# ARTIFACT is the colon-free `name/` directory, whose children `vN` and `alias` are the same SEL
+# nodes (same inodes) as `name:vN` and `name:alias`.
+ROOT, ENTITY, PROJECT, ARTIFACT, SEL, DIR, FILE = "root", "entity", "project", "artifact", "sel", "dir", "file"
 
 
 def inode_of(key: str) -> int:
@@ -56,7 +58,7 @@ class Node:
     kind: str
     entity: str = ""
     project: str = ""
-    name: str = ""  # artifact name (SEL)
+    name: str = ""  # artifact name (ARTIFACT, SEL)
     selector: str = ""  # SEL only: vN or alias
     version: "VersionView | None" = None
     path: str = ""  # within the version, '' for its root
@@ -75,6 +77,8 @@ def node_key(kind, entity="", project="", name="", selector="", version=None, pa
         return f"E:{entity}"
     if kind == PROJECT:
         return f"P:{entity}/{project}"
+    if kind == ARTIFACT:
+        return f"A:{entity}/{project}/{name}"
     if kind == SEL:  # an alias resolved at lookup is pinned to that version: see ReadOnlyFS._child
         return f"S:{entity}/{project}/{name}:{selector}" + (f"@{version.key}" if version is not None else "")
     if kind in (DIR, FILE):

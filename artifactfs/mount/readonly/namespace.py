@@ -1,4 +1,5 @@
-"""The top of the read-only tree: MOUNT/<entity>/<project>/<name>:<vN|alias>, resolved through the
+"""The top of the read-only tree: MOUNT/<entity>/<project>/<name>:<vN|alias> (or, without the colon,
+<name>/<vN|alias>), resolved through the
 Repository on worker threads, with short TTL caches so a busy mount does not hammer the store.
 
 - Versions are immutable: a loaded VersionView (record + compact manifest) is kept in a small LRU and
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 
 import trio
 
-from ...errors import ArtifactfsError, InvalidName, NotFound, StoreUnavailable
+from ...errors import InvalidName, NotFound, StoreUnavailable
 from ...manifest import Manifest
-from ...names import ArtifactName, check_name, parse_selector
+from ...names import ArtifactName, check_name, parse_selector, valid_name
 from ...records import VersionRecord
 from ...repo import Repository
 from ..daemon import Workers
@@ -111,7 +112,8 @@ class Namespace:
                                      lambda: self._call(self.repo.list_projects, entity))
 
     async def selectors(self, entity: str, project: str) -> list[str]:
-        """Every `name:vN` and `name:alias` of the project, sorted."""
+        """What a project directory lists, sorted: every `name:vN` and `name:alias`, and the colon-free
+        `name` of each artifact that has any."""
         return await self._cache.get(("selectors", entity, project), self.listing_ttl,
                                      lambda: self._call(self._list_selectors, entity, project))
 
@@ -119,16 +121,25 @@ class Namespace:
         artifacts = self.repo.list_artifacts(entity, project)
 
         def one(artifact: ArtifactName) -> list[str]:
-            versions = self.repo.live_version_numbers(artifact, self._records_read)
-            aliases = self.repo.aliases(artifact)
-            return [f"{artifact.name}:v{v}" for v in versions] + [f"{artifact.name}:{a}" for a in aliases]
+            selectors = self._artifact_selectors(artifact)
+            return [f"{artifact.name}:{s}" for s in selectors] + ([artifact.name] if selectors else [])
 
         with ThreadPoolExecutor(8) as pool:
             return sorted(n for names in pool.map(one, artifacts) for n in names)
 
+    async def artifact_selectors(self, artifact: ArtifactName) -> list[str]:
+        """What the colon-free `name/` directory lists: `vN` of each live version, then the aliases;
+        empty for an artifact that does not exist."""
+        return await self._cache.get(("artifact", artifact), self.listing_ttl,
+                                     lambda: self._call(self._artifact_selectors, artifact))
+
+    def _artifact_selectors(self, artifact: ArtifactName) -> list[str]:
+        versions = self.repo.live_version_numbers(artifact, self._records_read)
+        return [f"v{v}" for v in versions] + sorted(self.repo.aliases(artifact))
+
     # ---- existence of the upper levels -----------------------------------------------------------
     async def has_entity(self, entity: str) -> bool:
-        if not _valid(entity):
+        if not valid_name(entity):
             return False
         listed = self._cache.peek(("entities",))
         if listed is not None and entity in listed:
@@ -138,9 +149,15 @@ class Namespace:
         return bool(await self.projects(entity))
 
     async def has_project(self, entity: str, project: str) -> bool:
-        if not _valid(project):
+        if not valid_name(project):
             return False
         return project in await self.projects(entity)
+
+    async def has_artifact(self, artifact: ArtifactName) -> bool:
+        listed = self._cache.peek(("selectors", artifact.entity, artifact.project))
+        if listed is not None and artifact.name in listed:
+            return True
+        return bool(await self.artifact_selectors(artifact))
 
     # ---- versions and aliases ------------------------------------------------------------------
     def parse(self, entity: str, project: str, text: str) -> tuple[ArtifactName, int | None, str | None]:
@@ -201,10 +218,3 @@ class Namespace:
                                         lambda: self._call(self.repo.aliases, view.record.artifact))
         return [a for a, v in aliases.items() if v == view.record.version]
 
-
-def _valid(name: str) -> bool:
-    try:
-        check_name(name)
-        return True
-    except ArtifactfsError:
-        return False

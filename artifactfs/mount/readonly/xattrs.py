@@ -2,10 +2,11 @@
 with `getfattr -d MOUNT/...` (all names start with `user.artifactfs.`).
 
 Everywhere inside a version: `artifact` (entity/project/name), `version` (vN), `type`.
-Version directories (`name:vN`, `name:alias`, not their subdirectories): `ref` (entity/project/name:vN), `digest` (the
-manifest digest, i.e. the version's content digest), `size` (total bytes), `files`, `aliases`
-(comma-separated), `created_at`, `created_by`, `description`, `metadata` (JSON), `run`, `inputs`;
-`alias` on an alias directory.
+The colon-free artifact directory `name/`: `artifact`, `type`.
+Version directories (`name:vN`, `name:alias`, and `name/vN`, `name/alias`; not their subdirectories):
+`ref` (entity/project/name:vN), `digest` (the manifest digest, i.e. the version's content digest),
+`size` (total bytes), `files`, `aliases` (comma-separated), `created_at`, `created_by`, `description`,
+`metadata` (JSON), `run`, `inputs`; `alias` on an alias directory.
 Files: `path`, `digest` (xxh3-128 of the content), `size`, `chunks` (number of verified chunks),
 `executable`; for a reference entry `ref` (its external URI), `etag`, `version_id` (one recorded with
 checksum=False has no `size` or `digest`: nothing but its URI was recorded).
@@ -20,10 +21,11 @@ import json
 
 import pyfuse3
 
+from ...names import ArtifactName
 from ...references import is_unchecked
 from ..fuse_errors import fuse_op
 from ..reader import ChunkSource
-from .inodes import DIR, FILE, ROOT, SEL, InodeTable, Node
+from .inodes import ARTIFACT, DIR, FILE, ROOT, SEL, InodeTable, Node
 from .namespace import Namespace, VersionView
 
 XATTR_PREFIX = "user.artifactfs."
@@ -45,6 +47,9 @@ class XattrOps:
     async def _xattrs(self, node: Node) -> dict[str, str]:
         if node.kind == ROOT:
             return self._mount_xattrs()
+        if node.kind == ARTIFACT:
+            artifact = ArtifactName(node.entity, node.project, node.name)
+            return {"artifact": str(artifact), "type": await self.ns.artifact_type(artifact)}
         view = await self._sel_view(node) if node.kind == SEL else node.version
         if view is None:
             return {}
