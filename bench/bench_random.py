@@ -1,7 +1,8 @@
 """Random reads of one large file, as sqlite, parquet column reads, HDF5 and `np.load(mmap_mode="r")` do:
 fio `--rw=randread` at 4 KiB and 64 KiB through the artifactfs mount, cold (fresh mount, empty cache) and
 warm (the bytes in the disk cache, not in the page cache: a new job on the same machine), beside the
-same file on local disk with its page cache dropped; the read amplification (bytes the daemon read
+same file on local disk with its page cache dropped and read through the pyfuse3 floor (fuse_floor.py
+--backing: what any pyfuse3 file system reading a local file pays); the read amplification (bytes the daemon read
 from the store and its cache per byte returned); and the time to the first byte of a cold file (open
 + read 4 KiB) through artifactfs, rclone and s3fs; and, when h5py is installed (`pip install h5py`),
 h5py reading random small slices of a chunked HDF5 file, cold, with the bytes fetched per byte needed.
@@ -21,6 +22,7 @@ import uuid
 
 from bench_mount import ForeignMount, close_ours, ours, upload_plain
 from common import BUCKET, drop_caches, make_big_file, seaweed_server
+from fuse_floor import FloorMount
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -78,6 +80,14 @@ def main():
             drop_caches()
             base = fio(local_file, bs, args.seconds, size)
             print(f"  {bs:>8}   local disk, cold page cache {base['iops']:8.0f} {base['p50']:8.2f}")
+            fm = FloorMount(os.path.join(tmp, "floor"), args.mib, 1, 1, backing=local_file)
+            try:
+                drop_caches()
+                floor = fio(fm.path("big", "big.bin"), bs, args.seconds, size)
+            finally:
+                fm.close()
+            print(f"  {bs:>8}   pyfuse3 floor over it       {floor['iops']:8.0f} {floor['p50']:8.2f}   "
+                  f"({floor['iops'] / base['iops']:.2f}x local; fuse_floor.py --backing: a pread in a thread per read)")
             for label in ("cold", "warm"):
                 m = ours(env, tmp) if label == "cold" else warm_mount(env, tmp)
                 try:
@@ -88,7 +98,8 @@ def main():
                     close_ours(m)
                 moved = sum(after[k] - before[k] for k in ("fetched_bytes", "cache_read_bytes"))
                 print(f"  {bs:>8}   artifactfs {label:16s} {r['iops']:8.0f} {r['p50']:8.2f}   "
-                      f"{moved / max(r['bytes'], 1):6.2f}   ({r['iops'] / base['iops']:.2f}x local)")
+                      f"{moved / max(r['bytes'], 1):6.2f}   ({r['iops'] / base['iops']:.2f}x local, "
+                      f"{r['iops'] / floor['iops']:.2f}x the floor)")
         print("\ntime to first byte of a cold 1 file (open + read 4 KiB, after a stat), median of 3")
         results = {}
         for kind in ("artifactfs", "rclone", "s3fs"):

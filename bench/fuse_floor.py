@@ -6,6 +6,11 @@ Whatever it cannot reach, no pyfuse3 file system can here: bench_mount.py times 
 beside artifactfs, so each goal can be read against what the stack itself allows.
 
     python bench/fuse_floor.py MOUNTPOINT [--big-mib 1024] [--small-count 5000] [--tree-count 20000]
+                               [--backing FILE]
+
+With `--backing FILE`, big/big.bin is FILE read through: every read a `pread` of it in a worker thread,
+as any pyfuse3 file system must do to read a local disk without blocking its loop (bench_random.py's
+floor for reads served from the disk cache).
 
 Layout (as bench_mount.py commits it): big/big.bin, small/dNNN/fNNNNN.bin (64 KiB each),
 tree/dNNN/fNNNNN.bin (16 bytes each), 500 files per directory.
@@ -20,6 +25,7 @@ import sys
 import time
 
 import pyfuse3
+import trio
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -35,9 +41,12 @@ FILE_BASE = {SMALL: 100_000, TREE: 1_000_000}  # + file number
 
 
 class FloorFS(pyfuse3.Operations):
-    def __init__(self, big_size: int, counts: dict[int, int], sizes: dict[int, int]):
+    def __init__(self, big_size: int, counts: dict[int, int], sizes: dict[int, int], backing: str | None = None):
         super().__init__()
         self.big_size, self.counts, self.sizes = big_size, counts, sizes
+        self.backing = os.open(backing, os.O_RDONLY) if backing else None
+        if backing:
+            self.big_size = os.fstat(self.backing).st_size
         self.buffer = memoryview(os.urandom(BUFFER))
         self.dirs = {}  # inode of a leaf directory -> (kind, directory number)
         for kind, count in counts.items():
@@ -113,6 +122,8 @@ class FloorFS(pyfuse3.Operations):
         end = min(off + size, self._size(fh))
         if off >= end:
             return b""
+        if fh == BIG and self.backing is not None:
+            return await trio.to_thread.run_sync(os.pread, self.backing, end - off, off)
         start = off % BUFFER
         if start + end - off <= BUFFER:
             return self.buffer[start:start + end - off]
@@ -129,11 +140,12 @@ class FloorFS(pyfuse3.Operations):
 class FloorMount:
     """The floor FS mounted in a child process; `close()` unmounts it and waits for the process."""
 
-    def __init__(self, mountpoint: str, big_mib: int, small_count: int, tree_count: int):
+    def __init__(self, mountpoint: str, big_mib: int, small_count: int, tree_count: int, backing: str | None = None):
         self.mountpoint = mountpoint
         os.makedirs(mountpoint, exist_ok=True)
         self.proc = subprocess.Popen([sys.executable, __file__, mountpoint, "--big-mib", str(big_mib),
-                                      "--small-count", str(small_count), "--tree-count", str(tree_count)],
+                                      "--small-count", str(small_count), "--tree-count", str(tree_count),
+                                      *(["--backing", backing] if backing else [])],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while not os.path.ismount(mountpoint):
@@ -161,8 +173,10 @@ def main() -> None:
     parser.add_argument("--big-mib", type=int, default=1024)
     parser.add_argument("--small-count", type=int, default=5000)
     parser.add_argument("--tree-count", type=int, default=20000)
+    parser.add_argument("--backing")
     args = parser.parse_args()
-    fs = FloorFS(args.big_mib * 2**20, {SMALL: args.small_count, TREE: args.tree_count}, {SMALL: 64 * 1024, TREE: 16})
+    fs = FloorFS(args.big_mib * 2**20, {SMALL: args.small_count, TREE: args.tree_count}, {SMALL: 64 * 1024, TREE: 16},
+                 args.backing)
     run_foreground(fs, args.mountpoint, fsname="floor", subtype="floor", read_only=True)
 
 

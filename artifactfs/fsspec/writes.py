@@ -1,11 +1,11 @@
 """Writes through `artifactfs://`: where they may go, the files being written, and the transaction
 that turns what a block wrote into one version per artifact (update.py).
 
-A write names the next version: `ENTITY/PROJECT/NAME[/PATH]`, `NAME:latest/PATH` or
-`NAME/latest/PATH`. `NAME:vN` (immutable) and other aliases are refused. A file opened for writing
-fills a local temp file; outside a transaction its close commits it, inside one the transaction's
-end commits everything at once (or nothing, if the block raised). Files given to `put` are read
-when the version is committed (at the end of the transaction).
+A write names the next version: `NAME:latest/PATH` or `NAME/latest/PATH`, or `ENTITY/PROJECT/NAME`
+for `put` (its files under their base names). `NAME:vN` (immutable) and other aliases are refused.
+A file opened for writing fills a local temp file; outside a transaction its close commits it,
+inside one the transaction's end commits everything at once (or nothing, if the block raised).
+Files given to `put` are read when the version is committed (at the end of the transaction).
 """
 
 import contextlib

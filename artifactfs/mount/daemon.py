@@ -68,6 +68,20 @@ class Workers:
     async def cpu_call(self, fn: Callable, *args, timeout: float | None = None):
         return await self.run(self.cpu, fn, *args, timeout=timeout)
 
+    async def disk_call(self, fn: Callable, *args):
+        """fn(*args) in a worker thread, for short reads of the local disk cache (a random read's few
+        KiB): the thread cache's hop without to_thread's per-call extras (context copy, thread naming,
+        its own wrapper), ~35 us less of a ~120 us round trip here. Not cancellable, like to_thread by
+        default: the call is a pread of local disk."""
+        async with self.cpu:
+            task, token = trio.lowlevel.current_task(), trio.lowlevel.current_trio_token()
+
+            def deliver(result) -> None:
+                token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+
+            trio.lowlevel.start_thread_soon(lambda: fn(*args), deliver)
+            return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+
 
 # ---- foreground -----------------------------------------------------------------------------------
 def _bdi_of(mountpoint: str) -> str | None:

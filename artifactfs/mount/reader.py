@@ -189,7 +189,7 @@ class ChunkSource:
         For random access, where a 4 KiB read must not cost a whole chunk."""
         data = self._cached(piece.digest)
         if data is None and piece.digest not in self._inflight:
-            part = await self.workers.cpu_call(self.fetcher.cached_range, piece, lo, hi - lo)
+            part = await self.workers.disk_call(self.fetcher.cached_range, piece, lo, hi - lo)
             if part is not None:
                 return part
         data = data if data is not None else await self.get(piece)
