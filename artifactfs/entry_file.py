@@ -10,6 +10,7 @@ read leaves them.
 
 import io
 import threading
+from collections.abc import Callable
 
 from .fetch import Fetcher, pieces_of
 from .hashing import READ_BLOCK
@@ -22,8 +23,9 @@ READ_AHEAD = 2 * READ_BLOCK
 class EntryReader:
     """Reads of one entry; safe to call from several threads (the window is the only shared state)."""
 
-    def __init__(self, fetcher: Fetcher, entry: Entry, chunk_size: int):
+    def __init__(self, fetcher: Fetcher, entry: Entry, chunk_size: int, on_miss: Callable[[], None] | None = None):
         self._fetcher = fetcher
+        self._on_miss = on_miss  # called when a read has to fetch (Fetcher.read_range)
         self._unchecked = entry.ref if is_unchecked(entry) else None
         self._pieces = [] if self._unchecked else pieces_of(entry, chunk_size)  # CorruptData if hostile
         self._chunk = min(chunk_size, READ_AHEAD)
@@ -49,7 +51,7 @@ class EntryReader:
             self._ahead = min(READ_AHEAD, max(2 * self._ahead, self._chunk)) if start == self._next else 0
             self._next = end
             stop = min(self.size, max(end, start + self._ahead))
-        data = self._fetcher.read_range(self._pieces, start, stop)  # outside the lock: reads may overlap
+        data = self._fetcher.read_range(self._pieces, start, stop, self._on_miss)  # outside the lock: reads may overlap
         if stop > end:
             with self._lock:
                 self._window, self._window_start = data, start

@@ -16,6 +16,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +71,8 @@ class WarmResult:
 
 
 REF_PIECE = "ref-"
-RANGE_THREADS = 8  # parallel GETs of one large read_range (a cat_file of a whole large file)
+RANGE_THREADS = 8  # parallel GETs (and cache reads) of one large read_range (a cat_file of a whole large file)
+PREFETCH_THREADS = 2  # background fetches into the cache (prefetch): a pack's rest for shuffled readers
 
 
 def cacheable(entry: Entry) -> bool:
@@ -131,8 +133,8 @@ class Fetcher:
         # Takes every verified piece (put) and run of packed files (put_run) instead of the cache when
         # set: the mount's write-behind (mount/cache_writer.py).
         self.cache_writer: Any = None  # a CacheWriter (put, put_run) in front of the cache, or None
-        self._range_pool: ThreadPoolExecutor | None = None  # read_range's GETs, made on first need
-        self._range_pool_pid = 0
+        self._pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}  # kind -> (pid, pool), made on first need
+        self._prefetches: set[Future] = set()  # prefetch runs not done yet
 
     @property
     def references(self):
@@ -182,7 +184,7 @@ class Fetcher:
         touch checked (a small random read does not re-read the whole chunk); None if not cached."""
         if not piece.verifiable:
             return None
-        if piece.pack is not None:  # a small file: read (and checked) whole
+        if piece.pack is not None or size == piece.length:  # read (and checked) whole
             data = self._cached([piece])[0]
         else:
             data = self.cache.get_range(piece.digest, piece.length, start, size)
@@ -190,7 +192,7 @@ class Fetcher:
             return None
         with self._lock:
             self.cache_read_bytes += len(data)
-        return data[start:start + size] if piece.pack is not None else data
+        return data[start:start + size] if piece.pack is not None and size != piece.length else data
 
     def _keep(self, pieces: list[Piece], start: int, data) -> None:
         """Cache verified `pieces`, whose bytes `data` holds from offset `start` of their object on:
@@ -277,10 +279,11 @@ class Fetcher:
                 assert data is not None  # read_cached: every piece is returned
                 yield data
 
-    def read_range(self, pieces: list[Piece], start: int, end: int) -> bytes:
+    def read_range(self, pieces: list[Piece], start: int, end: int, on_miss: Callable[[], None] | None = None) -> bytes:
         """Bytes [start, end) of the file `pieces` make up, every one checked: a cached piece reads
         only the cache blocks the range touches, the missing ones are fetched READ_BLOCK per GET, the
-        GETs in parallel. CorruptData if a piece fails its check."""
+        GETs (and the cache reads of a range of many pieces) in parallel. `on_miss` is called before
+        anything is fetched (e.g. to start a prefetch beside it). CorruptData if a piece fails its check."""
         wanted: list[tuple[Piece, int, int]] = []  # (piece, first, end) of the bytes wanted from each
         at = 0
         for p in pieces:
@@ -289,11 +292,15 @@ class Fetcher:
             if at + p.length > start:
                 wanted.append((p, max(start - at, 0), min(end - at, p.length)))
             at += p.length
-        got: list[bytes | memoryview | None] = [self.cached_range(p, lo, hi - lo) for p, lo, hi in wanted]
+        mapper = self._pool("range").map if len(wanted) > 1 else map
+        got: list[bytes | memoryview | None] = list(mapper(lambda w: self.cached_range(w[0], w[1], w[2] - w[1]),
+                                                           wanted))
         missing = [p for (p, _, _), data in zip(wanted, got, strict=True) if data is None]
         if missing:
+            if on_miss is not None:
+                on_miss()
             runs = contiguous_runs(missing, READ_BLOCK)
-            spans = self._pool().map(self.span, runs) if len(runs) > 1 else map(self.span, runs)
+            spans = self._pool("range").map(self.span, runs) if len(runs) > 1 else map(self.span, runs)
             fetched = {p: data for run, datas in zip(runs, spans, strict=True)
                        for p, data in zip(run, datas, strict=True)}
             for i, (p, lo, hi) in enumerate(wanted):
@@ -306,12 +313,36 @@ class Fetcher:
         parts = [data for data in got if data is not None]
         return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
 
-    def _pool(self) -> ThreadPoolExecutor:
+    def prefetch(self, pieces: list[Piece]) -> None:
+        """Fetch `pieces` into the disk cache in the background, one GET per run of them (those it
+        holds are not read again). A failure is only logged: a read that needs them fetches them."""
+        pool = self._pool("prefetch")
+        for run in contiguous_runs(pieces, READ_BLOCK):
+            future = pool.submit(self._prefetch_run, run)
+            with self._lock:
+                self._prefetches.add(future)
+            future.add_done_callback(self._prefetches.discard)
+
+    def wait_prefetches(self, timeout: float | None = None) -> None:
+        """Wait until the prefetches started so far are in the cache (or failed)."""
         with self._lock:
-            if self._range_pool is None or self._range_pool_pid != os.getpid():  # a forked child has no threads
-                self._range_pool = ThreadPoolExecutor(RANGE_THREADS, thread_name_prefix="artifactfs-range")
-                self._range_pool_pid = os.getpid()
-            return self._range_pool
+            pending = list(self._prefetches)
+        futures_wait(pending, timeout)
+
+    def _prefetch_run(self, run: list[Piece]) -> None:
+        try:
+            self.span(run, read_cached=False)
+        except Exception as exc:  # noqa: BLE001 - a prefetch is a hint
+            log.debug("prefetch of %s failed: %s", run[0].key, exc)
+
+    def _pool(self, kind: str) -> ThreadPoolExecutor:
+        with self._lock:
+            held = self._pools.get(kind)
+            if held is None or held[0] != os.getpid():  # a forked child has no threads
+                threads = PREFETCH_THREADS if kind == "prefetch" else RANGE_THREADS
+                pool = ThreadPoolExecutor(threads, thread_name_prefix=f"artifactfs-{kind}")
+                held = self._pools[kind] = (os.getpid(), pool)
+            return held[1]
 
     # ---- whole-file download --------------------------------------------------------------------
     def download_entry(self, entry: Entry, chunk_size: int, root: str, data: bytes | memoryview | None = None) -> bool:

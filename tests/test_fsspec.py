@@ -196,3 +196,27 @@ def test_forked_workers_read_like_a_dataloader(fs, dataset):
     jobs = [(fs, rng.sample(sorted(files), k=len(files)), files) for _ in range(8)]
     with multiprocessing.get_context("fork").Pool(8) as pool:
         assert pool.map(_worker_reads, jobs) == [True] * 8
+
+
+def test_shuffled_small_files_bring_their_pack_in_one_fetch(fs, env, tmp_path):
+    """Once an eighth of a pack's files were read cold, the rest arrive with one background GET: the
+    reader that follows finds them in the disk cache, each still checked against its digest."""
+
+    src = tmp_path / "many"
+    src.mkdir()
+    files = {f"f{i:03d}.bin": random.Random(i).randbytes(10_000) for i in range(200)}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    art = artifactfs.Artifact("acme/vision/many", type="dataset")
+    art.add_dir(str(src))
+    art.save()
+    order = random.Random(3).sample(sorted(files), len(files))
+    fetcher = fs.client.fetcher
+    for name in order[:30]:  # more than 200 / 8 cold reads
+        assert fs.cat_file(f"acme/vision/many:v0/{name}") == files[name]
+    fetcher.wait_prefetches(timeout=10)
+    fetched = fetcher.fetched_bytes
+    assert fetched < 1.3 * sum(map(len, files.values()))  # each file once, give or take the 30 alone
+    for name in order[30:]:
+        assert fs.cat_file(f"acme/vision/many/v0/{name}") == files[name]
+    assert fetcher.fetched_bytes == fetched  # all from the cache

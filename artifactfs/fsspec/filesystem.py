@@ -33,6 +33,7 @@ from ..errors import ArtifactfsError, CorruptData, InvalidName, InvalidPath, Not
 from ..hashing import READ_BLOCK
 from ..manifest import DIR, LINK, Entry, Manifest
 from ..names import LATEST, ArtifactName
+from ..pack_share import PackShare
 from ..records import VersionRecord
 from .paths import Location, parse_path
 from .writes import VersionTransaction, WriteFile, commit_changes, write_target
@@ -64,6 +65,10 @@ class _Version:
     record: VersionRecord
     manifest: Manifest
 
+    @property
+    def key(self) -> str:
+        return str(self.record.ref)
+
 
 class ArtifactFileSystem(AbstractFileSystem):
     protocol = "artifactfs"
@@ -88,6 +93,7 @@ class ArtifactFileSystem(AbstractFileSystem):
         self._lock = threading.Lock()
         self._aliases: dict[tuple, tuple[float, int]] = {}
         self._versions: OrderedDict[tuple, _Version] = OrderedDict()
+        self._pack_share = PackShare()
 
     @property
     def client(self) -> Client:
@@ -126,7 +132,7 @@ class ArtifactFileSystem(AbstractFileSystem):
         self._aliases[(artifact, alias)] = (now + self.alias_ttl, number)
         return number
 
-    def _entry(self, path: str) -> tuple[_Version, Entry, Location]:
+    def _entry(self, path: str) -> tuple[_Version, Entry, int]:
         """The file `path` names (a link within the version followed); FileNotFoundError otherwise."""
         loc = parse_path(self._strip_protocol(path))
         if loc.depth < 4 or not loc.inner:
@@ -141,7 +147,7 @@ class ArtifactFileSystem(AbstractFileSystem):
                 raise NotFound(f"{view.record.ref} has no entry {inner!r}")
             entry = view.manifest[i]
             if entry.kind != LINK:
-                return view, entry, loc
+                return view, entry, i
             target = _link_target(inner, entry.target or "")
             if target is None:
                 raise NotFound(f"{path} is a link that leaves the version")
@@ -232,8 +238,15 @@ class ArtifactFileSystem(AbstractFileSystem):
     # ---- reading -----------------------------------------------------------------------------
     def _reader(self, path: str) -> tuple[EntryReader, dict]:
         with os_errors(path):
-            view, entry, loc = self._entry(path)
-            reader = EntryReader(self.client.fetcher, entry, view.manifest.chunk_size)
+            view, entry, index = self._entry(path)
+            fetcher = self.client.fetcher
+            on_miss = None
+            if view.manifest.pack_at(index) is not None:  # a small file: shuffled readers fetch its pack
+                def on_miss() -> None:
+                    pieces = self._pack_share.on_cold_read(view.key, view.manifest, index)
+                    if pieces:
+                        fetcher.prefetch(pieces)
+            reader = EntryReader(fetcher, entry, view.manifest.chunk_size, on_miss)
             return reader, _file_info(self._strip_protocol(path), entry, view)
 
     def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, **kwargs):

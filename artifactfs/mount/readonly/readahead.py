@@ -22,6 +22,7 @@ from collections import OrderedDict
 
 from ...errors import ArtifactfsError
 from ...fetch import pieces_of
+from ...pack_share import PackShare
 
 SLACK = 16
 STRAGGLERS = 64  # opens this far behind the walk are ignored (slow threads of a parallel reader)
@@ -30,7 +31,6 @@ INITIAL_WINDOW = 8
 MAX_WINDOW = 256
 MAX_BYTES = 64 * 1024 * 1024
 TRACKED_VERSIONS = 64
-PACK_SHARE = 8  # a pack's files opened cold (1 in this many) before the rest of it is fetched
 
 
 class _Walk:
@@ -88,53 +88,15 @@ class TreeReadAhead:
 
 
 class PackReadAhead:
-    """Read-ahead within a pack, for readers in no order (a shuffled epoch): small files are stored in
-    packs of neighbours, and fetching them one ranged GET each costs the store several times the CPU
-    of the bytes (a range inside an 8 MiB object) and the reader a round trip per file. Once cold
-    opens have touched 1/PACK_SHARE of a pack's files of a version, the rest of them comes in one GET,
-    into the disk cache and the memory LRU (files the disk cache holds already are left there). Before
-    that each file is fetched alone, so a reader that samples a few files of a pack never pays for
-    the whole of it: at most PACK_SHARE times the bytes it reads. Runs on the trio thread, no await."""
+    """The rest of a pack fetched in one GET once enough of its files were opened cold (pack_share.py),
+    into the disk cache and the memory LRU (files the disk cache holds already are left there). Runs
+    on the trio thread, no await."""
 
     def __init__(self, source, tracked: int = 4096):
         self.source = source  # reader.ChunkSource
-        self.tracked = tracked
-        # (version, pack) -> [cold opens left before the rest is fetched, first entry, end], None once fetched
-        self._packs: OrderedDict[tuple[str, str], list[int] | None] = OrderedDict()
+        self.share = PackShare(tracked)
 
     def on_cold_open(self, view, index: int) -> None:
-        m = view.manifest
-        pack = m.pack_at(index)
-        if pack is None:
-            return
-        key = (view.key, pack)
-        state = self._packs.get(key, [])
-        if state is None:
-            return  # fetched already
-        if not state:
-            lo, hi = self._member_range(m, index, pack)
-            state = self._packs[key] = [max(2, -(-(hi - lo) // PACK_SHARE)), lo, hi]
-            while len(self._packs) > self.tracked:
-                self._packs.popitem(last=False)
-        state[0] -= 1
-        if state[0] > 0:
-            return
-        self._packs[key] = None
-        _, lo, hi = state
-        pieces = []
-        for i in range(lo, hi):
-            with contextlib.suppress(ArtifactfsError):
-                pieces += pieces_of(m[i], m.chunk_size)
-        self.source.start_span(sorted(pieces, key=lambda p: p.start), prefetch=True, read_cached=False)
-
-    @staticmethod
-    def _member_range(m, index: int, pack: str, reach: int = 2 * MAX_WINDOW) -> tuple[int, int]:
-        """Entries [lo, hi) around `index` whose bytes are in `pack`: a commit packs neighbours in path
-        order, so a pack's files of a version are contiguous in its manifest."""
-        lo = index
-        while lo > 0 and index - lo < reach and m.pack_at(lo - 1) == pack:
-            lo -= 1
-        hi = index + 1
-        while hi < len(m) and hi - index < reach and m.pack_at(hi) == pack:
-            hi += 1
-        return lo, hi
+        pieces = self.share.on_cold_read(view.key, view.manifest, index)
+        if pieces:
+            self.source.start_span(pieces, prefetch=True, read_cached=False)
