@@ -8,18 +8,35 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from . import layout
 from .errors import CorruptData, ObjectNotFound
 from .hashing import digest_bytes
 from .localfs import write_atomic
 from .manifest import Manifest, columnar
-from .records import parse_stored_manifest
+from .records import VersionRecord, parse_stored_manifest
 from .store import ObjectStore
 
 log = logging.getLogger(__name__)
 
 IN_MEMORY = 8  # manifests kept parsed: a mount reads a few versions at a time
+
+
+@dataclass(eq=False)
+class VersionView:
+    """A loaded version: its record and manifest (what the mount and fsspec read through)."""
+
+    record: VersionRecord
+    manifest: Manifest
+
+    @property
+    def key(self) -> str:
+        return f"{self.record.artifact}:{self.record.version}"
+
+    @property
+    def ref(self) -> str:
+        return str(self.record.ref)
 
 
 class ManifestStore:

@@ -1,7 +1,8 @@
 """ArtifactFileSystem: the fsspec filesystem `artifactfs://` (docs/PYTHON_API.md).
 
 Listings and `info` come from the store's records and the version's manifest, never from listing the
-store's objects; reads go through the same verified piece cache as the mount and `get`. An alias is
+store's objects; reads go through the same verified piece cache as the mount and `get` (and, for
+shuffled readers of small files, the mount's pack policy: pack_share.py). An alias is
 resolved when a path naming it is opened or listed, and the answer is kept `alias_ttl` seconds (the
 mount's default, 2 s); a version, once loaded, is kept (versions are immutable).
 
@@ -21,7 +22,6 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from fsspec import AbstractFileSystem
 from fsspec.spec import AbstractBufferedFile
@@ -31,10 +31,10 @@ from ..config import load_settings
 from ..entry_file import EntryReader
 from ..errors import ArtifactfsError, CorruptData, InvalidName, InvalidPath, NotFound, PermissionDenied, UsageError
 from ..hashing import READ_BLOCK
-from ..manifest import DIR, LINK, Entry, Manifest
+from ..manifest import DIR, LINK, Entry
+from ..manifest_store import VersionView
 from ..names import LATEST, ArtifactName
 from ..pack_share import PackShare
-from ..records import VersionRecord
 from .paths import Location, parse_path
 from .writes import VersionTransaction, WriteFile, commit_changes, write_target
 
@@ -60,16 +60,6 @@ def os_errors(path: str):
         raise OSError(errno.EIO, str(exc), path) from None
 
 
-@dataclass(eq=False)
-class _Version:
-    record: VersionRecord
-    manifest: Manifest
-
-    @property
-    def key(self) -> str:
-        return str(self.record.ref)
-
-
 class ArtifactFileSystem(AbstractFileSystem):
     protocol = "artifactfs"
     root_marker = ""
@@ -92,7 +82,7 @@ class ArtifactFileSystem(AbstractFileSystem):
         self._client: Client | None = None
         self._lock = threading.Lock()
         self._aliases: dict[tuple, tuple[float, int]] = {}
-        self._versions: OrderedDict[tuple, _Version] = OrderedDict()
+        self._versions: OrderedDict[tuple, VersionView] = OrderedDict()
         self._pack_share = PackShare()
 
     @property
@@ -103,7 +93,7 @@ class ArtifactFileSystem(AbstractFileSystem):
             return self._client
 
     # ---- resolving ---------------------------------------------------------------------------
-    def _version(self, loc: Location) -> _Version:
+    def _version(self, loc: Location) -> VersionView:
         artifact = loc.artifact
         number = loc.version
         if number is None:
@@ -116,7 +106,7 @@ class ArtifactFileSystem(AbstractFileSystem):
                 return held
         repo = self.client.repo
         record = repo.version(artifact, number)
-        view = _Version(record, repo.manifest(record.manifest))
+        view = VersionView(record, repo.manifest(record.manifest))
         with self._lock:
             self._versions[key] = view
             while len(self._versions) > VERSION_LRU:
@@ -132,7 +122,7 @@ class ArtifactFileSystem(AbstractFileSystem):
         self._aliases[(artifact, alias)] = (now + self.alias_ttl, number)
         return number
 
-    def _entry(self, path: str) -> tuple[_Version, Entry, int]:
+    def _entry(self, path: str) -> tuple[VersionView, Entry, int]:
         """The file `path` names (a link within the version followed); FileNotFoundError otherwise."""
         loc = parse_path(self._strip_protocol(path))
         if loc.depth < 4 or not loc.inner:
@@ -375,7 +365,7 @@ def _dir(name: str) -> dict:
     return {"name": name, "type": "directory", "size": 0}
 
 
-def _file_info(name: str, e: Entry, view: _Version) -> dict:
+def _file_info(name: str, e: Entry, view: VersionView) -> dict:
     info = {"name": name, "type": "directory" if e.kind == DIR else "link" if e.kind == LINK else "file",
             "size": e.size, "digest": e.digest, "version": f"v{view.record.version}",
             "reference": e.ref, "executable": e.executable}

@@ -16,34 +16,18 @@ Concurrency: every cache fill runs in a worker thread; concurrent misses for one
 import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import trio
 
 from ...errors import InvalidName, NotFound, StoreUnavailable
-from ...manifest import Manifest
+from ...manifest_store import VersionView
 from ...names import ArtifactName, check_name, parse_selector, valid_name
-from ...records import VersionRecord
 from ...repo import Repository
 from ..daemon import Workers
 
 log = logging.getLogger(__name__)
 
 VERSION_LRU = 16
-
-
-@dataclass(eq=False)
-class VersionView:
-    record: VersionRecord
-    manifest: Manifest
-
-    @property
-    def key(self) -> str:
-        return f"{self.record.artifact}:{self.record.version}"
-
-    @property
-    def ref(self) -> str:
-        return str(self.record.ref)
 
 
 class _SingleFlight:
