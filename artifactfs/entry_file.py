@@ -12,7 +12,7 @@ import io
 import threading
 from collections.abc import Callable
 
-from .fetch import Fetcher, pieces_of
+from .fetch import Fetcher, Piece, pieces_of
 from .hashing import READ_BLOCK
 from .manifest import Entry
 from .references import is_unchecked
@@ -23,11 +23,13 @@ READ_AHEAD = 2 * READ_BLOCK
 class EntryReader:
     """Reads of one entry; safe to call from several threads (the window is the only shared state)."""
 
-    def __init__(self, fetcher: Fetcher, entry: Entry, chunk_size: int, on_miss: Callable[[], None] | None = None):
+    def __init__(self, fetcher: Fetcher, entry: Entry, chunk_size: int, on_miss: Callable[[], None] | None = None,
+                 pieces: list[Piece] | None = None):
         self._fetcher = fetcher
         self._on_miss = on_miss  # called when a read has to fetch (Fetcher.read_range)
         self._unchecked = entry.ref if is_unchecked(entry) else None
-        self._pieces = [] if self._unchecked else pieces_of(entry, chunk_size)  # CorruptData if hostile
+        # CorruptData if hostile; `pieces` when the caller holds them already (pieces_of of this entry)
+        self._pieces = [] if self._unchecked else pieces if pieces is not None else pieces_of(entry, chunk_size)
         self._chunk = min(chunk_size, READ_AHEAD)
         self.size = entry.size
         self._lock = threading.Lock()

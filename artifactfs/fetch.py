@@ -281,8 +281,8 @@ class Fetcher:
 
     def read_range(self, pieces: list[Piece], start: int, end: int, on_miss: Callable[[], None] | None = None) -> bytes:
         """Bytes [start, end) of the file `pieces` make up, every one checked: a cached piece reads
-        only the cache blocks the range touches, the missing ones are fetched READ_BLOCK per GET, the
-        GETs (and the cache reads of a range of many pieces) in parallel. `on_miss` is called before
+        only the cache blocks the range touches, the missing ones are fetched by up to RANGE_THREADS
+        GETs of at most READ_BLOCK each, side by side (so are the cache reads of a range of many pieces). `on_miss` is called before
         anything is fetched (e.g. to start a prefetch beside it). CorruptData if a piece fails its check."""
         wanted: list[tuple[Piece, int, int]] = []  # (piece, first, end) of the bytes wanted from each
         at = 0
@@ -299,7 +299,10 @@ class Fetcher:
         if missing:
             if on_miss is not None:
                 on_miss()
-            runs = contiguous_runs(missing, READ_BLOCK)
+            # spread over the pool: a 1 MiB read across two missed chunks is two GETs side by side (the
+            # latency of one), a whole file is READ_BLOCK per GET
+            per_get = min(READ_BLOCK, max(p.length for p in missing) * -(-len(missing) // RANGE_THREADS))
+            runs = contiguous_runs(missing, per_get)
             spans = self._pool("range").map(self.span, runs) if len(runs) > 1 else map(self.span, runs)
             fetched = {p: data for run, datas in zip(runs, spans, strict=True)
                        for p, data in zip(run, datas, strict=True)}
