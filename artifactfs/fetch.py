@@ -282,8 +282,9 @@ class Fetcher:
     def read_range(self, pieces: list[Piece], start: int, end: int, on_miss: Callable[[], None] | None = None) -> bytes:
         """Bytes [start, end) of the file `pieces` make up, every one checked: a cached piece reads
         only the cache blocks the range touches, the missing ones are fetched by up to RANGE_THREADS
-        GETs of at most READ_BLOCK each, side by side (so are the cache reads of a range of many pieces). `on_miss` is called before
-        anything is fetched (e.g. to start a prefetch beside it). CorruptData if a piece fails its check."""
+        GETs of at most READ_BLOCK each, side by side (so are the cache reads of a range of many
+        pieces). `on_miss` is called before anything is fetched (e.g. to start a prefetch beside it).
+        CorruptData if a piece fails its check."""
         wanted: list[tuple[Piece, int, int]] = []  # (piece, first, end) of the bytes wanted from each
         at = 0
         for p in pieces:

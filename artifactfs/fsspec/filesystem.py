@@ -22,6 +22,8 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 from fsspec import AbstractFileSystem
 from fsspec.spec import AbstractBufferedFile
@@ -102,20 +104,27 @@ class ArtifactFileSystem(AbstractFileSystem):
         number = loc.version
         if number is None:
             number = self._alias(artifact, loc.alias or LATEST)
-        key = (artifact, number)
+
+        def load() -> VersionView:
+            repo = self.client.repo
+            record = repo.version(artifact, number)
+            return VersionView(record, repo.manifest(record.manifest))
+
+        return self._remembered(self._versions, (artifact, number), VERSION_LRU, load)
+
+    def _remembered(self, table: OrderedDict, key: tuple, bound: int, make: Callable[[], Any]) -> Any:
+        """`table[key]`, made by `make()` (outside the lock) if absent; the `bound` most recently used kept."""
         with self._lock:
-            held = self._versions.get(key)
+            held = table.get(key)
             if held is not None:
-                self._versions.move_to_end(key)
+                table.move_to_end(key)
                 return held
-        repo = self.client.repo
-        record = repo.version(artifact, number)
-        view = VersionView(record, repo.manifest(record.manifest))
+        made = make()
         with self._lock:
-            self._versions[key] = view
-            while len(self._versions) > VERSION_LRU:
-                self._versions.popitem(last=False)
-        return view
+            table[key] = made
+            while len(table) > bound:
+                table.popitem(last=False)
+        return made
 
     def _alias(self, artifact: ArtifactName, alias: str) -> int:
         now = time.monotonic()
@@ -248,18 +257,8 @@ class ArtifactFileSystem(AbstractFileSystem):
         random 1 MiB read of a 4 GiB file would otherwise spend milliseconds on its 4,096 pieces)."""
         if not entry.chunks or is_unchecked(entry):
             return None
-        key = (view.key, index)
-        with self._lock:
-            held = self._pieces.get(key)
-            if held is not None:
-                self._pieces.move_to_end(key)
-                return held
-        pieces = pieces_of(entry, view.manifest.chunk_size)
-        with self._lock:
-            self._pieces[key] = pieces
-            while len(self._pieces) > PIECES_LRU:
-                self._pieces.popitem(last=False)
-        return pieces
+        return self._remembered(self._pieces, (view.key, index), PIECES_LRU,
+                                lambda: pieces_of(entry, view.manifest.chunk_size))
 
     def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, **kwargs):
         path = self._strip_protocol(path)
