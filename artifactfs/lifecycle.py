@@ -126,10 +126,10 @@ def expires_at(repo: Repository, record: VersionRecord) -> float | None:
         data, _ = repo.store.get(ttl_key(record.artifact, record.version))
     except ObjectNotFound:
         return None
-    return _expiry(data, ttl_key(record.artifact, record.version))
+    return expiry_of(data, ttl_key(record.artifact, record.version))
 
 
-def _expiry(data: bytes, key: str) -> float:
+def expiry_of(data: bytes, key: str) -> float:
     expires = load_json(data, key).get("expires_at", float("inf"))
     if type(expires) not in (int, float) or expires != expires:
         raise CorruptData(f"ttl record {key} has no time")
@@ -148,7 +148,7 @@ def expired_versions(repo: Repository, now: float | None = None) -> list[Ref]:
         except ObjectNotFound:
             continue
         try:
-            expires_at = _expiry(data, info.key)
+            expires_at = expiry_of(data, info.key)
         except CorruptData as exc:
             log.warning("%s; its version is kept", exc)
             continue

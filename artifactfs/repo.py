@@ -35,9 +35,19 @@ from .records import (
     record_problem,
     whoami,
 )
-from .store import ObjectStore
+from .store import ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
+
+def alias_version(key: str, data: bytes) -> int | None:
+    """The version an alias record (the object at `key`) points at; None for a removed alias."""
+    obj = load_json(data, key)
+    if obj.get("removed"):
+        return None
+    if not isinstance(obj.get("version"), int) or isinstance(obj["version"], bool):
+        raise CorruptData(f"alias record {key} has no version")
+    return obj["version"]
+
 
 class Repository:
     def __init__(self, store: ObjectStore, manifest_cache_dir: str | None = None):
@@ -58,6 +68,19 @@ class Repository:
     def list_artifacts(self, entity: str, project: str) -> list[ArtifactName]:
         check_name(entity, "entity"), check_name(project, "project")
         return [ArtifactName(entity, project, n) for n in self.store.list_dirs(f"artifacts/{entity}/{project}/")]
+
+    def project_objects(self, entity: str, project: str) -> dict[str, dict[str, ObjectInfo]]:
+        """Every object below a project's artifacts, by artifact name, then by key below the artifact
+        (`artifact.json`, `versions/3.json`, `aliases/latest.json`, `ttl/3.json`, `used_by/...`): one
+        listing answers a page about many artifacts, and the etags say which cached reads still hold."""
+        check_name(entity, "entity"), check_name(project, "project")
+        prefix = f"artifacts/{entity}/{project}/"
+        out: dict[str, dict[str, ObjectInfo]] = {}
+        for info in self.store.list(prefix):
+            name, _, rest = info.key[len(prefix):].partition("/")
+            if rest:
+                out.setdefault(name, {})[rest] = info
+        return out
 
     # ---- artifacts -----------------------------------------------------------------------------
     def artifact_info(self, name: ArtifactName) -> dict:
@@ -129,6 +152,12 @@ class Repository:
         except ObjectNotFound:
             self.artifact_info(name)  # a clearer error when the artifact itself is missing
             raise NotFound(f"{name}:v{version} does not exist") from None
+        return self.version_from(name, version, data, etag, type)
+
+    def version_from(self, name: ArtifactName, version: int, data: bytes, etag: str,
+                     type: str | None = None) -> VersionRecord:
+        """The record of `name:vN` from the bytes of its object, checked (NotFound for a tombstone)."""
+        key = layout.version_key(name, version)
         obj = load_json(data, key)
         if obj.get("deleted"):
             raise NotFound(f"{name}:v{version} was deleted")
@@ -159,12 +188,7 @@ class Repository:
             data, etag = self.store.get(key)
         except ObjectNotFound:
             return None, None
-        obj = load_json(data, key)
-        if obj.get("removed"):
-            return None, etag
-        if not isinstance(obj.get("version"), int) or isinstance(obj["version"], bool):
-            raise CorruptData(f"alias record {key} has no version")
-        return obj["version"], etag
+        return alias_version(key, data), etag
 
     def resolve(self, ref: Ref) -> VersionRecord:
         version = ref.version

@@ -1,0 +1,115 @@
+"""The lineage graph as SVG, laid out on the server: one column per hop (producing runs and their
+inputs to the left of a version, consuming runs and their outputs to the right), each node a link."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html import escape
+
+ROW = 56
+NODE_H = 34
+GAP = 70
+PAD = 16
+CHAR_W = 7.4  # of the 12px monospace the nodes use
+
+
+@dataclass
+class Node:
+    id: str
+    label: str
+    kind: str  # "run", "version", "focus" or "deleted"
+    href: str
+    column: int
+    row: int = 0
+
+
+@dataclass
+class Graph:
+    nodes: dict[str, Node] = field(default_factory=dict)
+    edges: set[tuple[str, str]] = field(default_factory=set)
+
+    def add(self, node: Node) -> str:
+        self.nodes.setdefault(node.id, node)
+        return node.id
+
+
+def build(lineage: dict, version_href: Callable[[str], str], run_href: Callable[[str], str]) -> Graph:
+    """Graph of Lineage.to_json(): `upstream` and `downstream` are lists of runs with their artifacts."""
+    graph = Graph()
+    focus = graph.add(Node("v:" + lineage["ref"], lineage["ref"], "focus", version_href(lineage["ref"]), 0))
+
+    def art(obj: dict, column: int) -> str:
+        kind = "deleted" if obj.get("deleted") else "version"
+        return graph.add(Node("v:" + obj["ref"], obj["ref"], kind, version_href(obj["ref"]), column))
+
+    def run(name: str, column: int) -> str:
+        return graph.add(Node("r:" + name, name, "run", run_href(name), column))
+
+    def up(runs: list, below: str, column: int) -> None:
+        for r in runs:
+            rid = run(r["run"], column)
+            graph.edges.add((rid, below))  # the run produced `below`
+            for a in r["artifacts"]:
+                aid = art(a, column - 1)
+                graph.edges.add((aid, rid))  # ... using `a`
+                up(a.get("runs", []), aid, column - 2)
+
+    def down(runs: list, above: str, column: int) -> None:
+        for r in runs:
+            rid = run(r["run"], column)
+            graph.edges.add((above, rid))  # the run used `above`
+            for a in r["artifacts"]:
+                aid = art(a, column + 1)
+                graph.edges.add((rid, aid))  # ... and produced `a`
+                down(a.get("runs", []), aid, column + 2)
+
+    up(lineage.get("upstream", []), focus, -1)
+    down(lineage.get("downstream", []), focus, 1)
+    return graph
+
+
+def _width(label: str) -> float:
+    return max(120.0, len(label) * CHAR_W + 24)
+
+
+def render(graph: Graph) -> str:
+    """The SVG document (as text) of a graph; every label and link is escaped."""
+    columns: dict[int, list[Node]] = {}
+    for node in graph.nodes.values():
+        columns.setdefault(node.column, []).append(node)
+    order = sorted(columns)
+    x_of: dict[int, float] = {}
+    x = float(PAD)
+    widths = {c: max(_width(n.label) for n in columns[c]) for c in order}
+    for c in order:
+        x_of[c] = x
+        x += widths[c] + GAP
+    tallest = max(len(v) for v in columns.values())
+    height = PAD * 2 + tallest * ROW
+    for c in order:
+        nodes = sorted(columns[c], key=lambda n: n.label)
+        top = PAD + (tallest - len(nodes)) * ROW / 2  # centre each column
+        for i, n in enumerate(nodes):
+            n.row = int(top + i * ROW)
+    width = x - GAP + PAD
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="lineage" width="{width:.0f}" height="{height:.0f}" '
+           f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="lineage graph">',
+           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+           'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="arrowhead"/></marker></defs>']
+    for a, b in sorted(graph.edges):
+        na, nb = graph.nodes[a], graph.nodes[b]
+        x1, y1 = x_of[na.column] + widths[na.column], na.row + NODE_H / 2
+        x2, y2 = x_of[nb.column], nb.row + NODE_H / 2
+        mid = (x1 + x2) / 2
+        out.append(f'<path class="edge" d="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} '
+                   f'{x2:.0f},{y2:.0f}" marker-end="url(#arrow)"/>')
+    for n in sorted(graph.nodes.values(), key=lambda n: (n.column, n.row)):
+        w = widths[n.column]
+        x0 = x_of[n.column]
+        rx = 17 if n.kind == "run" else 4
+        out.append(f'<a href="{escape(n.href)}" class="node {n.kind}" data-id="{escape(n.id)}">'
+                   f'<title>{escape(("run " if n.kind == "run" else "") + n.label)}</title>'
+                   f'<rect x="{x0:.0f}" y="{n.row}" width="{w:.0f}" height="{NODE_H}" rx="{rx}"/>'
+                   f'<text x="{x0 + w / 2:.0f}" y="{n.row + NODE_H / 2 + 4:.0f}" text-anchor="middle">'
+                   f'{escape(n.label)}</text></a>')
+    out.append("</svg>")
+    return "\n".join(out)

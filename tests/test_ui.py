@@ -1,0 +1,253 @@
+"""The web view through the ASGI test client: every page and its /api twin on a sample store, what
+the store's texts and file names become in HTML, paths that try to leave a version, ranged verified
+downloads, the token and Host checks, and that no request changes the store."""
+
+from urllib.parse import quote
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.ui_util import HOSTILE_FILE, make_sample
+
+pytestmark = [pytest.mark.usefixtures("env"), pytest.mark.parametrize("backend", ["local"], indirect=True)]
+
+
+@pytest.fixture
+def sample(cli, tmp_path):
+    return make_sample(cli, tmp_path)
+
+
+@pytest.fixture
+def web(client, sample):
+    from artifactfs.ui.app import create_app
+
+    app = create_app(client, hosts=("testserver",))
+    yield TestClient(app)
+    app.close()
+
+
+def page(web, url, status=200):
+    r = web.get(url, follow_redirects=False)
+    assert r.status_code == status, (url, r.status_code, r.text[:500])
+    assert "Traceback" not in r.text
+    return r
+
+
+def test_pages_and_api(web, sample):
+    assert "acme" in page(web, "/").text
+    assert page(web, "/api/").json() == {"entities": ["acme"]}
+    assert page(web, "/api/e/acme").json()["projects"] == ["ml", "xss"]
+    rows = {a["name"]: a for a in page(web, "/api/e/acme/ml").json()["artifacts"]}
+    assert rows["raw"]["versions"] == 2 and rows["raw"]["latest"] == "v1" and rows["raw"]["type"] == "dataset"
+    assert rows["classifier"]["type"] == "model" and rows["classifier"]["aliases"] == {"best": 0, "latest": 0}
+    html = page(web, "/e/acme/ml").text
+    assert 'href="/e/acme/ml/raw"' in html and "model" in html
+
+    art = page(web, "/api/e/acme/ml/raw").json()
+    assert [v["version"] for v in art["versions"]] == [1, 0]
+    assert art["versions"][0]["aliases"] == ["clean", "latest"]
+    assert art["versions"][0]["metadata"] == {"rows": 3, "source": "field notes"}
+    assert "lilies and trees" in page(web, "/e/acme/ml/raw").text
+    assert page(web, "/api/e/acme/ml/report").json()["versions"][0]["expires_at"] > 0
+
+    root = page(web, "/api/e/acme/ml/raw/clean/tree/").json()
+    assert root["version"] == 1
+    assert [(c["name"], c["kind"]) for c in root["entries"]] == [
+        ("README.txt", "file"), ("blob.bin", "file"), ("config.json", "file"), ("img.png", "file"),
+        ("tables", "dir")]
+    sub = page(web, "/api/e/acme/ml/raw/v1/tree/tables").json()
+    assert [c["path"] for c in sub["entries"]] == ["tables/flowers.csv", "tables/trees.tsv"]
+    assert page(web, "/e/acme/ml/raw/v1", 307).headers["location"] == "/e/acme/ml/raw/v1/tree/"
+
+    csv = page(web, "/e/acme/ml/raw/v1/file/tables/flowers.csv").text
+    assert "<td>lily</td><td>6</td><td>white</td>" in csv and "<th>petals</th>" in csv
+    assert page(web, "/api/e/acme/ml/raw/v1/file/tables/trees.tsv").json()["preview"]["rows"] == [["oak", "30"]]
+    assert '"lr": 0.1' in page(web, "/api/e/acme/ml/raw/v1/file/config.json").json()["preview"]["text"]
+    assert page(web, "/api/e/acme/ml/raw/v1/file/README.txt").json()["preview"]["kind"] == "text"
+    hexed = page(web, "/api/e/acme/ml/raw/v1/file/blob.bin").json()["preview"]
+    assert hexed["kind"] == "hex" and hexed["rows"][0]["hex"].startswith("00 01 02")
+    assert '<img src="/e/acme/ml/raw/v1/raw/img.png"' in page(web, "/e/acme/ml/raw/v1/file/img.png").text
+    for path, data in sample.items():
+        assert page(web, f"/e/acme/ml/raw/v1/raw/{path}").content == data
+
+
+def test_diff_lineage_search(web):
+    diff = page(web, "/api/e/acme/ml/raw/-/diff?from=v0&to=v1").json()
+    assert diff["counts"] == {"added": 1, "removed": 1, "changed": 1}
+    assert [r["path"] for r in diff["added"]] == ["tables/trees.tsv"]
+    assert [r["path"] for r in diff["removed"]] == ["old.txt"]
+    assert [r["path"] for r in diff["changed"]] == ["tables/flowers.csv"]
+    assert 'href="/e/acme/ml/raw/-/diff?from=v0&amp;to=v1"' in page(web, "/e/acme/ml/raw").text
+
+    lin = page(web, "/api/e/acme/ml/classifier/v0/lineage?depth=2").json()
+    labels = {n["label"]: n["kind"] for n in lin["nodes"]}
+    assert labels == {"acme/ml/classifier:v0": "focus", "train-7": "run", "acme/ml/raw:v1": "version",
+                      "ingest-2": "run", "eval-3": "run", "acme/ml/report:v0": "version"}
+    svg = page(web, "/e/acme/ml/classifier/v0/lineage").text
+    assert '<a href="/run/train-7" class="node run"' in svg and 'href="/e/acme/ml/report/v0/tree/"' in svg
+    run = page(web, "/api/run/eval-3").json()
+    assert run == {"run": "eval-3", "inputs": ["acme/ml/classifier:v0"], "outputs": ["acme/ml/report:v0"]}
+
+    names = lambda q: [r["artifact"] for r in page(web, f"/api/search?q={q}").json()["results"]]  # noqa: E731
+    assert names("clas") == ["acme/ml/classifier"]
+    assert names("result") == ["acme/ml/report"]  # by type
+    assert names("best") == ["acme/ml/classifier", "acme/xss/evil"]  # by alias
+    assert names("") == []
+
+
+def test_a_new_version_shows_on_the_next_load(web, cli, tmp_path):
+    assert page(web, "/api/e/acme/ml/raw").json()["total"] == 2
+    src = tmp_path / "again"
+    src.mkdir()
+    (src / "x.txt").write_text("v2")
+    assert cli("commit", "acme/ml/raw", "--dir", src).exit_code == 0
+    assert page(web, "/api/e/acme/ml/raw").json()["total"] == 3
+    assert {a["name"]: a["latest"] for a in page(web, "/api/e/acme/ml").json()["artifacts"]}["raw"] == "v2"
+
+
+def test_store_texts_are_escaped(web):
+    for url in ["/e/acme/xss/evil", "/e/acme/xss/evil/v0/tree/", "/e/acme/xss", "/search?q=evil",
+                "/e/acme/xss/evil/v0/file/" + quote(HOSTILE_FILE)]:
+        html = page(web, url).text
+        assert "<script>" not in html and "alert('x')" not in html and "<b onmouseover" not in html, url
+    html = page(web, "/e/acme/xss/evil").text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&#34;&#39;" in html
+    tree = page(web, "/e/acme/xss/evil/v0/tree/").text
+    assert f'href="/e/acme/xss/evil/v0/file/{quote(HOSTILE_FILE)}"' in tree
+    assert page(web, "/api/e/acme/xss/evil/v0/tree/..dots").json()["entries"][0]["name"] == "%2e%2e.txt"
+    headers = page(web, "/").headers
+    assert "script-src" not in headers["content-security-policy"] and headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("url, status", [
+    ("/e/acme/ml/raw/v1/raw/%2e%2e/%2e%2e/classifier/v0/raw/weights.bin", 400),
+    ("/e/acme/ml/raw/v1/file/..%2f..%2fetc%2fpasswd", 400),
+    ("/e/acme/ml/raw/v1/raw//etc/passwd", 400),
+    ("/e/acme/ml/raw/v1/raw/tables/%00", 400),
+    ("/e/acme/ml/raw/v1/raw/tables", 404),  # a directory is not a file
+    ("/e/acme/ml/raw/v1/tree/README.txt", 404),
+    ("/e/acme/ml/raw/v7/tree/", 404),
+    ("/e/acme/ml/raw/v-1/tree/", 404),  # an alias nobody set
+    ("/e/acme/ml/raw/no%20such/tree/", 400),
+    ("/e/a%20b", 400),
+    ("/e/acme/nope", 404),
+    ("/e/acme/ml/nope", 404),
+    ("/e/acme/ml?page=x", 400),
+    ("/e/acme/ml/raw/-/diff?from=v0", 400),
+    ("/e/acme/ml/raw/v1/lineage?depth=99", 400),
+    ("/run/a%20b", 400),
+    ("/no/such/page", 404),
+    ("/api/e/acme/ml/raw/v9/tree/", 404),
+])
+def test_bad_urls(web, url, status):
+    r = page(web, url, status)
+    assert ("application/json" in r.headers["content-type"]) == url.startswith("/api/")
+
+
+def test_ranged_downloads(web, sample):
+    data = sample["blob.bin"]
+    url = "/e/acme/ml/raw/v1/raw/blob.bin"
+    r = web.get(url, headers={"range": "bytes=100-199"})
+    assert r.status_code == 206 and r.content == data[100:200]
+    assert r.headers["content-range"] == f"bytes 100-199/{len(data)}" and r.headers["accept-ranges"] == "bytes"
+    assert web.get(url, headers={"range": "bytes=-10"}).content == data[-10:]
+    assert web.get(url, headers={"range": "bytes=10000-"}).content == data[10000:]
+    r = web.get(url, headers={"range": f"bytes={len(data)}-"})
+    assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(data)}"
+    assert web.get(url, headers={"range": "bytes=0-1,5-6"}).content == data  # several ranges: all of it
+    r = web.get(url)
+    assert r.headers["content-disposition"].startswith("attachment") and r.headers["etag"]
+    assert "sandbox" in r.headers["content-security-policy"]
+
+
+def test_damaged_cache_and_store(web, client, tmp_path, sample):
+    from tests.fault_util import damage_cached, overwrite_stored
+
+    url = "/e/acme/ml/raw/v1/raw/blob.bin"
+    assert web.get(url).content == sample["blob.bin"]
+    manifest = client.manifest(client.resolve("acme/ml/raw:v1"))
+    entry = manifest[manifest.find("blob.bin")]
+    damage_cached(tmp_path / "cache", entry, "flip")
+    assert web.get(url).content == sample["blob.bin"]  # the damaged copy is refetched
+    overwrite_stored(client, entry, b"y" * entry.size)
+    import shutil
+
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+    r = web.get("/e/acme/ml/raw/v1/file/blob.bin")
+    assert r.status_code == 502 and "does not match" in r.text or "digest" in r.text
+    body = web.get(url).content
+    assert body != b"y" * entry.size and len(body) < entry.size  # cut short, never the wrong bytes
+
+
+def test_token_and_host(client, sample):
+    from artifactfs.ui.app import create_app
+
+    app = create_app(client, token="s3cret", hosts=("testserver",))
+    web = TestClient(app)
+    assert web.get("/").status_code == 401
+    assert web.get("/", headers={"x-artifactfs-token": "wrong"}).status_code == 401
+    assert web.get("/api/", headers={"x-artifactfs-token": "s3cret"}).json() == {"entities": ["acme"]}
+    assert web.get("/api/", headers={"authorization": "Bearer s3cret"}).status_code == 200
+    r = web.get("/e/acme?token=s3cret&x=1", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/e/acme?x=1"
+    assert web.get("/e/acme").status_code == 200  # the cookie carries it now
+    app.close()
+    local = create_app(client)
+    assert TestClient(local, base_url="http://evil.example").get("/").status_code == 400
+    assert TestClient(local, base_url="http://127.0.0.1:8765").get("/").status_code == 200
+    local.close()
+
+
+def test_no_request_changes_the_store(web, client):
+    before = {(i.key, i.etag) for i in client.store.list("")}
+    for method in ("post", "put", "delete", "patch"):
+        assert getattr(web, method)("/e/acme/ml/raw").status_code == 405
+    for url in ["/", "/e/acme/ml", "/e/acme/ml/raw", "/e/acme/ml/raw/v1/tree/", "/search?q=raw",
+                "/e/acme/ml/raw/-/diff?from=v0&to=v1", "/e/acme/ml/raw/v1/lineage"]:
+        page(web, url)
+    assert {(i.key, i.etag) for i in client.store.list("")} == before
+
+
+def test_a_large_directory_pages(cli, client, tmp_path):
+    from artifactfs.ui.app import create_app
+
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(450):
+        (src / f"f{i:04d}").write_text(str(i))
+    assert cli("commit", "acme/big/flat", "--dir", src).exit_code == 0
+    app = create_app(client, hosts=("testserver",))
+    web = TestClient(app)
+    seen, url = [], "/api/e/acme/big/flat/v0/tree/"
+    while url:
+        data = page(web, url).json()
+        seen += [c["name"] for c in data["entries"]]
+        url = f"/api/e/acme/big/flat/v0/tree/?start={data['next']}" if data["next"] is not None else None
+    assert seen == [f"f{i:04d}" for i in range(450)]
+    app.close()
+
+
+def test_ui_command(cli, env, sample):
+    import json
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    res = cli("ui", "--host", "0.0.0.0")
+    assert res.exit_code == 2 and "--allow-remote" in res.output and "Traceback" not in res.output
+    proc = subprocess.Popen([sys.executable, "-m", "artifactfs", "ui", "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+        with urllib.request.urlopen(url + "api/", timeout=10) as r:
+            assert json.load(r) == {"entities": ["acme"]}
+        taken = url.rsplit(":", 1)[1].strip("/")
+        again = cli("ui", "--port", taken)
+        assert again.exit_code != 0 and "pick another with --port" in again.output
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode in (0, 130) and "Traceback" not in err, err  # 130: stopped by Ctrl-C
