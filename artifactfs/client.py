@@ -155,8 +155,11 @@ class Client:
         return record, self.fetcher.warm(entries, manifest.chunk_size, progress)
 
     def diff(self, a: str, b: str) -> DiffResult:
-        ma = self.manifest(self.resolve(a))
-        mb = self.manifest(self.resolve(b))
+        return self.diff_records(self.resolve(a), self.resolve(b))
+
+    def diff_records(self, a: VersionRecord, b: VersionRecord) -> DiffResult:
+        """What changed from version `a` to version `b`, both already resolved."""
+        ma, mb = self.manifest(a), self.manifest(b)
         old = {e.path: e for e in ma}
         added, changed = [], []
         for e in mb:

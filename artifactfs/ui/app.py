@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .. import lineage
 from ..client import Client
 from ..config import format_size
 from ..errors import ArtifactfsError, CorruptData, NotFound, PermissionDenied, StoreUnavailable, UsageError
@@ -147,7 +148,7 @@ class Pages:
 
     def file(self, request: Request) -> dict:
         record, entry, chunk_size = self.catalog.file(_ref(request), request.path_params["path"])
-        return {**self.catalog._version_head(record), "selector": request.path_params["selector"],
+        return {**self.catalog.version_head(record), "selector": request.path_params["selector"],
                 "entry": entry_json(entry), "preview": preview(self.client.fetcher, entry, chunk_size)}
 
     def lineage(self, request: Request) -> dict:
@@ -161,8 +162,6 @@ class Pages:
         return data
 
     def run(self, request: Request) -> dict:
-        from .. import lineage
-
         run = request.path_params["run"]
         return {"run": run, "inputs": lineage.run_inputs(self.client.repo, run),
                 "outputs": lineage.run_outputs(self.client.repo, run)}

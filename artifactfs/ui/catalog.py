@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import lineage
+from .. import layout, lineage
 from ..client import Client
 from ..errors import NotFound, ObjectNotFound
 from ..lifecycle import expiry_of
@@ -97,11 +97,11 @@ class Catalog:
         found = None if info is None else self._read(info, lambda data, _: load_json(data, info.key))
         return found if isinstance(found, dict) else {}
 
-    def _type(self, name: ArtifactName, objects: dict[str, ObjectInfo]) -> str:
+    def _type(self, objects: dict[str, ObjectInfo]) -> str:
         kind = self._info(objects).get("type", "")
         return kind if isinstance(kind, str) else ""
 
-    def _aliases(self, name: ArtifactName, objects: dict[str, ObjectInfo]) -> dict[str, int]:
+    def _aliases(self, objects: dict[str, ObjectInfo]) -> dict[str, int]:
         out = {}
         for rest, info in objects.items():
             if rest.startswith("aliases/") and rest.endswith(".json"):
@@ -155,12 +155,12 @@ class Catalog:
                 "artifacts": rows}
 
     def _summary(self, name: ArtifactName, objects: dict[str, ObjectInfo]) -> dict:
-        aliases = self._aliases(name, objects)
+        aliases = self._aliases(objects)
         infos = self._version_infos(objects)
         records = {n: self._version(name, n, info) for n, info in infos.items()}
         live = sorted(n for n, r in records.items() if isinstance(r, VersionRecord))
         latest = records.get(aliases.get(LATEST, -1))
-        row: dict = {"name": name.name, "artifact": str(name), "type": self._type(name, objects),
+        row: dict = {"name": name.name, "artifact": str(name), "type": self._type(objects),
                      "versions": len(live), "aliases": aliases, "latest": None, "size": None, "updated": None}
         if isinstance(latest, VersionRecord):
             row.update(latest=f"v{latest.version}", size=latest.size, updated=latest.created_at)
@@ -170,7 +170,7 @@ class Catalog:
         """An artifact: its versions newest first (VERSIONS_PER_PAGE a page), each with its aliases, TTL,
         size, file count, created, description and metadata."""
         objects = self._artifact_objects(name)
-        aliases = self._aliases(name, objects)
+        aliases = self._aliases(objects)
         infos = self._version_infos(objects)
         numbers = sorted(infos, reverse=True)
         records = dict(zip(numbers, self._pool.map(lambda n: self._version(name, n, infos[n]), numbers),
@@ -183,15 +183,15 @@ class Catalog:
             record = records[n]
             row = record.to_json()
             row["aliases"] = [a for a, v in aliases.items() if v == n]
-            row["expires_at"] = self._expiry(name, n, objects)
+            row["expires_at"] = self._expiry(n, objects)
             rows.append(row)
         info = self._info(objects)
         return {"artifact": str(name), "entity": name.entity, "project": name.project, "name": name.name,
-                "type": self._type(name, objects), "created_at": info.get("created_at"),
+                "type": self._type(objects), "created_at": info.get("created_at"),
                 "created_by": info.get("created_by"), "aliases": aliases, "total": len(live),
                 "page": page, "pages": pages, "versions": rows}
 
-    def _expiry(self, name: ArtifactName, number: int, objects: dict[str, ObjectInfo]) -> float | None:
+    def _expiry(self, number: int, objects: dict[str, ObjectInfo]) -> float | None:
         info = objects.get(f"ttl/{number}.json")
         return None if info is None else self._read(info, lambda data, _: expiry_of(data, info.key))
 
@@ -219,12 +219,15 @@ class Catalog:
             else:
                 children.append({"name": name, **entry_json(manifest[index]), "size": size})
         lo, hi = manifest.dir_range(directory)
-        return {**self._version_head(record), "dir": directory, "below": hi - lo, "entries": children,
+        return {**self.version_head(record), "dir": directory, "below": hi - lo, "entries": children,
                 "start": start or 0, "next": rows[-1][3] if more else None}
 
-    def _version_head(self, record: VersionRecord) -> dict:
+    def version_head(self, record: VersionRecord) -> dict:
+        """The record of a version and its aliases (one listing; alias records read once per etag)."""
+        name = record.artifact
+        listed = {info.key[len(name.prefix):]: info for info in self.repo.store.list(layout.aliases_prefix(name))}
         head = record.to_json()
-        head["aliases"] = self.repo.aliases_of(record.artifact, record.version)
+        head["aliases"] = [a for a, v in self._aliases(listed).items() if v == record.version]
         return head
 
     def file(self, ref: Ref, path: str) -> tuple[VersionRecord, Entry, int]:
@@ -239,7 +242,7 @@ class Catalog:
 
     def diff(self, name: ArtifactName, old: str, new: str) -> dict:
         a, b = self.record(ref_of(name, old)), self.record(ref_of(name, new))
-        result = self.client.diff(f"{a.ref}", f"{b.ref}")
+        result = self.client.diff_records(a, b)
 
         def rows(entries):
             return [{"path": e.path, "kind": e.kind, "size": e.size} for e in entries[:DIFF_ROWS]]
@@ -255,7 +258,7 @@ class Catalog:
 
     def lineage(self, ref: Ref, depth: int) -> dict:
         record = self.record(ref)
-        return {**self._version_head(record), "depth": depth,
+        return {**self.version_head(record), "depth": depth,
                 "lineage": lineage.walk(self.repo, record, depth).to_json()}
 
     def search(self, query: str, limit: int = 200) -> dict:
@@ -270,8 +273,8 @@ class Catalog:
                                               strict=True):
             for n in sorted(objects):
                 name = ArtifactName(entity, project, n)
-                aliases = list(self._aliases(name, objects[n]))
-                kind = self._type(name, objects[n])
+                aliases = list(self._aliases(objects[n]))
+                kind = self._type(objects[n])
                 if needle in n.lower() or needle in kind.lower() or any(needle in a.lower() for a in aliases):
                     hits.append({"artifact": str(name), "entity": entity, "project": project, "name": n,
                                  "type": kind, "aliases": aliases})
