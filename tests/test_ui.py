@@ -34,7 +34,8 @@ def page(web, url, status=200):
 
 
 def test_pages_and_api(web, sample):
-    assert "acme" in page(web, "/").text
+    home = page(web, "/")
+    assert "acme" in home.text and home.headers["server-timing"].startswith("app;dur=")
     assert page(web, "/api/").json() == {"entities": ["acme"]}
     assert page(web, "/api/e/acme").json()["projects"] == ["ml", "xss"]
     rows = {a["name"]: a for a in page(web, "/api/e/acme/ml").json()["artifacts"]}

@@ -6,6 +6,7 @@ import hmac
 import json
 import logging
 import os
+import time
 import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -239,11 +240,16 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
+        started = time.perf_counter()
+
         async def with_headers(message):
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 own = {k for k, _ in headers}  # a download sets its own, stricter policy
-                message["headers"] = headers + [(k, v) for k, v in SECURITY_HEADERS if k not in own]
+                # the server's time to the first byte, for browsers' devtools and bench_ui
+                took = f"app;dur={(time.perf_counter() - started) * 1000:.1f}".encode()
+                message["headers"] = headers + [(k, v) for k, v in SECURITY_HEADERS if k not in own] + [
+                    (b"server-timing", took)]
             await send(message)
 
         if self.token is not None:
