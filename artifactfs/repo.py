@@ -82,6 +82,10 @@ class Repository:
                 out.setdefault(name, {})[rest] = info
         return out
 
+    def artifact_objects(self, name: ArtifactName) -> dict[str, ObjectInfo]:
+        """project_objects for one artifact: its own listing, not its project's."""
+        return {info.key[len(name.prefix):]: info for info in self.store.list(name.prefix)}
+
     # ---- artifacts -----------------------------------------------------------------------------
     def artifact_info(self, name: ArtifactName) -> dict:
         try:

@@ -3,9 +3,10 @@
 The store: a project of A artifacts (2 versions each, an alias on every tenth) and two versions of
 N entries each (synthetic manifests; the blobs are not needed to list): `big/tree` (1,000 directories
 of N/1,000 files) and `big/flat` (N files in one directory). `artifactfs ui` runs as a subprocess on a
-fresh cache; each page is loaded once (first load: records read and the manifest fetched and indexed),
-then R more times (median). The figure is the view's own Server-Timing (time to the response's first
-byte inside the app), the wall time of the request beside it. Baseline, in the same run: one listing of
+fresh cache; each page is loaded once (first load: records read and the manifest fetched, checked and
+indexed), then R more times (median), then once from a new server on the same disk cache (a restart).
+The figure is the view's own Server-Timing (time to the response's first byte inside the app), the wall
+time of the request beside it. Baseline, in the same run: one listing of
 the project's keys straight from the store (what any view of the project must at least do), and
 Manifest.load of the N-entry manifest from its stored JSON (what a version page would cost without the
 cached columnar index).
@@ -82,6 +83,11 @@ def serve(env: dict) -> tuple[subprocess.Popen, str]:
     return proc, match.group(0)
 
 
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+
+
 def load(url: str) -> tuple[float, float, int]:
     """(server ms, wall ms, body bytes) of one GET."""
     start = time.perf_counter()
@@ -130,22 +136,29 @@ def run(backend: str, store: str, args, tmp: str) -> None:
     env = dict(os.environ, ARTIFACTFS_STORE=store, ARTIFACTFS_CACHE_DIR=os.path.join(tmp, f"ui-{backend}"),
                ARTIFACTFS_CONFIG=os.path.join(tmp, "none.toml"))
     last = f"{(args.entries - 1) // 1000:05d}"
+    figures = {}
     proc, base = serve(env)
     try:
-        print(f"{'page':40} {'first load':>18} {'repeat (median)':>20} {'size':>9}")
         for label, path in PAGES:
             url = base + path.format(last=last, lastfile=f"{(args.entries - 1) % 1000:04d}", mid=args.artifacts // 2)
             first = load(url)
             again = [load(url) for _ in range(args.repeats)]
-            server = statistics.median(a[0] for a in again)
-            wall = statistics.median(a[1] for a in again)
-            label = label.replace("1M", f"{args.entries / 1e6:g}M")
-            print(f"{label:40} {first[0]:8.1f} ({first[1]:6.1f}) ms {server:9.1f} ({wall:6.1f}) ms "
-                  f"{first[2] / 1024:7.0f} KiB")
+            figures[label] = [first, (statistics.median(a[0] for a in again), statistics.median(a[1] for a in again))]
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
-    print("(server time from the Server-Timing header; wall time of the request in brackets)")
+        stop(proc)
+    proc, base = serve(env)  # a new server on the same disk cache: the next job on this machine
+    try:
+        for label, path in PAGES:
+            url = base + path.format(last=last, lastfile=f"{(args.entries - 1) % 1000:04d}", mid=args.artifacts // 2)
+            figures[label].append(load(url))
+    finally:
+        stop(proc)
+    print(f"{'page':40} {'first load':>18} {'repeat (median)':>19} {'after a restart':>19} {'size':>8}")
+    for label, (first, again, restart) in figures.items():
+        label = label.replace("1M", f"{args.entries / 1e6:g}M")
+        print(f"{label:40} {first[0]:8.1f} ({first[1]:6.1f}) {again[0]:8.1f} ({again[1]:6.1f}) "
+              f"{restart[0]:8.1f} ({restart[1]:6.1f}) {first[2] / 1024:5.0f} KiB")
+    print("(ms: server time from the Server-Timing header, wall time of the request in brackets)")
 
 
 def main():
