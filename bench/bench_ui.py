@@ -6,10 +6,10 @@ of N/1,000 files) and `big/flat` (N files in one directory). `artifactfs ui` run
 fresh cache; each page is loaded once (first load: records read and the manifest fetched, checked and
 indexed), then R more times (median), then once from a new server on the same disk cache (a restart).
 The figure is the view's own Server-Timing (time to the response's first byte inside the app), the wall
-time of the request beside it. Baseline, in the same run: one listing of
-the project's keys straight from the store (what any view of the project must at least do), and
-Manifest.load of the N-entry manifest from its stored JSON (what a version page would cost without the
-cached columnar index).
+time of the request beside it. Baselines, in the same run: one listing of every key of the project
+straight from the store (what a page that looks at every artifact pays; the project page lists only the
+artifacts it shows), and Manifest.parse of the N-entry manifest's stored JSON (what a version's first
+page would cost without the columnar form).
 
 Goals (issue 20): the project page < 300 ms and a 1M-entry version's root page < 300 ms.
 
