@@ -99,8 +99,8 @@ def load(url: str) -> tuple[float, float, int]:
 
 
 PAGES = [
-    ("project page, 1st of 10 (100 rows)", "/e/bench/many"),
-    ("project page 10", "/e/bench/many?page=10"),
+    ("project page 1 (50 rows)", "/e/bench/many"),
+    ("project page 20", "/e/bench/many?page=20"),
     ("project as JSON", "/api/e/bench/many"),
     ("artifact page", "/e/bench/many/a{mid:04d}"),
     ("search 'a09' (110 hits)", "/search?q=a09"),

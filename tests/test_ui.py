@@ -107,6 +107,27 @@ def test_a_new_version_shows_on_the_next_load(web, cli, tmp_path):
     assert cli("commit", "acme/ml/raw", "--dir", src).exit_code == 0
     assert page(web, "/api/e/acme/ml/raw").json()["total"] == 3
     assert {a["name"]: a["latest"] for a in page(web, "/api/e/acme/ml").json()["artifacts"]}["raw"] == "v2"
+    assert cli("rm", "acme/ml/raw:v0").exit_code == 0  # a tombstone: still listed, no longer counted
+    rows = {a["name"]: a for a in page(web, "/api/e/acme/ml").json()["artifacts"]}
+    assert rows["raw"]["versions"] == 2 and rows["classifier"]["versions"] == 1
+    assert [v["version"] for v in page(web, "/api/e/acme/ml/raw").json()["versions"]] == [2, 1]
+
+
+def test_damaged_records_hide_themselves_only(web, client):
+    from artifactfs import layout
+    from artifactfs.names import ArtifactName
+
+    raw, model = ArtifactName("acme", "ml", "raw"), ArtifactName("acme", "ml", "classifier")
+    client.store.put(layout.version_key(raw, 0), b"{not json")
+    client.store.put(layout.artifact_key(model), b"\xff\xfe")
+    client.store.put(layout.alias_key(model, "best"), b'{"version": "zero"}')
+    rows = {a["name"]: a for a in page(web, "/api/e/acme/ml").json()["artifacts"]}
+    assert rows["raw"]["versions"] == 1 and rows["raw"]["latest"] == "v1"
+    assert rows["classifier"]["type"] == "" and rows["classifier"]["aliases"] == {"latest": 0}
+    assert [v["version"] for v in page(web, "/api/e/acme/ml/raw").json()["versions"]] == [1]
+    r = page(web, "/e/acme/ml/raw/v0/tree/", 502)
+    assert "v0" in r.text
+    page(web, "/e/acme/ml")
 
 
 @local_only

@@ -8,6 +8,7 @@ key and etag, so a second load reads only what changed. Manifests are kept by di
 """
 
 import functools
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any
 
 from .. import layout, lineage
 from ..client import Client
-from ..errors import NotFound, ObjectNotFound
+from ..errors import CorruptData, NotFound, ObjectNotFound
 from ..lifecycle import expiry_of
 from ..manifest import Entry
 from ..names import LATEST, ArtifactName, Ref, check_name, parse_selector
@@ -25,13 +26,18 @@ from ..records import VersionRecord, load_json
 from ..repo import alias_version
 from ..store import ObjectInfo
 
-ARTIFACTS_PER_PAGE = 100
+log = logging.getLogger(__name__)
+
+ARTIFACTS_PER_PAGE = 50
 VERSIONS_PER_PAGE = 100
 ENTRIES_PER_PAGE = 200
 DIFF_ROWS = 1000  # rows shown per kind of change; the counts are exact
 SMALL_RECORDS = 50_000  # cached record reads: a few hundred bytes each
 READERS = 16
 DELETED = object()  # a version record that is a tombstone
+DAMAGED = object()  # a record that fails its checks (malformed JSON, a record of another version, ...)
+UNREAD = object()  # a version record not read yet
+LIVE_READS = 4  # unread version records a project page's row reads to count the live ones
 
 
 def artifact_name(entity: str, project: str, name: str) -> ArtifactName:
@@ -76,7 +82,11 @@ class Catalog:
             data, etag = self.repo.store.get(info.key)
         except ObjectNotFound:
             return None
-        value = parse(data, etag)
+        try:
+            value = parse(data, etag)
+        except CorruptData as exc:  # one damaged record hides that record, not the page around it
+            log.warning("%s", exc)
+            value = DAMAGED
         with self._lock:
             self._records[info.key, etag] = value
             while len(self._records) > SMALL_RECORDS:
@@ -106,7 +116,7 @@ class Catalog:
         for rest, info in objects.items():
             if rest.startswith("aliases/") and rest.endswith(".json"):
                 version = self._read(info, functools.partial(_alias_of, info.key))
-                if version is not None:
+                if type(version) is int:
                     out[rest[len("aliases/"):-len(".json")]] = version
         return dict(sorted(out.items()))
 
@@ -165,14 +175,26 @@ class Catalog:
             return None
         aliases = self._aliases(objects)
         infos = self._version_infos(objects)
-        records = {n: self._version(name, n, info) for n, info in infos.items()}
-        live = sorted(n for n, r in records.items() if isinstance(r, VersionRecord))
-        latest = records.get(aliases.get(LATEST, -1))
+        latest = infos.get(aliases.get(LATEST, -1))
+        latest = None if latest is None else self._version(name, aliases[LATEST], latest)
         row: dict = {"name": name.name, "artifact": str(name), "type": self._type(objects),
-                     "versions": len(live), "aliases": aliases, "latest": None, "size": None, "updated": None}
+                     "versions": self._live_count(name, infos), "aliases": aliases, "latest": None, "size": None,
+                     "updated": None}
         if isinstance(latest, VersionRecord):
             row.update(latest=f"v{latest.version}", size=latest.size, updated=latest.created_at)
         return row
+
+    def _live_count(self, name: ArtifactName, infos: dict[int, ObjectInfo]) -> int:
+        """How many of the listed versions are not deleted, as far as known: a tombstone looks like any
+        record in a listing, so telling it apart takes a read. Each call reads at most LIVE_READS records
+        not read before (smallest first: a tombstone is small), the rest count as live until a later load
+        reads them; so a row costs a few requests whatever the number of versions, and converges."""
+        with self._lock:
+            state = {n: self._records.get((info.key, info.etag), UNREAD) for n, info in infos.items()}
+        unread = sorted((n for n, r in state.items() if r is UNREAD), key=lambda n: infos[n].size)[:LIVE_READS]
+        for n in unread:
+            state[n] = self._version(name, n, infos[n])
+        return sum(1 for r in state.values() if r is UNREAD or isinstance(r, VersionRecord))
 
     def artifact(self, name: ArtifactName, page: int = 1) -> dict:
         """An artifact: its versions newest first (VERSIONS_PER_PAGE a page), each with its aliases, TTL,
