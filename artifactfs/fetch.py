@@ -14,6 +14,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
@@ -131,7 +132,7 @@ class Fetcher:
         self.cache_read_bytes = 0  # read back from the local cache
         self.corrupt_pieces = 0  # fetched but failing their checksum (never served, never cached)
         # Takes every verified piece (put) and run of packed files (put_run) instead of the cache when
-        # set: the mount's write-behind (mount/cache_writer.py).
+        # set: the write-behind of the mount and artifactfs:// (cache_writer.py).
         self.cache_writer: Any = None  # a CacheWriter (put, put_run) in front of the cache, or None
         self._pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}  # kind -> (pid, pool), made on first need
         self._prefetches: set[Future] = set()  # prefetch runs not done yet
@@ -331,7 +332,10 @@ class Fetcher:
         """Wait until the prefetches started so far are in the cache (or failed)."""
         with self._lock:
             pending = list(self._prefetches)
+        deadline = None if timeout is None else time.monotonic() + timeout
         futures_wait(pending, timeout)
+        if self.cache_writer is not None:  # their pieces may still be on the way to the disk
+            self.cache_writer.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _prefetch_run(self, run: list[Piece]) -> None:
         try:

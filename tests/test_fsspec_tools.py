@@ -78,7 +78,9 @@ def test_damaged_cache_piece_is_never_returned(env, tmp_path):
     art.add_file(str(tmp_path / "w.bin"))
     art.save()
     ArtifactFileSystem.clear_instance_cache()
-    assert fsspec.filesystem("artifactfs").cat_file("acme/models/w:v0/w.bin") == data  # now cached
+    first = fsspec.filesystem("artifactfs")
+    assert first.cat_file("acme/models/w:v0/w.bin") == data
+    assert first.flush_cache(timeout=30)  # now cached
     client = Client()
     m = client.manifest(client.resolve("acme/models/w:v0"))
     chunks = m[m.find("w.bin")].chunks

@@ -28,6 +28,7 @@ from typing import Any
 from fsspec import AbstractFileSystem
 from fsspec.spec import AbstractBufferedFile
 
+from ..cache_writer import CacheWriter
 from ..client import Client
 from ..config import load_settings
 from ..entry_file import EntryReader
@@ -96,6 +97,8 @@ class ArtifactFileSystem(AbstractFileSystem):
         with self._lock:
             if self._client is None:
                 self._client = Client(self.settings)
+                # verified pieces go to the disk cache behind the read, not before it returns
+                self._client.fetcher.cache_writer = CacheWriter(self._client.cache)
             return self._client
 
     # ---- resolving ---------------------------------------------------------------------------
@@ -222,6 +225,14 @@ class ArtifactFileSystem(AbstractFileSystem):
         if view.manifest.is_dir(loc.inner):
             return dict(_dir(path), version=f"v{view.record.version}")
         raise NotFound(f"{view.record.ref} has no entry or directory {loc.inner!r}")
+
+    def flush_cache(self, timeout: float | None = None) -> bool:
+        """Wait until the pieces read so far are written to the disk cache (they are written behind
+        the reads that fetched them), e.g. before handing the cache to another process; False if
+        `timeout` seconds passed first."""
+        with self._lock:
+            client = self._client
+        return client is None or client.fetcher.cache_writer.flush(timeout)
 
     def checksum(self, path):
         """The entry's digest (xxh3-128 of its bytes, as the manifest records it)."""

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import trio
 
 from ...buffers import BufferPool
+from ...cache_writer import MAX_PENDING, CacheWriter
 from ...client import Client
-from ..cache_writer import MAX_PENDING, CacheWriter
 from ..daemon import Workers, run_foreground
 from ..process import check_mountpoint
 from ..reader import MEMORY_BYTES, ChunkSource

@@ -1,6 +1,7 @@
-"""Write-behind for the mount's disk cache: a verified piece (or run of packed files) is handed to the
-reader at once and written to the PieceCache by a background thread (temp file + rename, as the
-PieceCache always does). It stands in for the PieceCache in the Fetcher: same put/put_run.
+"""Write-behind for the disk cache (the mount's and artifactfs://'s): a verified piece (or run of
+packed files) is handed to the reader at once and written to the PieceCache by a background thread
+(temp file + rename, as the PieceCache always does). It stands in for the PieceCache in the Fetcher:
+same put/put_run. A writer belongs to the process that made it (a forked child makes its own).
 
 Writing an 8 MiB chunk into the cache costs about as much as downloading it on a busy machine, so
 doing it on the read path halved cold sequential throughput. Pending bytes are bounded: past
@@ -21,8 +22,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from ..buffers import is_aligned
-from ..cache import PieceCache
+from .buffers import is_aligned
+from .cache import PieceCache
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class CacheWriter:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="cache-writer", initializer=_lower_priority)
         self._direct = ThreadPoolExecutor(threads, thread_name_prefix="cache-writer-direct")
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._pending = 0
         self.skipped = 0  # pieces not cached because the writes were too far behind
 
@@ -72,6 +74,13 @@ class CacheWriter:
         finally:
             with self._lock:
                 self._pending -= len(data)
+                if not self._pending:
+                    self._idle.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the writes handed over so far are in the cache; False on timeout."""
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._pending, timeout)
 
     def close(self) -> None:
         """Finish pending writes (at unmount)."""
