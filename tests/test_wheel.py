@@ -1,11 +1,14 @@
 """What `pip install .` gives is the product: build the wheel, install it (not editable) into a fresh
 venv, and run the main job from that install alone: commit, mount, read, stage, write, commit from
-the mountpoint, get, verify."""
+the mountpoint, get, verify, and the web view."""
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import urllib.request
 import venv
 
 import pytest
@@ -85,3 +88,17 @@ def test_the_installed_wheel_runs_the_main_job(installed, tmp_path):
     run("get", "acme/p/ds:v1", "--root", out)
     assert (out / "labels.csv").read_text().endswith("dog.png,dog\n")
     assert "no problems" in run("verify", "--all").stdout
+
+    # the web view's templates and stylesheet are in the wheel: a page renders, its stylesheet loads
+    ui = subprocess.Popen([str(artifactfs), "ui", "--port", "0"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+/", ui.stdout.readline()).group(0)
+        with urllib.request.urlopen(url + "e/acme/p/ds", timeout=30) as page:
+            assert "a dog" in page.read().decode()
+        with urllib.request.urlopen(url + "static/style.css", timeout=30) as css:
+            assert css.headers["content-type"].startswith("text/css") and css.read()
+    finally:
+        ui.send_signal(signal.SIGINT)
+        _, err = ui.communicate(timeout=30)
+    assert "Traceback" not in err, err
