@@ -7,13 +7,13 @@ import gzip
 import logging
 import os
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from . import layout
 from .errors import CorruptData, ObjectNotFound
 from .hashing import digest_bytes
 from .localfs import write_atomic
+from .lru import LRU
 from .manifest import Manifest, columnar
 from .records import VersionRecord, parse_stored_manifest
 from .store import ObjectStore
@@ -43,16 +43,16 @@ class ManifestStore:
     def __init__(self, store: ObjectStore, cache_dir: str | None = None):
         self.store = store
         self.cache_dir = cache_dir  # the local columnar copies, under the piece cache's bound
-        self._manifests: OrderedDict[str, Manifest] = OrderedDict()
+        self._manifests = LRU(IN_MEMORY)  # digest -> Manifest
         self._manifest_lock = threading.Lock()
 
     def get(self, digest: str) -> Manifest:
         """The manifest with this digest, from memory, the local cache, the store's columnar form or,
         failing those, the store's JSON (parsed, and its columnar form kept in the local cache)."""
         with self._manifest_lock:
-            if digest in self._manifests:
-                self._manifests.move_to_end(digest)
-                return self._manifests[digest]
+            held = self._manifests.get(digest)
+        if held is not None:
+            return held
         manifest = self._cached_columns(digest)
         if manifest is None:
             manifest = self._columns_from_store(digest)
@@ -60,9 +60,7 @@ class ManifestStore:
             manifest = parse_stored_manifest(self.bytes_from_store(digest), digest)
             self._write_cached_columns(digest, columnar.encode(manifest))
         with self._manifest_lock:
-            self._manifests[digest] = manifest
-            while len(self._manifests) > IN_MEMORY:
-                self._manifests.popitem(last=False)
+            self._manifests.put(digest, manifest)
         return manifest
 
     def bytes_from_store(self, digest: str) -> bytes:

@@ -10,10 +10,10 @@ few files of a pack never pays for the whole of it: at most PACK_SHARE times the
 
 import contextlib
 import threading
-from collections import OrderedDict
 
 from .errors import ArtifactfsError
 from .fetch import Piece, pieces_of
+from .lru import LRU
 
 PACK_SHARE = 8  # a pack's files read cold (1 in this many) before the rest of it is fetched
 REACH = 512  # entries looked at either side of a file for the rest of its pack
@@ -23,9 +23,8 @@ class PackShare:
     """Counts cold reads per (version, pack); thread-safe (fsspec readers), cheap on the trio thread."""
 
     def __init__(self, tracked: int = 4096):
-        self.tracked = tracked
         # (version, pack) -> [cold reads left before the rest is fetched, first entry, end], None once due
-        self._packs: OrderedDict[tuple[str, str], list[int] | None] = OrderedDict()
+        self._packs = LRU(tracked)
         self._lock = threading.Lock()
 
     def on_cold_read(self, version: str, manifest, index: int) -> list[Piece]:
@@ -41,9 +40,7 @@ class PackShare:
                 return []  # fetched already
             if not state:
                 lo, hi = _member_range(manifest, index, pack)
-                state = self._packs[key] = [max(2, -(-(hi - lo) // PACK_SHARE)), lo, hi]
-                while len(self._packs) > self.tracked:
-                    self._packs.popitem(last=False)
+                state = self._packs.put(key, [max(2, -(-(hi - lo) // PACK_SHARE)), lo, hi])
             state[0] -= 1
             if state[0] > 0:
                 return []

@@ -21,7 +21,6 @@ import os
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +34,7 @@ from ..entry_file import EntryReader
 from ..errors import ArtifactfsError, CorruptData, InvalidName, InvalidPath, NotFound, PermissionDenied, UsageError
 from ..fetch import Piece, pieces_of
 from ..hashing import READ_BLOCK
+from ..lru import LRU
 from ..manifest import DIR, LINK, Entry
 from ..manifest_store import VersionView
 from ..names import LATEST, ArtifactName
@@ -88,8 +88,8 @@ class ArtifactFileSystem(AbstractFileSystem):
         self._client: Client | None = None
         self._lock = threading.Lock()
         self._aliases: dict[tuple, tuple[float, int]] = {}
-        self._versions: OrderedDict[tuple, VersionView] = OrderedDict()
-        self._pieces: OrderedDict[tuple, list[Piece]] = OrderedDict()  # (version key, entry index) -> pieces
+        self._versions = LRU(VERSION_LRU)  # (artifact, number) -> VersionView
+        self._pieces = LRU(PIECES_LRU)  # (version key, entry index) -> pieces
         self._pack_share = PackShare()
 
     @property
@@ -113,21 +113,17 @@ class ArtifactFileSystem(AbstractFileSystem):
             record = repo.version(artifact, number)
             return VersionView(record, repo.manifest(record.manifest))
 
-        return self._remembered(self._versions, (artifact, number), VERSION_LRU, load)
+        return self._remembered(self._versions, (artifact, number), load)
 
-    def _remembered(self, table: OrderedDict, key: tuple, bound: int, make: Callable[[], Any]) -> Any:
-        """`table[key]`, made by `make()` (outside the lock) if absent; the `bound` most recently used kept."""
+    def _remembered(self, table: LRU, key: tuple, make: Callable[[], Any]) -> Any:
+        """`table[key]`, made by `make()` (outside the lock) if absent."""
         with self._lock:
             held = table.get(key)
-            if held is not None:
-                table.move_to_end(key)
-                return held
+        if held is not None:
+            return held
         made = make()
         with self._lock:
-            table[key] = made
-            while len(table) > bound:
-                table.popitem(last=False)
-        return made
+            return table.put(key, made)
 
     def _alias(self, artifact: ArtifactName, alias: str) -> int:
         now = time.monotonic()
@@ -268,8 +264,7 @@ class ArtifactFileSystem(AbstractFileSystem):
         random 1 MiB read of a 4 GiB file would otherwise spend milliseconds on its 4,096 pieces)."""
         if not entry.chunks or is_unchecked(entry):
             return None
-        return self._remembered(self._pieces, (view.key, index), PIECES_LRU,
-                                lambda: pieces_of(entry, view.manifest.chunk_size))
+        return self._remembered(self._pieces, (view.key, index), lambda: pieces_of(entry, view.manifest.chunk_size))
 
     def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, **kwargs):
         path = self._strip_protocol(path)

@@ -10,7 +10,6 @@ key and etag, so a second load reads only what changed. Manifests are kept by di
 import functools
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,6 +18,7 @@ from .. import layout, lineage
 from ..client import Client
 from ..errors import CorruptData, NotFound, ObjectNotFound
 from ..lifecycle import expiry_of
+from ..lru import LRU, MISSING
 from ..manifest import Entry
 from ..names import LATEST, ArtifactName, Ref, check_name, parse_selector
 from ..paths import normalize_entry_path
@@ -63,7 +63,7 @@ class Catalog:
     def __init__(self, client: Client):
         self.client = client
         self.repo = client.repo
-        self._records: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._records = LRU(SMALL_RECORDS)  # (key, etag) -> parsed record
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(READERS, thread_name_prefix="catalog")
 
@@ -75,9 +75,9 @@ class Catalog:
         """`parse(data, etag)` of the object `info` lists, from memory when its etag is unchanged; None
         when it went away since the listing."""
         with self._lock:
-            if (info.key, info.etag) in self._records:
-                self._records.move_to_end((info.key, info.etag))
-                return self._records[info.key, info.etag]
+            held = self._records.get((info.key, info.etag), MISSING)
+        if held is not MISSING:
+            return held
         try:
             data, etag = self.repo.store.get(info.key)
         except ObjectNotFound:
@@ -88,9 +88,7 @@ class Catalog:
             log.warning("%s", exc)
             value = DAMAGED
         with self._lock:
-            self._records[info.key, etag] = value
-            while len(self._records) > SMALL_RECORDS:
-                self._records.popitem(last=False)
+            self._records.put((info.key, etag), value)
         return value
 
     def _version(self, name: ArtifactName, number: int, info: ObjectInfo) -> Any:

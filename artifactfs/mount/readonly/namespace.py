@@ -14,12 +14,12 @@ Concurrency: every cache fill runs in a worker thread; concurrent misses for one
 """
 
 import logging
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import trio
 
 from ...errors import InvalidName, NotFound, StoreUnavailable
+from ...lru import LRU
 from ...manifest_store import VersionView
 from ...names import ArtifactName, check_name, parse_selector, valid_name
 from ...repo import Repository
@@ -81,7 +81,7 @@ class Namespace:
         self.listing_ttl = listing_ttl
         self.timeout = timeout
         self._cache = _SingleFlight()
-        self._versions: OrderedDict[tuple, VersionView] = OrderedDict()
+        self._versions = LRU(VERSION_LRU)  # (artifact, number) -> VersionView
         self._records_read: dict = {}  # (version key, etag) -> live: deleted versions are not listed
 
     async def _call(self, fn, *args):
@@ -160,15 +160,11 @@ class Namespace:
         key = (artifact, number)
         view = self._versions.get(key)
         if view is not None:
-            self._versions.move_to_end(key)
             return view
         view = await self._cache.get(("version", artifact, number), 0.0,
                                      lambda: self._call(self._load_version, artifact, number))
         self._cache.drop(("version", artifact, number))  # held by the LRU below, not by the TTL cache
-        self._versions[key] = view
-        while len(self._versions) > VERSION_LRU:
-            self._versions.popitem(last=False)
-        return view
+        return self._versions.put(key, view)
 
     def _load_version(self, artifact: ArtifactName, number: int) -> VersionView:
         # The artifact's type is not read here: only the xattrs show it (artifact_type), and a read

@@ -18,10 +18,10 @@ Runs on the trio thread with no await: `on_open` only starts fetch tasks.
 """
 
 import contextlib
-from collections import OrderedDict
 
 from ...errors import ArtifactfsError
 from ...fetch import pieces_of
+from ...lru import LRU
 from ...pack_share import PackShare
 
 SLACK = 16
@@ -46,19 +46,15 @@ class _Walk:
 class TreeReadAhead:
     def __init__(self, source):
         self.source = source  # reader.ChunkSource
-        self._walks: OrderedDict[str, _Walk] = OrderedDict()
+        self._walks = LRU(TRACKED_VERSIONS)  # version key -> its walk
 
     def on_open(self, view, index: int) -> None:
         walk = self._walks.get(view.key)
         if walk is not None and walk.expected - STRAGGLERS <= index < walk.expected - SLACK:
             return  # a parallel reader lagging behind the walk: neither in order nor a reason to reset
         if walk is None or not walk.expected - SLACK <= index <= max(walk.expected, walk.prefetched_to) + SLACK:
-            self._walks[view.key] = _Walk(index)
-            self._walks.move_to_end(view.key)
-            while len(self._walks) > TRACKED_VERSIONS:
-                self._walks.popitem(last=False)
+            self._walks.put(view.key, _Walk(index))
             return
-        self._walks.move_to_end(view.key)
         walk.in_order += 1
         walk.expected = max(walk.expected, index + 1)
         if walk.in_order < IN_ORDER_OPENS:
