@@ -115,7 +115,7 @@ def test_a_user_browses_the_store(served, browser, tmp_path):
     assert cells(b, "preview-table") == [["rose", "5", "red"], ["tulip", "6", "yellow"], ["lily", "6", "white"]]
     shot(b, tmp_path, "preview")
 
-    b.get(served + "/e/acme/ml/raw/v1/tree/img.png".replace("/tree/", "/file/"))
+    b.get(served + "/e/acme/ml/raw/v1/file/img.png")
     img = b.find_element(By.CSS_SELECTOR, "section.preview img")
     assert b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 4
 

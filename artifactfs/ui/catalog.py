@@ -128,11 +128,8 @@ class Catalog:
         return out
 
     def _project(self, entity: str, project: str) -> dict[str, dict[str, ObjectInfo]]:
-        check_name(entity, "entity"), check_name(project, "project")
-        objects = {n: o for n, o in self.repo.project_objects(entity, project).items() if "artifact.json" in o}
-        if not objects and project not in self.repo.list_projects(entity):
-            raise NotFound(f"project {entity}/{project} does not exist")
-        return objects
+        """Every artifact of a project with its objects, from one listing (search looks at them all)."""
+        return {n: o for n, o in self.repo.project_objects(entity, project).items() if "artifact.json" in o}
 
     def _artifact_objects(self, name: ArtifactName) -> dict[str, ObjectInfo]:
         objects = self.repo.artifact_objects(name)
@@ -173,8 +170,8 @@ class Catalog:
             return None
         aliases = self._aliases(objects)
         infos = self._version_infos(objects)
-        latest = infos.get(aliases.get(LATEST, -1))
-        latest = None if latest is None else self._version(name, aliases[LATEST], latest)
+        latest_info = infos.get(aliases.get(LATEST, -1))
+        latest = None if latest_info is None else self._version(name, aliases[LATEST], latest_info)
         row: dict = {"name": name.name, "artifact": str(name), "type": self._type(objects),
                      "versions": self._live_count(name, infos), "aliases": aliases, "latest": None, "size": None,
                      "updated": None}
