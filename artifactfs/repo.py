@@ -82,9 +82,10 @@ class Repository:
                 out.setdefault(name, {})[rest] = info
         return out
 
-    def artifact_objects(self, name: ArtifactName) -> dict[str, ObjectInfo]:
-        """project_objects for one artifact: its own listing, not its project's."""
-        return {info.key[len(name.prefix):]: info for info in self.store.list(name.prefix)}
+    def artifact_objects(self, name: ArtifactName, prefix: str | None = None) -> dict[str, ObjectInfo]:
+        """project_objects for one artifact (its own listing, not its project's), or for the part of it
+        below `prefix` (e.g. layout.aliases_prefix); keys as below the artifact either way."""
+        return {info.key[len(name.prefix):]: info for info in self.store.list(prefix or name.prefix)}
 
     # ---- artifacts -----------------------------------------------------------------------------
     def artifact_info(self, name: ArtifactName) -> dict:

@@ -25,6 +25,7 @@ from .. import lineage
 from ..client import Client
 from ..config import format_size
 from ..errors import ArtifactfsError, CorruptData, NotFound, PermissionDenied, StoreUnavailable, UsageError
+from ..manifest import LINK
 from ..names import ArtifactName
 from . import graph
 from .catalog import Catalog, artifact_name, entry_json, ref_of
@@ -169,7 +170,7 @@ class Pages:
 
     def raw(self, request: Request) -> Response:
         record, entry, chunk_size = self.catalog.file(_ref(request), request.path_params["path"])
-        if entry.kind == "link":
+        if entry.kind == LINK:
             raise NotFound(f"{record.ref} {entry.path} is a symbolic link to {entry.target}")
         return download(self.client.fetcher, entry, chunk_size, request.headers.get("range"))
 

@@ -19,7 +19,7 @@ from ..client import Client
 from ..errors import CorruptData, NotFound, ObjectNotFound
 from ..lifecycle import expiry_of
 from ..lru import LRU, MISSING
-from ..manifest import Entry
+from ..manifest import DIR, Entry
 from ..names import LATEST, ArtifactName, Ref, check_name, parse_selector
 from ..paths import normalize_entry_path
 from ..records import VersionRecord, load_json
@@ -249,8 +249,7 @@ class Catalog:
 
     def version_head(self, record: VersionRecord) -> dict:
         """The record of a version and its aliases (one listing; alias records read once per etag)."""
-        name = record.artifact
-        listed = {info.key[len(name.prefix):]: info for info in self.repo.store.list(layout.aliases_prefix(name))}
+        listed = self.repo.artifact_objects(record.artifact, layout.aliases_prefix(record.artifact))
         head = record.to_json()
         head["aliases"] = [a for a, v in self._aliases(listed).items() if v == record.version]
         return head
@@ -261,7 +260,7 @@ class Catalog:
         record = self.record(ref)
         manifest = self.client.manifest(record)
         index = manifest.find(normalize_entry_path(path))
-        if index is None or manifest.kind_of(index) == "dir":
+        if index is None or manifest.kind_of(index) == DIR:
             raise NotFound(f"{record.ref} has no file {path!r}")
         return record, manifest[index], manifest.chunk_size
 

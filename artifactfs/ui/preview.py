@@ -9,7 +9,7 @@ import os
 
 from ..entry_file import open_entry
 from ..fetch import Fetcher
-from ..manifest import Entry
+from ..manifest import LINK, Entry
 from ..references import is_unchecked
 
 TEXT_BYTES = 64 * 1024
@@ -33,7 +33,7 @@ def image_type(path: str, head: bytes) -> str | None:
 
 def preview(fetcher: Fetcher, entry: Entry, chunk_size: int) -> dict:
     """{"kind": "image"|"table"|"json"|"text"|"hex"|"none", ...} for a file entry."""
-    if entry.kind == "link":
+    if entry.kind == LINK:
         return {"kind": "none", "reason": f"a symbolic link to {entry.target}"}
     if is_unchecked(entry):
         return {"kind": "none", "reason": "an unchecked reference: its URI's content is not previewed"}
