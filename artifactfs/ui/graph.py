@@ -44,26 +44,22 @@ def build(lineage: dict, version_href: Callable[[str], str], run_href: Callable[
     def run(name: str, column: int) -> str:
         return graph.add(Node("r:" + name, name, "run", run_href(name), column))
 
-    def up(runs: list, below: str, column: int) -> None:
+    def walk(runs: list, near: str, column: int, step: int) -> None:
+        """The runs one column from `near` (step -1: the runs that produced it, and their inputs
+        further left; +1: the runs that used it, and their outputs further right)."""
+        def edge(inner: str, outer: str) -> None:  # inner is nearer the focus; edges follow the data
+            graph.edges.add((inner, outer) if step > 0 else (outer, inner))
+
         for r in runs:
             rid = run(r["run"], column)
-            graph.edges.add((rid, below))  # the run produced `below`
+            edge(near, rid)
             for a in r["artifacts"]:
-                aid = art(a, column - 1)
-                graph.edges.add((aid, rid))  # ... using `a`
-                up(a.get("runs", []), aid, column - 2)
+                aid = art(a, column + step)
+                edge(rid, aid)
+                walk(a.get("runs", []), aid, column + 2 * step, step)
 
-    def down(runs: list, above: str, column: int) -> None:
-        for r in runs:
-            rid = run(r["run"], column)
-            graph.edges.add((above, rid))  # the run used `above`
-            for a in r["artifacts"]:
-                aid = art(a, column + 1)
-                graph.edges.add((rid, aid))  # ... and produced `a`
-                down(a.get("runs", []), aid, column + 2)
-
-    up(lineage.get("upstream", []), focus, -1)
-    down(lineage.get("downstream", []), focus, 1)
+    walk(lineage.get("upstream", []), focus, -1, -1)
+    walk(lineage.get("downstream", []), focus, 1, 1)
     return graph
 
 
