@@ -166,8 +166,7 @@ class Client:
             prev = old.pop(e.path, None)
             if prev is None:
                 added.append(e)
-            elif (prev.kind, prev.target, prev.digest, prev.executable, prev.ref) != (
-                    e.kind, e.target, e.digest, e.executable, e.ref):
+            elif _content(prev) != _content(e):
                 changed.append((prev, e))
         return DiffResult(added, list(old.values()), changed)
 
@@ -190,3 +189,10 @@ class Client:
         ref_entries += self.references.resolve_specs(references)
         bar = progress(sum(os.path.getsize(f.source) for f in files)) if progress else None
         return self.commit_files(artifact, type, files, extra_entries=ref_entries, progress=bar, **commit_args)
+
+
+def _content(e: Entry) -> tuple:
+    """What a diff compares: everything that says what the entry holds, not where it is stored (a pack
+    and offset change on a re-upload). A reference without checksum changes with its size, ETag or
+    VersionId."""
+    return (e.kind, e.target, e.digest, e.size, e.executable, e.ref, e.etag, e.version_id)

@@ -4,6 +4,7 @@
 import os
 import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,9 +94,17 @@ def check_timeout(value, where: str = "timeout") -> float:
     return seconds
 
 
+def _port_in_range(url: str) -> bool:
+    try:
+        return urllib.parse.urlsplit(url).port != -1  # .port raises ValueError outside 0..65535
+    except ValueError:
+        return False
+
+
 def check_endpoint_url(value: str, where: str = "endpoint URL") -> str:
-    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s]*)?", value):
-        raise UsageError(f"invalid {where} {value!r}: give http://HOST:PORT or https://HOST")
+    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s]*)?", value) or not _port_in_range(value):
+        raise UsageError(f"invalid {where} {value!r}: give http://HOST:PORT (a port from 0 to 65535) or "
+                         "https://HOST")
     return value
 
 

@@ -6,7 +6,8 @@ Store layout, under the artifact (`artifacts/<e>/<p>/<n>/`):
                                                  (put_if_absent)
     drafts/<draft>/parts/<writer>-<random>.jsonl  one object per addition: the entries it adds, one JSON
                                                  line each; created with put_if_absent, never rewritten
-    drafts/<draft>/sealed.json                   finish has started (put_if_absent: one finisher wins)
+    drafts/<draft>/sealed.json                   finish has started (put_if_absent): the draft takes no
+                                                 more files; a finish that stopped is completed by the next
     finished/<draft>.json                        {"version": N}: the draft became vN and takes no more files
 
 No writer ever rewrites a shared object, so concurrent additions cannot lose each other's files.
@@ -16,6 +17,12 @@ with different content in two parts is a Conflict naming the path), commits one 
 the draft. A writer re-reads the seal after writing its part: if the draft was sealed meanwhile, the
 finisher may have listed the parts before that one, so the writer reports a Conflict instead of
 silently losing files (S3 lists are strongly consistent: a part written before the seal is listed).
+
+Finishing is resumable: once sealed, a draft is only ever finished (a failure before the version record
+unseals it again). A finish killed at any step is completed by running `finish` again, on any machine:
+it merges the same parts into the same manifest, finds the version an earlier attempt recorded (by the
+content index, or among the versions made since the seal when the attempt died before indexing it),
+and completes what is left: latest, aliases, lineage, the finished record, the draft's removal.
 
 Every writer hashes with the draft's chunk size (draft.json; a draft without one was begun with 8 MiB
 chunks), so that parts from writers of different releases still make one consistent manifest.
@@ -30,12 +37,12 @@ import uuid
 from collections.abc import Iterable
 
 from . import commit
-from .errors import Conflict, NotFound, ObjectNotFound, PreconditionFailed, UsageError
+from .errors import Conflict, CorruptData, NotFound, ObjectNotFound, PreconditionFailed, UsageError
 from .hashing import CHUNK_SIZE, OLD_CHUNK_SIZE
 from .ingest import LocalFile
-from .manifest import Entry, Manifest, canonical_json, check_chunk_size
+from .manifest import DIR, Entry, Manifest, canonical_json, check_chunk_size
 from .names import ArtifactName, check_name
-from .records import CommitResult, load_json, now_iso, whoami
+from .records import CommitResult, VersionRecord, load_json, now_iso, whoami
 from .repo import Repository
 
 
@@ -124,7 +131,8 @@ def add_entries(repo: Repository, name: ArtifactName, draft: str, type: str, ent
             raise Conflict(f"draft {draft!r} of {name} takes files hashed in chunks of {existing['chunk_size']} "
                            f"bytes, these were hashed in chunks of {chunk_size}") from None
     if _is_sealed(repo, prefix):
-        raise Conflict(f"draft {draft!r} of {name} is finished or being finished; start a new draft")
+        raise Conflict(f"draft {draft!r} of {name} is being finished and takes no more files: run "
+                       f"`artifactfs draft finish {name} {draft}` to complete it, and add these files to a new draft")
     Manifest.from_entries(entries, chunk_size)  # a writer's own duplicates and bad paths fail here, not at finish
     body = b"".join(canonical_json(e.to_json()) + b"\n" for e in entries)
     key = f"{prefix}parts/{writer}-{uuid.uuid4().hex[:12]}.jsonl"
@@ -163,7 +171,8 @@ def parts(repo: Repository, name: ArtifactName, draft: str) -> dict[str, list[En
 
 
 def merge(draft: str, all_parts: dict[str, list[Entry]], chunk_size: int = CHUNK_SIZE) -> Manifest:
-    """One manifest from all parts; identical duplicates are fine, different content at one path is not."""
+    """One manifest from all parts; identical duplicates are fine, different content at one path is not.
+    An empty directory one writer added yields to the files another added below it."""
     merged: dict[str, Entry] = {}
     for key in sorted(all_parts):
         for e in all_parts[key]:
@@ -173,29 +182,40 @@ def merge(draft: str, all_parts: dict[str, list[Entry]], chunk_size: int = CHUNK
                     e, pack=None, offset=0):
                 raise Conflict(f"draft {draft!r}: writers added different content at {e.path!r}")
             merged[e.path] = e
-    return Manifest.from_entries(merged.values(), chunk_size)
+    parents = {p.rsplit("/", i)[0] for p in merged for i in range(1, p.count("/") + 1)}
+    return Manifest.from_entries([e for e in merged.values() if not (e.kind == DIR and e.path in parents)],
+                                 chunk_size)
 
 
 def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> CommitResult:
-    """Seal the draft, merge its parts, commit them as one version, delete the draft."""
+    """Seal the draft, merge its parts, commit them as one version, delete the draft; or complete a
+    finish that stopped after sealing (module docstring)."""
     prefix = _prefix(name, draft)
+    try:
+        check_not_finished(repo, name, draft)
+    except Conflict:  # a finish that stopped while removing the draft: what it left goes too
+        _delete_draft(repo, prefix)
+        raise
     record = _existing(repo, name, draft)
     type = str(record.get("type", ""))
     commit_args = commit.check_args(repo, name, type, commit_args)
-    try:
+    with contextlib.suppress(PreconditionFailed):  # sealed already: an earlier finish stopped, complete it
         repo.store.put_if_absent(prefix + "sealed.json", canonical_json({"at": now_iso(), "by": whoami()}))
-    except PreconditionFailed:
-        raise Conflict(f"draft {draft!r} of {name} is already being finished") from None
+    sealed_at = _seal_time(repo, prefix)
     started = time.time()
     try:
         all_parts = parts(repo, name, draft)
         if not all_parts:
             raise UsageError(f"draft {draft!r} of {name} has no files")
         manifest = merge(draft, all_parts, record["chunk_size"])
-        result = repo.commit(name, type, manifest, **commit_args)
     except BaseException:
         repo.store.delete(prefix + "sealed.json")  # nothing was committed: the draft stays usable
         raise
+    earlier = _recorded_since(repo, name, manifest.digest, sealed_at)
+    if earlier is None:
+        result = repo.commit(name, type, manifest, **commit_args)
+    else:  # an earlier attempt recorded the version: complete its latest, aliases and index
+        result = repo.complete(earlier, commit_args.get("aliases") or ())
     # The parts kept the blobs alive until the record existed (docs/GC.md); the new manifest needs this.
     commit.finish(repo, result, started, {}, manifest)
     with contextlib.suppress(PreconditionFailed):  # before the draft goes: a late writer finds the one or the other
@@ -204,9 +224,34 @@ def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> C
     return result
 
 
+def _seal_time(repo: Repository, prefix: str) -> str:
+    key = prefix + "sealed.json"
+    try:
+        data, _ = repo.store.get(key)
+    except ObjectNotFound:  # removed by `draft rm` meanwhile
+        raise NotFound(f"the draft under {prefix} was removed while it was being finished") from None
+    at = load_json(data, key).get("at")
+    return at if isinstance(at, str) else ""
+
+
+def _recorded_since(repo: Repository, name: ArtifactName, digest: str, since: str) -> VersionRecord | None:
+    """The version holding `digest` that a finish recorded after the seal (`since`), if one did."""
+    found = repo.find_by_digest(name, digest)
+    if found is not None:
+        return found if found.created_at >= since else None
+    for version in reversed(repo.list_versions(name)):  # the attempt died between the record and its index
+        with contextlib.suppress(NotFound, CorruptData):
+            rec = repo.version(name, version)
+            if rec.created_at < since:
+                return None
+            if rec.manifest == digest:
+                return rec
+    return None
+
+
 def _delete_draft(repo: Repository, prefix: str) -> None:
     keys = [info.key for info in repo.store.list(prefix)]
-    for key in sorted(keys, key=lambda k: k.endswith("sealed.json")):  # the seal goes last
+    for key in sorted(keys, key=lambda k: (k.endswith("sealed.json"), k.endswith("draft.json"))):  # the seal last
         repo.store.delete(key)
 
 

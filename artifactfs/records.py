@@ -60,6 +60,7 @@ class CommitResult:
     record: VersionRecord
     created: bool  # False: the content equals an existing version, which `record` is
     aliases: list[str]
+    latest_was: int | None = None  # not created: where latest pointed before it moved to `record`
 
 
 def now_iso() -> str:

@@ -188,12 +188,26 @@ class Repository:
     def _alias_state(self, name: ArtifactName, alias: str) -> tuple[int | None, str | None]:
         """(version, etag) of an alias record; version None for a removed alias (a `{"removed":true}`
         record, kept so that every later write is a compare-and-swap), etag None when there is none."""
+        version, etag, _ = self._alias_record(name, alias)
+        return version, etag
+
+    def _alias_record(self, name: ArtifactName, alias: str) -> tuple[int | None, str | None, int]:
+        """_alias_state and the record's lower bound on the next free version number: one past its
+        version, or the `next` a rollback of latest wrote (docs/FORMAT.md)."""
         key = layout.alias_key(name, alias)
         try:
             data, etag = self.store.get(key)
         except ObjectNotFound:
-            return None, None
-        return alias_version(key, data), etag
+            return None, None, 0
+        version = alias_version(key, data)
+        hint = load_json(data, key).get("next")
+        floor = 0 if version is None else version + 1
+        return version, etag, max(floor, hint) if type(hint) is int else floor
+
+    def latest_and_next(self, name: ArtifactName) -> tuple[int | None, int]:
+        """(the version latest points at or None, a lower bound on the next free version number)."""
+        version, _, next_free = self._alias_record(name, LATEST)
+        return version, next_free if version is not None else self.next_version_number(name)
 
     def resolve(self, ref: Ref) -> VersionRecord:
         version = ref.version
@@ -259,10 +273,16 @@ class Repository:
         self.ensure_artifact(name, type)
         existing = self.find_by_digest(name, manifest.digest)
         if existing is not None:
-            self._advance_latest(name, existing.version)  # a commit killed before moving latest left it behind
+            if at_version is not None and self.store.exists(layout.version_key(name, at_version)):
+                # a change built on the version before `at_version`: another writer's version came
+                # first, and the change must be built on it instead
+                raise PreconditionFailed(f"{name}:v{at_version} exists")
+            # the content was logged again: latest and the requested aliases go to the version that
+            # holds it (W&B semantics; a rollback reads the rolled-back content from name:latest)
+            previous = self._move_latest(name, existing.version, before=at_version)
             for alias in aliases:
                 self.set_alias(name, alias, existing.version)
-            return CommitResult(existing, False, aliases)
+            return CommitResult(existing, False, aliases, previous)
         self.put_manifest(manifest)
         record = VersionRecord(
             artifact=name, version=0, manifest=manifest.digest, size=manifest.total_size,
@@ -287,19 +307,47 @@ class Repository:
             self.set_alias(name, alias, record.version)
         return CommitResult(record, True, aliases)
 
+    def complete(self, record: VersionRecord, aliases: Iterable[str] = ()) -> CommitResult:
+        """The steps of a commit after its version record, for a commit that stopped after it (a draft's
+        finish run again): the content index, latest (forward only) and `aliases`."""
+        aliases = [check_alias(a) for a in aliases if a != LATEST]
+        with contextlib.suppress(PreconditionFailed):
+            self.store.put_if_absent(layout.digest_index_key(record.artifact, record.manifest),
+                                     canonical_json({"version": record.version}))
+        self._advance_latest(record.artifact, record.version)
+        for alias in aliases:
+            self.set_alias(record.artifact, alias, record.version)
+        return CommitResult(record, True, aliases)
+
     def _next_version_hint(self, name: ArtifactName) -> int:
-        """A lower bound on the next free version: latest + 1 (latest never passes the highest)."""
-        try:
-            version, _ = self.alias_target(name, LATEST)
-            return version + 1
-        except NotFound:
-            versions = self.list_versions(name)
-            return versions[-1] + 1 if versions else 0
+        """A lower bound on the next free version: latest + 1, or past the versions a rollback of latest
+        stepped back over (latest never passes the highest)."""
+        return self.latest_and_next(name)[1]
+
+    def next_version_number(self, name: ArtifactName) -> int:
+        """One past the highest version ever recorded (deleted ones keep their record: a number is
+        never used twice)."""
+        versions = self.list_versions(name)
+        return versions[-1] + 1 if versions else 0
 
     def _advance_latest(self, name: ArtifactName, version: int) -> None:
         # the new version was deleted at once: _swap_alias put latest back on a live one
         with contextlib.suppress(NotFound):
             self._swap_alias(name, LATEST, version, keep=lambda current: current >= version)
+
+    def _move_latest(self, name: ArtifactName, version: int, before: int | None = None) -> int | None:
+        """Point latest at `version` (an existing one, logged again) by compare-and-swap; returns
+        where latest was before. With `before`, PreconditionFailed if latest reached it meanwhile."""
+        previous, _ = self._alias_state(name, LATEST)
+
+        def stale(current: int) -> bool:
+            if before is not None and current >= before:
+                raise PreconditionFailed(f"{name}:latest moved to v{current}")
+            return current == version
+
+        with contextlib.suppress(NotFound):  # deleted meanwhile: _swap_alias put latest back on a live one
+            self._swap_alias(name, LATEST, version, keep=stale)
+        return previous
 
     def is_live(self, name: ArtifactName, version: int) -> bool:
         try:
@@ -308,9 +356,14 @@ class Repository:
         except NotFound:
             return False
 
-    def _put_alias(self, name: ArtifactName, alias: str, version: int | None, etag: str | None) -> str:
-        """Write the alias record by compare-and-swap against `etag` (absent when None); None removes it."""
-        body = canonical_json({"version": version} if version is not None else
+    def _put_alias(self, name: ArtifactName, alias: str, version: int | None, etag: str | None,
+                   next_free: int = 0) -> str:
+        """Write the alias record by compare-and-swap against `etag` (absent when None); None removes it.
+        `next_free` is kept in the record when it lies past version + 1 (latest moved back)."""
+        obj: dict = {"version": version}
+        if version is not None and next_free > version + 1:
+            obj["next"] = next_free
+        body = canonical_json(obj if version is not None else
                               {"removed": True, "removed_at": now_iso(), "removed_by": whoami()})
         key = layout.alias_key(name, alias)
         return self.store.put_if_absent(key, body) if etag is None else self.store.put_if_match(key, body, etag)
@@ -323,11 +376,11 @@ class Repository:
         interleaving, one of the two sees the other, so no alias is left on a deleted version. When
         it is this side that sees the tombstone, the alias is put back and NotFound raised."""
         while True:
-            current, etag = self._alias_state(name, alias)
+            current, etag, next_free = self._alias_record(name, alias)
             if current is not None and keep(current):
                 return
-            try:
-                etag = self._put_alias(name, alias, version, etag)
+            try:  # latest moved back remembers how far the numbers went (update.py takes the next one)
+                etag = self._put_alias(name, alias, version, etag, next_free if alias == LATEST else 0)
             except PreconditionFailed:
                 continue  # moved meanwhile: the last writer wins, but never a torn write
             if self.is_live(name, version):
@@ -362,7 +415,10 @@ class Repository:
             if current is None or self.is_live(name, current):
                 return
             try:
-                self._put_alias(name, LATEST, self.newest_live_version(name, below=current), etag)
+                # latest may sit below the highest version (a rollback): the newest live one below
+                # it, else the newest live one at all
+                newest = self.newest_live_version(name, below=current)
+                self._put_alias(name, LATEST, self.newest_live_version(name) if newest is None else newest, etag)
                 return
             except PreconditionFailed:
                 continue

@@ -1,15 +1,18 @@
 """A new version that is the latest one with some files added or replaced and some paths removed: what
 the fsspec filesystem's `put`, `pipe_file`, `rm` and transactions commit.
 
-The change is built on the latest version and recorded as the version right after it, or not at all
-(Repository.commit with `at_version`). When another writer recorded that version meanwhile, the change
-is rebuilt on theirs and tried again (a version deleted in between is stepped over), so the files of
-a concurrent commit are never missing from the version that follows it. After MAX_ATTEMPTS lost races:
-Conflict, nothing recorded. Files are hashed with the chunk size of the version they are added to
-(a version's entries share one chunk size), again if a rebuild lands on one with another.
+The change is built on the version latest points at and recorded as the next free version number,
+or not at all (Repository.commit with `at_version`). When another writer recorded that version
+meanwhile, the change is rebuilt on theirs and tried again (a version deleted in between is stepped
+over), so the files of a concurrent commit are never missing from the version that follows it. It is
+rebased until it lands or `deadline` seconds have passed (Conflict, nothing recorded), with a short
+random pause after each lost race so that many writers do not keep colliding. Files are hashed once,
+with the chunk size of the version they are added to (a version's entries share one chunk size), again
+if a rebuild lands on one with another.
 """
 
 import contextlib
+import random
 import time
 from collections.abc import Iterable
 
@@ -18,24 +21,25 @@ from .errors import Conflict, NotFound, PreconditionFailed, UsageError
 from .hashing import CHUNK_SIZE
 from .ingest import LocalFile
 from .manifest import DIR, Entry, Manifest
-from .names import LATEST, ArtifactName
+from .names import ArtifactName
 from .records import CommitResult
 from .repo import Repository
 
-MAX_ATTEMPTS = 8
+DEADLINE = 600.0  # seconds a change keeps rebasing onto other writers' versions
 
 
 def commit_update(repo: Repository, name: ArtifactName, type: str, files: Iterable[LocalFile],
-                  removed: Iterable[str] = (), **args) -> CommitResult:
+                  removed: Iterable[str] = (), deadline: float = DEADLINE, **args) -> CommitResult:
     """Commit the latest version of `name` plus `files` (replacing entries at their paths) minus the
     entries at or under each path in `removed`, as the next version."""
     files, removed = list(files), list(removed)
     args = commit.check_args(repo, name, type, args)
     started = time.time()
-    base_version, base = _latest(repo, name)
-    slot = repo._next_version_hint(name) if base_version is None else base_version + 1
+    base_version, slot = repo.latest_and_next(name)
+    base = None if base_version is None else repo.manifest(repo.version(name, base_version).manifest)
     uploaded: tuple[int, list[Entry], commit.Sources] | None = None
-    for _ in range(MAX_ATTEMPTS):
+    lost = 0
+    while True:
         chunk_size = base.chunk_size if base is not None else CHUNK_SIZE
         if uploaded is None or uploaded[0] != chunk_size:
             entries, sources = commit.upload_files(repo, files, known=base.location if base else lambda d: None,
@@ -45,23 +49,18 @@ def commit_update(repo: Repository, name: ArtifactName, type: str, files: Iterab
         try:
             result = repo.commit(name, type, manifest, at_version=slot, **args)
         except PreconditionFailed:
+            lost += 1
+            if time.time() - started > deadline:
+                raise Conflict(f"{name} kept getting new versions from other writers for {deadline:.0f} s "
+                               f"({lost} rebases); nothing was committed: try again") from None
             # another writer's version: build on it (if deleted since, on the one before it still)
             with contextlib.suppress(NotFound):
                 base = repo.manifest(repo.version(name, slot).manifest)
             slot += 1
+            time.sleep(random.uniform(0, min(0.5, 0.01 * lost)))
             continue
         commit.finish(repo, result, started, uploaded[2], manifest)
         return result
-    raise Conflict(f"{name} got {MAX_ATTEMPTS} new versions from other writers while this change was being "
-                   "committed; nothing was committed: try again")
-
-
-def _latest(repo: Repository, name: ArtifactName) -> tuple[int | None, Manifest | None]:
-    try:
-        version, _ = repo.alias_target(name, LATEST)
-    except NotFound:
-        return None, None
-    return version, repo.manifest(repo.version(name, version).manifest)
 
 
 def merged(base: Manifest | None, added: list[Entry], removed: list[str], chunk_size: int) -> Manifest:

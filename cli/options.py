@@ -86,9 +86,15 @@ def print_commit(result: CommitResult, as_json: bool, source: str = "", **extra)
     where the content came from ("draft d1"); `extra` goes into the JSON."""
     record = result.record
     if as_json:
-        emit_json({**record_summary(record), "created": result.created, "aliases": result.aliases, **extra})
+        emit_json({**record_summary(record), "created": result.created, "aliases": result.aliases,
+                   **({} if result.created else {"latest_was": result.latest_was}), **extra})
     elif result.created:
         click.echo(f"{record.ref} committed{f' from {source}' if source else ''}: {record.file_count} files, "
                    f"{format_size(record.size)}, digest {record.digest}")
-    else:
-        click.echo(f"unchanged: {source or 'content'} equals {record.ref} (digest {record.digest}); no new version")
+    else:  # the content was logged again: latest (and the aliases asked for) moved to its version
+        was = result.latest_was
+        moved = f"latest -> v{record.version}" if was != record.version else f"latest stays v{record.version}"
+        click.echo(f"{source or 'content'} equals v{record.version}: {moved}"
+                   f"{f' (was v{was})' if was is not None and was != record.version else ''}"
+                   f"{''.join(f', {a} -> v{record.version}' for a in result.aliases)}; no new version "
+                   f"({record.ref}, digest {record.digest})")

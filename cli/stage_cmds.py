@@ -177,10 +177,12 @@ def commit_stage(client: Client, mountpoint: str | None, stage_id: str | None, r
         else:
             sc = commit_mounted(client, mountpoint, progress=progress, require_base=require_base, **args)
     record = sc.result.record
-    if sc.latest_moved_to is not None and not as_json:
-        click.echo(f"note: latest moved to v{sc.latest_moved_to} since this stage started from {sc.base}; "
-                   f"the new version holds the stage's content as it is (use --require-base to refuse)")
-    print_commit(sc.result, as_json, base=sc.base, latest_moved_to=sc.latest_moved_to)
+    if sc.superseded and not as_json:
+        others = ", ".join(f"v{v}" for v in sc.superseded)
+        click.echo(f"note: latest moved since this stage started from {sc.base}: v{record.version} supersedes "
+                   f"{others}, whose changes are not in it; it holds the stage's content as it is "
+                   "(use --require-base to refuse)")
+    print_commit(sc.result, as_json, base=sc.base, superseded=[f"v{v}" for v in sc.superseded])
     if not as_json:
         click.echo(f"the stage continues from v{record.version}")
     if sc.daemon_lost:

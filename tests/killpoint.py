@@ -7,6 +7,8 @@ POINT is where, counted over the store calls the command makes:
     manifest     just after the manifest object is written
     version      just before the version record (versions/<N>.json) is created
     latest       just before `latest` is moved (after the version record exists)
+    before:TEXT  just before the first write (put, put_if_absent, put_if_match, delete) of a key holding TEXT
+    after:TEXT   just after it
 ACTION is what happens there:
     kill         SIGKILL this process (as `kill -9` from outside would)
     pause:FILE   create FILE, then wait until FILE is removed (the test injects its fault meanwhile)
@@ -57,28 +59,38 @@ def _wrap(store, point: str, action: str):
             once(n == int(point[5:]))
 
     orig_put, orig_put_file = store.put, store.put_file
-    orig_absent, orig_match = store.put_if_absent, store.put_if_match
+    orig_absent, orig_match, orig_delete = store.put_if_absent, store.put_if_match, store.delete
+
+    def around(key: str, write):
+        where, _, text = point.partition(":")
+        once(where == "before" and text in key)
+        result = write()
+        once(where == "after" and text in key)
+        return result
 
     def put(key, data):
         blob_hook(key)
-        etag = orig_put(key, data)
+        etag = around(key, lambda: orig_put(key, data))
         once(point == "manifest" and key.startswith("manifests/"))
         return etag
 
-    def put_file(key, path, size):
+    def put_file(key, path, size, *args):
         blob_hook(key)
-        return orig_put_file(key, path, size)
+        return around(key, lambda: orig_put_file(key, path, size, *args))
 
     def put_if_absent(key, data):
         once(point == "version" and "/versions/" in key)
         once(point == "latest" and key.endswith("/aliases/latest.json"))
-        return orig_absent(key, data)
+        return around(key, lambda: orig_absent(key, data))
 
     def put_if_match(key, data, etag):
         once(point == "latest" and key.endswith("/aliases/latest.json"))
-        return orig_match(key, data, etag)
+        return around(key, lambda: orig_match(key, data, etag))
 
-    store.put, store.put_file = put, put_file
+    def delete(key):
+        return around(key, lambda: orig_delete(key))
+
+    store.put, store.put_file, store.delete = put, put_file, delete
     store.put_if_absent, store.put_if_match = put_if_absent, put_if_match
     return store
 

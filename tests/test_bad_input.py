@@ -157,6 +157,8 @@ CASES = [
     ("endpoint-no-scheme", ["ls"], {"ARTIFACTFS_STORE": "s3://bucket", "AWS_ENDPOINT_URL": "127.0.0.1:8333"},
      "127.0.0.1:8333", None),
     ("endpoint-ftp", ["--endpoint-url", "ftp://127.0.0.1", "--store", "s3://bucket", "ls"], {}, "ftp://", None),
+    ("endpoint-port-out-of-range", ["ls"], {"ARTIFACTFS_STORE": "s3://bucket",
+                                            "AWS_ENDPOINT_URL": "http://127.0.0.1:70000"}, "70000", None),
     ("store-empty", ["--store", "", "ls"], {}, "--store", None),
     ("store-s3-no-bucket", ["--store", "s3://", "ls"], {}, "s3://", None),
     ("store-s3-no-bucket-prefix", ["--store", "s3:///prefix", "ls"], {}, "s3:///prefix", None),

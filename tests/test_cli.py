@@ -68,7 +68,7 @@ def test_commit_list_show_files_get(cli, data, tmp_path):
 def test_unchanged_commit_aliases_update_diff(cli, data):
     cli("commit", "--dir", data, "acme/vision/bikes")
     r = cli("commit", "--dir", data, "acme/vision/bikes", "--alias", "prod")
-    assert r.exit_code == 0 and "unchanged: content equals acme/vision/bikes:v0" in r.output
+    assert r.exit_code == 0 and "content equals v0: latest stays v0, prod -> v0; no new version" in r.output
     assert json.loads(cli("show", "acme/vision/bikes:prod", "--json").output)["version"] == 0
     (data / "labels.csv").write_text("changed\n")
     (data / "new.txt").write_text("new\n")

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from artifactfs import Artifact, artifact, finish_draft
 
 
@@ -76,8 +78,6 @@ def test_draft_through_python_api_in_threads(client, tmp_path):
     assert art.version == "v0" and len(art.files()) == 16
     assert artifact("acme/ml/emb:nightly", client=client).get_entry("emb/007.txt").open("r").read() == "vector 7"
     assert art.logged_by() == "embed-1"
-    import pytest
-
     from artifactfs.errors import Conflict
 
     with pytest.raises(Conflict, match="finished as acme/ml/emb:v0"):  # upsert after finish: refused
@@ -132,3 +132,48 @@ def test_a_draft_begun_with_8_mib_chunks_finishes_with_them(cli, client, tmp_pat
     client.store.put(key, json.dumps({"type": "dataset", "chunk_size": 2**40}).encode())
     res = cli("draft", "add", "acme/ml/legacy", "e", "--dir", new)
     assert res.exit_code != 0 and res.stderr.count("\n") == 1 and "chunk_size" in res.stderr, res.stderr
+
+
+FINISH_STEPS = ["after:/sealed.json", "version", "after:/versions/", "after:/digests/", "latest",
+                "after:/aliases/latest.json", "after:/finished/", "after:/parts/"]
+
+
+@pytest.mark.parametrize("point", FINISH_STEPS)
+def test_a_finish_killed_at_any_step_is_completed_by_the_next(cli, env, tmp_path, point):
+    """kill -9 of `draft finish` at each of its steps: `draft add` then says to finish it, and a second
+    `draft finish` completes the same version, exactly once, with latest and the aliases on it."""
+    from tests.fault_util import af_at
+    from tests.fuse_util import run_cli
+
+    for i in range(2):
+        d = writer_dir(tmp_path, i, {f"part-{i}.txt": f"writer {i}", "shared/README": "same"})
+        assert cli("draft", "add", "acme/ml/k", "d1", "--dir", d, "--writer", f"w{i}").exit_code == 0
+    res = af_at(env, point, "kill", "draft", "finish", "acme/ml/k", "d1", "--alias", "full")
+    assert res.returncode == -9, (res.stdout, res.stderr)
+    late = writer_dir(tmp_path, 9, {"late.txt": "late"})
+    res = run_cli(["draft", "add", "acme/ml/k", "d1", "--dir", late], env)
+    assert res.returncode == 4 and res.stderr.count("\n") == 1, res.stderr
+    assert "draft finish acme/ml/k d1" in res.stderr or "finished as acme/ml/k:v0" in res.stderr, res.stderr
+    res = run_cli(["draft", "finish", "acme/ml/k", "d1", "--alias", "full", "--json"], env)
+    if point in ("after:/finished/", "after:/parts/"):  # it was finished: it says what it became
+        assert res.returncode == 4 and "finished as acme/ml/k:v0" in res.stderr, res.stderr
+    else:
+        assert res.returncode == 0, res.stderr
+        out = json.loads(res.stdout)
+        assert out["version"] == 0 and out["created"] is True and out["file_count"] == 3
+    assert [line.split("\t")[0] for line in cli("ls", "acme/ml/k").output.splitlines()] == ["v0"]
+    for alias in ("latest", "full"):
+        assert json.loads(cli("show", f"acme/ml/k:{alias}", "--json").output)["version"] == 0
+    assert cli("draft", "ls", "acme/ml/k").output == ""
+
+
+def test_an_empty_directory_yields_to_a_file_another_writer_adds_below_it(cli, tmp_path):
+    a = writer_dir(tmp_path, 1, {"data.txt": "a"})
+    (a / "logs").mkdir()
+    b = writer_dir(tmp_path, 2, {"logs/b.txt": "b"})
+    assert cli("draft", "add", "acme/ml/e", "d", "--dir", a, "--writer", "a").exit_code == 0
+    assert cli("draft", "add", "acme/ml/e", "d", "--dir", b, "--writer", "b").exit_code == 0
+    res = cli("draft", "finish", "acme/ml/e", "d", "--json")
+    assert res.exit_code == 0, res.stderr
+    files = json.loads(cli("files", "acme/ml/e:v0", "--json").output)
+    assert [(f["path"], f.get("kind", "file")) for f in files] == [("data.txt", "file"), ("logs/b.txt", "file")]

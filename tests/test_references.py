@@ -259,3 +259,15 @@ def test_unchecked_references_through_the_mount(s3env, env, client, tmp_path):
         finally:
             m.close()
         assert not os.path.ismount(m.mountpoint)
+
+
+def test_diff_sees_a_changed_reference(s3env, cli):
+    """An S3 reference is recorded by size and ETag: a changed object, committed again, is a change."""
+    s3, prefix = s3env
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/obj", Body=b"abc")
+    ref = f"s3://{BUCKET}/{prefix}/obj"
+    assert cli("commit", "acme/proj/refd", "--reference", ref).exit_code == 0
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/obj", Body=b"now longer!")
+    res = cli("commit", "acme/proj/refd", "--reference", ref, "--json")
+    assert json.loads(res.output)["version"] == 1, res.output
+    assert cli("diff", "acme/proj/refd:v0", "acme/proj/refd:v1").output.splitlines() == ["M obj"]

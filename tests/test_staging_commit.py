@@ -12,6 +12,7 @@ import time
 import pytest
 
 from artifactfs import layout
+from tests.fault_util import af_at
 from tests.fuse_util import run_cli, wait_gone
 from tests.staging_util import files_only, snapshot
 from tests.test_staging_ops import NAME, base  # noqa: F401 (a fixture)
@@ -192,8 +193,40 @@ def test_latest_moved_since_the_base(stage_env, base, stages):  # noqa: F811
     write(b.path("b3.txt"), b"b3")  # the failed commit left the stage writable
     res = run_cli(["commit", b.mountpoint], stage_env)
     assert res.returncode == 0, res.stderr
-    assert "latest moved to v1" in res.stdout and f"{NAME}:v2 committed" in res.stdout
+    assert "v2 supersedes v1, whose changes are not in it" in res.stdout and f"{NAME}:v2 committed" in res.stdout
     assert "a2.txt" not in os.listdir(b.mountpoint)  # the stage's content, not a merge
+
+
+@pytest.mark.parametrize("require_base", [True, False])
+def test_require_base_holds_when_another_commit_lands_during_the_upload(stage_env, base, stages, tmp_path,  # noqa: F811
+                                                                        require_base):
+    """A's commit is paused in its upload while B commits v1: with --require-base A then fails (exit 4)
+    and records nothing; without it A's version says which version it supersedes."""
+    a, b = stages(NAME, name="a"), stages(NAME, name="b")
+    write(a.path("big.bin"), os.urandom(3 * 1024 * 1024))  # a blob upload: the pause point
+    write(b.path("b.txt"), b"from b")
+    marker = tmp_path / "paused"
+    args = ["commit", a.mountpoint, *(["--require-base"] if require_base else [])]
+    proc = af_at(stage_env, "blob:1", f"pause:{marker}", *args, wait=False)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        res = run_cli(["commit", b.mountpoint], stage_env)
+        assert res.returncode == 0 and f"{NAME}:v1 committed" in res.stdout, res.stderr
+    finally:
+        marker.unlink(missing_ok=True)
+    out, err = proc.communicate(timeout=120)
+    if require_base:
+        assert proc.returncode == 4, out + err
+        assert err.count("\n") == 1 and "started from v0 (--require-base); nothing was committed" in err, err
+        assert versions(stage_env) == ["v0", "v1"]
+        assert os.getxattr(a.mountpoint, FROZEN) == b"0"
+    else:
+        assert proc.returncode == 0, err
+        assert f"{NAME}:v2 committed" in out and "v2 supersedes v1, whose changes are not in it" in out, out
+        assert "b.txt" not in run_cli(["files", f"{NAME}:v2"], stage_env, check=True).stdout
 
 
 @pytest.mark.parametrize("backend", ["local"])

@@ -167,7 +167,7 @@ def test_unchanged_content_creates_no_version(stage_env, base, stages):
     os.rename(st.path("b.txt"), st.path("a.txt"))
     res = run_cli(["commit", st.mountpoint], stage_env)
     assert res.returncode == 0, res.stderr
-    assert f"unchanged: content equals {NAME}:v0" in res.stdout
+    assert "content equals v0: latest stays v0; no new version" in res.stdout
     assert run_cli(["ls", NAME], stage_env).stdout.count("\n") == 1
 
 

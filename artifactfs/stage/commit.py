@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .. import commit, layout, stage_records
 from ..client import Client
-from ..errors import Conflict, LocalIOError, NotFound, UsageError
+from ..errors import Conflict, LocalIOError, NotFound, PreconditionFailed, UsageError
 from ..hashing import hash_file
 from ..manifest import Entry, Manifest
 from ..names import LATEST
@@ -36,7 +36,7 @@ HASH_THREADS = 4
 class StageCommit:
     result: CommitResult
     base: str  # the stage's base before the commit ("v3" or "empty")
-    latest_moved_to: int | None  # latest when it was no longer the base (the commit went ahead)
+    superseded: list[int]  # other writers' versions made since the base, whose changes are not in this one
     daemon_lost: bool = False
 
 
@@ -115,15 +115,12 @@ def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description:
     """Commit `tree` (the stage's current content) and rebase the stage onto the result."""
     repo = client.repo
     name = client.artifact_name(stage.info.artifact)
-    try:
-        latest, _ = repo.alias_target(name, LATEST)
-    except NotFound:
-        latest = None
     base = stage.base_label()
-    moved = latest is not None and latest != stage.info.base_version
-    if moved and require_base:
-        raise Conflict(f"{name}:latest is v{latest}, but this stage started from {base} "
-                       "(--require-base); nothing was committed")
+    # the version right after the base: with --require-base the commit takes exactly that number, in the
+    # same conditional write that records it, or fails (another writer committed since the base)
+    after_base = 0 if stage.info.base_version is None else stage.info.base_version + 1
+    if require_base:
+        check_base_is_latest(repo, name, base, after_base)
 
     def upload():
         entries, uploads = stage_entries(stage, tree)
@@ -134,12 +131,33 @@ def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description:
         check_base_objects(client, name, stage, manifest, tree.base)
         return manifest, sources
 
-    result = commit.commit(repo, name, stage.info.type, upload, entity=client.settings.entity,
-                           project=client.settings.project, description=description, metadata=metadata,
-                           aliases=aliases, run=run, inputs=inputs)
+    try:
+        result = commit.commit(repo, name, stage.info.type, upload, entity=client.settings.entity,
+                               project=client.settings.project, description=description, metadata=metadata,
+                               aliases=aliases, run=run, inputs=inputs,
+                               at_version=after_base if require_base else None)
+    except PreconditionFailed:
+        check_base_is_latest(repo, name, base, after_base)
+        raise Conflict(f"{name}:v{after_base} was committed by another writer while this stage's commit was "
+                       f"uploading, but it started from {base} (--require-base); nothing was committed") from None
     stage.rebase(result.record.version, result.record.manifest)
     stage_records.write(client.store, stage.id, str(name), result.record.version, result.record.manifest)
-    return StageCommit(result, base, latest if moved else None)
+    superseded = list(range(after_base, result.record.version)) if result.created else []
+    return StageCommit(result, base, superseded)
+
+
+def check_base_is_latest(repo, name, base: str, after_base: int) -> None:
+    """--require-base: Conflict unless latest is still the stage's base and no version follows it."""
+    try:
+        latest, _ = repo.alias_target(name, LATEST)
+    except NotFound:
+        latest = None
+    if latest is not None and f"v{latest}" != base:
+        raise Conflict(f"{name}:latest is v{latest}, but this stage started from {base} "
+                       "(--require-base); nothing was committed")
+    if repo.store.exists(layout.version_key(name, after_base)):
+        raise Conflict(f"{name}:v{after_base} exists, but this stage started from {base} "
+                       "(--require-base); nothing was committed")
 
 
 def check_base_objects(client: Client, name, stage: Stage, manifest: Manifest, base: Manifest) -> None:

@@ -1,0 +1,84 @@
+"""artifactfs:// writes racing other writers: a write that is overtaken rebases onto the newest version
+until it lands, so every write lands, each in exactly one version, and no version lacks an earlier
+write. Real processes, both stores."""
+
+import os
+import subprocess
+import sys
+
+import fsspec
+import pytest
+
+from artifactfs import repo as repo_mod
+from artifactfs.fsspec import ArtifactFileSystem
+
+NAME = "acme/ml/race"
+
+WRITER = """
+import sys, fsspec
+fs = fsspec.filesystem("artifactfs")
+name, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    fs.pipe_file(f"{name}:latest/{tag}/{i}.txt", f"{tag} {i}".encode())
+"""
+
+
+@pytest.fixture
+def fs(env):
+    ArtifactFileSystem.clear_instance_cache()
+    yield fsspec.filesystem("artifactfs")
+    ArtifactFileSystem.clear_instance_cache()
+
+
+def writers(env, count: int, writes: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", WRITER, NAME, f"w{i}", str(writes)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(count)]
+
+
+def wait_all(procs) -> None:
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()[-2000:]
+
+
+def versions_as_file_sets(fs) -> list[set[str]]:
+    out = []
+    for v in sorted(int(row["version"][1:]) for row in fs.ls(NAME) if "alias" not in row):
+        out.append({p.split("/", 4)[4] for p in fs.find(f"{NAME}/v{v}")})
+    return out
+
+
+def assert_linear(history: list[set[str]], expected: set[str]) -> None:
+    """Each version is the one before plus exactly one new file, and the last holds every write."""
+    for before, after in zip(history, history[1:], strict=False):
+        assert before < after and len(after - before) == 1, (sorted(before), sorted(after))
+    assert history[-1] == expected
+
+
+def test_big_put_overtaken_by_ten_commits_lands(fs, env, tmp_path, monkeypatch):
+    fs.pipe_file(f"{NAME}:latest/seed.txt", b"seed")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(20 * 1024 * 1024))
+    real_commit = repo_mod.Repository.commit
+    overtaken = []
+
+    def commit(self, *args, **kwargs):  # the first attempt is overtaken by 10 commits of another process
+        if not overtaken:
+            overtaken.append(True)
+            wait_all(writers(env, 1, 10))
+        return real_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(repo_mod.Repository, "commit", commit)
+    fs.put(str(big), f"{NAME}:latest/data/big.bin")
+    history = versions_as_file_sets(fs)
+    assert len(history) == 12
+    assert_linear(history, {"seed.txt", "data/big.bin", *(f"w0/{i}.txt" for i in range(10))})
+    assert fs.cat_file(f"{NAME}:latest/data/big.bin") == big.read_bytes()
+
+
+def test_four_processes_ten_writes_each_all_land(fs, env):
+    wait_all(writers(env, 4, 10))
+    history = versions_as_file_sets(fs)
+    assert len(history) == 40
+    assert_linear(history, {f"w{w}/{i}.txt" for w in range(4) for i in range(10)})
+    assert fs.cat_file(f"{NAME}:latest/w3/9.txt") == b"w3 9"
