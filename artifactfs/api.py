@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from . import drafts, lifecycle, lineage
 from .client import Client
 from .errors import InvalidPath, NotFound, UsageError
-from .ingest import LocalFile, local_file, walk_directory
+from .ingest import LocalFile, local_file, walk_tree
 from .manifest import Entry
 from .names import LATEST
 from .paths import normalize_entry_path
@@ -132,8 +132,7 @@ class Artifact:
     def add_dir(self, local_path: str, name: str | None = None) -> list[str]:
         """Add a directory (its files, links and empty directories) at the root, or under `name`.
         Returns the entry paths."""
-        tree: list[Entry] = []
-        files = walk_directory(local_path, normalize_entry_path(name) if name else None, tree)
+        files, tree = walk_tree(local_path, normalize_entry_path(name) if name else None)
         for f in files:
             self._files[self._check_new(f.path)] = f
         for e in tree:

@@ -12,7 +12,7 @@ from .cache_dir import manifests_dir
 from .config import Settings, format_size, load_settings
 from .errors import CorruptData, NotFound, UsageError
 from .fetch import Fetcher, WarmResult, cacheable
-from .ingest import LocalFile, walk_directory
+from .ingest import LocalFile, walk_tree
 from .manifest import Entry, Manifest
 from .names import ArtifactName, Ref, parse_artifact_name, parse_ref
 from .records import CommitResult, VersionRecord
@@ -184,8 +184,8 @@ class Client:
         artifact = self.artifact_name(name)
         if not directory and not references:
             raise UsageError("nothing to commit: give a directory and/or references")
-        ref_entries: list[Entry] = []  # references, then the directory's links and empty directories
-        files = walk_directory(directory, prefix, ref_entries) if directory else []
+        # the directory's links and empty directories, then references
+        files, ref_entries = walk_tree(directory, prefix) if directory else ([], [])
         ref_entries += self.references.resolve_specs(references)
         bar = progress(sum(os.path.getsize(f.source) for f in files)) if progress else None
         return self.commit_files(artifact, type, files, extra_entries=ref_entries, progress=bar, **commit_args)

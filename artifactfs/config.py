@@ -5,6 +5,7 @@ import os
 import re
 import tomllib
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,27 +109,33 @@ def check_endpoint_url(value: str, where: str = "endpoint URL") -> str:
     return value
 
 
-def load_settings(**overrides) -> Settings:
-    """Resolve every setting; `overrides` are explicit arguments (None means not given)."""
+def cli_option(key: str) -> str:
+    return f"--{key.replace('_', '-')}"
+
+
+def load_settings(option_name: Callable[[str], str] = cli_option, **overrides) -> Settings:
+    """Resolve every setting; `overrides` are explicit arguments (None means not given), named in
+    errors by `option_name(key)` (a CLI flag, or a storage option of artifactfs://)."""
     file = _read_file()
     values: dict[str, Any] = {}  # checked against _KINDS below
     where: dict[str, str] = {}
     for key, env in _ENV.items():
-        value, where[key] = overrides.get(key), f"--{key.replace('_', '-')}"
+        value, where[key] = overrides.get(key), option_name(key)
         if value == "":
             raise UsageError(f"{where[key]} is empty: leave it out for the default")
         if value is None:
             value, where[key] = os.environ.get(env) or None, env
         if value is None:
             value, where[key] = file.get(key), f"{key} in {config_path()}"
-            kinds, kind = _KINDS.get(key, ((str,), "a string"))
-            if value is not None and (type(value) is bool or not isinstance(value, kinds)
-                                      or isinstance(value, list) and not all(isinstance(v, str) for v in value)):
-                raise UsageError(f"{where[key]} must be {kind}, not {value!r}")
+        if value is not None and where[key] != env:  # the environment holds strings only
+            _check_kind(key, value, where[key])
         values[key] = value
     cache_size = DEFAULT_CACHE_SIZE
     if values["cache_size"] is not None:
-        cache_size = parse_size(values["cache_size"])
+        try:
+            cache_size = parse_size(values["cache_size"])
+        except UsageError as exc:
+            raise UsageError(f"{where['cache_size']}: {exc}") from None
         if cache_size < 0:
             raise UsageError(f"invalid {where['cache_size']} {values['cache_size']!r}: a size cannot be negative")
     return Settings(
@@ -144,6 +151,13 @@ def load_settings(**overrides) -> Settings:
                  else DEFAULT_TIMEOUT),
         references=ReferencePolicy.from_settings(values["reference_roots"], values["reference_hosts"]),
     )
+
+
+def _check_kind(key: str, value, where: str) -> None:
+    kinds, kind = _KINDS.get(key, ((str,), "a string"))
+    if type(value) is bool or not isinstance(value, kinds) or (
+            isinstance(value, list) and not all(isinstance(v, str) for v in value)):
+        raise UsageError(f"{where} must be {kind}, not {value!r}")
 
 
 _NUMBERS = ((str, int, float), "a number")

@@ -67,6 +67,16 @@ def walk_directory(root: str, prefix: str | None = None, tree: list[Entry] | Non
     return files
 
 
+def walk_tree(root: str, prefix: str | None = None) -> tuple[list[LocalFile], list[Entry]]:
+    """A directory as a version holds it: its regular files, and its symbolic links and empty
+    directories as entries of their own (links stored as written, never followed). Every write path
+    that takes a directory walks it here (commit --dir, Artifact.add_dir, draft add --dir,
+    artifactfs:// put), so they all keep the same tree."""
+    tree: list[Entry] = []
+    files = walk_directory(root, prefix, tree)
+    return files, tree
+
+
 def _record_tree(dirpath: str, dirnames: list[str], filenames: list[str], links: list[str], is_root: bool,
                  entry_path, tree: list[Entry]) -> list[str]:
     """Append an empty directory's entry and the links of one directory to `tree`; the regular names left."""

@@ -29,10 +29,12 @@ DEADLINE = 600.0  # seconds a change keeps rebasing onto other writers' versions
 
 
 def commit_update(repo: Repository, name: ArtifactName, type: str, files: Iterable[LocalFile],
-                  removed: Iterable[str] = (), deadline: float = DEADLINE, **args) -> CommitResult:
-    """Commit the latest version of `name` plus `files` (replacing entries at their paths) minus the
-    entries at or under each path in `removed`, as the next version."""
-    files, removed = list(files), list(removed)
+                  removed: Iterable[str] = (), tree: Iterable[Entry] = (), deadline: float = DEADLINE,
+                  **args) -> CommitResult:
+    """Commit the latest version of `name` plus `files` and `tree` (links, empty directories; each
+    replacing what is at its path) minus the entries at or under each path in `removed`, as the next
+    version."""
+    files, removed, tree = list(files), list(removed), list(tree)
     args = commit.check_args(repo, name, type, args)
     started = time.time()
     base_version, slot = repo.latest_and_next(name)
@@ -45,7 +47,7 @@ def commit_update(repo: Repository, name: ArtifactName, type: str, files: Iterab
             entries, sources = commit.upload_files(repo, files, known=base.location if base else lambda d: None,
                                                    chunk_size=chunk_size)
             uploaded = (chunk_size, entries, sources)
-        manifest = merged(base, uploaded[1], removed, chunk_size)
+        manifest = merged(base, [*uploaded[1], *tree], removed, chunk_size)
         try:
             result = repo.commit(name, type, manifest, at_version=slot, **args)
         except PreconditionFailed:

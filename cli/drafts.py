@@ -6,7 +6,7 @@ from artifactfs import drafts
 from artifactfs.client import Client
 from artifactfs.config import format_size
 from artifactfs.errors import UsageError
-from artifactfs.ingest import walk_directory
+from artifactfs.ingest import walk_tree
 
 from .options import print_commit, reference_option, version_args, version_options, with_options
 
@@ -29,9 +29,10 @@ def draft_add(client: Client, name, draft_name, directory, prefix, references, t
     """Add files to DRAFT of artifact NAME (uploaded now, committed at `draft finish`)."""
     if not directory and not references:
         raise UsageError("nothing to add: give --dir PATH and/or --reference URI")
-    files = walk_directory(directory, prefix) if directory else []
+    files, tree = walk_tree(directory, prefix) if directory else ([], [])
     refs = client.references.resolve_specs(references)
-    entries = drafts.add_files(client.repo, client.artifact_name(name), draft_name, type_, files, refs, writer)
+    entries = drafts.add_files(client.repo, client.artifact_name(name), draft_name, type_, files, [*tree, *refs],
+                               writer)
     click.echo(f"added {len(entries)} files ({format_size(sum(e.size for e in entries))}) to draft {draft_name}")
 
 

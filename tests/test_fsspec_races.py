@@ -82,3 +82,44 @@ def test_four_processes_ten_writes_each_all_land(fs, env):
     assert len(history) == 40
     assert_linear(history, {f"w{w}/{i}.txt" for w in range(4) for i in range(10)})
     assert fs.cat_file(f"{NAME}:latest/w3/9.txt") == b"w3 9"
+
+
+def test_a_child_forked_inside_a_transaction_is_told_its_writes_would_be_lost(fs):
+    """The parent's transaction is the parent's: a forked child that writes through the instance it
+    inherited gets a clear error instead of writes that nobody ever commits; the parent's own version
+    lands as usual."""
+    with fs.transaction:
+        fs.pipe_file(f"{NAME}:latest/from-parent.txt", b"parent")
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what the write did, then leave without running the parent's code
+            try:
+                fs.pipe_file(f"{NAME}:latest/from-child.txt", b"child")
+                said = "wrote"
+            except OSError as exc:
+                said = str(exc)
+            os.write(write_end, said.encode())
+            os._exit(0)
+        os.close(write_end)
+        said = os.read(read_end, 4096).decode()
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    assert "forked inside its parent's `with fs.transaction:`" in said and "draft" in said, said
+    assert fs.find(f"{NAME}:latest") == [f"{NAME}:latest/from-parent.txt"]
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"cache_size": True}, "storage option 'cache_size' must be a number"),
+    ({"cache_size": "lots"}, "storage option 'cache_size': invalid size 'lots'"),
+    ({"alias_ttl": -1}, "storage option 'alias_ttl'"),
+    ({"alias_ttl": float("nan")}, "storage option 'alias_ttl'"),
+    ({"timeout": 0}, "storage option 'timeout'"),
+    ({"endpoint_url": "http://127.0.0.1:70000"}, "storage option 'endpoint_url'"),
+    ({"artifact_type": "bad type"}, "storage option 'artifact_type'"),
+    ({"cache_sise": "1G"}, "no storage option 'cache_sise'"),
+])
+@pytest.mark.parametrize("backend", ["local"])
+def test_storage_options_are_checked_and_named(env, options, named):
+    with pytest.raises(ValueError) as info:
+        fsspec.filesystem("artifactfs", skip_instance_cache=True, **options)
+    assert named in str(info.value) and "--" not in str(info.value), str(info.value)

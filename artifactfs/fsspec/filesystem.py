@@ -17,6 +17,7 @@ Ray get their own connections, threads and locks.
 
 import contextlib
 import errno
+import math
 import os
 import threading
 import time
@@ -37,12 +38,16 @@ from ..hashing import READ_BLOCK
 from ..lru import LRU
 from ..manifest import DIR, LINK, Entry
 from ..manifest_store import VersionView
-from ..names import LATEST, ArtifactName
+from ..names import LATEST, ArtifactName, check_name
 from ..pack_share import PackShare
 from ..references import is_unchecked
 from .paths import Location, parse_path
 from .writes import VersionTransaction, WriteFile, commit_changes, write_target
 
+OPTIONS = ("store", "endpoint_url", "cache_dir", "cache_size", "timeout", "alias_ttl", "artifact_type")
+# what fsspec's own base class takes
+FSSPEC_OPTIONS = {"skip_instance_cache", "use_listings_cache", "listings_expiry_time", "max_paths", "asynchronous",
+                  "loop"}
 VERSION_LRU = 16
 PIECES_LRU = 256  # entries whose piece lists (checked against the manifest) are kept: a 4 GiB file has 4,096
 # live instances by id (fsspec hashes an instance by a token set after __init__): reset after a fork
@@ -74,13 +79,24 @@ class ArtifactFileSystem(AbstractFileSystem):
     def __init__(self, store: str | None = None, endpoint_url: str | None = None, cache_dir: str | None = None,
                  cache_size: str | int | None = None, timeout: float | None = None, alias_ttl: float = 2.0,
                  artifact_type: str = "dataset", **kwargs):
+        unknown = sorted(set(kwargs) - FSSPEC_OPTIONS)
+        if unknown:
+            raise ValueError(f"artifactfs:// has no storage option {unknown[0]!r}; its options are "
+                             f"{', '.join(OPTIONS)}")
         super().__init__(**kwargs)
         with os_errors(""):
-            self.settings = load_settings(store=store, endpoint_url=endpoint_url, cache_dir=cache_dir,
-                                          cache_size=cache_size, timeout=timeout)
+            self.settings = load_settings(option_name=lambda key: f"storage option {key!r}", store=store,
+                                          endpoint_url=endpoint_url, cache_dir=cache_dir, cache_size=cache_size,
+                                          timeout=timeout)
+        try:
+            self.artifact_type = check_name(artifact_type, "storage option 'artifact_type'")  # what a write creates
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+        if type(alias_ttl) not in (int, float) or not 0 <= alias_ttl < math.inf:
+            raise ValueError(f"storage option 'alias_ttl' must be seconds, 0 or more, not {alias_ttl!r}")
         self.alias_ttl = float(alias_ttl)
-        self.artifact_type = artifact_type  # of an artifact a write creates
         self._reset()
+        self._forked_in_transaction = False
         _instances[id(self)] = self
 
     def _reset(self) -> None:
@@ -135,26 +151,18 @@ class ArtifactFileSystem(AbstractFileSystem):
         return number
 
     def _entry(self, path: str) -> tuple[VersionView, Entry, int]:
-        """The file `path` names (a link within the version followed); FileNotFoundError otherwise."""
+        """The file `path` names (links within the version followed); FileNotFoundError otherwise."""
         loc = parse_path(self._strip_protocol(path))
         if loc.depth < 4 or not loc.inner:
             raise IsADirectoryError(errno.EISDIR, "a directory, not a file", path)
         view = self._version(loc)
-        inner = loc.inner
-        for _ in range(40):  # links to links, as far as the kernel's limit
-            i = view.manifest.find(inner)
-            if i is None:
-                if view.manifest.is_dir(inner):
-                    raise IsADirectoryError(errno.EISDIR, "a directory, not a file", path)
-                raise NotFound(f"{view.record.ref} has no entry {inner!r}")
-            entry = view.manifest[i]
-            if entry.kind != LINK:
-                return view, entry, i
-            target = _link_target(inner, entry.target or "")
-            if target is None:
-                raise NotFound(f"{path} is a link that leaves the version")
-            inner = target
-        raise NotFound(f"{path}: too many levels of links")
+        inner = _resolve(view, loc.inner, follow_last=True)
+        i = view.manifest.find(inner)
+        if i is None or view.manifest[i].kind == DIR:
+            if i is not None or view.manifest.is_dir(inner):
+                raise IsADirectoryError(errno.EISDIR, "a directory, not a file", path)
+            raise NotFound(f"{view.record.ref} has no entry {loc.inner!r}")
+        return view, view.manifest[i], i
 
     # ---- listing -----------------------------------------------------------------------------
     def ls(self, path, detail=True, **kwargs):
@@ -179,14 +187,17 @@ class ArtifactFileSystem(AbstractFileSystem):
             return self._selectors(loc)
         view = self._version(loc)
         m = view.manifest
-        if loc.inner and m.find(loc.inner) is not None:
+        inner = _resolve(view, loc.inner, follow_last=True) if loc.inner else ""
+        found = m.find(inner) if inner else None
+        if found is not None and m[found].kind != DIR:
             return [self._info(loc, path)]
-        if loc.inner and not m.is_dir(loc.inner):
+        if inner and found is None and not m.is_dir(inner):
             raise NotFound(f"{view.record.ref} has no entry or directory {loc.inner!r}")
         rows = []
-        for child in m.children(loc.inner):
+        for child in m.children(inner):
             name = loc.child(child.name)
-            rows.append(_dir(name) if child.is_dir else _file_info(name, m[child.index], view))
+            rows.append(_dir(name) if child.is_dir else _file_info(name, m[child.index], view,
+                                                                   f"{inner}/{child.name}".lstrip("/")))
         return rows
 
     def _selectors(self, loc: Location) -> list[dict]:
@@ -215,10 +226,11 @@ class ArtifactFileSystem(AbstractFileSystem):
             rec = view.record
             return dict(_dir(path), size=rec.size, version=f"v{rec.version}", digest=rec.digest,
                         created=rec.created_at, files=rec.file_count)
-        i = view.manifest.find(loc.inner)
+        inner = _resolve(view, loc.inner, follow_last=False)
+        i = view.manifest.find(inner)
         if i is not None:
-            return _file_info(path, view.manifest[i], view)
-        if view.manifest.is_dir(loc.inner):
+            return _file_info(path, view.manifest[i], view, inner)
+        if view.manifest.is_dir(inner):
             return dict(_dir(path), version=f"v{view.record.version}")
         raise NotFound(f"{view.record.ref} has no entry or directory {loc.inner!r}")
 
@@ -257,7 +269,7 @@ class ArtifactFileSystem(AbstractFileSystem):
                     if pieces:
                         fetcher.prefetch(pieces)
             reader = EntryReader(fetcher, entry, view.manifest.chunk_size, on_miss, self._pieces_of(view, entry, index))
-            return reader, _file_info(self._strip_protocol(path), entry, view)
+            return reader, _file_info(self._strip_protocol(path), entry, view, entry.path)
 
     def _pieces_of(self, view: VersionView, entry: Entry, index: int) -> list[Piece] | None:
         """The pieces of a chunked file, built and checked once per instance rather than per read (a
@@ -271,6 +283,7 @@ class ArtifactFileSystem(AbstractFileSystem):
         if "r" in mode:
             reader, info = self._reader(path)
             return ArtifactFile(self, path, reader, info, block_size=block_size)
+        self._check_write(path)
         with os_errors(path):
             return WriteFile(self, write_target(parse_path(path), path, mode), path, autocommit)
 
@@ -283,9 +296,14 @@ class ArtifactFileSystem(AbstractFileSystem):
             return reader.read(start, end)
 
     def get_file(self, rpath, lpath, callback=None, outfile=None, **kwargs):
-        """Write the verified file at `lpath` (a temp file renamed into place: never half a file)."""
-        if self.isdir(rpath):
+        """Write the verified file at `lpath` (a temp file renamed into place: never half a file); a
+        link is made a link again, with the target it records (as `artifactfs get` does)."""
+        info = self.info(rpath)
+        if info["type"] == "directory":
             os.makedirs(lpath, exist_ok=True)
+            return
+        if info["type"] == "link":
+            _make_link(info["destination"], lpath)
             return
         reader, _ = self._reader(rpath)
         if outfile is not None:
@@ -307,28 +325,36 @@ class ArtifactFileSystem(AbstractFileSystem):
             raise
 
     # ---- writing -----------------------------------------------------------------------------
+    def _check_write(self, path: str) -> None:
+        if self._forked_in_transaction and not self._intrans:
+            raise OSError(errno.EPERM, "this process was forked inside its parent's `with fs.transaction:` "
+                          "block, which only the parent commits: write from workers into one version with "
+                          "a draft (Artifact.upsert, then finish_draft), or open a transaction here", path)
+
     def put(self, lpath, rpath, recursive=False, **kwargs):
         """Commit local files as the next version: a file at `rpath` (or under it, by its base name,
         when `rpath` is an artifact or a directory), a directory's content under `rpath`."""
+        self._check_write(rpath)
         if self._intrans:
             return self._put(lpath, rpath)
         with self.transaction:
             self._put(lpath, rpath)
 
     def _put(self, lpath, rpath) -> None:
-        from ..ingest import walk_directory
+        from ..ingest import walk_tree
 
         for local in [lpath] if isinstance(lpath, str) else lpath:
             path = self._strip_protocol(rpath)
+            tree: list[Entry] = []
             with os_errors(path):
                 target = write_target(parse_path(path), path, "wb")
-                if os.path.isdir(local):
-                    files = walk_directory(local, target.inner or None)
+                if os.path.isdir(local):  # the tree as commit --dir keeps it: links, empty directories
+                    files, tree = walk_tree(local, target.inner or None)
                 elif path.endswith("/") or not target.inner or self._is_dir_target(target):
                     files = [_local(local, "/".join(p for p in (target.inner, os.path.basename(local)) if p))]
                 else:
                     files = [_local(local, target.inner)]
-            self.transaction.files.append(target.with_files(files))
+            self.transaction.files.append(target.with_files(files, tree))
 
     def _is_dir_target(self, target) -> bool:
         try:
@@ -342,6 +368,7 @@ class ArtifactFileSystem(AbstractFileSystem):
     def rm(self, path, recursive=False, maxdepth=None):
         """Commit the next version without `path` (a directory only with recursive=True)."""
         paths = [path] if isinstance(path, str) else list(path)
+        self._check_write(paths[0] if paths else "")
         if self._intrans:
             return self._rm(paths, recursive)
         with self.transaction:
@@ -392,13 +419,41 @@ def _dir(name: str) -> dict:
     return {"name": name, "type": "directory", "size": 0}
 
 
-def _file_info(name: str, e: Entry, view: VersionView) -> dict:
+def _file_info(name: str, e: Entry, view: VersionView, inner: str) -> dict:
+    """fsspec's info of entry `e` at `inner` in the version. A link is type "link" (walk and find list
+    it, never descend into it; `get` makes it a link again), sized as the file it leads to within the
+    version (what reading it returns), 0 for a directory or a link that leaves the version."""
     info = {"name": name, "type": "directory" if e.kind == DIR else "link" if e.kind == LINK else "file",
             "size": e.size, "digest": e.digest, "version": f"v{view.record.version}",
             "reference": e.ref, "executable": e.executable}
     if e.kind == LINK:
-        info["destination"] = e.target
+        info.update(destination=e.target, islink=True)
+        with contextlib.suppress(NotFound):
+            i = view.manifest.find(_resolve(view, inner, follow_last=True))
+            if i is not None and view.manifest[i].is_file:
+                info.update(size=view.manifest[i].size, digest=view.manifest[i].digest)
     return info
+
+
+def _resolve(view: VersionView, inner: str, follow_last: bool) -> str:
+    """`inner` with the links among its parts (and the last part too with `follow_last`) followed
+    within the version, as the mount's kernel follows them; NotFound for a link that leaves it."""
+    m = view.manifest
+    parts, done, hops = inner.split("/"), "", 0
+    while parts:
+        path = f"{done}/{parts[0]}".lstrip("/")
+        i = m.find(path)
+        if i is None or m[i].kind != LINK or (len(parts) == 1 and not follow_last):
+            done, parts = path, parts[1:]
+            continue
+        hops += 1
+        target = _link_target(path, m[i].target or "")
+        if target is None:
+            raise NotFound(f"{view.record.ref}: {path} is a link that leaves the version")
+        if hops > 40:  # as the kernel's limit
+            raise NotFound(f"{view.record.ref}: {inner}: too many levels of links")
+        parts, done = [*target.split("/"), *parts[1:]], ""
+    return done
 
 
 def _link_target(path: str, target: str) -> str | None:
@@ -411,6 +466,17 @@ def _link_target(path: str, target: str) -> str | None:
     return None if joined.startswith("..") or joined == "." else joined
 
 
+def _make_link(target: str, lpath: str) -> None:
+    """`lpath` made a symbolic link to `target` (a temp link renamed over whatever was there)."""
+    tmp = f"{lpath}.artifactfs-{os.getpid()}-{threading.get_ident()}.tmp"
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, lpath)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def _local(source: str, name: str):
     from ..ingest import local_file
 
@@ -420,6 +486,10 @@ def _local(source: str, name: str):
 def _after_fork() -> None:
     for fs in list(_instances.values()):
         fs._reset()
+        # the parent's open transaction is the parent's to commit: what the child writes would be
+        # gathered in a copy nobody commits, so the child's writes are refused until it opens its own
+        fs._forked_in_transaction = fs._intrans
+        fs._intrans, fs._transaction = False, None
 
 
 os.register_at_fork(after_in_child=_after_fork)

@@ -19,6 +19,7 @@ from fsspec.transaction import Transaction
 
 from ..errors import NotFound, PermissionDenied, UsageError
 from ..ingest import LocalFile
+from ..manifest import Entry
 from ..names import LATEST, ArtifactName
 from ..update import commit_update
 from .paths import Location
@@ -31,6 +32,7 @@ class Change:
     artifact: ArtifactName
     path: str  # as the caller named it (for errors)
     files: list[LocalFile] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)  # links and empty directories, stored as they are
     removed: list[str] = field(default_factory=list)
 
     def discard(self) -> None:
@@ -43,8 +45,8 @@ class Target:
     inner: str  # the entry path (or directory) in the next version, '' for its root
     path: str
 
-    def with_files(self, files: list[LocalFile]) -> Change:
-        return Change(self.artifact, self.path, files=files)
+    def with_files(self, files: list[LocalFile], entries: list[Entry] | None = None) -> Change:
+        return Change(self.artifact, self.path, files=files, entries=entries or [])
 
     def removing(self) -> Change:
         if not self.inner:
@@ -124,21 +126,23 @@ class VersionTransaction(Transaction):
 
 def commit_changes(fs, changes: list[Change]) -> None:
     """One version per artifact, in the order the artifacts were first written."""
-    by_artifact: dict[ArtifactName, tuple[dict[str, LocalFile], list[str]]] = {}
+    by_artifact: dict[ArtifactName, tuple[dict[str, LocalFile | Entry], list[str]]] = {}
     for change in changes:
-        files, removed = by_artifact.setdefault(change.artifact, ({}, []))
+        added, removed = by_artifact.setdefault(change.artifact, ({}, []))
         for r in change.removed:
-            pending = [p for p in files if p == r or p.startswith(r + "/")]
+            pending = [p for p in added if p == r or p.startswith(r + "/")]
             for p in pending:
-                del files[p]
+                del added[p]
             if not pending:
                 removed.append(r)
-        for f in change.files:
-            files[f.path] = f
+        for item in (*change.files, *change.entries):
+            added[item.path] = item
     repo = fs.client.repo
-    for artifact, (files, removed) in by_artifact.items():
+    for artifact, (added, removed) in by_artifact.items():
         try:
             type = repo.artifact_type(artifact)
         except NotFound:
             type = fs.artifact_type
-        commit_update(repo, artifact, type, files.values(), removed)
+        files = [f for f in added.values() if isinstance(f, LocalFile)]
+        entries = [e for e in added.values() if isinstance(e, Entry)]
+        commit_update(repo, artifact, type, files, removed, tree=entries)
