@@ -135,7 +135,8 @@ def commit_changes(fs, changes: list[Change]) -> None:
                 del added[p]
             if not pending:
                 removed.append(r)
-        for item in (*change.files, *change.entries):
+        items: list[LocalFile | Entry] = [*change.files, *change.entries]
+        for item in items:
             added[item.path] = item
     repo = fs.client.repo
     for artifact, (added, removed) in by_artifact.items():
