@@ -8,7 +8,9 @@ gc run G:  1. write `gc/runs/<id>.json` {"state": "running"}         (announces 
               -> manifests -> blobs
               (a live version whose manifest is missing stops the run: nothing is deleted)
            4. delete every unmarked manifest/blob whose store mtime is older than `grace`
-           5. rewrite `gc/runs/<id>.json` {"state": "done"}
+                  5. abort uploads begun before the grace period and never completed (a killed commit's
+              multipart upload; a local store's temp file)
+           6. rewrite `gc/runs/<id>.json` {"state": "done"}
 
 commit C:  uploads blobs (skipping those present), the manifest, then the version record; then
            `commit.protect_commit`: if any gc run is running, or finished after C started, C waits for it to
@@ -51,6 +53,8 @@ class GcReport:
     deleted: list[str] = field(default_factory=list)
     deleted_bytes: int = 0
     kept_young: int = 0  # unreferenced but younger than the grace period
+    aborted_uploads: int = 0  # uploads begun before the grace period and never completed (killed commits)
+    aborted_bytes: int = 0
     skipped: str | None = None  # why nothing was swept
     damaged: list[str] = field(default_factory=list)  # records and manifests that could not be read
     dry_run: bool = False
@@ -171,6 +175,7 @@ def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
             report.skipped = f"manifest {exc} of a live version is missing"
             return report
         _sweep(repo, live, now - grace, report)
+        _abort_stale_uploads(repo, now - grace, report)
     finally:
         if not dry_run:
             repo.store.put(run_key, canonical_json({"state": "done", "finished_at": now_iso(), "by": whoami()}))
@@ -207,6 +212,18 @@ def _sweep(repo: Repository, live: set[str], young_since: float, report: GcRepor
                 repo.store.delete(info.key)
             report.deleted.append(info.key)
             report.deleted_bytes += info.size
+
+
+def _abort_stale_uploads(repo: Repository, started_before: float, report: GcReport) -> None:
+    """Abort the uploads a killed commit left (multipart uploads, local temp files) once older than the
+    grace period: a commit still running is younger, and its upload completes."""
+    for upload in repo.store.pending_uploads():
+        if upload.started >= started_before:
+            continue
+        if not report.dry_run:
+            repo.store.abort_upload(upload)
+        report.aborted_uploads += 1
+        report.aborted_bytes += upload.size
 
 
 def _prune_runs(repo: Repository, now: float) -> None:

@@ -77,6 +77,8 @@ def _gc_summary(report, dry_run: bool) -> None:
     click.echo(f"{verb} {len(report.expired)} expired versions, {len(report.deleted)} objects "
                f"({format_size(report.deleted_bytes)}); kept {report.live_manifests} manifests and "
                f"{report.live_blobs} blobs in use, {report.kept_young} unreferenced within the grace period")
+    click.echo(f"{'would abort' if dry_run else 'aborted'} {report.aborted_uploads} incomplete uploads "
+               f"({format_size(report.aborted_bytes)}) begun before the grace period")
 
 
 @click.command("verify")

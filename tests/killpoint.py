@@ -7,6 +7,8 @@ POINT is where, counted over the store calls the command makes:
     manifest     just after the manifest object is written
     version      just before the version record (versions/<N>.json) is created
     latest       just before `latest` is moved (after the version record exists)
+    part:N       just after the N-th part of a file upload was sent (S3: a multipart part; a local store:
+                 a block written to the object's temp file)
     before:TEXT  just before the first write (put, put_if_absent, put_if_match, delete) of a key holding TEXT
     after:TEXT   just after it
 ACTION is what happens there:
@@ -89,6 +91,26 @@ def _wrap(store, point: str, action: str):
 
     def delete(key):
         return around(key, lambda: orig_delete(key))
+
+    if point.startswith("part:"):
+        parts = [0]
+
+        def counted(fn):
+            def call(*args, **kwargs):
+                result = fn(*args, **kwargs)
+                with _lock:
+                    parts[0] += 1
+                    n = parts[0]
+                once(n == int(point[5:]))
+                return result
+            return call
+
+        if hasattr(store, "_part"):
+            store._part = counted(store._part)
+        else:
+            from artifactfs.store import base
+
+            base.CheckedSource.read = counted(base.CheckedSource.read)
 
     store.put, store.put_file, store.delete = put, put_file, delete
     store.put_if_absent, store.put_if_match = put_if_absent, put_if_match

@@ -119,3 +119,45 @@ def test_without_an_overlapping_gc_protection_costs_one_listing(repo, tmp_path):
     started, key, sources, _ = uploaded(repo, tmp_path)
     repo.store.delete(key)  # lost some other way: not protect_commit's job
     assert commit.protect_commit(repo, started, sources) == 0
+
+
+def test_gc_aborts_the_upload_a_killed_commit_left(env, tmp_path, store_url):
+    """kill -9 of a 120 MB commit after two parts: the store holds an upload nobody completes; gc
+    aborts it once older than the grace period (not before) and says how many and how large."""
+    import json
+    import subprocess
+    import sys
+
+    from artifactfs.client import Client
+    from tests.fault_util import af_at
+
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "big.bin", "wb") as f:
+        for _ in range(15):
+            f.write(os.urandom(8 << 20))
+    res = af_at(env, "part:2", "kill", "commit", "--dir", src, "acme/proj/big")
+    assert res.returncode == -9, res.stderr
+    client = Client()
+    try:
+        left = client.store.pending_uploads()
+        assert len(left) == 1 and left[0].size >= 8 << 20, left
+    finally:
+        client.close()
+
+    def run_gc(*args):
+        out = subprocess.run([sys.executable, "-m", "artifactfs_cli.main", "gc", *args], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    young = json.loads(run_gc("--grace", "1h", "--json"))
+    assert young["aborted_uploads"] == 0
+    time.sleep(1.1)
+    said = run_gc("--grace", "1s")
+    assert "aborted 1 incomplete uploads (" in said and "MiB) begun before the grace period" in said, said
+    client = Client()
+    try:
+        assert client.store.pending_uploads() == []
+    finally:
+        client.close()

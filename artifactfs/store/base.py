@@ -23,8 +23,27 @@ class ObjectInfo:
     mtime: float  # seconds since the epoch
 
 
+@dataclass(frozen=True)
+class PendingUpload:
+    """An upload that was begun and never completed (a multipart upload, a local temp file): what a
+    killed commit leaves. gc aborts those older than its grace period."""
+
+    key: str
+    upload_id: str
+    started: float  # seconds since the epoch
+    size: int  # bytes it holds so far
+
+
 class ObjectStore(ABC):
     url: str
+
+    def pending_uploads(self) -> "builtins.list[PendingUpload]":
+        """Uploads begun and never completed; none where the backend keeps no such state."""
+        return []
+
+    def abort_upload(self, upload: PendingUpload) -> None:
+        """Drop an upload pending_uploads gave (its parts and the space they take)."""
+        raise NotImplementedError(f"{type(self).__name__} lists no pending uploads")
 
     @abstractmethod
     def get(self, key: str) -> tuple[bytes, str]:

@@ -7,6 +7,7 @@ inode, size and mtime, which every rename changes.
 """
 
 import builtins
+import contextlib
 import errno
 import fcntl
 import os
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 
 from ..errors import LocalIOError, ObjectNotFound, PermissionDenied, PreconditionFailed, StoreUnavailable
 from ..localfs import fsync_dir, unlink_quietly
-from .base import CheckedSource, ObjectInfo, ObjectStore
+from .base import CheckedSource, ObjectInfo, ObjectStore, PendingUpload
 
 _TMP_PREFIX = ".tmp-"
 _COPY_BLOCK = 8 * 1024 * 1024
@@ -159,6 +160,22 @@ class LocalStore(ObjectStore):
                     found.append(ObjectInfo(key, st.st_size, _etag(st), st.st_mtime))
         found.sort(key=lambda o: o.key)
         return iter(found)
+
+    def pending_uploads(self) -> "builtins.list[PendingUpload]":
+        """The temp files of writes that never reached their rename (a killed writer's)."""
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                if name.startswith(_TMP_PREFIX):
+                    path = os.path.join(dirpath, name)
+                    with contextlib.suppress(FileNotFoundError):
+                        st = os.stat(path)
+                        found.append(PendingUpload(os.path.relpath(path, self.root), path, st.st_mtime, st.st_size))
+        return found
+
+    def abort_upload(self, upload: PendingUpload) -> None:
+        unlink_quietly(upload.upload_id)
 
     def list_dirs(self, prefix: str) -> "builtins.list[str]":  # (the method `list` shadows the type here)
         # One directory read. Deletes leave directories, so an emptied one is still listed (as SeaweedFS

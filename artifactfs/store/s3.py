@@ -16,7 +16,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from ..errors import ArtifactfsError, NotFound, ObjectNotFound, PermissionDenied, PreconditionFailed, StoreUnavailable
-from .base import CheckedSource, ObjectInfo, ObjectStore
+from .base import CheckedSource, ObjectInfo, ObjectStore, PendingUpload
 from .s3_lean import ATTEMPTS
 from .s3_lean import MAX_PUT as MAX_LEAN_PUT
 
@@ -24,7 +24,7 @@ MULTIPART_THRESHOLD = 16 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 8  # per file: 64 MiB of parts in memory at most
 
-_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
            "ExpiredToken", "AllAccessDisabled", "Forbidden"}
@@ -152,6 +152,32 @@ class S3Store(ObjectStore):
             if not resp.get("IsTruncated"):
                 return
             token = resp.get("NextContinuationToken")
+
+    def pending_uploads(self) -> "builtins.list[PendingUpload]":
+        """Multipart uploads begun under this store's prefix and never completed or aborted."""
+        found = []
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
+                                                                                 Prefix=self.prefix)
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    key, upload_id = upload["Key"], upload["UploadId"]
+                    size = sum(part.get("Size", 0) for part in self._parts(key, upload_id))
+                    found.append(PendingUpload(key[len(self.prefix):], upload_id,
+                                               upload["Initiated"].timestamp(), size))
+        except Exception as exc:
+            raise translate(exc, self.url, "multipart uploads") from None
+        return found
+
+    def _parts(self, full: str, upload_id: str) -> Iterator[dict]:
+        pages = self.client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=full, UploadId=upload_id)
+        for page in pages:
+            yield from page.get("Parts", [])
+
+    def abort_upload(self, upload: PendingUpload) -> None:
+        full = self._key(upload.key)
+        with contextlib.suppress(ObjectNotFound):  # completed or aborted meanwhile
+            self._call(upload.key, self.client.abort_multipart_upload, Key=full, UploadId=upload.upload_id)
 
     def list_dirs(self, prefix: str) -> "builtins.list[str]":  # (the method `list` shadows the type here)
         if self._lean is not None:
