@@ -265,6 +265,39 @@ def test_full_disk_is_enospc_and_the_stage_survives(stage_env, base, tmp_path, m
         subprocess.run(["umount", str(small)], check=True)
 
 
+@pytest.mark.parametrize("backend", ["local"])
+def test_a_stage_full_after_enospc_commits_what_it_shows(stage_env, base, tmp_path):  # noqa: F811
+    """The writer gets ENOSPC on a full stage directory; the commit that follows, with no remount and
+    nothing removed, takes the files as the stage shows them (the partly written one at the size a
+    stat gives, its bytes as a read gives them)."""
+    from tests.staging_util import StageMount
+
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)], check=True)
+    st = None
+    try:
+        env = {**stage_env, "ARTIFACTFS_STAGE_DIR": str(small / "stages")}
+        st = StageMount(tmp_path / "mp", env, NAME)
+        with pytest.raises(OSError) as info:
+            with open(st.path("huge.bin"), "wb") as f:
+                for _ in range(64):
+                    f.write(os.urandom(64 * 1024))
+                    f.flush()
+        assert info.value.errno == errno.ENOSPC
+        shown = open(st.path("huge.bin"), "rb").read()
+        assert len(shown) == os.stat(st.path("huge.bin")).st_size
+        res = run_cli(["commit", st.mountpoint], env)
+        assert res.returncode == 0, res.stderr
+        out = tmp_path / "out"
+        run_cli(["get", f"{NAME}:v1", "--root", out, "--prefix", "huge.bin"], env, check=True)
+        assert (out / "huge.bin").read_bytes() == shown
+    finally:
+        if st is not None:
+            st.close()
+        subprocess.run(["umount", str(small)], check=True)
+
+
 def test_stage_commit_records_lineage(stage_env, base, stages):  # noqa: F811
     stage = stages(NAME)
     write(stage.path("model.bin"), b"weights")

@@ -231,6 +231,10 @@ class StageFiles:
             node.hasher = None
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 log.warning("stage %s: %s while writing %s", self.stage.id, exc.strerror, node.name)
+            # what the failed write added past the file's end is not the file's (the writer was told
+            # it failed): cut it off, so the data file and the journal agree and a commit takes it
+            with contextlib.suppress(OSError):
+                await to_thread(os.ftruncate, fd, node.size, limiter=self.disk)
             raise
         node.size = max(node.size, off + len(buf))
         self._touch(node)
