@@ -137,14 +137,17 @@ def stage_list(client: Client, as_json):
         except Exception as exc:  # one unreadable stage must not hide the others
             changes = {"error": str(exc)}
         rows.append({"id": st.id, "artifact": st.info.artifact, "base": st.base_label(),
-                     "mountpoint": st.info.mountpoint if live else None, "changes": changes})
+                     "mountpoint": st.info.mountpoint if live else None, "changes": changes,
+                     "daemon_died": st.died(), **({"log": st.log_path} if st.died() else {})})
     if as_json:
         emit_json(rows)
         return
     for r in rows:
         c = r["changes"]
         what = c["error"] if "error" in c else f"+{c['added']} ~{c['modified']} -{c['deleted']}"
-        where = f"mounted on {r['mountpoint']}" if r["mountpoint"] else "not mounted"
+        where = (f"mounted on {r['mountpoint']}" if r["mountpoint"] else
+                 f"daemon died (see {r['log']}); remount or commit with --stage" if r["daemon_died"] else
+                 "not mounted")
         click.echo(f"{r['id']}\t{r['artifact']}\tfrom {r['base']}\t{what}\t{where}")
 
 

@@ -94,3 +94,15 @@ def stages(stage_env, tmp_path):
 
     with mount_factory(StageMount, stage_env, tmp_path, "stage") as make:
         yield make
+
+
+@pytest.fixture
+def fs(env):
+    """The artifactfs:// filesystem on the test's store."""
+    import fsspec
+
+    from artifactfs.fsspec import ArtifactFileSystem
+
+    ArtifactFileSystem.clear_instance_cache()  # instances are cached by arguments, not by environment
+    yield fsspec.filesystem("artifactfs")
+    ArtifactFileSystem.clear_instance_cache()

@@ -12,18 +12,9 @@ import fsspec
 import pytest
 
 import artifactfs
-from artifactfs.fsspec import ArtifactFileSystem
 from artifactfs.hashing import CHUNK_SIZE
 
 BIG = 3 * CHUNK_SIZE + 12345  # four 1 MiB chunks, the last one short
-
-
-@pytest.fixture
-def fs(env):
-    ArtifactFileSystem.clear_instance_cache()  # instances are cached by arguments, not by environment
-    fs = fsspec.filesystem("artifactfs")
-    yield fs
-    ArtifactFileSystem.clear_instance_cache()
 
 
 @pytest.fixture

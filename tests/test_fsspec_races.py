@@ -10,7 +10,6 @@ import fsspec
 import pytest
 
 from artifactfs import repo as repo_mod
-from artifactfs.fsspec import ArtifactFileSystem
 
 NAME = "acme/ml/race"
 
@@ -21,13 +20,6 @@ name, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 for i in range(n):
     fs.pipe_file(f"{name}:latest/{tag}/{i}.txt", f"{tag} {i}".encode())
 """
-
-
-@pytest.fixture
-def fs(env):
-    ArtifactFileSystem.clear_instance_cache()
-    yield fsspec.filesystem("artifactfs")
-    ArtifactFileSystem.clear_instance_cache()
 
 
 def writers(env, count: int, writes: int) -> list[subprocess.Popen]:

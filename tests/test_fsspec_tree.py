@@ -5,20 +5,10 @@ as links, as `artifactfs get` does). Both stores."""
 
 import os
 
-import fsspec
 import pytest
-
-from artifactfs.fsspec import ArtifactFileSystem
 
 NAME = "acme/vision/tree"
 V = f"{NAME}:v0"
-
-
-@pytest.fixture
-def fs(env):
-    ArtifactFileSystem.clear_instance_cache()
-    yield fsspec.filesystem("artifactfs")
-    ArtifactFileSystem.clear_instance_cache()
 
 
 @pytest.fixture

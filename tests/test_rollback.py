@@ -5,11 +5,7 @@ artifactfs:// writes and a stage's commit. Version numbers are never used twice.
 import json
 import os
 
-import fsspec
-import pytest
-
 import artifactfs
-from artifactfs.fsspec import ArtifactFileSystem
 from tests.fuse_util import run_cli
 
 NAME = "acme/ml/roll"
@@ -63,13 +59,6 @@ def test_save_rollback(env, tmp_path):
     assert art.version == "v0"
     assert artifactfs.artifact(f"{NAME}:latest").version == "v0"
     assert read(f"{NAME}:latest", "a.txt") == b"one"
-
-
-@pytest.fixture
-def fs(env):
-    ArtifactFileSystem.clear_instance_cache()
-    yield fsspec.filesystem("artifactfs")
-    ArtifactFileSystem.clear_instance_cache()
 
 
 def test_fsspec_rollback_and_next_write(fs, cli):

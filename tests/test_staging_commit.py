@@ -229,8 +229,9 @@ def test_require_base_holds_when_another_commit_lands_during_the_upload(stage_en
         assert "b.txt" not in run_cli(["files", f"{NAME}:v2"], stage_env, check=True).stdout
 
 
-@pytest.mark.parametrize("backend", ["local"])
-def test_full_disk_is_enospc_and_the_stage_survives(stage_env, base, tmp_path, monkeypatch):  # noqa: F811
+@pytest.fixture
+def small_stage(stage_env, base, tmp_path):  # noqa: F811
+    """A staging mount whose stage directory is a 2 MiB tmpfs, and its environment."""
     from tests.staging_util import StageMount
 
     small = tmp_path / "small"
@@ -240,25 +241,7 @@ def test_full_disk_is_enospc_and_the_stage_survives(stage_env, base, tmp_path, m
     try:
         env = {**stage_env, "ARTIFACTFS_STAGE_DIR": str(small / "stages")}
         st = StageMount(tmp_path / "mp", env, NAME)
-        write(st.path("ok.txt"), b"fits")
-        with pytest.raises(OSError) as info:
-            write(st.path("huge.bin"), os.urandom(4 * 1024 * 1024))
-        assert info.value.errno == errno.ENOSPC
-        assert open(st.path("ok.txt"), "rb").read() == b"fits"
-        if os.path.exists(st.path("huge.bin")):
-            os.unlink(st.path("huge.bin"))
-        deadline = time.monotonic() + 5  # the removed file's space returns at the next grouped sync
-        while True:
-            try:
-                write(st.path("after.txt"), b"space again")
-                break
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        res = run_cli(["commit", st.mountpoint], env)
-        assert res.returncode == 0, res.stderr
-        assert "ok.txt" in run_cli(["files", f"{NAME}:v1"], env, check=True).stdout
+        yield st, env
     finally:
         if st is not None:
             st.close()
@@ -266,36 +249,47 @@ def test_full_disk_is_enospc_and_the_stage_survives(stage_env, base, tmp_path, m
 
 
 @pytest.mark.parametrize("backend", ["local"])
-def test_a_stage_full_after_enospc_commits_what_it_shows(stage_env, base, tmp_path):  # noqa: F811
+def test_full_disk_is_enospc_and_the_stage_survives(small_stage):
+    st, env = small_stage
+    write(st.path("ok.txt"), b"fits")
+    with pytest.raises(OSError) as info:
+        write(st.path("huge.bin"), os.urandom(4 * 1024 * 1024))
+    assert info.value.errno == errno.ENOSPC
+    assert open(st.path("ok.txt"), "rb").read() == b"fits"
+    if os.path.exists(st.path("huge.bin")):
+        os.unlink(st.path("huge.bin"))
+    deadline = time.monotonic() + 5  # the removed file's space returns at the next grouped sync
+    while True:
+        try:
+            write(st.path("after.txt"), b"space again")
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    res = run_cli(["commit", st.mountpoint], env)
+    assert res.returncode == 0, res.stderr
+    assert "ok.txt" in run_cli(["files", f"{NAME}:v1"], env, check=True).stdout
+
+
+@pytest.mark.parametrize("backend", ["local"])
+def test_a_stage_full_after_enospc_commits_what_it_shows(small_stage, tmp_path):
     """The writer gets ENOSPC on a full stage directory; the commit that follows, with no remount and
     nothing removed, takes the files as the stage shows them (the partly written one at the size a
     stat gives, its bytes as a read gives them)."""
-    from tests.staging_util import StageMount
-
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)], check=True)
-    st = None
-    try:
-        env = {**stage_env, "ARTIFACTFS_STAGE_DIR": str(small / "stages")}
-        st = StageMount(tmp_path / "mp", env, NAME)
-        with pytest.raises(OSError) as info:
-            with open(st.path("huge.bin"), "wb") as f:
-                for _ in range(64):
-                    f.write(os.urandom(64 * 1024))
-                    f.flush()
-        assert info.value.errno == errno.ENOSPC
-        shown = open(st.path("huge.bin"), "rb").read()
-        assert len(shown) == os.stat(st.path("huge.bin")).st_size
-        res = run_cli(["commit", st.mountpoint], env)
-        assert res.returncode == 0, res.stderr
-        out = tmp_path / "out"
-        run_cli(["get", f"{NAME}:v1", "--root", out, "--prefix", "huge.bin"], env, check=True)
-        assert (out / "huge.bin").read_bytes() == shown
-    finally:
-        if st is not None:
-            st.close()
-        subprocess.run(["umount", str(small)], check=True)
+    st, env = small_stage
+    with pytest.raises(OSError) as info, open(st.path("huge.bin"), "wb") as f:
+        for _ in range(64):
+            f.write(os.urandom(64 * 1024))
+            f.flush()
+    assert info.value.errno == errno.ENOSPC
+    shown = open(st.path("huge.bin"), "rb").read()
+    assert len(shown) == os.stat(st.path("huge.bin")).st_size
+    res = run_cli(["commit", st.mountpoint], env)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "out"
+    run_cli(["get", f"{NAME}:v1", "--root", out, "--prefix", "huge.bin"], env, check=True)
+    assert (out / "huge.bin").read_bytes() == shown
 
 
 def test_stage_commit_records_lineage(stage_env, base, stages):  # noqa: F811
@@ -305,3 +299,26 @@ def test_stage_commit_records_lineage(stage_env, base, stages):  # noqa: F811
     assert res.returncode == 0, res.stderr
     out = run_cli(["lineage", f"{NAME}:v1", "--json"], stage_env, check=True).stdout
     assert "train-7" in out and f"{NAME}:v0" in out
+
+
+@pytest.mark.parametrize("backend", ["local"])
+def test_every_daemon_exit_says_why_and_a_dead_daemon_is_named(stage_env, base, stages):  # noqa: F811
+    """A clean unmount and SIGTERM are logged with their cause; a daemon killed outright is named in one
+    line by `stage list` and by `commit`, with its log."""
+    quiet, termed, killed = stages(NAME, name="q"), stages(NAME, name="t"), stages(NAME, name="k")
+    subprocess.run(["fusermount3", "-u", quiet.mountpoint], check=True)
+    assert wait_gone(quiet.pid)
+    assert "daemon exiting: unmounted from outside" in quiet.log_text()
+    os.kill(termed.pid, signal.SIGTERM)
+    assert wait_gone(termed.pid)
+    assert "daemon exiting: received SIGTERM" in termed.log_text()
+    killed.kill9()
+    listed = run_cli(["stage", "list"], stage_env, check=True).stdout.splitlines()
+    row = [line for line in listed if line.startswith(killed.id)]
+    assert len(row) == 1 and f"daemon died (see {killed.log})" in row[0], listed
+    assert all("died" not in line for line in listed if not line.startswith(killed.id))
+    res = run_cli(["commit", killed.mountpoint], stage_env)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"pid {killed.pid}) is not running: it died without saving the stage" in res.stderr
+    assert killed.log in res.stderr
+    assert f"commit --stage {killed.id}" in res.stderr

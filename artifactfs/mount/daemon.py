@@ -14,6 +14,7 @@ Caveats:
 - SIGTERM/SIGINT cancel the trio run; the mount is then unmounted by `pyfuse3.close(unmount=True)`.
 """
 
+import faulthandler
 import inspect
 import logging
 import os
@@ -130,14 +131,18 @@ def run_foreground(ops: pyfuse3.Operations, mountpoint: str, *, fsname: str, sub
         raise UsageError(f"cannot mount on {mountpoint}: {exc}") from None
     if on_ready:
         on_ready()
+    faulthandler.enable()  # a fatal signal (SIGSEGV, SIGABRT) still leaves its cause in the log
     log.info("mounted %s on %s", fsname, mountpoint)
     try:
-        trio.run(_serve, services, mountpoint)
-    except BaseException:
+        cause = trio.run(_serve, services, mountpoint)
+    except BaseException as exc:
+        # every exit says why in the log; `stage list` and `commit` point at it when a daemon died
+        log.critical("daemon exiting on %s: %s", type(exc).__name__, exc,
+                     exc_info=not isinstance(exc, KeyboardInterrupt))
         pyfuse3.close(unmount=True)
         raise
     pyfuse3.close(unmount=True)
-    log.info("unmounted %s", mountpoint)
+    log.info("daemon exiting: %s; unmounted %s", cause, mountpoint)
 
 
 async def _raise_readahead_after_init(mountpoint: str) -> None:
@@ -166,13 +171,17 @@ def _read_ahead_kb(mountpoint: str) -> int | None:
         return None
 
 
-async def _serve(services, mountpoint: str) -> None:
+async def _serve(services, mountpoint: str) -> str:
+    """Serve until unmounted or signalled; returns why it stopped."""
+    cause = "unmounted from outside (fusermount3 -u, umount or `artifactfs umount`)"
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_raise_readahead_after_init, mountpoint)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async def stop_on_signal():
+                nonlocal cause
                 async for sig in signals:
-                    log.info("received %s: unmounting", signal.Signals(sig).name)
+                    cause = f"received {signal.Signals(sig).name}"
+                    log.info("%s: unmounting", cause)
                     nursery.cancel_scope.cancel()
                     return
 
@@ -181,3 +190,4 @@ async def _serve(services, mountpoint: str) -> None:
                 services(nursery)
             await pyfuse3.main(min_tasks=4, max_tasks=MAX_TASKS)
             nursery.cancel_scope.cancel()  # main returned: unmounted from outside (fusermount -u)
+    return cause

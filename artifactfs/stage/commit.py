@@ -195,7 +195,8 @@ def stage_of_mountpoint(mountpoint: str) -> Stage:
 
 def daemon_gone(stage: Stage) -> str:
     mp = stage.info.mountpoint
-    return (f"the daemon of stage {stage.id} (on {mp}) is not running; remount it with "
+    state = stage.death_note() if stage.died() else f"the daemon of stage {stage.id} (on {mp}) is not running"
+    return (f"{state}; remount it with "
             f"`artifactfs stage mount {stage.id} {mp}` or commit its journal with "
             f"`artifactfs commit --stage {stage.id}`")
 

@@ -171,6 +171,22 @@ class Stage:
             return False
         return True
 
+    def died(self) -> bool:
+        """Its last daemon stopped without saving the stage (killed, crashed): nothing holds it, and
+        its record still names the daemon's pid."""
+        return not self.info.clean and self.info.pid is not None and not self.in_use()
+
+    def death_note(self) -> str:
+        """One line on a daemon that died: where its log is and the last thing it said."""
+        last = ""
+        with contextlib.suppress(OSError), open(self.log_path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            lines = [line for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
+            last = lines[-1].strip() if lines else ""
+        said = f"; it last logged: {last[:200]}" if last else ""
+        return (f"the daemon of stage {self.id} (pid {self.info.pid}) is not running: it died without saving "
+                f"the stage (killed, or out of memory); its log is {self.log_path}{said}")
+
     # ---- the tree -----------------------------------------------------------------------------
     def load_tree(self, base: Manifest, recover: bool = True) -> StageTree:
         """Base + journal replay. With `recover` (the owner, after an unclean exit), recorded digests are
