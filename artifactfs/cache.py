@@ -21,7 +21,9 @@ O_DIRECT: the disk takes it from that buffer, instead of the CPU copying it into
 O_DIRECT (tmpfs) get ordinary reads and writes.
 """
 
+import bisect
 import contextlib
+import itertools
 import logging
 import os
 import shutil
@@ -33,11 +35,13 @@ from .buffers import ALIGN, BufferPool
 from .cache_dir import claim_cache_dir, manifests_dir
 from .direct_io import read_direct, write_file
 from .hashing import digest_bytes
+from .lru import LRU
 
 log = logging.getLogger(__name__)
 
 LOW_WATERMARK = 0.9
 _TOUCH_INTERVAL = 60.0  # refresh a piece's mtime (its LRU stamp) at most this often
+RUN_INDEX_PACKS = 4096  # packs whose run listings are kept in memory
 
 
 class PieceCache:
@@ -52,6 +56,7 @@ class PieceCache:
             os.makedirs(d, mode=0o700, exist_ok=True)
         self._lock = threading.Lock()
         self._touched: dict[str, float] = {}
+        self._run_index = LRU(RUN_INDEX_PACKS)  # pack -> (its run directory's mtime, PackRuns)
         self.damaged = 0  # cache files found damaged and dropped (for stats and tests)
         self.buffers: BufferPool | None = None  # large pieces are read into its buffers (O_DIRECT)
         self.write_failures = 0  # pieces and runs that could not be stored (a full disk), and the last reason
@@ -135,7 +140,7 @@ class PieceCache:
         out: list[bytes | None] = []
         for start, length, digest in files:
             data = None
-            for lo, path in _covering(runs, start, length):
+            for lo, path in runs.covering(start, length):
                 data = self._read_run(path, start - lo, length, digest)
                 if data is not None:
                     break
@@ -157,7 +162,7 @@ class PieceCache:
         runs = self._runs_of(pack)
         out = []
         for start, length in files:
-            run = next(_covering(runs, start, length), None)
+            run = next(runs.covering(start, length), None)
             if run is not None:
                 self._touch(run[1], run[1])
             out.append(run is not None)
@@ -166,21 +171,37 @@ class PieceCache:
     def put_run(self, pack: str, start: int, data) -> None:
         """Store bytes [start, start + len(data)) of pack `pack` (the caller verified the files in it)."""
         name = f"{start}-{start + len(data)}-{digest_bytes(data)}"
-        self._install(os.path.join(self.run_dir(pack), name), data)
+        if self._install(os.path.join(self.run_dir(pack), name), data):
+            with self._lock:
+                self._run_index.pop(pack, None)  # listed again at the next read
 
-    def _runs_of(self, pack: str) -> list[tuple[int, int, str]]:
+    def _runs_of(self, pack: str) -> "PackRuns":
+        """The cached runs of `pack`, listed once and kept while its directory's mtime stands (a run
+        added or removed by any process changes it): a read costs one stat, not a listing and a parse
+        of every run, which made warm reads of a pack read file by file slower than cold ones."""
         d = self.run_dir(pack)
+        try:
+            stamp = os.stat(d).st_mtime_ns
+        except FileNotFoundError:
+            return PackRuns([])
+        with self._lock:
+            held = self._run_index.get(pack)
+        if held is not None and held[0] == stamp:
+            return held[1]
         try:
             names = os.listdir(d)
         except FileNotFoundError:
-            return []
+            return PackRuns([])
         runs = []
         for name in names:
             lo, _, rest = name.partition("-")
             hi, _, _ = rest.partition("-")
             if lo.isdigit() and hi.isdigit():
                 runs.append((int(lo), int(hi), os.path.join(d, name)))
-        return runs
+        index = PackRuns(runs)
+        with self._lock:
+            self._run_index.put(pack, (stamp, index))
+        return index
 
     def _read_run(self, path: str, offset: int, length: int, digest: str) -> bytes | None:
         try:
@@ -300,6 +321,8 @@ class PieceCache:
         self._touched.pop(name, None)
         self._touched.pop(path, None)
         if path.startswith(self.runs_dir + os.sep):
+            with self._lock:
+                self._run_index.pop(os.path.basename(os.path.dirname(path)), None)
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(path))  # the pack's last run: drop its directory too
         return True
@@ -344,9 +367,23 @@ class PieceCache:
         return checked, damaged
 
 
-def _covering(runs: list[tuple[int, int, str]], start: int, length: int):
-    """(start of the run, its path) of each cached run of a pack that holds bytes [start, start+length)."""
-    return ((lo, path) for lo, hi, path in runs if lo <= start and start + length <= hi)
+class PackRuns:
+    """The cached runs of one pack, sorted by start, for lookups in O(log n + runs that overlap)."""
+
+    def __init__(self, runs: list[tuple[int, int, str]]):
+        self.runs = sorted(runs)
+        self.starts = [lo for lo, _, _ in self.runs]
+        self.reach = list(itertools.accumulate((hi for _, hi, _ in self.runs), max))  # max end so far
+
+    def covering(self, start: int, length: int):
+        """(start of the run, its path) of each run that holds bytes [start, start + length)."""
+        end = start + length
+        i = bisect.bisect_right(self.starts, start) - 1
+        while i >= 0 and self.reach[i] >= end:
+            lo, hi, path = self.runs[i]
+            if hi >= end:
+                yield lo, path
+            i -= 1
 
 
 def _files_at_depth(top: str, depth: int):
