@@ -575,3 +575,23 @@ def test_small_files_read_ahead_reach_the_page_cache_with_their_open(client, tmp
     m.close()
     fills = int(re.search(r"(\d+) small files handed to the page cache", m.log_text()).group(1))
     assert fills > len(files) // 2  # most of the walk needed no READ request
+
+
+def test_a_second_job_reads_small_files_from_the_disk_cache_with_their_open(client, tmp_path, mounts, env):
+    """The second job on a machine: the bytes are in the disk cache (`cache warm`), the mount is new and
+    the reads shuffled. Every small file's bytes come with its OPEN (no READ request), checked, and are
+    the committed ones; the store is not asked for any of them."""
+    files = {f"d{i % 5}/f{i:03d}.bin": random.Random(i).randbytes(1000 + i * 37) for i in range(120)}
+    write_tree(tmp_path / "src", files)
+    client.commit_dir(str(tmp_path / "src"), NAME, "dataset")
+    assert subprocess.run(["artifactfs", "cache", "warm", f"{NAME}:v0"], env=env, capture_output=True).returncode == 0
+    m = mounts()
+    root = m.path("acme/vision/bikes:v0")
+    order = sorted(files)
+    random.Random(5).shuffle(order)
+    for rel in order:
+        with open(os.path.join(root, rel), "rb") as f:
+            assert f.read() == files[rel], rel
+    stats = json.loads(os.getxattr(m.mountpoint, "user.artifactfs.stats"))
+    assert stats["small_files_prefilled"] == len(files), stats
+    assert stats["fetched_bytes"] == 0, stats

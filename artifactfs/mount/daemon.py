@@ -33,6 +33,8 @@ READ_AHEAD_KB = 1024
 MAX_TASKS = 256  # concurrent FUSE requests in flight (pyfuse3 spawns tasks up to this many)
 
 
+DISK_READS = 16  # reads of the disk cache in flight at once
+
 # ---- worker threads -------------------------------------------------------------------------------
 _ABANDON_KW = ("abandon_on_cancel" if "abandon_on_cancel" in inspect.signature(trio.to_thread.run_sync).parameters
                else "cancellable")  # renamed in trio 0.23
@@ -52,9 +54,10 @@ class Workers:
     fails a request within bounded time instead of hanging it.
     """
 
-    def __init__(self, network: int = 32, cpu: int = 4):
+    def __init__(self, network: int = 32, cpu: int = 4, disk: int = DISK_READS):
         self.network = trio.CapacityLimiter(network)
         self.cpu = trio.CapacityLimiter(cpu)
+        self.disk = trio.CapacityLimiter(disk)  # reads of the disk cache: a disk serves many at once
 
     async def run(self, limiter: trio.CapacityLimiter, fn: Callable, *args, timeout: float | None = None):
         if timeout is None:
@@ -73,8 +76,10 @@ class Workers:
         """fn(*args) in a worker thread, for short reads of the local disk cache (a random read's few
         KiB): the thread cache's hop without to_thread's per-call extras (context copy, thread naming,
         its own wrapper), ~35 us less of a ~120 us round trip here. Not cancellable, like to_thread by
-        default: the call is a pread of local disk."""
-        async with self.cpu:
+        default: the call is a pread of local disk. Under its own limiter, wider than `cpu`: a read
+        that waits for the disk holds no CPU, and a disk answers many at once (as 8 readers of a local
+        folder keep 8 reads in flight)."""
+        async with self.disk:
             task, token = trio.lowlevel.current_task(), trio.lowlevel.current_trio_token()
 
             def deliver(result) -> None:

@@ -183,6 +183,17 @@ class ChunkSource:
             return await self.get(piece)
         return flight.data
 
+    async def get_from_disk(self, piece: Piece):
+        """The piece from memory or the disk cache (read and checked with the light thread hop), or
+        None when neither holds it: no fetch is started. What a small file's first open tries before
+        the store (a second job finds everything there, and a fetch task would cost more than the read)."""
+        data = self._cached(piece.digest)
+        if data is None and piece.digest not in self._inflight:
+            data = await self.workers.disk_call(self.fetcher.cached_range, piece, 0, piece.length)
+            if data is not None:
+                self._remember(piece.digest, data)
+        return data
+
     async def get_range(self, piece: Piece, lo: int, hi: int):
         """Bytes [lo, hi) of `piece`: from memory, else (when no fetch of it is under way) from the
         disk cache by range, only the blocks they touch read and checked, else from the whole piece.

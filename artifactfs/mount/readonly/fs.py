@@ -424,26 +424,33 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
             node.pieces = pieces_of(entry, m.chunk_size)
         reader = FileReader(self.source, node.pieces, m.size_of(node.index), m.chunk_size)
         first_open, node.opened = not node.opened, True
+        node.opens += 1
         if len(reader.pieces) == 1 and first_open:
             # A re-open starts nothing: the kernel keeps the file's pages (keep_cache); reading it back
             # from the disk cache and checking it again for every open would cost as much as the read.
             piece = reader.pieces[0]
-            data = self.source.cached(piece)
-            if data is not None:
-                self._fill_page_cache(node, data)
-            else:
-                self.source.start(piece)  # the read follows at once: start its fetch now
+            opens = node.opens
+            data = self.source.cached(piece) or await self.source.get_from_disk(piece)
+            if data is None:
+                self.source.start(piece)  # from the store: the read follows at once, start its fetch now
                 self.pack_readahead.on_cold_open(node.version, node.index)
             self.tree_readahead.on_open(node.version, node.index)
+            if data is None:
+                data = await self.source.get(piece)
+            if node.opens == opens:
+                self._fill_page_cache(node, data)
         fh = self._new_fh()
         self._files[fh] = reader
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     def _fill_page_cache(self, node: Node, data) -> None:
-        """Hand a small file's verified bytes (already in memory: read ahead) to the kernel's page cache
-        with its OPEN, so the read that follows is served without a READ request: one request of four
-        per small file saved. Only at the node's first open: no READ of it can be waiting for us then,
-        and a page such a READ holds locked would block this write, and with it the loop, for good."""
+        """Hand a small file's verified bytes to the kernel's page cache with its first OPEN, so that no
+        READ request follows: one round trip of four per small file saved. The OPEN waits for them
+        (from memory, the disk cache: a second job, or the store), as the READ would have; a piece that
+        fails its check or does not come within the timeout fails the OPEN with EIO, as it would have
+        failed the READ. Only at the node's first open, and only if no other OPEN of it came while
+        this one waited: a READ of such an open may hold a page locked, which would block this write,
+        and with it the loop, for good."""
         try:
             pyfuse3.notify_store(node.ino, 0, data)
             self.page_cache_fills += 1

@@ -65,6 +65,7 @@ class Node:
     index: int = -1  # FILE: entry index in the manifest
     lookups: int = 0
     opened: bool = False  # FILE: opened at least once since the kernel looked it up
+    opens: int = 0  # FILE: OPENs answered or under way (a first open's page-cache fill checks it)
     pieces: list | None = None  # FILE: its pieces (fetch.pieces_of), kept from its first open
 
     @property
