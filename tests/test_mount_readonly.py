@@ -595,3 +595,47 @@ def test_a_second_job_reads_small_files_from_the_disk_cache_with_their_open(clie
     stats = json.loads(os.getxattr(m.mountpoint, "user.artifactfs.stats"))
     assert stats["small_files_prefilled"] == len(files), stats
     assert stats["fetched_bytes"] == 0, stats
+
+
+def test_random_reads_with_locality_are_served_by_the_page_cache(client, tmp_path, mounts, env):
+    """A chunk that two random reads reached the daemon for is handed to the page cache whole (checked
+    first), so the reads that follow in it need no request; every byte read is the committed one, and
+    a chunk whose cache file was damaged is never handed over (it is fetched again and checked)."""
+    size = 12 * CHUNK_SIZE + 777
+    content = random.Random(11).randbytes(size)
+    write_tree(tmp_path / "src", {"h5like.bin": content})
+    client.commit_dir(str(tmp_path / "src"), NAME, "dataset")
+    assert run_cli(["cache", "warm", f"{NAME}:v0"], env).returncode == 0
+    manifest = client.manifest(client.resolve(f"{NAME}:v0"))
+    damaged = manifest[manifest.find("h5like.bin")].chunks[4]
+    path = client.cache.path(damaged)
+    with open(path, "r+b") as f:  # chunk 4 of the cache: one flipped byte
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    m = mounts()
+    stats = lambda: json.loads(os.getxattr(m.mountpoint, "user.artifactfs.stats"))  # noqa: E731
+    rnd = random.Random(2)
+    fd = os.open(m.path(f"{NAME}:v0/h5like.bin"), os.O_RDONLY)
+    try:
+        # two reads in each chunk, every read a jump of more than 2 MiB: a random reader
+        for chunk in [c for pair in zip(range(6), range(6, 12), strict=True) for c in pair for _ in range(2)]:
+            for off in (chunk * CHUNK_SIZE + rnd.randrange(0, CHUNK_SIZE - 4096),):
+                assert os.pread(fd, 4096, off) == content[off:off + 4096]
+        deadline = time.monotonic() + 10
+        while stats()["chunks_prefilled"] < 11 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stats()["chunks_prefilled"] >= 11, stats()  # the damaged chunk fails its check: not handed over
+        before = stats()
+        for _ in range(300):
+            off = rnd.randrange(0, 4 * CHUNK_SIZE - 4096)  # the chunks before the damaged one
+            assert os.pread(fd, 4096, off) == content[off:off + 4096]
+        after = stats()
+        assert after["cache_read_bytes"] == before["cache_read_bytes"], (before, after)  # no request reached us
+        for _ in range(100):
+            off = rnd.randrange(0, size - 4096)
+            assert os.pread(fd, 4096, off) == content[off:off + 4096]
+    finally:
+        os.close(fd)
+    assert stats()["damaged_cache_files"] >= 1

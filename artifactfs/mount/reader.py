@@ -35,6 +35,7 @@ import functools
 import logging
 from collections import OrderedDict
 
+import pyfuse3
 import trio
 
 from ..errors import StoreUnavailable
@@ -48,6 +49,7 @@ MEMORY_BYTES = 256 * 1024 * 1024
 INITIAL_WINDOW = 8 * 1024 * 1024
 MAX_WINDOW = 128 * 1024 * 1024
 PREFETCH_CONCURRENCY = 16
+FILL_THREADS = 2  # page-cache fills of whole chunks in flight (each may wait for a READ's page lock)
 RANDOM_TO_SEQUENTIAL = 4 * 1024 * 1024  # after a jump, read this far in order before prefetching
 # the kernel's readahead requests may arrive out of order within its window (and old manifests'
 # 8 MiB chunks keep a chunk of slack: max(chunk_size, SEQUENTIAL_SLACK))
@@ -74,6 +76,8 @@ class ChunkSource:
         self._inflight: dict[str, _Flight] = {}
         self._prefetch_limiter = trio.CapacityLimiter(PREFETCH_CONCURRENCY)
         self.store_errors = 0  # reads failed because the store timed out or was unreachable (for stats)
+        self.chunks_filled = 0  # whole chunks handed to the page cache for random readers (for stats)
+        self._fill_limiter = trio.CapacityLimiter(FILL_THREADS)
         self._nursery: trio.Nursery | None = None
 
     def _service(self) -> trio.Nursery:
@@ -194,6 +198,29 @@ class ChunkSource:
                 self._remember(piece.digest, data)
         return data
 
+    def fill_page_cache(self, ino: int, offset: int, piece: Piece) -> None:
+        """Hand the whole verified chunk `piece` (at `offset` of inode `ino`) to the kernel's page cache,
+        in the background: the random reads that follow within it are served by the kernel, with no
+        request to us. From memory, else the disk cache (checked whole); nothing when neither holds it.
+        In a thread of its own limiter, never on the loop: the kernel locks each page it stores, and
+        one that a READ of that file holds locked until we reply would block the store until then."""
+        data = self._cached(piece.digest)
+
+        def fill() -> None:
+            held = data if data is not None else self.fetcher.cached_range(piece, 0, piece.length)
+            if held is None:
+                return
+            try:
+                pyfuse3.notify_store(ino, offset, held)
+                self.chunks_filled += 1
+            except OSError as exc:  # the kernel no longer has the inode: the READ path serves it
+                log.debug("page cache fill of %s at %d failed: %s", piece.key, offset, exc)
+
+        async def run() -> None:  # abandoned at shutdown: a fill waiting on a page lock must not hold it up
+            await to_thread(fill, limiter=self._fill_limiter, abandon=True)
+
+        self._service().start_soon(run)
+
     async def get_range(self, piece: Piece, lo: int, hi: int):
         """Bytes [lo, hi) of `piece`: from memory, else (when no fetch of it is under way) from the
         disk cache by range, only the blocks they touch read and checked, else from the whole piece.
@@ -208,13 +235,23 @@ class ChunkSource:
 
 
 class FileReader:
-    """Read state of one open file: its pieces (fixed at open, so it keeps its version) and window."""
+    """Read state of one open file: its pieces (fixed at open, so it keeps its version) and window.
 
-    def __init__(self, source: ChunkSource, pieces: list[Piece], size: int, chunk_size: int):
+    With `ino` (the read-only mount), a chunk that two random reads reached us for is handed to the page
+    cache whole (ChunkSource.fill_page_cache): a random reader with any locality (an HDF5 or parquet
+    reader, fio's uniform reads of a file the page cache can hold) is then served by the kernel, while
+    a chunk read only once costs no more than its range. Two more reads of a filled chunk mean the
+    kernel dropped its pages (memory pressure, fadvise): it is filled again. So the bytes read from
+    the disk cache are at most one chunk per two reads that reach us."""
+
+    def __init__(self, source: ChunkSource, pieces: list[Piece], size: int, chunk_size: int,
+                 ino: int | None = None):
         self.source = source
         self.pieces = pieces
         self.size = size
         self.chunk_size = chunk_size
+        self.ino = ino
+        self._random_reads: dict[int, int] = {}  # chunk index -> random reads of it (until filled)
         self.chunked = len(pieces) > 1
         self._next_off = 0
         self._window = INITIAL_WINDOW
@@ -255,6 +292,14 @@ class FileReader:
         cs = self.chunk_size
         parts = [await self.source.get_range(self.pieces[i], max(off - i * cs, 0), min(end - i * cs, cs))
                  for i in range(first, last + 1)]
+        if self.ino is not None:
+            for i in range(first, last + 1):
+                seen = self._random_reads.get(i, 0) + 1
+                # locality: the chunk goes to the page cache whole; and again if two more reads of it
+                # reach us, which means the kernel has dropped its pages since
+                self._random_reads[i] = 0 if seen == 2 else seen
+                if seen == 2:
+                    self.source.fill_page_cache(self.ino, i * cs, self.pieces[i])
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _plan(self, off: int, end: int, first: int, last: int) -> None:

@@ -422,7 +422,7 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
                 self._files[fh] = UncheckedReader(self.source, entry.ref or "", await self._current_size(node))
                 return pyfuse3.FileInfo(fh=fh, direct_io=True)
             node.pieces = pieces_of(entry, m.chunk_size)
-        reader = FileReader(self.source, node.pieces, m.size_of(node.index), m.chunk_size)
+        reader = FileReader(self.source, node.pieces, m.size_of(node.index), m.chunk_size, ino=node.ino)
         first_open, node.opened = not node.opened, True
         node.opens += 1
         if len(reader.pieces) == 1 and first_open:

@@ -63,7 +63,7 @@ class XattrOps:
                  "corrupt_pieces": fetcher.corrupt_pieces, "damaged_cache_files": fetcher.cache.damaged,
                  "store_errors": self.source.store_errors,
                  "open_files": len(self._files), "inodes": len(self.inodes),
-                 "small_files_prefilled": self.page_cache_fills}
+                 "small_files_prefilled": self.page_cache_fills, "chunks_prefilled": self.source.chunks_filled}
         return {"store": self.ns.repo.store.url, "cache_dir": fetcher.cache.dir,
                 "stats": json.dumps(stats, sort_keys=True)}
 
