@@ -10,16 +10,14 @@ The store is a local directory (the disk cache, not the store, is what a second 
 
 import argparse
 import os
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 from bench_cold_read import cpu_seconds
+from bench_epoch import epoch, make_dataset
 from common import drop_caches
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -43,31 +41,6 @@ print(time.perf_counter() - start, total)
 """.replace("{NAME}", NAME)
 
 
-def make_dataset(root: str, files: int, size: int) -> list[str]:
-    rels = []
-    for i in range(files):
-        rel = f"d{i % 50:02d}/f{i:06d}.bin"
-        os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
-        with open(os.path.join(root, rel), "wb") as f:
-            f.write(os.urandom(size))
-        rels.append(rel)
-    return rels
-
-
-def epoch(root: str, rels: list[str], threads: int, seed: int) -> tuple[float, int]:
-    order = list(rels)
-    random.Random(seed).shuffle(order)
-
-    def one(rel: str) -> int:
-        with open(os.path.join(root, rel), "rb") as f:
-            return len(f.read())
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        total = sum(pool.map(one, order))
-    return time.perf_counter() - start, total
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=5000)
@@ -79,7 +52,7 @@ def main():
     size = args.files * args.kib * 1024
     with tempfile.TemporaryDirectory(prefix="artifactfs-bench-second-", dir=args.tmp) as tmp:
         local = os.path.join(tmp, "local")
-        rels = make_dataset(local, args.files, args.kib * 1024)
+        rels = make_dataset(local, args.files, args.kib * 1024, dirs=50)
         cache = os.path.join(tmp, "cache")
         env = dict(os.environ, ARTIFACTFS_STORE=os.path.join(tmp, "store"), ARTIFACTFS_CACHE_DIR=cache,
                    ARTIFACTFS_CONFIG=os.path.join(tmp, "none.toml"))
