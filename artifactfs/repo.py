@@ -39,6 +39,9 @@ from .store import ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
 
+MAX_NEXT_GAP = 1_000_000  # versions a rollback of latest may step back over (its record's `next`)
+
+
 def alias_version(key: str, data: bytes) -> int | None:
     """The version an alias record (the object at `key`) points at; None for a removed alias."""
     obj = load_json(data, key)
@@ -202,7 +205,10 @@ class Repository:
         version = alias_version(key, data)
         hint = load_json(data, key).get("next")
         floor = 0 if version is None else version + 1
-        return version, etag, max(floor, hint) if type(hint) is int else floor
+        # a hint from the store is believed only as far as a rollback can reach (MAX_NEXT_GAP)
+        if isinstance(hint, int) and not isinstance(hint, bool) and floor < hint <= floor + MAX_NEXT_GAP:
+            return version, etag, hint
+        return version, etag, floor
 
     def latest_and_next(self, name: ArtifactName) -> tuple[int | None, int]:
         """(the version latest points at or None, a lower bound on the next free version number)."""
@@ -338,16 +344,15 @@ class Repository:
     def _move_latest(self, name: ArtifactName, version: int, before: int | None = None) -> int | None:
         """Point latest at `version` (an existing one, logged again) by compare-and-swap; returns
         where latest was before. With `before`, PreconditionFailed if latest reached it meanwhile."""
-        previous, _ = self._alias_state(name, LATEST)
-
         def stale(current: int) -> bool:
             if before is not None and current >= before:
                 raise PreconditionFailed(f"{name}:latest moved to v{current}")
             return current == version
 
-        with contextlib.suppress(NotFound):  # deleted meanwhile: _swap_alias put latest back on a live one
-            self._swap_alias(name, LATEST, version, keep=stale)
-        return previous
+        try:
+            return self._swap_alias(name, LATEST, version, keep=stale)
+        except NotFound:  # deleted meanwhile: _swap_alias put latest back on a live one
+            return None
 
     def is_live(self, name: ArtifactName, version: int) -> bool:
         try:
@@ -368,8 +373,9 @@ class Repository:
         key = layout.alias_key(name, alias)
         return self.store.put_if_absent(key, body) if etag is None else self.store.put_if_match(key, body, etag)
 
-    def _swap_alias(self, name: ArtifactName, alias: str, version: int, keep=lambda current: False) -> None:
-        """Point `alias` at `version` by compare-and-swap, retried until it sticks or `keep(current)`.
+    def _swap_alias(self, name: ArtifactName, alias: str, version: int, keep=lambda current: False) -> int | None:
+        """Point `alias` at `version` by compare-and-swap, retried until it sticks or `keep(current)`;
+        returns where it pointed before (None: nowhere).
 
         Racing a delete of `version`: the delete tombstones the version, then removes the aliases it
         finds on it; this writes the alias, then checks the version is still live. Whatever the
@@ -378,13 +384,13 @@ class Repository:
         while True:
             current, etag, next_free = self._alias_record(name, alias)
             if current is not None and keep(current):
-                return
+                return current
             try:  # latest moved back remembers how far the numbers went (update.py takes the next one)
                 etag = self._put_alias(name, alias, version, etag, next_free if alias == LATEST else 0)
             except PreconditionFailed:
                 continue  # moved meanwhile: the last writer wins, but never a torn write
             if self.is_live(name, version):
-                return
+                return current
             self._undo_alias(name, alias, current, etag)
             raise NotFound(f"{name}:v{version} was deleted")
 

@@ -5,6 +5,8 @@ artifactfs:// writes and a stage's commit. Version numbers are never used twice.
 import json
 import os
 
+import pytest
+
 import artifactfs
 from tests.fuse_util import run_cli
 
@@ -99,3 +101,21 @@ def test_stage_commit_rollback(stage_env, stages, tmp_path):
     run_cli(["get", f"{NAME}:latest", "--root", out], stage_env, check=True)
     assert (out / "a.txt").read_text() == "one" and (out / "c.txt").read_text() == "c"
     assert os.path.exists(st.path("c.txt"))
+
+
+@pytest.mark.parametrize("hint", ["x", -5, True, 10**30, 2.5])
+def test_a_hostile_next_in_latest_is_not_believed(cli, client, tmp_path, hint):
+    """`next` in latest's record comes from the store: one that is not a whole number, or lies past what
+    a rollback can reach, is ignored; the next version still takes the next free number."""
+    from artifactfs import layout
+    from artifactfs.names import parse_artifact_name
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.txt").write_text("one")
+    assert cli("commit", "--dir", d, NAME).exit_code == 0
+    key = layout.alias_key(parse_artifact_name(NAME), "latest")
+    client.store.put(key, json.dumps({"version": 0, "next": hint}).encode())
+    (d / "a.txt").write_text("two")
+    res = cli("commit", "--dir", d, NAME, "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["version"] == 1, res.output
