@@ -40,7 +40,7 @@ from . import commit
 from .errors import Conflict, CorruptData, NotFound, ObjectNotFound, PreconditionFailed, UsageError
 from .hashing import CHUNK_SIZE, OLD_CHUNK_SIZE
 from .ingest import LocalFile
-from .manifest import DIR, Entry, Manifest, canonical_json, check_chunk_size
+from .manifest import DIR, Entry, Manifest, canonical_json, check_chunk_size, parent_dirs
 from .names import ArtifactName, check_name
 from .records import CommitResult, VersionRecord, load_json, now_iso, whoami
 from .repo import Repository
@@ -182,7 +182,7 @@ def merge(draft: str, all_parts: dict[str, list[Entry]], chunk_size: int = CHUNK
                     e, pack=None, offset=0):
                 raise Conflict(f"draft {draft!r}: writers added different content at {e.path!r}")
             merged[e.path] = e
-    parents = {p.rsplit("/", i)[0] for p in merged for i in range(1, p.count("/") + 1)}
+    parents = parent_dirs(merged)
     return Manifest.from_entries([e for e in merged.values() if not (e.kind == DIR and e.path in parents)],
                                  chunk_size)
 

@@ -20,7 +20,7 @@ from . import commit
 from .errors import Conflict, NotFound, PreconditionFailed, UsageError
 from .hashing import CHUNK_SIZE
 from .ingest import LocalFile
-from .manifest import DIR, Entry, Manifest
+from .manifest import DIR, Entry, Manifest, parent_dirs
 from .names import ArtifactName
 from .records import CommitResult
 from .repo import Repository
@@ -70,7 +70,7 @@ def merged(base: Manifest | None, added: list[Entry], removed: list[str], chunk_
     `added`. An empty directory entry that now holds a file goes; a removed path `base` lacks is an
     error (NotFound), as is a file where a directory is (InvalidPath, from the manifest)."""
     paths = {e.path for e in added}
-    parents = {p.rsplit("/", i)[0] for p in paths for i in range(1, p.count("/") + 1)}
+    parents = parent_dirs(paths)
     kept = []
     hit = set()
     for e in base or ():

@@ -25,9 +25,10 @@ from .entry import (
                     check_chunk_size,
                     check_entry,
                     check_link_target,
+                    parent_dirs,
 )
 from .table import DirChild, Manifest
 
 __all__ = ["DIR", "EMPTY_DIGEST", "EXECUTABLE_MODE", "FILE", "FORMAT", "FORMAT_VERSION", "LINK", "MAX_CHUNK_SIZE",
            "MAX_LINK_TARGET", "MAX_SIZE", "MIN_CHUNK_SIZE", "PLAIN_FORMAT_VERSION", "DirChild", "Entry", "Manifest",
-           "canonical_json", "check_chunk_size", "check_entry", "check_link_target"]
+           "canonical_json", "check_chunk_size", "check_entry", "check_link_target", "parent_dirs"]

@@ -142,6 +142,12 @@ class Entry:
         raise CorruptData(f"manifest entry {path!r} of kind {kind!r:.20} is malformed")
 
 
+def parent_dirs(paths) -> set[str]:
+    """Every directory above the entry paths `paths` ("a/b/c" -> "a/b", "a"): where an empty directory
+    entry yields to the entries below it."""
+    return {p.rsplit("/", i)[0] for p in paths for i in range(1, p.count("/") + 1)}
+
+
 def check_link_target(target, path: str) -> str:
     """A symbolic link's target as the format holds it: any non-empty text without NUL, up to
     MAX_LINK_TARGET bytes. Where it points is not checked: it is stored as written, never followed."""
