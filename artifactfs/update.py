@@ -38,6 +38,8 @@ def commit_update(repo: Repository, name: ArtifactName, type: str, files: Iterab
     args = commit.check_args(repo, name, type, args)
     started = time.time()
     base_version, slot = repo.latest_and_next(name)
+    if base_version is None and slot:  # no latest yet, but a version: one whose commit has not moved it
+        base_version = repo.newest_live_version(name, below=slot - 1)
     base = None if base_version is None else repo.manifest(repo.version(name, base_version).manifest)
     uploaded: tuple[int, list[Entry], commit.Sources] | None = None
     lost = 0

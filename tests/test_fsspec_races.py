@@ -115,3 +115,17 @@ def test_storage_options_are_checked_and_named(env, options, named):
     with pytest.raises(ValueError) as info:
         fsspec.filesystem("artifactfs", skip_instance_cache=True, **options)
     assert named in str(info.value) and "--" not in str(info.value), str(info.value)
+
+
+def test_a_write_after_a_commit_that_has_not_moved_latest_yet_builds_on_it(fs, env, tmp_path):
+    """A commit killed (or still running) between its version record and moving `latest`: the artifact
+    has v0 and no latest. A write then builds on v0 (v1 = v0 plus the write), never on nothing."""
+    from tests.fault_util import af_at
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "first.txt").write_text("first")
+    res = af_at(env, "latest", "kill", "commit", "--dir", src, NAME)
+    assert res.returncode == -9, res.stderr
+    fs.pipe_file(f"{NAME}:latest/second.txt", b"second")
+    assert versions_as_file_sets(fs) == [{"first.txt"}, {"first.txt", "second.txt"}]
