@@ -3,11 +3,15 @@ close each), cold and then warm, through the artifactfs mount beside rclone (`--
 s3fs-fuse and a local-disk copy, on one SeaweedFS bucket in the same run.
 
 Cold: a fresh mount with empty caches and the kernel's caches dropped (SeaweedFS reads its disk).
-Warm: the same epoch again (another order) on the same mount. Each system's daemon CPU and the S3
-server's CPU are read from /proc around each epoch. Medians of --reps runs. A peer that is not
-installed is skipped with a line (apt-get install rclone s3fs). With torch installed, a PyTorch
-DataLoader epoch (fork, 4 workers, shuffle) runs cold through the mount and on local disk too. Run as root:
+Warm: the same epoch again (another order) on the same mount. With `--cache-mib N` (a dataset larger
+than the cache, e.g. half its size), artifactfs and rclone get the same disk-cache bound, the warm
+epoch runs after the kernel's caches are dropped, and artifactfs's cache size is reported against it.
+Each system's daemon CPU and the S3 server's CPU are read from /proc around each epoch. Medians of
+--reps runs. A peer that is not installed is skipped with a line (apt-get install rclone s3fs). With
+torch installed, a PyTorch DataLoader epoch (fork, 4 workers, shuffle) runs cold through the mount and
+on local disk too. Run as root:
     .venv/bin/python bench/bench_epoch.py [--files 20000] [--kib 100] [--dirs 100] [--threads 8] [--reps 3]
+                                          [--cache-mib N]
 """
 
 import argparse
@@ -86,8 +90,11 @@ class Measured:
         self.name = name
         self.cold, self.warm, self.daemon_cpu, self.server_cpu = [], [], [], []
 
-    def run(self, root: str, rels, threads: int, rep: int, daemon_pid: int | None, weed_pid: int, size: int):
+    def run(self, root: str, rels, threads: int, rep: int, daemon_pid: int | None, weed_pid: int, size: int,
+            drop_between: bool = False):
         for label in ("cold", "warm"):
+            if label == "warm" and drop_between:
+                drop_caches()
             d0 = cpu_seconds(daemon_pid) if daemon_pid else 0.0
             w0 = cpu_seconds(weed_pid)
             seconds, total = epoch(root, rels, threads, seed=rep * 2 + (label == "warm"))
@@ -110,6 +117,7 @@ def main():
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--peers", default="rclone,s3fs")
     parser.add_argument("--tmp", default="/var/tmp")
+    parser.add_argument("--cache-mib", type=int, default=0, help="the disk-cache bound of artifactfs and rclone")
     args = parser.parse_args()
     size = args.files * args.kib * 1024
     gib = size / 2**30
@@ -119,6 +127,8 @@ def main():
         rels = make_dataset(local, args.files, args.kib * 1024, args.dirs)
         env = dict(os.environ, ARTIFACTFS_STORE=f"s3://{BUCKET}/afs", ARTIFACTFS_CONFIG=os.path.join(tmp, "none.toml"),
                    ARTIFACTFS_CACHE_DIR=os.path.join(tmp, "commit-cache"))
+        if args.cache_mib:
+            env["ARTIFACTFS_CACHE_SIZE"] = f"{args.cache_mib}M"
         client = Client(store=env["ARTIFACTFS_STORE"], cache_dir=env["ARTIFACTFS_CACHE_DIR"])
         client.commit_dir(local, "bench/epoch/data", "dataset")
         client.close()
@@ -138,16 +148,23 @@ def main():
             systems["local disk"].run(local, rels, args.threads, rep, None, weed, size)
             m = ours(env, tmp)  # drops the kernel's caches
             try:
-                systems["artifactfs"].run(m.path("bench/epoch/data:v0"), rels, args.threads, rep, m.pid, weed, size)
+                systems["artifactfs"].run(m.path("bench/epoch/data:v0"), rels, args.threads, rep, m.pid, weed, size,
+                                          drop_between=bool(args.cache_mib))
+                if args.cache_mib:
+                    held = sum(os.path.getsize(os.path.join(d, f)) for sub in ("pieces", "runs")
+                               for d, _, fs in os.walk(os.path.join(m.env["ARTIFACTFS_CACHE_DIR"], sub)) for f in fs)
+                    print(f"  artifactfs disk cache after the warm epoch: {held / 2**20:.0f} MiB "
+                          f"(bound {args.cache_mib} MiB: {'within' if held <= args.cache_mib * 2**20 else 'OVER'})")
             finally:
                 close_ours(m)
             for kind in peers:
                 drop_caches()
                 cache = os.path.join(tmp, f"rclone-cache-{rep}") if kind == "rclone" else None
-                fm = ForeignMount(kind, server, os.path.join(tmp, f"{kind}-{rep}"), tmp, rclone_cache=cache)
+                fm = ForeignMount(kind, server, os.path.join(tmp, f"{kind}-{rep}"), tmp, rclone_cache=cache,
+                                  cache_max=f"{args.cache_mib}M" if args.cache_mib else "100G")
                 try:
                     systems[kind].run(os.path.join(fm.mountpoint, "epoch"), rels, args.threads, rep, fm.pid, weed,
-                                      size)
+                                      size, drop_between=bool(args.cache_mib))
                 finally:
                     fm.close()
                     if cache:

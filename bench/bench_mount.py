@@ -118,8 +118,10 @@ def upload_plain(server, local_root: str, prefix: str) -> None:
 class ForeignMount:
     """rclone or s3fs mounted read-only on plain objects under `plain/` in the bucket."""
 
-    def __init__(self, kind: str, server, mountpoint: str, workdir: str, rclone_cache: str | None = None):
-        """`rclone_cache`: a directory for rclone's `--vfs-cache-mode full` (its disk cache), else none."""
+    def __init__(self, kind: str, server, mountpoint: str, workdir: str, rclone_cache: str | None = None,
+                 cache_max: str = "100G"):
+        """`rclone_cache`: a directory for rclone's `--vfs-cache-mode full` (its disk cache, bounded by
+        `cache_max`), else none."""
         self.mountpoint = mountpoint
         os.makedirs(mountpoint, exist_ok=True)
         env = dict(os.environ)
@@ -130,7 +132,7 @@ class ForeignMount:
                        RCLONE_CONFIG=os.path.join(workdir, "rclone.conf"))
             cmd = ["rclone", "mount", f":s3:{BUCKET}/plain", mountpoint, "--read-only", "--daemon",
                    "--log-file", os.path.join(workdir, "rclone.log")]
-            cmd += (["--vfs-cache-mode", "full", "--cache-dir", rclone_cache, "--vfs-cache-max-size", "100G"]
+            cmd += (["--vfs-cache-mode", "full", "--cache-dir", rclone_cache, "--vfs-cache-max-size", cache_max]
                     if rclone_cache else ["--vfs-cache-mode", "off"])
         else:
             passwd = os.path.join(workdir, "s3fs.passwd")
