@@ -10,7 +10,7 @@ reader sees a whole piece or none. Every read from the cache is checked, and cos
 what it reads: a whole piece against its digest, a range of one against the digests of its blocks
 (piecefile.py), a packed file against its own digest. A file that fails (flipped, truncated, replaced,
 half-written before a crash) is dropped, logged, and fetched again, never served. Eviction is LRU by
-mtime between a high and a low watermark; an evicted piece that a reader already opened stays
+mtime, from the bound down to EVICT_TO of it; an evicted piece that a reader already opened stays
 readable (POSIX unlink semantics).
 Thread-safe; shared by mounts and `get` in any number of processes.
 
@@ -39,7 +39,9 @@ from .lru import LRU
 
 log = logging.getLogger(__name__)
 
-LOW_WATERMARK = 0.9
+LOW_WATERMARK = 0.9  # what a `cache warm` may fill
+EVICT_TO = 0.8  # an eviction frees down to this much of the bound: each rescan of the cache is paid for
+# by a fifth of it written anew (a dataset larger than the cache writes all the time)
 _TOUCH_INTERVAL = 60.0  # refresh a piece's mtime (its LRU stamp) at most this often
 RUN_INDEX_PACKS = 4096  # packs whose run listings are kept in memory
 
@@ -171,9 +173,28 @@ class PieceCache:
     def put_run(self, pack: str, start: int, data) -> None:
         """Store bytes [start, start + len(data)) of pack `pack` (the caller verified the files in it)."""
         name = f"{start}-{start + len(data)}-{digest_bytes(data)}"
-        if self._install(os.path.join(self.run_dir(pack), name), data):
-            with self._lock:
-                self._run_index.pop(pack, None)  # listed again at the next read
+        path = os.path.join(self.run_dir(pack), name)
+        if self._install(path, data):
+            self._reindex(pack, add=(start, start + len(data), path))
+
+    def _reindex(self, pack: str, add: tuple[int, int, str] | None = None, drop: str | None = None) -> None:
+        """Keep a pack's run index current after this process added or removed one of its runs (its
+        directory's new mtime is taken as the index's), instead of listing the directory again at the
+        next read: a cache that churns (a dataset larger than it) adds and drops runs all the time."""
+        with self._lock:
+            held = self._run_index.get(pack)
+        if held is None:
+            return
+        try:
+            stamp = os.stat(self.run_dir(pack)).st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        runs = [r for r in held[1].runs if r[2] != drop] + ([add] if add else [])
+        with self._lock:
+            if stamp is None:
+                self._run_index.pop(pack, None)
+            else:
+                self._run_index.put(pack, (stamp, PackRuns(runs)))
 
     def _runs_of(self, pack: str) -> "PackRuns":
         """The cached runs of `pack`, listed once and kept while its directory's mtime stands (a run
@@ -299,7 +320,7 @@ class PieceCache:
         """
         entries = sorted(self._entries(), key=lambda e: e[2].st_mtime)
         total = sum(st.st_size for _, _, st in entries)
-        target = int(self.max_bytes * LOW_WATERMARK)
+        target = int(self.max_bytes * EVICT_TO)
         if force:
             target = min(target, int(total * LOW_WATERMARK))
         freed = 0
@@ -321,10 +342,9 @@ class PieceCache:
         self._touched.pop(name, None)
         self._touched.pop(path, None)
         if path.startswith(self.runs_dir + os.sep):
-            with self._lock:
-                self._run_index.pop(os.path.basename(os.path.dirname(path)), None)
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(path))  # the pack's last run: drop its directory too
+            self._reindex(os.path.basename(os.path.dirname(path)), drop=path)
         return True
 
     # ---- maintenance -----------------------------------------------------------------------------
