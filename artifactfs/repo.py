@@ -433,7 +433,8 @@ class Repository:
     def set_alias(self, name: ArtifactName, alias: str, version: int) -> None:
         check_alias(alias)
         if alias == LATEST:
-            raise InvalidName("'latest' is managed automatically: it always follows the newest version")
+            raise InvalidName("'latest' is managed automatically: it follows the version logged last "
+                              "(commit the content again to move it back)")
         self.version(name, version)  # the target must exist
         self._swap_alias(name, alias, version)
 
