@@ -163,6 +163,10 @@ def test_store_texts_are_escaped(web):
     ("/e/acme/ml/raw/-/diff?from=v0", 400),
     ("/e/acme/ml/raw/v1/lineage?depth=99", 400),
     ("/run/a%20b", 400),
+    ("/e/acme/ml?page=%C2%B2", 400),  # "²": str.isdigit says yes, int() says no
+    ("/e/acme/ml/raw/v1/tree/?start=%C2%B2", 400),
+    ("/e/acme/ml/raw/v1/lineage?depth=%C2%B2", 400),
+    ("/api/e/acme/ml/raw/v1/tree/?start=%C2%B2", 400),
     ("/no/such/page", 404),
     ("/api/e/acme/ml/raw/v9/tree/", 404),
 ])
@@ -182,6 +186,11 @@ def test_ranged_downloads(web, sample):
     r = web.get(url, headers={"range": f"bytes={len(data)}-"})
     assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(data)}"
     assert web.get(url, headers={"range": "bytes=0-1,5-6"}).content == data  # several ranges: all of it
+    nines = "9" * 5000  # past Python's int() digit limit
+    assert web.get(url, headers={"range": f"bytes={nines}-"}).status_code == 416
+    r = web.get(url, headers={"range": f"bytes=10-{nines}"})
+    assert r.status_code == 206 and r.content == data[10:]
+    assert web.get(url, headers={"range": f"bytes=-{nines}"}).content == data
     r = web.get(url)
     assert r.headers["content-disposition"].startswith("attachment") and r.headers["etag"]
     assert "sandbox" in r.headers["content-security-policy"]
@@ -281,3 +290,13 @@ def test_ui_command(cli, env, sample):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     assert proc.returncode in (0, 130) and "Traceback" not in err, err  # 130: stopped by Ctrl-C
+
+
+@local_only
+def test_a_json_file_nested_past_the_parser_is_shown_as_text(web, cli, tmp_path):
+    src = tmp_path / "deep"
+    src.mkdir()
+    (src / "deep.json").write_text("[" * 30000 + "]" * 30000)
+    assert cli("commit", "--dir", src, "acme/ml/deep").exit_code == 0
+    html = page(web, "/e/acme/ml/deep/v0/file/deep.json").text
+    assert "[[[[" in html

@@ -6,6 +6,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -206,8 +207,8 @@ def _int(request: Request, key: str, default: int) -> int:
     text = request.query_params.get(key)
     if text is None or text == "":
         return default
-    if not text.isdigit() or len(text) > 12:
-        raise UsageError(f"{key} must be a number, not {text!r}")
+    if not re.fullmatch(r"[0-9]{1,12}", text):  # ASCII digits: str.isdigit admits "²", which int() refuses
+        raise UsageError(f"{key} must be a number, not {text[:40]!r}")
     return int(text)
 
 

@@ -20,7 +20,8 @@ from .preview import IMAGE_TYPES
 
 log = logging.getLogger(__name__)
 
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE_RE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+BEYOND = 2**63  # a position past any file: what a longer number than this means
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
@@ -31,15 +32,23 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     m = RANGE_RE.match(header.strip())
     if not m or (not m.group(1) and not m.group(2)):
         return None  # several ranges or a malformed one: RFC 9110 lets a server send it all
-    first, last = m.group(1), m.group(2)
-    if not first:  # the last N bytes
-        n = int(last)
+    first, last = _position(m.group(1)), _position(m.group(2))
+    if first is None:  # the last N bytes
+        n = last or 0
         return (max(0, size - n), size) if n and size else "unsatisfiable"
-    start = int(first)
-    end = size if not last else min(size, int(last) + 1)
+    start = first
+    end = size if last is None else min(size, last + 1)
     if start >= size or start >= end:
         return "unsatisfiable"
     return start, end
+
+
+def _position(digits: str) -> int | None:
+    """A byte position of a Range header; a number of more digits than any size has (thousands are
+    past Python's int() limit) is BEYOND."""
+    if not digits:
+        return None
+    return int(digits) if len(digits) <= 18 else BEYOND
 
 
 def _blocks(reader: EntryReader, start: int, end: int, name: str) -> Iterator[bytes]:

@@ -55,7 +55,7 @@ def preview(fetcher: Fetcher, entry: Entry, chunk_size: int) -> dict:
         if text is not None and ext in (".json", ".jsonl", ".ipynb") and len(head) == entry.size:
             try:
                 return {"kind": "json", "text": json.dumps(json.loads(text), indent=2, ensure_ascii=False)}
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past what the parser recurses into
                 pass
         if text is not None:
             return {"kind": "text", "text": text, "truncated": len(head) < entry.size}
