@@ -57,9 +57,9 @@ def ui_cmd(client: Client, host, port, open_browser, allow_remote):
     bound_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{bound_port}/" + (f"?token={token}" if token else "")
-    # Host headers a loopback view answers: a page elsewhere whose name resolves to 127.0.0.1 gets nothing
-    # (TrustedHostMiddleware cannot parse an IPv6 Host header, so [::1] answers any)
-    hosts = ("*",) if remote or ":" in host else ("127.0.0.1", "localhost")
+    # Host headers a loopback view answers: its own address and the loopback names, so a page elsewhere
+    # whose name resolves to a loopback address (DNS rebinding) gets nothing, over IPv6 too
+    hosts = ("*",) if remote else ("127.0.0.1", "localhost", "::1", host)
     app = create_app(client, token=token, hosts=hosts)
     click.echo(f"serving {client.settings.store} at {url} (read-only; Ctrl-C stops it)")
     if token:

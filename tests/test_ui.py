@@ -300,3 +300,52 @@ def test_a_json_file_nested_past_the_parser_is_shown_as_text(web, cli, tmp_path)
     assert cli("commit", "--dir", src, "acme/ml/deep").exit_code == 0
     html = page(web, "/e/acme/ml/deep/v0/file/deep.json").text
     assert "[[[[" in html
+
+
+@local_only
+@pytest.mark.parametrize("host", ["127.0.0.2", "::1"])
+def test_ui_on_another_loopback_address_answers_its_url_and_only_it(env, sample, host):
+    """The URL `ui --host` prints works (127.0.0.2 answered 400 before), and a request naming another
+    host (a page whose name resolves to the loopback address: DNS rebinding) gets nothing, over IPv6 too."""
+    import http.client
+    import re
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    if host == "::1":
+        try:
+            socket.socket(socket.AF_INET6).bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+    proc = subprocess.Popen([sys.executable, "-m", "artifactfs", "ui", "--host", host, "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = re.search(r"http://(\S+?):(\d+)/", proc.stdout.readline())
+        shown, port = url.group(1), int(url.group(2))
+
+        def get(host_header: str) -> int:
+            conn = http.client.HTTPConnection(host, port, timeout=10)
+            conn.request("GET", "/api/", headers={"Host": host_header})
+            status = conn.getresponse().status
+            conn.close()
+            return status
+
+        assert get(f"{shown}:{port}") == 200
+        assert get(f"evil.example:{port}") == 400
+        assert get("evil.example") == 400
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
+def test_this_page_as_json_keeps_the_query(web):
+    import html as html_mod
+    import re
+
+    text = page(web, "/e/acme/ml/raw/-/diff?from=v0&to=v1").text
+    link = html_mod.unescape(re.search(r'<a href="([^"]+)">this page as JSON</a>', text).group(1))
+    assert link == "/api/e/acme/ml/raw/-/diff?from=v0&to=v1"
+    data = page(web, link).json()
+    assert (data["old"], data["new"]) == ("v0", "v1") and set(data["counts"]) == {"added", "removed", "changed"}

@@ -15,10 +15,8 @@ from datetime import UTC, datetime
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -221,12 +219,23 @@ def _ref(request: Request):
     return ref_of(_name(request), request.path_params["selector"])
 
 
-class Guard:
-    """ASGI middleware: the security headers on every response, and, when a token is set, refuses any
-    request that does not carry it (header, cookie, or `?token=` once, which sets the cookie)."""
+def host_of(header: str) -> str:
+    """The host of a Host header, without its port: `[::1]:8000` -> `::1`, `localhost:8000` -> `localhost`."""
+    if header.startswith("["):
+        end = header.find("]")
+        return header[1:end] if end > 0 else ""
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
-    def __init__(self, app: Starlette, token: str | None, pages: Pages):
+
+class Guard:
+    """ASGI middleware: the security headers on every response; only the Host headers in `hosts` (unless
+    "*"), so a page of another site whose name resolves to the loopback address (DNS rebinding) gets
+    nothing, IPv6 literals included; and, when a token is set, refuses any request that does not carry
+    it (header, cookie, or `?token=` once, which sets the cookie)."""
+
+    def __init__(self, app: Starlette, token: str | None, pages: Pages, hosts: tuple[str, ...] = ("*",)):
         self.app, self.token, self.pages = app, token, pages
+        self.hosts = None if "*" in hosts else {h.lower() for h in hosts}
 
     def close(self) -> None:
         self.pages.catalog.close()
@@ -254,6 +263,10 @@ class Guard:
                     (b"server-timing", took)]
             await send(message)
 
+        if self.hosts is not None:
+            header = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            if host_of(header).lower() not in self.hosts:
+                return await PlainTextResponse("Invalid host header", status_code=400)(scope, receive, with_headers)
         if self.token is not None:
             request = Request(scope)
             if not self._carries(request):
@@ -293,9 +306,9 @@ def create_app(client: Client, token: str | None = None,
         Route(version, pages.version_root),
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))],
+    app = Starlette(routes=routes,
                     # an ArtifactfsError is an answer (404, 400, 503...); any other exception is also logged
                     exception_handlers={ArtifactfsError: pages.error, HTTPException: pages.error,
                                         Exception: pages.error})
-    return Guard(app, token, pages)
+    return Guard(app, token, pages, hosts)
 
