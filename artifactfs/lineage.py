@@ -105,16 +105,22 @@ class RunNode:
         return {"run": self.run, "artifacts": [a.to_json() for a in self.artifacts]}
 
 
+MAX_NODES = 500  # artifact versions a lineage walk expands; past it the result says it is capped
+
+
 @dataclass
 class ArtifactNode:
     ref: str
     deleted: bool = False
     runs: list[RunNode] = field(default_factory=list)  # producer upstream, consumers downstream
+    seen: bool = False  # expanded elsewhere in this walk: shown once, named again here
 
     def to_json(self) -> dict:
         obj: dict = {"ref": self.ref, "runs": [r.to_json() for r in self.runs]}
         if self.deleted:
             obj["deleted"] = True
+        if self.seen:
+            obj["seen"] = True
         return obj
 
 
@@ -123,10 +129,14 @@ class Lineage:
     ref: str
     upstream: ArtifactNode
     downstream: ArtifactNode
+    capped: int = 0  # the number of versions the walk stopped at, 0 when it did not
 
     def to_json(self) -> dict:
-        return {"ref": self.ref, "upstream": [r.to_json() for r in self.upstream.runs],
-                "downstream": [r.to_json() for r in self.downstream.runs]}
+        obj: dict = {"ref": self.ref, "upstream": [r.to_json() for r in self.upstream.runs],
+                     "downstream": [r.to_json() for r in self.downstream.runs]}
+        if self.capped:
+            obj["capped"] = self.capped
+        return obj
 
     def lines(self) -> list[str]:
         out = [self.ref]
@@ -138,6 +148,8 @@ class Lineage:
             out += _tree_lines(self.downstream, "->", 2)
         if len(out) == 1:
             out.append("  (no recorded lineage)")
+        if self.capped:
+            out.append(f"  (stopped at {self.capped} versions: ask for less --depth)")
         return out
 
 
@@ -146,7 +158,8 @@ def _tree_lines(node: ArtifactNode, arrow: str, indent: int) -> list[str]:
     for run in node.runs:
         out.append(" " * indent * 2 + f"{arrow} run {run.run}")
         for art in run.artifacts:
-            out.append(" " * (indent + 1) * 2 + f"{arrow} {art.ref}" + (" (deleted)" if art.deleted else ""))
+            note = " (deleted)" if art.deleted else " (shown above)" if art.seen else ""
+            out.append(" " * (indent + 1) * 2 + f"{arrow} {art.ref}{note}")
             out += _tree_lines(art, arrow, indent + 2)
     return out
 
@@ -158,33 +171,59 @@ def _record_or_none(repo: Repository, ref_text: str) -> VersionRecord | None:
         return None
 
 
-def walk(repo: Repository, record: VersionRecord, depth: int = 3) -> Lineage:
-    """The lineage graph around `record`, `depth` run hops upstream and downstream."""
+def walk(repo: Repository, record: VersionRecord, depth: int = 3, max_nodes: int = MAX_NODES) -> Lineage:
+    """The lineage graph around `record`, `depth` run hops upstream and downstream. Each version is
+    expanded once per direction (a version reached again is named, marked `seen`), so the walk costs
+    O(versions + edges) however the runs interlink; it stops after `max_nodes` versions (`capped`)."""
     if depth < 0:
         raise UsageError("depth must be 0 or more")
+    walker = _Walker(repo, max_nodes)
+    ref = _exact(record)
+    upstream = walker.expand(record, ref, depth, set(), walker.producer)
+    downstream = walker.expand(record, ref, depth, set(), walker.consumers)
+    return Lineage(ref, upstream, downstream, max_nodes if walker.capped else 0)
 
-    def up(rec: VersionRecord | None, ref: str, left: int, seen: set) -> ArtifactNode:
-        node = ArtifactNode(ref, deleted=rec is None)
-        if rec is None or left == 0 or not rec.run or ref in seen:
-            return node
-        seen = seen | {ref}
-        run = RunNode(rec.run)
-        for inp in (rec.inputs or run_inputs(repo, rec.run)):
-            run.artifacts.append(up(_record_or_none(repo, inp), inp, left - 1, seen))
-        node.runs.append(run)
-        return node
 
-    def down(rec: VersionRecord | None, ref: str, left: int, seen: set) -> ArtifactNode:
+class _Walker:
+    """One lineage walk: the runs' edges read once each, the versions expanded once per direction."""
+
+    def __init__(self, repo: Repository, max_nodes: int):
+        self.repo, self.max_nodes, self.capped = repo, max_nodes, False
+        self._inputs: dict[str, list[str]] = {}
+        self._outputs: dict[str, list[str]] = {}
+
+    def expand(self, rec: VersionRecord | None, ref: str, left: int, seen: set, edges) -> ArtifactNode:
         node = ArtifactNode(ref, deleted=rec is None)
-        if rec is None or left == 0 or ref in seen:
+        if rec is None or left == 0:
             return node
-        seen = seen | {ref}
-        for consumer in used_by(repo, rec.artifact, rec.version):
-            run = RunNode(consumer)
-            for out in run_outputs(repo, consumer):
-                run.artifacts.append(down(_record_or_none(repo, out), out, left - 1, seen))
+        if ref in seen:
+            node.seen = True
+            return node
+        if len(seen) >= self.max_nodes:
+            self.capped = True
+            return node
+        seen.add(ref)
+        for run_id, refs in edges(rec):
+            run = RunNode(run_id)
+            run.artifacts = [self.expand(_record_or_none(self.repo, r), r, left - 1, seen, edges) for r in refs]
             node.runs.append(run)
         return node
 
-    ref = _exact(record)
-    return Lineage(ref, up(record, ref, depth, set()), down(record, ref, depth, set()))
+    def producer(self, rec: VersionRecord) -> list[tuple[str, list[str]]]:
+        """The run that made `rec` and the versions it used."""
+        if not rec.run:
+            return []
+        if rec.inputs:
+            return [(rec.run, rec.inputs)]
+        if rec.run not in self._inputs:
+            self._inputs[rec.run] = run_inputs(self.repo, rec.run)
+        return [(rec.run, self._inputs[rec.run])]
+
+    def consumers(self, rec: VersionRecord) -> list[tuple[str, list[str]]]:
+        """The runs that used `rec` and the versions each made."""
+        out = []
+        for consumer in used_by(self.repo, rec.artifact, rec.version):
+            if consumer not in self._outputs:
+                self._outputs[consumer] = run_outputs(self.repo, consumer)
+            out.append((consumer, self._outputs[consumer]))
+        return out

@@ -69,3 +69,43 @@ def test_lineage_errors(cli, tmp_path):
     assert res.exit_code == 2 and "--run" in res.stderr
     assert cli("use", "acme/ml/b:v9", "--run", "r").exit_code == 3
     assert "(no recorded lineage)" in cli("lineage", "acme/ml/b").output
+
+
+def test_a_densely_linked_lineage_is_walked_once_per_version(client, tmp_path):
+    """24 versions where vN was made by run rN from v0..vN-1: the graph has 24 versions and ~300 edges,
+    but walked as a tree of paths it has millions of nodes. Each version is expanded once (a version
+    reached again is named and marked `seen`); the CLI, the API and the web view answer at once."""
+    import re
+    import time
+
+    from starlette.testclient import TestClient
+
+    from artifactfs import Artifact, lineage
+    from artifactfs.ui.app import create_app
+
+    for n in range(24):
+        src = tmp_path / f"v{n}"
+        src.mkdir()
+        (src / "f.txt").write_text(str(n))
+        art = Artifact("acme/ml/chain", type="dataset", client=client)
+        art.add_dir(str(src))
+        art.save(run=f"r{n}", inputs=[f"acme/ml/chain:v{i}" for i in range(n)])
+    top = client.resolve("acme/ml/chain:v23")
+    start = time.monotonic()
+    graph = lineage.walk(client.repo, top, depth=10)
+    assert time.monotonic() - start < 10
+    text = json.dumps(graph.to_json())
+    assert text.count('"seen": true') > 0 and len(text) < 200_000
+    expanded = set(re.findall(r'"ref": "(acme/ml/chain:v\d+)", "runs": \[\{', text))
+    assert len(expanded) == 23  # v0 has no inputs: every other version is expanded exactly once
+    assert not graph.capped
+    capped = lineage.walk(client.repo, top, depth=10, max_nodes=5)
+    assert capped.capped and capped.to_json()["capped"] == 5
+    app = create_app(client, hosts=("testserver",))
+    try:
+        r = TestClient(app).get("/api/e/acme/ml/chain/v23/lineage?depth=10")
+        assert r.status_code == 200 and r.json()["lineage"]["ref"] == "acme/ml/chain:v23"
+        page = TestClient(app).get("/e/acme/ml/chain/v23/lineage?depth=10")
+        assert page.status_code == 200 and page.text.count('class="node ') == 48  # 24 versions, 24 runs
+    finally:
+        app.close()
