@@ -349,3 +349,30 @@ def test_this_page_as_json_keeps_the_query(web):
     assert link == "/api/e/acme/ml/raw/-/diff?from=v0&to=v1"
     data = page(web, link).json()
     assert (data["old"], data["new"]) == ("v0", "v1") and set(data["counts"]) == {"added", "removed", "changed"}
+
+
+@local_only
+def test_a_parquet_preview_reads_a_bounded_part(web, cli, client, tmp_path, monkeypatch):
+    """A table preview reads the footer and the first rows of the columns it shows; when the first row
+    group is larger than a preview reads, the page says so instead of fetching it all."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    import os as os_mod
+
+    from artifactfs.ui import preview
+
+    src = tmp_path / "pq"
+    src.mkdir()
+    rows = 200_000
+    table = pa.table({"id": list(range(rows)), "blob": [os_mod.urandom(16).hex() for _ in range(rows)]})
+    pq.write_table(table, src / "one-group.parquet", row_group_size=rows)  # one row group, ~7 MB
+    assert cli("commit", "--dir", src, "acme/ml/pq").exit_code == 0
+    html = page(web, "/e/acme/ml/pq/v0/file/one-group.parquet").text
+    assert "<td>199</td>" not in html and "<td>0</td>" in html and "the first 50 rows of 200000" in html
+    monkeypatch.setattr(preview, "PARQUET_PREVIEW_BYTES", 1024 * 1024)
+    client.fetcher.fetched_bytes = client.fetcher.cache_read_bytes = 0
+    html = page(web, "/e/acme/ml/pq/v0/file/one-group.parquet").text
+    assert "No rows shown: its first row group holds" in html and "download the file" in html
+    size = (src / "one-group.parquet").stat().st_size
+    read = client.fetcher.fetched_bytes + client.fetcher.cache_read_bytes
+    assert 0 < read < size / 2, (read, size)  # the head and the footer, not the row group

@@ -17,6 +17,7 @@ HEX_BYTES = 1024
 TABLE_ROWS = 50
 TABLE_COLUMNS = 50
 CELL_CHARS = 200
+PARQUET_PREVIEW_BYTES = 16 * 1024 * 1024  # of the first row group's (compressed) columns a table preview reads
 # Formats a browser shows in an <img> without running anything (SVG can hold scripts: hex it).
 IMAGE_MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff",
                ".gif": b"GIF8", ".webp": b"RIFF"}
@@ -101,9 +102,19 @@ def _parquet(f) -> dict | None:
     try:
         f.seek(0)
         pf = pq.ParquetFile(f)
+        names = [str(n) for n in pf.schema_arrow.names][:TABLE_COLUMNS]
         if pf.metadata.num_row_groups == 0:
-            return {"kind": "table", "columns": [str(n) for n in pf.schema_arrow.names], "rows": [], "more": False}
-        batch = next(pf.iter_batches(batch_size=TABLE_ROWS), None)
+            return {"kind": "table", "columns": names, "rows": [], "more": False}
+        group = pf.metadata.row_group(0)
+        shown = set(names)
+        size = sum(group.column(i).total_compressed_size for i in range(group.num_columns)
+                   if group.column(i).path_in_schema.split(".")[0] in shown)
+        if size > PARQUET_PREVIEW_BYTES:  # reading the rows would fetch (and hold) all of that
+            return {"kind": "table", "columns": [_cell(c) for c in names], "rows": [], "more": True,
+                    "total_rows": pf.metadata.num_rows,
+                    "note": f"its first row group holds {size / 2**20:.0f} MiB of these columns, more than a "
+                            f"preview reads ({PARQUET_PREVIEW_BYTES >> 20} MiB): download the file to see its rows"}
+        batch = next(pf.iter_batches(batch_size=TABLE_ROWS, columns=names), None)
     except Exception:  # noqa: BLE001 - any parse failure of a damaged or non-Parquet file: show it as bytes
         return None
     if batch is None:
