@@ -66,13 +66,23 @@ def shot(driver, tmp_path, name):
 
 def follow(driver, element, *keys):
     """Click a link or button (or type keys into a field) and wait until the next page has replaced this one."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
     element.send_keys(*keys) if keys else element.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+
+    def replaced(d) -> bool:
+        try:
+            return expected_conditions.staleness_of(page)(d)
+        except WebDriverException as exc:  # chromium, mid-navigation: the old node left the document
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+
+    WebDriverWait(driver, 10).until(replaced)
 
 
 def cells(driver, table_id):
