@@ -199,9 +199,11 @@ def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> C
     record = _existing(repo, name, draft)
     type = str(record.get("type", ""))
     commit_args = commit.check_args(repo, name, type, commit_args)
-    with contextlib.suppress(PreconditionFailed):  # sealed already: an earlier finish stopped, complete it
+    try:
         repo.store.put_if_absent(prefix + "sealed.json", canonical_json({"at": now_iso(), "by": whoami()}))
-    sealed_at = _seal_time(repo, prefix)
+        resumed = False
+    except PreconditionFailed:  # sealed already: an earlier finish stopped, complete it
+        resumed = True
     started = time.time()
     try:
         all_parts = parts(repo, name, draft)
@@ -211,7 +213,8 @@ def finish(repo: Repository, name: ArtifactName, draft: str, **commit_args) -> C
     except BaseException:
         repo.store.delete(prefix + "sealed.json")  # nothing was committed: the draft stays usable
         raise
-    earlier = _recorded_since(repo, name, manifest.digest, sealed_at)
+    # only a finish that stopped after sealing can have recorded the version already
+    earlier = _recorded_since(repo, name, manifest.digest, _seal_time(repo, prefix)) if resumed else None
     if earlier is None:
         result = repo.commit(name, type, manifest, **commit_args)
     else:  # an earlier attempt recorded the version: complete its latest, aliases and index

@@ -44,7 +44,10 @@ MAX_NEXT_GAP = 1_000_000  # versions a rollback of latest may step back over (it
 
 def alias_version(key: str, data: bytes) -> int | None:
     """The version an alias record (the object at `key`) points at; None for a removed alias."""
-    obj = load_json(data, key)
+    return _alias_version_of(load_json(data, key), key)
+
+
+def _alias_version_of(obj: dict, key: str) -> int | None:
     if obj.get("removed"):
         return None
     if not isinstance(obj.get("version"), int) or isinstance(obj["version"], bool):
@@ -202,8 +205,9 @@ class Repository:
             data, etag = self.store.get(key)
         except ObjectNotFound:
             return None, None, 0
-        version = alias_version(key, data)
-        hint = load_json(data, key).get("next")
+        obj = load_json(data, key)
+        version = _alias_version_of(obj, key)
+        hint = obj.get("next")
         floor = 0 if version is None else version + 1
         # a hint from the store is believed only as far as a rollback can reach (MAX_NEXT_GAP)
         if isinstance(hint, int) and not isinstance(hint, bool) and floor < hint <= floor + MAX_NEXT_GAP:

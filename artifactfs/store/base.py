@@ -29,7 +29,7 @@ class PendingUpload:
     killed commit leaves. gc aborts those older than its grace period."""
 
     key: str
-    upload_id: str
+    upload_id: str  # the backend's handle: an S3 UploadId, a local store's temp file path
     started: float  # seconds since the epoch
     size: int  # bytes it holds so far
 
