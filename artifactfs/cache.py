@@ -59,6 +59,7 @@ class PieceCache:
         self._lock = threading.Lock()
         self._touched: dict[str, float] = {}
         self._run_index = LRU(RUN_INDEX_PACKS)  # pack -> (its run directory's mtime, PackRuns)
+        self._run_changes = LRU(RUN_INDEX_PACKS)  # pack -> runs this process added or removed (a count)
         self.damaged = 0  # cache files found damaged and dropped (for stats and tests)
         self.buffers: BufferPool | None = None  # large pieces are read into its buffers (O_DIRECT)
         self.write_failures = 0  # pieces and runs that could not be stored (a full disk), and the last reason
@@ -182,6 +183,7 @@ class PieceCache:
         directory's new mtime is taken as the index's), instead of listing the directory again at the
         next read: a cache that churns (a dataset larger than it) adds and drops runs all the time."""
         with self._lock:
+            self._run_changes.put(pack, self._run_changes.get(pack, 0) + 1)
             held = self._run_index.get(pack)
         if held is None:
             return
@@ -199,8 +201,13 @@ class PieceCache:
     def _runs_of(self, pack: str) -> "PackRuns":
         """The cached runs of `pack`, listed once and kept while its directory's mtime stands (a run
         added or removed by any process changes it): a read costs one stat, not a listing and a parse
-        of every run, which made warm reads of a pack read file by file slower than cold ones."""
+        of every run, which made warm reads of a pack read file by file slower than cold ones.
+        A listing is kept only if this process changed none of the pack's runs while it was taken: a
+        run added within the same mtime tick would not change the stamp, and would stay unseen. (Another
+        process's run added within one tick can be missed that way: a cache miss, fetched again.)"""
         d = self.run_dir(pack)
+        with self._lock:
+            changes = self._run_changes.get(pack, 0)
         try:
             stamp = os.stat(d).st_mtime_ns
         except FileNotFoundError:
@@ -221,7 +228,8 @@ class PieceCache:
                 runs.append((int(lo), int(hi), os.path.join(d, name)))
         index = PackRuns(runs)
         with self._lock:
-            self._run_index.put(pack, (stamp, index))
+            if self._run_changes.get(pack, 0) == changes:
+                self._run_index.put(pack, (stamp, index))
         return index
 
     def _read_run(self, path: str, offset: int, length: int, digest: str) -> bytes | None:
