@@ -12,6 +12,13 @@ what it reads: a whole piece against its digest, a range of one against the dige
 half-written before a crash) is dropped, logged, and fetched again, never served. Eviction is LRU by
 mtime, from the bound down to EVICT_TO of it; an evicted piece that a reader already opened stays
 readable (POSIX unlink semantics).
+
+Admission: a full cache does not evict what was used in the last KEEP_RECENT seconds to make room for
+new data; the new piece is served and not cached (`bypassed`). LRU under a reader that cycles over
+more than the cache (epochs of a dataset larger than it) replaces every piece before its next use:
+each miss costs a write and an eviction, and a shuffled epoch finds ~1/8 of a 2x dataset cached. Kept
+fixed, the cache serves cache/dataset of every epoch and misses cost no writes. Data idle for
+KEEP_RECENT makes room as before, and `cache warm` (`make_room`) always does.
 Thread-safe; shared by mounts and `get` in any number of processes.
 
 A piece handed over in a page-aligned buffer (buffers.py; the mount's ranged GETs are) is written with
@@ -43,6 +50,8 @@ LOW_WATERMARK = 0.9  # what a `cache warm` may fill
 EVICT_TO = 0.8  # an eviction frees down to this much of the bound: each rescan of the cache is paid for
 # by a fifth of it written anew (a dataset larger than the cache writes all the time)
 _TOUCH_INTERVAL = 60.0  # refresh a piece's mtime (its LRU stamp) at most this often
+KEEP_RECENT = 600.0  # a full cache keeps what was used this recently instead of admitting new data
+_RECHECK = 60.0  # when all is recent, look for idle files again after at most this long
 RUN_INDEX_PACKS = 4096  # packs whose run listings are kept in memory
 
 
@@ -64,6 +73,10 @@ class PieceCache:
         self.buffers: BufferPool | None = None  # large pieces are read into its buffers (O_DIRECT)
         self.write_failures = 0  # pieces and runs that could not be stored (a full disk), and the last reason
         self.last_write_error = ""
+        self.make_room = False  # admit everything, evicting by LRU alone (`cache warm`: the user asked)
+        self.bypassed = 0  # pieces and runs not cached because the full cache held only recent ones
+        self._all_recent_until = 0.0  # wall time before which a full cache has no idle file (skip a rescan)
+        self._writing = 0  # bytes admitted and not yet renamed into place: a rescan does not see them
         self._size = self._scan_size()
         self._clear_stale_temps()
 
@@ -253,6 +266,9 @@ class PieceCache:
     def _install(self, path: str, data, trailer: bytes = b"") -> bool:
         """Write `data` and then `trailer` as the cache file `path` (temp + rename) and account for
         it; False on an OSError (a full disk: logged, and a tenth of the cache freed)."""
+        size = len(data) + len(trailer)
+        if not self._admit(size):
+            return False
         tmp = os.path.join(self.tmp_dir, f"{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}")
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
@@ -264,14 +280,35 @@ class PieceCache:
             with self._lock:
                 self.write_failures += 1
                 self.last_write_error = exc.strerror or str(exc)
+                self._size -= size
+                self._writing -= size
             self.evict(force=True)
             return False
         with self._lock:
-            self._size += len(data) + len(trailer)
+            self._writing -= size
             over = self._size > self.max_bytes
-        if over:
-            self.evict()
+        if over:  # make_room, or a rescan counted what other processes wrote: the bound holds either way
+            self.evict(down_to=None if self.make_room else self.max_bytes)
         return True
+
+    def _admit(self, size: int) -> bool:
+        """Whether `size` more bytes may be cached: there is room, or idle files can make it (they
+        are evicted), or `make_room`. Otherwise counted in `bypassed`."""
+        with self._lock:
+            if self.make_room or self._size + size <= self.max_bytes:
+                self._size += size  # taken now: two writer threads must not both take the last room
+                self._writing += size
+                return True
+            rescan = time.time() >= self._all_recent_until
+        if rescan:
+            self.evict(idle_for=KEEP_RECENT)
+        with self._lock:
+            if self._size + size <= self.max_bytes:
+                self._size += size
+                self._writing += size
+                return True
+            self.bypassed += 1
+        return False
 
     def _read(self, path: str, length: int):
         """The first `length` bytes of the cache file `path` (into a pooled buffer when large), or
@@ -320,20 +357,30 @@ class PieceCache:
                 if entry.stat().st_mtime < cutoff:
                     os.unlink(entry.path)
 
-    def evict(self, force: bool = False) -> int:
-        """Remove least recently used pieces until below the low watermark; returns bytes freed.
+    def evict(self, force: bool = False, idle_for: float | None = None, down_to: int | None = None) -> int:
+        """Remove least recently used pieces until below EVICT_TO of the bound; returns bytes freed.
 
         Re-scans the disk, so pieces written by other processes count too. `force` frees a tenth of
-        the cache even if under the limit (after a write failed for lack of space).
+        the cache even if under the limit (after a write failed for lack of space). `idle_for` spares
+        files used within that many seconds (admission); when they alone fill the cache, no rescan
+        is made before the oldest of them turns idle (or _RECHECK passes). `down_to` frees only that
+        far (an overshoot of the bound).
         """
+        with self._lock:
+            writing = self._writing
         entries = sorted(self._entries(), key=lambda e: e[2].st_mtime)
-        total = sum(st.st_size for _, _, st in entries)
-        target = int(self.max_bytes * EVICT_TO)
+        total = sum(st.st_size for _, _, st in entries) + writing  # (a file renamed meanwhile counts twice)
+        target = int(self.max_bytes * EVICT_TO) if down_to is None else down_to
         if force:
             target = min(target, int(total * LOW_WATERMARK))
+        now = time.time()
         freed = 0
         for _, path, st in entries:
             if total - freed <= target:
+                break
+            if idle_for is not None and st.st_mtime > now - idle_for:
+                with self._lock:
+                    self._all_recent_until = min(st.st_mtime + idle_for, now + _RECHECK)
                 break
             if self._remove(path):
                 freed += st.st_size

@@ -463,8 +463,12 @@ class Fetcher:
             return bad
 
         failures = self.cache.write_failures
-        with ThreadPoolExecutor(threads) as pool:
-            result.corrupt = sum(pool.map(run, groups))
+        self.cache.make_room = True  # asked for: older data makes room, however recently it was used
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                result.corrupt = sum(pool.map(run, groups))
+        finally:
+            self.cache.make_room = False
         result.not_stored = self.cache.write_failures - failures
         result.store_error = self.cache.last_write_error if result.not_stored else ""
         return result

@@ -231,3 +231,61 @@ def test_a_table_of_16_kib_blocks_from_an_earlier_cache_is_still_read_by_range(t
     assert cache.get_range(digest, len(data), 0, 4096) == data[:4096]
     assert cache.get_range(digest, len(data), 5 * piecefile.OLD_BLOCK, 100) is None
     assert not os.path.exists(cache.path(digest))
+
+
+def test_a_full_cache_keeps_what_was_read_recently(tmp_path):
+    """New data does not push out data read within KEEP_RECENT: it is served uncached (bypassed). Data
+    idle for longer makes room, and `make_room` (cache warm) evicts by LRU alone. The bound holds."""
+    cache = PieceCache(str(tmp_path / "cache"), 1_000_000)
+    pieces = [random.Random(i).randbytes(300_000) for i in range(6)]
+    digests = [digest_bytes(p) for p in pieces]
+    for d, p in zip(digests[:3], pieces[:3], strict=True):
+        cache.put(d, p)
+    cache.put(digests[3], pieces[3])  # no room, and all three read just now
+    assert not cache.holds(digests[3]) and cache.bypassed == 1
+    assert all(cache.get(d, len(p)) == p for d, p in zip(digests[:3], pieces[:3], strict=True))
+    os.utime(cache.path(digests[0]), (1, 1))  # idle for long: it makes room
+    cache._all_recent_until = 0  # (the cache waits up to a minute before it looks for idle files again)
+    cache.put(digests[4], pieces[4])
+    assert cache.holds(digests[4]) and not cache.holds(digests[0]) and cache.bypassed == 1
+    cache.make_room = True
+    cache.put(digests[5], pieces[5])
+    assert cache.holds(digests[5]) and cache.info()["bytes"] <= 1_000_000
+    assert sum(map(cache.holds, digests)) == 2  # LRU evicted down to 80 % of the bound
+
+
+def _cached_pieces(cache_root) -> set[str]:
+    return {p.name for p in (cache_root / "pieces").glob("*/*")}
+
+
+def test_epochs_over_a_dataset_larger_than_the_cache_find_the_same_part_cached(env, tmp_path):
+    """A second job reading a dataset twice the cache's size, shuffled: every byte right, the cache
+    within its bound, and the part the first job cached still cached (not replaced piece by piece,
+    which would leave the next job a cache of whatever it read last), served from the cache."""
+    rnd = random.Random(7)
+    files = {f"f{i}.bin": rnd.randbytes(3 * MiB // 2) for i in range(8)}  # 12 MiB, 2 chunks each
+    write_files(tmp_path / "src", files)
+    af_ok(env, "commit", "--dir", tmp_path / "src", NAME)
+    env = dict(env, ARTIFACTFS_CACHE_SIZE="6M")
+    cache_root = tmp_path / "cache"
+    held, stats = [], []
+    for epoch in range(3):
+        m = Mount(tmp_path / "mp", env)
+        try:
+            order = list(files)
+            rnd.shuffle(order)
+            for name in order:
+                with open(m.path(f"{NAME}:v0", name), "rb") as f:
+                    assert f.read() == files[name], name
+            stats.append(json.loads(subprocess.run(
+                ["getfattr", "--only-values", "-n", "user.artifactfs.stats", m.path()],
+                capture_output=True, text=True, check=True).stdout))
+        finally:
+            m.close()  # waits for the cache writes
+        size = sum(p.stat().st_size for p in cache_root.rglob("*") if p.is_file() and "tmp" not in p.parts)
+        assert size <= 6 * MiB, (epoch, size)
+        held.append(_cached_pieces(cache_root))
+    assert len(held[0]) >= 4 and held[0] == held[1] == held[2]
+    assert stats[0]["cache_bypassed"] > 0
+    for s in stats[1:]:
+        assert s["cache_read_bytes"] >= 4 * MiB and s["cache_bypassed"] > 0, s  # two thirds of the bound
