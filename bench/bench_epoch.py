@@ -15,6 +15,7 @@ on local disk too. Run as root:
 """
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -26,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bench_cold_read import cpu_seconds
 from bench_mount import ForeignMount, close_ours, ours, upload_plain
-from common import BUCKET, drop_caches, seaweed_server
+from common import BUCKET, drop_caches, goal, seaweed_server, skipped
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -108,6 +109,41 @@ class Measured:
         return statistics.median(getattr(self, what))
 
 
+def report_goals(args, systems: dict, peers: list, gib: float, held_bytes: list) -> None:
+    ours, local = systems["artifactfs"], systems["local disk"]
+    cpu = {"daemon_cpu_s_per_gib": round(ours.median("daemon_cpu") / gib, 2),
+           "server_cpu_s_per_gib": round(ours.median("server_cpu") / gib, 2)}
+    if args.cache_mib:
+        where = f"a dataset of {args.files * args.kib / 1024:.0f} MiB, cache bound {args.cache_mib} MiB"
+        goal(f"larger than the cache: cache within its bound ({where})", max(held_bytes) / (args.cache_mib * 2**20),
+             1.0, f"largest {max(held_bytes) / 2**20:.0f} MiB after a warm epoch", at_most=True)
+        goal("larger than the cache: warm epoch not slower than the cold one",
+             ours.median("cold") / ours.median("warm"), 1.0,
+             f"{ours.median('warm'):.2f} s vs {ours.median('cold'):.2f} s")
+        if "rclone" in peers:
+            goal("larger than the cache: warm epoch vs rclone with the same bound",
+                 systems["rclone"].median("warm") / ours.median("warm"), 1.0,
+                 f"{ours.median('warm'):.2f} s vs {systems['rclone'].median('warm'):.2f} s", **cpu)
+        else:
+            skipped("larger than the cache: warm epoch vs rclone", "rclone not installed: apt-get install rclone")
+        return
+    for kind in ("rclone", "s3fs"):
+        if kind not in peers:
+            skipped(f"cold shuffled epoch vs {kind}", f"{kind} not installed: apt-get install {kind}")
+            continue
+        goal(f"cold shuffled epoch vs {kind}", systems[kind].median("cold") / ours.median("cold"), 3.0,
+             f"{ours.median('cold'):.2f} s vs {systems[kind].median('cold'):.2f} s", **cpu)
+    goal("cold shuffled epoch vs local disk", local.median("cold") / ours.median("cold"), 0.3,
+         f"{ours.median('cold'):.2f} s vs {local.median('cold'):.2f} s")
+    if "rclone" in peers:
+        goal("cold shuffled epoch: S3 server CPU per GiB vs rclone's",
+             ours.median("server_cpu") / max(systems["rclone"].median("server_cpu"), 1e-9), 1.0,
+             f"{ours.median('server_cpu') / gib:.1f} vs {systems['rclone'].median('server_cpu') / gib:.1f} CPU s/GiB",
+             at_most=True)
+    goal("warm epoch in the same mount vs local disk", local.median("warm") / ours.median("warm"), 0.8,
+         f"{ours.median('warm'):.2f} s vs {local.median('warm'):.2f} s")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=20000)
@@ -143,6 +179,7 @@ def main():
         print(f"{args.files} files of {args.kib} KiB in {args.dirs} directories ({size / 2**20:.0f} MiB), "
               f"{args.threads} reader threads, shuffled; SeaweedFS at {server.endpoint}; {os.cpu_count()} CPUs")
         systems = {name: Measured(name) for name in ["local disk", "artifactfs", *peers]}
+        held_bytes: list[int] = []  # the disk cache after each warm epoch (--cache-mib)
         for rep in range(args.reps):
             drop_caches()
             systems["local disk"].run(local, rels, args.threads, rep, None, weed, size)
@@ -151,10 +188,14 @@ def main():
                 systems["artifactfs"].run(m.path("bench/epoch/data:v0"), rels, args.threads, rep, m.pid, weed, size,
                                           drop_between=bool(args.cache_mib))
                 if args.cache_mib:
-                    held = sum(os.path.getsize(os.path.join(d, f)) for sub in ("pieces", "runs")
-                               for d, _, fs in os.walk(os.path.join(m.env["ARTIFACTFS_CACHE_DIR"], sub)) for f in fs)
+                    held_bytes.append(held := sum(os.path.getsize(os.path.join(d, f)) for sub in ("pieces", "runs")
+                               for d, _, fs in os.walk(os.path.join(m.env["ARTIFACTFS_CACHE_DIR"], sub)) for f in fs))
                     print(f"  artifactfs disk cache after the warm epoch: {held / 2**20:.0f} MiB "
                           f"(bound {args.cache_mib} MiB: {'within' if held <= args.cache_mib * 2**20 else 'OVER'})")
+                    st = json.loads(os.getxattr(m.mountpoint, "user.artifactfs.stats"))
+                    print(f"  both epochs: fetched {st['fetched_bytes'] / size:.2f}x the dataset, read back from "
+                          f"the disk cache {st['cache_read_bytes'] / size:.2f}x, {st['cache_bypassed']} pieces "
+                          "not cached (the cache full of recent ones)")
             finally:
                 close_ours(m)
             for kind in peers:
@@ -165,28 +206,27 @@ def main():
                 try:
                     systems[kind].run(os.path.join(fm.mountpoint, "epoch"), rels, args.threads, rep, fm.pid, weed,
                                       size, drop_between=bool(args.cache_mib))
+                    if cache and args.cache_mib:
+                        held = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(cache) for f in fs)
+                        print(f"  rclone's disk cache after the warm epoch: {held / 2**20:.0f} MiB "
+                              f"(--vfs-cache-max-size {args.cache_mib}M, checked every 5 s)")
                 finally:
                     fm.close()
                     if cache:
                         shutil.rmtree(cache, ignore_errors=True)
             print(f"rep {rep}: " + "  ".join(f"{s.name} {s.cold[-1]:.1f}/{s.warm[-1]:.1f} s" for s in systems.values()),
                   flush=True)
-        ours_ = systems["artifactfs"]
         print(f"\nmedians of {args.reps}        cold epoch   warm epoch   daemon CPU s/GiB   "
               "S3 server CPU s/GiB (cold)")
         for s in systems.values():
             print(f"  {s.name:18s} {s.median('cold'):8.2f} s {s.median('warm'):10.2f} s "
                   f"{s.median('daemon_cpu') / gib:14.2f} {s.median('server_cpu') / gib:18.2f}")
-        print("\nratios (goals: cold >= 3x rclone and s3fs; warm >= 0.8x local disk; server CPU/GiB <= rclone's)")
-        for kind in peers:
-            print(f"  cold: artifactfs is {systems[kind].median('cold') / ours_.median('cold'):.2f}x {kind}; "
-                  f"server CPU {ours_.median('server_cpu') / max(systems[kind].median('server_cpu'), 1e-9):.2f}x "
-                  f"{kind}'s")
-        print(f"  warm: artifactfs is {systems['local disk'].median('warm') / ours_.median('warm'):.2f}x local disk")
+        print()
+        report_goals(args, systems, peers, gib, held_bytes)
         try:
             import torch  # noqa: F401
         except ImportError:
-            print("\nPyTorch DataLoader: torch is not installed (pip install torch); skipped")
+            skipped("PyTorch DataLoader, cold epoch vs local disk", "torch is not installed: pip install torch")
             return
         drop_caches()
         t_local = dataloader_epoch(local, rels, size)
@@ -195,8 +235,8 @@ def main():
             t_ours = dataloader_epoch(m.path("bench/epoch/data:v0"), rels, size)
         finally:
             close_ours(m)
-        print(f"\nPyTorch DataLoader (fork, 4 workers, shuffle), cold: local disk {t_local:.1f} s, artifactfs "
-              f"{t_ours:.1f} s ({t_local / t_ours:.2f}x local)")
+        goal("PyTorch DataLoader (fork, 4 workers, shuffle), cold epoch vs local disk", t_local / t_ours, 0.3,
+             f"{t_ours:.1f} s vs {t_local:.1f} s")
 
 
 if __name__ == "__main__":

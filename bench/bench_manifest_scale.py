@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 
+from common import goal
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from artifactfs import layout  # noqa: E402
@@ -122,6 +124,11 @@ def run(n: int, tmp: str) -> None:
     print(f"  stat of one file                   {c['stat'] * 1000:7.2f} ms")
     print(f"  daemon RSS after listing           {c['rss'] / 1024:7.1f} MiB (peak {c['peak'] / 1024:.1f} MiB); "
           f"from the JSON only {j['rss'] / 1024:.1f} MiB (peak {j['peak'] / 1024:.1f} MiB)")
+    ready = c["mount"] + c["first"]
+    goal(f"a {n:,}-entry version: mounted and first directory listed, seconds / 5 s", ready / 5, 1.0,
+         f"{ready:.2f} s (mount {c['mount']:.2f} s + first ls -l {c['first']:.2f} s)", at_most=True)
+    goal(f"a {n:,}-entry version: daemon peak RSS / 1 GiB", c["peak"] / 2**20, 1.0,
+         f"{c['peak'] / 1024:.0f} MiB", at_most=True)
 
 
 def run_flat(n: int, tmp: str) -> None:
@@ -146,8 +153,12 @@ def run_flat(n: int, tmp: str) -> None:
                           ("find -ls | wc -l", f"find {d} -ls | wc -l")):
             t0 = time.perf_counter()
             out = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=True).stdout.strip()
-            print(f"  {what:22s} {time.perf_counter() - t0:7.2f} s   ({out} lines; daemon RSS "
+            seconds = time.perf_counter() - t0
+            print(f"  {what:22s} {seconds:7.2f} s   ({out} lines; daemon RSS "
                   f"{rss_kib(m.pid)[0] / 1024:.0f} MiB)")
+            if what.endswith("first"):
+                goal(f"ls of a {n:,}-entry directory, fresh mount, seconds / 2 s", seconds / 2, 1.0,
+                     f"{seconds:.2f} s", at_most=True)
     finally:
         m.close()
 
@@ -156,10 +167,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--flat", type=int, default=1_000_000, help="files in the one-directory case (0: skip)")
+    parser.add_argument("--tmp", default="/var/tmp")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, max RSS of this process so far "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    with tempfile.TemporaryDirectory(prefix="artifactfs-scale-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="artifactfs-scale-", dir=args.tmp) as tmp:
         for n in args.sizes:
             run(n, tmp)
         if args.flat:

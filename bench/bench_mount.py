@@ -134,6 +134,8 @@ class ForeignMount:
                    "--log-file", os.path.join(workdir, "rclone.log")]
             cmd += (["--vfs-cache-mode", "full", "--cache-dir", rclone_cache, "--vfs-cache-max-size", cache_max]
                     if rclone_cache else ["--vfs-cache-mode", "off"])
+            if rclone_cache and cache_max != "100G":  # a bound under test: enforced every 5 s, not every minute
+                cmd += ["--vfs-cache-poll-interval", "5s"]
         else:
             passwd = os.path.join(workdir, "s3fs.passwd")
             with open(passwd, "w") as f:

@@ -18,7 +18,7 @@ import uuid
 
 from bench_cold_read import cpu_seconds
 from bench_epoch import epoch, make_dataset
-from common import drop_caches
+from common import drop_caches, goal
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -95,9 +95,16 @@ def main():
         print(f"\nmedians of {args.reps}:")
         for k, v in med.items():
             print(f"  {k:26s} {v:7.2f} s {args.files / v:9.0f} files/s {med['local disk'] / v:6.2f}x local disk")
-        print(f"  daemon CPU per file, second job: {statistics.median(cpu_per_file) * 1e6:.0f} µs")
-        print("goals: second job >= 0.8x local disk (mount and artifactfs://) and never slower than the cold job; "
-              "second epoch >= 0.8x local disk")
+        cpu = statistics.median(cpu_per_file)
+        print(f"  daemon CPU per file, second job: {cpu * 1e6:.0f} µs")
+        local = med["local disk"]
+        for row, key, target in (("second job, mount vs local disk", "mount second job", 0.8),
+                                 ("second job, artifactfs:// vs local disk", "artifactfs:// second job", 0.8),
+                                 ("second epoch in the same mount vs local disk", "mount second epoch", 0.8)):
+            goal(row, local / med[key], target, f"{args.files / med[key]:,.0f} vs {args.files / local:,.0f} files/s",
+                 **({"daemon_cpu_us_per_file": round(cpu * 1e6)} if key == "mount second job" else {}))
+        goal("second job not slower than the cold job (mount)", med["mount cold job"] / med["mount second job"], 1.0,
+             f"{med['mount second job']:.2f} s vs {med['mount cold job']:.2f} s cold")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Shared pieces of the benchmarks: a SeaweedFS server on 127.0.0.1, data generation, timing."""
 
 import contextlib
+import json
 import os
 import random
 import subprocess
@@ -69,3 +70,30 @@ def timed(fn, *args, **kwargs) -> float:
 
 def mbps(size: int, seconds: float) -> str:
     return f"{size / seconds / 1e6:8.1f} MB/s"
+
+
+RESULTS_ENV = "ARTIFACTFS_BENCH_RESULTS"  # bench_reads.py collects every goal measured into this file
+
+
+def goal(row: str, ratio: float, target: float, detail: str, *, at_most: bool = False, **figures) -> None:
+    """A goal measured in this run: printed, and appended as a JSON line to $ARTIFACTFS_BENCH_RESULTS
+    when set. `ratio` is against the baseline of the same run; met when it is >= `target` (<= with
+    `at_most`). `figures` (bytes fetched per byte, CPU per GiB, ...) go along."""
+    met = ratio <= target if at_most else ratio >= target
+    verdict = "met" if met else "NOT met"
+    print(f"  goal: {row}: {ratio:.2f}x ({'<=' if at_most else '>='} {target}x: {verdict}); {detail}")
+    _collect({"row": row, "ratio": ratio, "target": target, "at_most": at_most, "met": met, "detail": detail,
+              **figures})
+
+
+def skipped(row: str, why: str) -> None:
+    """A goal this run cannot measure (a peer or a library is missing): said, and collected."""
+    print(f"  goal: {row}: skipped ({why})")
+    _collect({"row": row, "skipped": why})
+
+
+def _collect(result: dict) -> None:
+    path = os.environ.get(RESULTS_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({**result, "script": os.path.basename(sys.argv[0])}) + "\n")
