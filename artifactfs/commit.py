@@ -82,29 +82,35 @@ def commit_files(repo: Repository, name: ArtifactName, type: str, files: Iterabl
                  extra_entries: Iterable[Entry] = (), progress=None, **args) -> CommitResult:
     """Commit local files (and `extra_entries`: references, links, empty directories)."""
     def upload():
-        entries, sources = upload_files(repo, files, progress, known=latest_locations(repo, name))
+        entries, sources = upload_files(repo, files, progress, **known_to(latest_manifest(repo, name)))
         return Manifest.from_entries([*entries, *extra_entries]), sources
 
     return commit(repo, name, type, upload, **args)
 
 
-def upload_files(repo: Repository, files: Iterable[LocalFile], progress=None,
-                 known=lambda digest: None, chunk_size: int = CHUNK_SIZE) -> tuple[list[Entry], Sources]:
+def upload_files(repo: Repository, files: Iterable[LocalFile], progress=None, known=lambda digest: None,
+                 known_blocks=lambda digest: None, chunk_size: int = CHUNK_SIZE) -> tuple[list[Entry], Sources]:
     """Hash local files and upload what the store lacks (`known` says where the store holds a
-    content already): their entries and gc protection sources."""
+    content already, `known_blocks` which block list it has): their entries and gc protection sources."""
     files = list(files)
-    entries, _ = hash_and_upload(repo.store, files, chunk_size, progress=progress, known=known)
+    entries, _ = hash_and_upload(repo.store, files, chunk_size, progress=progress, known=known,
+                                 known_blocks=known_blocks)
     return entries, protect_sources(entries, [f.source for f in files])
 
 
-def latest_locations(repo: Repository, name: ArtifactName):
-    """Where the latest version stores each content (digest -> (pack, offset) or None): what a live
-    version names is in the store, so a commit need not upload it again."""
+def latest_manifest(repo: Repository, name: ArtifactName) -> Manifest | None:
     try:
-        manifest = repo.manifest(repo.resolve(Ref(name, alias=LATEST)).manifest)
+        return repo.manifest(repo.resolve(Ref(name, alias=LATEST)).manifest)
     except NotFound:
-        return lambda digest: None
-    return manifest.location
+        return None
+
+
+def known_to(live: Manifest | None) -> dict:
+    """upload_files' `known` and `known_blocks` from a live version's manifest: what it names is in the
+    store (a live version's objects are never collected), so a commit need not upload it again."""
+    if live is None:
+        return {}
+    return {"known": live.location, "known_blocks": live.blocks_for}
 
 
 # ---- protection from a concurrent gc (docs/GC.md) ------------------------------------------------

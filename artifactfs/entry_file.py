@@ -12,6 +12,7 @@ import io
 import threading
 from collections.abc import Callable
 
+from .blocks import BlockedBlob
 from .fetch import Fetcher, Piece, pieces_of
 from .hashing import READ_BLOCK
 from .manifest import Entry
@@ -30,6 +31,7 @@ class EntryReader:
         self._unchecked = entry.ref if is_unchecked(entry) else None
         # CorruptData if hostile; `pieces` when the caller holds them already (pieces_of of this entry)
         self._pieces = [] if self._unchecked else pieces if pieces is not None else pieces_of(entry, chunk_size)
+        self._blob = None if self._unchecked else BlockedBlob.of(entry)  # random reads: by 64 KiB blocks
         self._chunk = min(chunk_size, READ_AHEAD)
         self.size = entry.size
         self._lock = threading.Lock()
@@ -53,7 +55,9 @@ class EntryReader:
             self._ahead = min(READ_AHEAD, max(2 * self._ahead, self._chunk)) if start == self._next else 0
             self._next = end
             stop = min(self.size, max(end, start + self._ahead))
-        data = self._fetcher.read_range(self._pieces, start, stop, self._on_miss)  # outside the lock: reads may overlap
+        blob = self._blob if stop == end else None  # not reading ahead: a random read
+        # outside the lock: reads may overlap
+        data = self._fetcher.read_range(self._pieces, start, stop, self._on_miss, blob)
         if stop > end:
             with self._lock:
                 self._window, self._window_start = data, start

@@ -10,6 +10,7 @@ checked in this one class; splitting it would make two places where bytes are tr
 """
 
 import contextlib
+import functools
 import logging
 import os
 import stat
@@ -21,15 +22,19 @@ from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from typing import Any
 
-from . import layout
+from . import blocks, layout
+from .blocks import BlockedBlob
 from .cache import PieceCache
-from .errors import CorruptData, LocalIOError
+from .errors import CorruptData, LocalIOError, ObjectNotFound
 from .hashing import READ_BLOCK, digest_bytes
 from .localfs import open_dir_under, temp_name
+from .lru import LRU
 from .manifest import DIR, LINK, Entry, check_entry
 from .store import ObjectStore
 
 log = logging.getLogger(__name__)
+
+BLOCK_LISTS = 1024  # verified block lists kept in memory (256 bytes per MiB of their blob)
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,7 @@ class Fetcher:
         self.cache_writer: Any = None  # a CacheWriter (put, put_run) in front of the cache, or None
         self._pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}  # kind -> (pid, pool), made on first need
         self._prefetches: set[Future] = set()  # prefetch runs not done yet
+        self._block_lists = LRU(BLOCK_LISTS)  # block list digest -> its verified bytes (b"": unusable)
 
     @property
     def references(self):
@@ -280,12 +286,14 @@ class Fetcher:
                 assert data is not None  # read_cached: every piece is returned
                 yield data
 
-    def read_range(self, pieces: list[Piece], start: int, end: int, on_miss: Callable[[], None] | None = None) -> bytes:
+    def read_range(self, pieces: list[Piece], start: int, end: int, on_miss: Callable[[], None] | None = None,
+                   blob: BlockedBlob | None = None) -> bytes:
         """Bytes [start, end) of the file `pieces` make up, every one checked: a cached piece reads
         only the cache blocks the range touches, the missing ones are fetched by up to RANGE_THREADS
         GETs of at most READ_BLOCK each, side by side (so are the cache reads of a range of many
-        pieces). `on_miss` is called before anything is fetched (e.g. to start a prefetch beside it).
-        CorruptData if a piece fails its check."""
+        pieces); with `blob` (a random read of a file with a block list) a missing part of a piece
+        is fetched by the 64 KiB blocks it lies in. `on_miss` is called before anything is fetched
+        (e.g. to start a prefetch beside it). CorruptData if a piece fails its check."""
         wanted: list[tuple[Piece, int, int]] = []  # (piece, first, end) of the bytes wanted from each
         at = 0
         for p in pieces:
@@ -297,6 +305,14 @@ class Fetcher:
         mapper = self._pool("range").map if len(wanted) > 1 else map
         got: list[bytes | memoryview | None] = list(mapper(lambda w: self.cached_range(w[0], w[1], w[2] - w[1]),
                                                            wanted))
+        if blob is not None and None in got:
+            if on_miss is not None:
+                on_miss()
+                on_miss = None
+            partial = [i for i, (p, lo, hi) in enumerate(wanted) if got[i] is None and hi - lo < p.length]
+            by_block = functools.partial(self._blocks_of, blob)
+            for i, data in zip(partial, mapper(by_block, [wanted[i] for i in partial]), strict=True):
+                got[i] = data
         missing = [p for (p, _, _), data in zip(wanted, got, strict=True) if data is None]
         if missing:
             if on_miss is not None:
@@ -317,6 +333,74 @@ class Fetcher:
                     got[i] = memoryview(whole)[lo:hi]
         parts = [data for data in got if data is not None]
         return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+
+    # ---- random reads by blocks (blocks.py) ------------------------------------------------------
+    def block_list(self, blob: BlockedBlob) -> bytes | None:
+        """The blob's block list, verified; None when there is none to trust (missing from the store
+        or damaged, logged once): the caller reads whole chunks instead."""
+        with self._lock:
+            held = self._block_lists.get(blob.blocks)
+        if held is not None:
+            return held or None
+        listing = self.cache.get(blob.blocks, blocks.list_length(blob.size))
+        if listing is None:
+            try:
+                data, _ = self.store.get(layout.blocks_key(blob.blocks))
+            except ObjectNotFound:
+                data = None
+            if data is not None and blocks.usable(data, blob):
+                listing = bytes(data)
+                with self._lock:
+                    self.fetched_bytes += len(listing)
+                (self.cache_writer or self.cache).put(blob.blocks, listing)
+            else:
+                log.warning("block list %s of %s is %s: reading it by whole chunks", blob.blocks, blob.key,
+                            "missing" if data is None else "damaged")
+                listing = b""
+        with self._lock:
+            self._block_lists.put(blob.blocks, listing)
+        return listing or None
+
+    def _blocks_of(self, blob: BlockedBlob, wanted: tuple[Piece, int, int]) -> bytes | None:
+        piece, lo, hi = wanted
+        return self.read_blocks(blob, piece.start + lo, piece.start + hi)
+
+    def read_blocks(self, blob: BlockedBlob, lo: int, hi: int) -> bytes | None:
+        """Bytes [lo, hi) of the blob, from the 64 KiB blocks they lie in, each checked against the
+        blob's block list: cached ones from the disk cache (runs of the blob), the rest with one
+        ranged GET, cached behind. None when the blob has no usable block list; CorruptData if a
+        fetched block fails its check (nothing of it is cached)."""
+        listing = self.block_list(blob)
+        if listing is None:
+            return None
+        first, last = blob.span(lo, hi)
+        spans = [blob.block(i) for i in range(first, last + 1)]
+        got: list = self.cache.get_packed(blob.digest, [(start, n, blocks.block_hex(listing, first + k))
+                                                        for k, (start, n) in enumerate(spans)])
+        missing = [k for k, data in enumerate(got) if data is None]
+        with self._lock:
+            self.cache_read_bytes += sum(len(data) for data in got if data is not None)
+        if missing:
+            a = spans[missing[0]][0]
+            b = spans[missing[-1]][0] + spans[missing[-1]][1]
+            data = self.store.get_range(blob.key, a, b - a)  # cached blocks between come along again
+            with self._lock:
+                self.fetched_bytes += len(data)
+            view = memoryview(data)
+            for k in range(missing[0], missing[-1] + 1):
+                start, n = spans[k]
+                part = view[start - a:start - a + n]
+                if not blocks.check_block(listing, first + k, part):
+                    with self._lock:
+                        self.corrupt_pieces += 1
+                    log.error("store object %s bytes %d+%d do not match their block digest: refusing to serve "
+                              "them", blob.key, start, n)
+                    raise CorruptData(f"store object {blob.key} is corrupt (bytes {start}+{n} do not match "
+                                      "their block digest)")
+                got[k] = part
+            (self.cache_writer or self.cache).put_run(blob.digest, a, data)
+        base = first * blocks.BLOCK_SIZE
+        return b"".join(got)[lo - base:hi - base]
 
     def prefetch(self, pieces: list[Piece]) -> None:
         """Fetch `pieces` into the disk cache in the background, one GET per run of them (those it

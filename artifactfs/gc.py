@@ -92,7 +92,7 @@ def mark(repo: Repository, now: float | None = None, damaged: list[str] | None =
                 blobs |= _stored_keys_in(line)
                 continue
             if entry and entry.ref is None and entry.digest and entry.size:
-                blobs.add(layout.content_key(entry))
+                blobs |= entry_keys(entry)
     unreadable: list[Unreadable] = []
     records = live_versions(repo, unreadable)
     for bad in unreadable:
@@ -122,8 +122,8 @@ def _mark_manifest(repo: Repository, digest: str, manifests: set[str], blobs: se
 
 
 def _stored_keys_in(data: bytes) -> set[str]:
-    """The blob and pack keys every digest-shaped word of damaged bytes could name."""
-    return {key for d in _digests_in(data) for key in (layout.blob_key(d), layout.pack_key(d))}
+    """The blob, pack and block list keys every digest-shaped word of damaged bytes could name."""
+    return {key for d in _digests_in(data) for key in (layout.blob_key(d), layout.pack_key(d), layout.blocks_key(d))}
 
 
 def _digests_in(data: bytes) -> set[str]:
@@ -148,8 +148,15 @@ def stage_marks(repo: Repository, now: float | None) -> tuple[set[str], set[str]
 
 
 def stored_keys(manifest: Manifest) -> set[str]:
-    """The store objects (blobs and packs) holding a manifest's files."""
-    return {layout.content_key(e) for e in manifest if e.ref is None and e.size}
+    """The store objects holding a manifest's files: blobs and packs, and the blobs' block lists."""
+    return {key for e in manifest if e.ref is None and e.size for key in entry_keys(e)}
+
+
+def entry_keys(entry: Entry) -> set[str]:
+    keys = {layout.content_key(entry)}
+    if entry.blocks:
+        keys.add(layout.blocks_key(entry.blocks))
+    return keys
 
 
 def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
@@ -195,13 +202,14 @@ def _live_keys(repo: Repository, now: float, report: GcReport) -> set[str]:
             if f"{r.artifact}:v{r.version}" not in gone:
                 _mark_manifest(repo, r.manifest, manifests, blobs, [])
     report.live_manifests = sum(key.endswith(layout.MANIFEST_SUFFIX) for key in manifests)
-    report.live_blobs = len(blobs)
+    report.live_blobs = sum(not key.startswith("blocks/") for key in blobs)  # blobs and packs
     return manifests | blobs
 
 
 def _sweep(repo: Repository, live: set[str], young_since: float, report: GcReport) -> None:
-    """Delete every manifest, blob and pack not in `live` and older than `young_since` (store clock)."""
-    for prefix in ("manifests/", "blobs/", "packs/"):
+    """Delete every manifest, blob, pack and block list not in `live` and older than `young_since`
+    (store clock)."""
+    for prefix in ("manifests/", "blobs/", "packs/", "blocks/"):
         for info in repo.store.list(prefix):
             if info.key in live:
                 continue

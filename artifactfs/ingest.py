@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import layout
+from . import blocks, layout
 from .errors import InvalidPath, LocalIOError
 from .hashing import CHUNK_SIZE, hash_bytes, hash_file
 from .manifest import Entry
@@ -132,22 +132,27 @@ Location = tuple  # (pack or None, offset): where the store already holds some c
 
 def hash_and_upload(store: ObjectStore, files: Iterable[LocalFile], chunk_size: int = CHUNK_SIZE,
                     progress: Callable[[int], None] | None = None, threads: int = THREADS,
-                    known: Callable[[str], Location | None] = lambda digest: None) -> tuple[list[Entry], int]:
+                    known: Callable[[str], Location | None] = lambda digest: None,
+                    known_blocks: Callable[[str], str | None] = lambda digest: None) -> tuple[list[Entry], int]:
     """Hash each file and upload what the store lacks: files up to PACK_FILE_MAX into packs, bigger
-    ones as their own blob unless the store has it. Returns (entries in `files` order, bytes uploaded).
+    ones as their own blob unless the store has it, with its block list (blocks.py) when it has
+    several chunks. Returns (entries in `files` order, bytes uploaded).
 
     `known(digest)` gives where a live version already stores that content, which saves one existence
-    check per unchanged big file and keeps an unchanged small file in its pack.
+    check per unchanged big file and keeps an unchanged small file in its pack; `known_blocks(digest)`
+    the block list it names (kept without a request).
     """
-    return _Upload(store, chunk_size, progress, known).run(list(files), threads)
+    return _Upload(store, chunk_size, progress, known, known_blocks).run(list(files), threads)
 
 
 class _Upload:
     """One hash_and_upload call: files hashed on a thread pool, in path order so packs hold directory
     neighbours; each content placed once (the same content twice in one commit is uploaded once)."""
 
-    def __init__(self, store: ObjectStore, chunk_size: int, progress, known):
+    def __init__(self, store: ObjectStore, chunk_size: int, progress, known, known_blocks):
         self.store, self.chunk_size, self.progress, self.known = store, chunk_size, progress, known
+        self.known_blocks = known_blocks
+        self.blocks: dict[str, str | None] = {}  # digest of a blob of several chunks -> its block list
         self.placed: dict[str, tuple[threading.Event, list]] = {}  # digest -> (done, [location]) of its first file
         self.lock = threading.Lock()
         self.uploaded = 0
@@ -169,7 +174,7 @@ class _Upload:
             loc = where[0]
             pack, offset = (loc.pack, loc.offset) if isinstance(loc, Slot) else loc
             entries.append(Entry(f.path, size, digest, tuple(chunks) if chunks else None, executable=f.executable,
-                                 pack=pack, offset=offset))
+                                 pack=pack, offset=offset, blocks=self.blocks.get(digest) if chunks else None))
         return entries, self.uploaded + self.packer.uploaded_bytes
 
     def one(self, seq: int, f: LocalFile) -> tuple[int, str, list | None, list]:
@@ -182,6 +187,11 @@ class _Upload:
         if first:
             try:
                 where.append(self._place(seq, f, before, packable, data, size, digest))
+                if chunks and not packable:  # random reads of it fetch 64 KiB blocks, not chunks
+                    listed = blocks.list_for(self.store, digest, f.source if data is None else data,
+                                             self.known_blocks(digest))
+                    with self.lock:
+                        self.blocks[digest] = listed
             finally:
                 done.set()
         else:

@@ -11,6 +11,11 @@ def pack_key(digest: str) -> str:
     return f"packs/{digest[:2]}/{digest}"
 
 
+def blocks_key(digest: str) -> str:
+    """A blob's block list (blocks.py), named by its own digest."""
+    return f"blocks/{digest[:2]}/{digest}"
+
+
 def pack_of_key(key: str) -> str | None:
     """The pack digest named by a pack key, None for any other key."""
     return key.rsplit("/", 1)[1] if key.startswith("packs/") else None

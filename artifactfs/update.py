@@ -46,7 +46,7 @@ def commit_update(repo: Repository, name: ArtifactName, type: str, files: Iterab
     while True:
         chunk_size = base.chunk_size if base is not None else CHUNK_SIZE
         if uploaded is None or uploaded[0] != chunk_size:
-            entries, sources = commit.upload_files(repo, files, known=base.location if base else lambda d: None,
+            entries, sources = commit.upload_files(repo, files, **commit.known_to(base),
                                                    chunk_size=chunk_size)
             uploaded = (chunk_size, entries, sources)
         manifest = merged(base, [*uploaded[1], *tree], removed, chunk_size)

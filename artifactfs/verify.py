@@ -4,7 +4,7 @@ that the given versions name, straight from the store (never the local cache).""
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import layout
+from . import blocks, layout
 from .errors import CorruptData, ObjectNotFound
 from .hashing import READ_BLOCK, StreamHasher, digest_bytes
 from .manifest import Manifest, check_entry, columnar
@@ -94,11 +94,11 @@ def _collect(repo: Repository, record: VersionRecord, work: _Work, problems: lis
         elif entry.pack:
             work.packs.setdefault(entry.pack, {})[(entry.offset, entry.size, entry.digest)] = where
         elif entry.size:
-            work.blobs.setdefault(entry.digest, (entry.size, entry.chunks, manifest.chunk_size, where))
+            work.blobs.setdefault(entry.digest, (entry.size, entry.chunks, manifest.chunk_size, where, entry.blocks))
 
 
 def _check_blob(repo: Repository, item) -> list[str]:
-    digest, (size, chunks, chunk_size, where) = item
+    digest, (size, chunks, chunk_size, where, listed) = item
     key = layout.blob_key(digest)
     try:
         actual = repo.store.head(key).size
@@ -107,10 +107,22 @@ def _check_blob(repo: Repository, item) -> list[str]:
     if actual != size:
         return [f"{where}: blob {digest} is {actual} bytes, expected {size}"]
     hasher = StreamHasher(chunk_size)
+    block_list = []
     for start in range(0, size, READ_BLOCK):
-        hasher.update(repo.store.get_range(key, start, min(READ_BLOCK, size - start)))
+        data = repo.store.get_range(key, start, min(READ_BLOCK, size - start))
+        hasher.update(data)
+        if listed:
+            block_list.append(blocks.of_bytes(data))  # READ_BLOCK is a multiple of the block size
     _, got, got_chunks = hasher.finish()
     out = []
+    if listed:
+        try:
+            stored, _ = repo.store.get(layout.blocks_key(listed))
+        except ObjectNotFound:
+            stored = None
+        if stored != b"".join(block_list):
+            out.append(f"{where}: block list {listed} of blob {digest} is {'missing' if stored is None else 'damaged'}"
+                       " (random reads of it fall back to whole chunks)")
     if got != digest:
         out.append(f"{where}: blob {digest} content does not match its digest")
     if chunks and tuple(got_chunks or ()) != tuple(chunks):

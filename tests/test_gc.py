@@ -33,12 +33,14 @@ def commit_dir(repo, tmp_path, files: dict[str, bytes], name=NAME):
 
 
 def stored(repo) -> set[str]:
-    return {i.key for p in ("manifests/", "blobs/", "packs/") for i in repo.store.list(p)}
+    return {i.key for p in ("manifests/", "blobs/", "packs/", "blocks/") for i in repo.store.list(p)}
 
 
 def objects_of(repo, record) -> set[str]:
+    """The manifest, blobs, packs and block lists of a version."""
     m = repo.manifest(record.manifest)
-    return layout.manifest_keys(record.manifest) | {layout.content_key(e) for e in m if e.size}
+    return (layout.manifest_keys(record.manifest) | {layout.content_key(e) for e in m if e.size}
+            | {layout.blocks_key(e.blocks) for e in m if e.blocks})
 
 
 def test_live_versions_keep_everything_they_name(repo, tmp_path):

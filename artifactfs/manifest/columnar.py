@@ -166,6 +166,9 @@ def _extra(e: dict) -> dict:
                 raise ValueError(f"an entry of kind {value!r:.20} is malformed")
         elif key == "target":
             check_link_target(value, "?")
+        elif key == "blocks":
+            if not (isinstance(value, str) and is_digest(value) and "chunks" in e and "ref" not in e):
+                raise ValueError("an invalid block list")
         elif not (key in _TEXT_FIELDS and isinstance(value, str) or key == "no_digest" and value is True):
             raise ValueError(f"unknown entry field {key!r}")
     return e

@@ -61,6 +61,7 @@ class Entry:
     offset: int = 0
     kind: str = FILE  # DIR: an empty directory; LINK: a symbolic link to `target` (size 0, no digest)
     target: str | None = None
+    blocks: str | None = None  # digest of the blob's block list (blocks.py): only with `chunks`
 
     @classmethod
     def directory(cls, path: str) -> "Entry":
@@ -88,6 +89,8 @@ class Entry:
             obj["offset"] = self.offset
         if self.chunks:
             obj["chunks"] = list(self.chunks)
+        if self.blocks is not None:
+            obj["blocks"] = self.blocks
         if self.ref is not None:
             obj["ref"] = self.ref
         if self.etag is not None:
@@ -125,8 +128,12 @@ class Entry:
                                   f"(pack {pack!r:.40}, offset {offset!r:.24})")
             if pack is None and "offset" in obj:
                 raise CorruptData(f"manifest entry {path!r} has an offset but no pack")
+            blocks = obj.get("blocks")
+            if blocks is not None and not (isinstance(blocks, str) and is_digest(blocks) and chunks
+                                           and obj.get("ref") is None):
+                raise CorruptData(f"manifest entry {path!r} has an invalid block list ({blocks!r:.40})")
             return cls(path, size, digest, chunks, obj.get("ref"), obj.get("etag"), obj.get("version_id"),
-                       obj.get("mode") == EXECUTABLE_MODE, pack, offset)
+                       obj.get("mode") == EXECUTABLE_MODE, pack, offset, blocks=blocks)
         except (KeyError, TypeError, AttributeError) as exc:
             raise CorruptData(f"malformed manifest entry: {exc}") from None
 

@@ -132,7 +132,7 @@ class ColumnsBuilder:
         self.executable.append(1 if e.executable else 0)
         self.packs.add(e.pack, e.offset)
         extra: dict[str, object] = {k: v for k, v in (("chunks", e.chunks), ("ref", e.ref), ("etag", e.etag),
-                                   ("version_id", e.version_id), ("target", e.target)) if v}
+                                   ("version_id", e.version_id), ("target", e.target), ("blocks", e.blocks)) if v}
         if e.digest is None:
             extra["no_digest"] = True
         if e.kind != FILE:

@@ -124,7 +124,7 @@ class Manifest:
         pack, offset = self._packs.location(i)
         return Entry(self._paths[i].decode("utf-8"), self._sizes[i], digest, extra.get("chunks"),
                      extra.get("ref"), extra.get("etag"), extra.get("version_id"), bool(self._executable[i]),
-                     pack, offset, extra.get("kind", FILE), extra.get("target"))
+                     pack, offset, extra.get("kind", FILE), extra.get("target"), extra.get("blocks"))
 
     def __iter__(self) -> Iterator[Entry]:
         return (self[i] for i in range(len(self)))
@@ -158,6 +158,14 @@ class Manifest:
                                   if i not in extras or not ("ref" in extras[i] or "no_digest" in extras[i])}
         i = self._digest_index.get(bytes.fromhex(digest))
         return None if i is None else self._packs.location(i)
+
+    def blocks_for(self, digest: str) -> str | None:
+        """The block list (blocks.py) an entry with this content names, if any: a commit of unchanged
+        content keeps it without a request."""
+        if self.location(digest) is None:
+            return None
+        assert self._digest_index is not None  # built by location()
+        return self._extras.get(self._digest_index[bytes.fromhex(digest)], {}).get("blocks")
 
     def find(self, path: str) -> int | None:
         """Index of the file at `path`, or None."""

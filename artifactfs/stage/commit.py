@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .. import commit, layout, stage_records
+from .. import blocks, commit, layout, stage_records
 from ..client import Client
 from ..errors import Conflict, LocalIOError, NotFound, PreconditionFailed, UsageError
 from ..hashing import hash_file
@@ -127,6 +127,7 @@ def commit_loaded(client: Client, stage: Stage, tree: StageTree, *, description:
         total = sum(size for _, _, size in {d: (d, p, s) for d, p, s in uploads}.values())
         _, _, places = upload_missing(client.store, uploads, progress(total) if progress else None,
                                       known=tree.base.location)
+        entries = blocks.add_lists(client.store, entries, {d: path for d, path, _ in uploads}, tree.base.blocks_for)
         manifest, sources = placed_manifest(entries, uploads, places, tree.base.chunk_size)
         check_base_objects(client, name, stage, manifest, tree.base)
         return manifest, sources

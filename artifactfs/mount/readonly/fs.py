@@ -38,6 +38,7 @@ from datetime import datetime
 import pyfuse3
 from xxhash import xxh64_intdigest
 
+from ...blocks import BlockedBlob
 from ...errors import NotFound
 from ...fetch import pieces_of
 from ...manifest import DIR as MANIFEST_DIR
@@ -422,7 +423,9 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
                 self._files[fh] = UncheckedReader(self.source, entry.ref or "", await self._current_size(node))
                 return pyfuse3.FileInfo(fh=fh, direct_io=True)
             node.pieces = pieces_of(entry, m.chunk_size)
-        reader = FileReader(self.source, node.pieces, m.size_of(node.index), m.chunk_size, ino=node.ino)
+            node.blob = BlockedBlob.of(entry)
+        reader = FileReader(self.source, node.pieces, m.size_of(node.index), m.chunk_size, ino=node.ino,
+                            blob=node.blob)
         first_open, node.opened = not node.opened, True
         node.opens += 1
         if len(reader.pieces) == 1 and first_open:

@@ -24,6 +24,7 @@ import pyfuse3
 import xxhash
 
 if TYPE_CHECKING:  # namespace.py imports nothing of this module, but the daemon needs no import for a hint
+    from ...blocks import BlockedBlob
     from .namespace import VersionView
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Node:
     opened: bool = False  # FILE: opened at least once since the kernel looked it up
     opens: int = 0  # FILE: OPENs answered or under way (a first open's page-cache fill checks it)
     pieces: list | None = None  # FILE: its pieces (fetch.pieces_of), kept from its first open
+    blob: "BlockedBlob | None" = None  # FILE: its blob when it has a block list (random reads by block)
 
     @property
     def key(self) -> str:
