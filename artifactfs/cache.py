@@ -80,6 +80,12 @@ class PieceCache:
         self._size = self._scan_size()
         self._clear_stale_temps()
 
+    @property
+    def size(self) -> int:
+        """Bytes the cache holds as this process counts them (rescanned at each eviction)."""
+        with self._lock:
+            return self._size
+
     def path(self, digest: str) -> str:
         return os.path.join(self.pieces_dir, digest[:2], digest)
 
@@ -291,6 +297,15 @@ class PieceCache:
             self.evict(down_to=None if self.make_room else self.max_bytes)
         return True
 
+    def account(self, size: int) -> None:
+        """`size` bytes written into the cache directory outside put (a local manifest copy): counted,
+        and the bound held."""
+        with self._lock:
+            self._size += size
+            over = self._size > self.max_bytes
+        if over:
+            self.evict(down_to=self.max_bytes)
+
     def _admit(self, size: int) -> bool:
         """Whether `size` more bytes may be cached: there is room, or idle files can make it (they
         are evicted), or `make_room`. Otherwise counted in `bypassed`."""
@@ -302,6 +317,10 @@ class PieceCache:
             rescan = time.time() >= self._all_recent_until
         if rescan:
             self.evict(idle_for=KEEP_RECENT)
+            with self._lock:
+                over = self._size > self.max_bytes
+            if over:  # another process's files, or copies written outside put: the bound holds regardless
+                self.evict(down_to=self.max_bytes)
         with self._lock:
             if self._size + size <= self.max_bytes:
                 self._size += size

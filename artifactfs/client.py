@@ -49,7 +49,14 @@ class Client:
     def repo(self) -> Repository:
         if self._repo is None:
             self._repo = Repository(self.store, manifests_dir(self.settings.cache_dir))
+            self._repo.manifests.on_cached = self._manifest_cached
         return self._repo
+
+    def _manifest_cached(self, size: int) -> None:
+        """A local manifest copy counts against the cache bound (a process without a piece cache
+        leaves it to the next one's scan)."""
+        if self._cache is not None:
+            self._cache.account(size)
 
     @property
     def cache(self) -> PieceCache:

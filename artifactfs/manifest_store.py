@@ -7,6 +7,7 @@ import gzip
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import layout
@@ -43,6 +44,7 @@ class ManifestStore:
     def __init__(self, store: ObjectStore, cache_dir: str | None = None):
         self.store = store
         self.cache_dir = cache_dir  # the local columnar copies, under the piece cache's bound
+        self.on_cached: Callable[[int], None] | None = None  # told the size of each copy written (the bound)
         self._manifests = LRU(IN_MEMORY)  # digest -> Manifest
         self._manifest_lock = threading.Lock()
 
@@ -116,6 +118,8 @@ class ManifestStore:
         with contextlib.suppress(OSError):  # the cache is an optimisation; the store still has it
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             write_atomic(path, data, durable=False)  # a damaged copy is read from the store again
+            if self.on_cached is not None:
+                self.on_cached(len(data))
 
     def put(self, manifest: Manifest) -> str:
         """Store a manifest (once) and its columnar form (also added to a manifest stored before it existed)."""

@@ -291,3 +291,19 @@ def test_epochs_over_a_dataset_larger_than_the_cache_find_the_same_part_cached(e
     assert stats[0]["cache_bypassed"] > 0
     for s in stats[1:]:
         assert s["cache_read_bytes"] >= 4 * MiB and s["cache_bypassed"] > 0, s  # two thirds of the bound
+
+
+def test_copies_written_beside_the_pieces_count_against_the_bound(tmp_path):
+    """A local manifest copy is written outside put (manifest_store.py): the cache is told its size, and
+    a full cache makes room for it even from recent pieces (the bound is hard; recency only decides
+    what new data is admitted)."""
+    cache = PieceCache(str(tmp_path / "cache"), 1_000_000)
+    pieces = [random.Random(i).randbytes(300_000) for i in range(3)]
+    for p in pieces:
+        cache.put(digest_bytes(p), p)
+    copy = tmp_path / "cache" / "manifests" / "ab" / "ab.columns"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(os.urandom(200_000))
+    cache.account(200_000)
+    info = cache.info()
+    assert info["bytes"] + info["manifest_bytes"] <= 1_000_000 and info["manifests"] == 1

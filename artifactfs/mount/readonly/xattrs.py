@@ -61,7 +61,8 @@ class XattrOps:
         fetcher = self.source.fetcher
         stats = {"fetched_bytes": fetcher.fetched_bytes, "cache_read_bytes": fetcher.cache_read_bytes,
                  "corrupt_pieces": fetcher.corrupt_pieces, "damaged_cache_files": fetcher.cache.damaged,
-                 "cache_bypassed": fetcher.cache.bypassed, "store_errors": self.source.store_errors,
+                 "cache_bypassed": fetcher.cache.bypassed, "cache_bytes": fetcher.cache.size,
+                 "store_errors": self.source.store_errors,
                  "open_files": len(self._files), "inodes": len(self.inodes),
                  "small_files_prefilled": self.page_cache_fills, "chunks_prefilled": self.source.chunks_filled}
         return {"store": self.ns.repo.store.url, "cache_dir": fetcher.cache.dir,
