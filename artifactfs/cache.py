@@ -201,21 +201,20 @@ class PieceCache:
         """Keep a pack's run index current after this process added or removed one of its runs (its
         directory's new mtime is taken as the index's), instead of listing the directory again at the
         next read: a cache that churns (a dataset larger than it) adds and drops runs all the time."""
-        with self._lock:
-            self._run_changes.put(pack, self._run_changes.get(pack, 0) + 1)
-            held = self._run_index.get(pack)
-        if held is None:
-            return
         try:
             stamp = os.stat(self.run_dir(pack)).st_mtime_ns
         except FileNotFoundError:
             stamp = None
-        runs = [r for r in held[1].runs if r[2] != drop] + ([add] if add else [])
-        with self._lock:
+        with self._lock:  # read, change and put back under one hold: two writers must not lose a run
+            self._run_changes.put(pack, self._run_changes.get(pack, 0) + 1)
+            held = self._run_index.get(pack)
+            if held is None:
+                return
             if stamp is None:
                 self._run_index.pop(pack, None)
-            else:
-                self._run_index.put(pack, (stamp, PackRuns(runs)))
+                return
+            runs = [r for r in held[1].runs if r[2] != drop] + ([add] if add else [])
+            self._run_index.put(pack, (stamp, PackRuns(runs)))
 
     def _runs_of(self, pack: str) -> "PackRuns":
         """The cached runs of `pack`, listed once and kept while its directory's mtime stands (a run

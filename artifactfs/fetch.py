@@ -309,10 +309,9 @@ class Fetcher:
             if on_miss is not None:
                 on_miss()
                 on_miss = None
-            partial = [i for i, (p, lo, hi) in enumerate(wanted) if got[i] is None and hi - lo < p.length]
-            by_block = functools.partial(self._blocks_of, blob)
-            for i, data in zip(partial, mapper(by_block, [wanted[i] for i in partial]), strict=True):
-                got[i] = data
+            joined = self._by_blocks(blob, wanted, got, mapper)
+            if joined is not None:
+                return joined
         missing = [p for (p, _, _), data in zip(wanted, got, strict=True) if data is None]
         if missing:
             if on_miss is not None:
@@ -360,6 +359,19 @@ class Fetcher:
         with self._lock:
             self._block_lists.put(blob.blocks, listing)
         return listing or None
+
+    def _by_blocks(self, blob: BlockedBlob, wanted: list[tuple[Piece, int, int]], got: list, mapper) -> bytes | None:
+        """A random read_range's missing parts of pieces by blocks (into `got`); a read of one or two
+        pieces none of which is cached is one GET of the blocks across them, returned whole."""
+        if len(wanted) <= 2 and all(data is None for data in got):
+            whole = self.read_blocks(blob, wanted[0][0].start + wanted[0][1], wanted[-1][0].start + wanted[-1][2])
+            if whole is not None:
+                return whole
+        partial = [i for i, (p, lo, hi) in enumerate(wanted) if got[i] is None and hi - lo < p.length]
+        for i, data in zip(partial, mapper(functools.partial(self._blocks_of, blob), [wanted[i] for i in partial]),
+                           strict=True):
+            got[i] = data
+        return None
 
     def _blocks_of(self, blob: BlockedBlob, wanted: tuple[Piece, int, int]) -> bytes | None:
         piece, lo, hi = wanted

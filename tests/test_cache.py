@@ -307,3 +307,26 @@ def test_copies_written_beside_the_pieces_count_against_the_bound(tmp_path):
     cache.account(200_000)
     info = cache.info()
     assert info["bytes"] + info["manifest_bytes"] <= 1_000_000 and info["manifests"] == 1
+
+
+def test_runs_written_by_threads_at_once_are_all_found(tmp_path):
+    """The run index is updated by every writer thread: none may lose another's run (a lost one was
+    not found again until the pack's directory changed, so its files were fetched a second time)."""
+    import threading
+
+    cache = PieceCache(str(tmp_path / "cache"), 1 << 30)
+    pack = "ab" * 16
+    cache.put_run(pack, 0, b"x" * 100)
+    assert cache.holds_packed(pack, [(0, 100)]) == [True]  # the index exists: writers update it
+    starts = list(range(1000, 1000 + 400 * 1000, 1000))
+
+    def write(mine):
+        for start in mine:
+            cache.put_run(pack, start, random.Random(start).randbytes(500))
+
+    threads = [threading.Thread(target=write, args=(starts[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(cache.holds_packed(pack, [(start, 500) for start in starts]))
