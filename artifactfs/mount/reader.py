@@ -19,7 +19,7 @@ READ_BLOCK doubles the window, from INITIAL_WINDOW up to MAX_WINDOW, and the chu
 started as prefetches, READ_BLOCK at a time: one ranged GET per run of chunks (8 of 1 MiB), each chunk
 checked on its own. A read anywhere else resets the window to zero: random access fetches only the
 chunks it touches (4 KiB at 10 GiB into a 20 GiB file fetches one chunk), or, when the file has a block
-list (blocks.py), only the 64 KiB blocks it touches, until three quarters of a chunk's blocks were
+list (blocks.py), only the 64 KiB blocks it touches, until seven eighths of a chunk's blocks were
 read (then the chunk is completed and handed to the page cache); a chunk already in the disk cache
 is read by range: only the cache blocks a read touches are read and checked (piecefile.py). After
 such a jump, prefetching resumes only once the reader has gone RANDOM_TO_SEQUENTIAL bytes in order
@@ -327,9 +327,9 @@ class FileReader:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _note_blocks(self, ino: int, i: int, lo: int, hi: int) -> None:
-        """A dense random reader (three quarters of a chunk's blocks read) gets the chunk whole: its
+        """A dense random reader (seven eighths of a chunk's blocks read) gets the chunk whole: its
         missing blocks fetched and the chunk handed to the page cache, so the rest of its reads there
-        cost no request, for at most 4/3 the bytes. A sparse one (h5py slices, parquet columns)
+        cost no request, for at most 8/7 the bytes. A sparse one (h5py slices, parquet columns)
         fetches only the blocks it reads. (Counting reads instead was tried: h5py makes several per
         slice, and fetching a chunk on its third read took h5py from 1.5 to 2.6 bytes per byte.)"""
         assert self.blob is not None
@@ -338,7 +338,7 @@ class FileReader:
             return
         first, last = self.blob.span(lo, hi)
         touched.update(range(first, last + 1))
-        if len(touched) * 4 >= 3 * -(-self.pieces[i].length // BLOCK_SIZE):
+        if len(touched) * 8 >= 7 * -(-self.pieces[i].length // BLOCK_SIZE):
             self._blocks_read[i] = _FILLED
             self.source.fill_page_cache(ino, i * self.chunk_size, self.pieces[i], self.blob)
 
