@@ -153,6 +153,7 @@ class _Upload:
         self.store, self.chunk_size, self.progress, self.known = store, chunk_size, progress, known
         self.known_blocks = known_blocks
         self.blocks: dict[str, str | None] = {}  # digest of a blob of several chunks -> its block list
+        self.listing_pool = ThreadPoolExecutor(2, thread_name_prefix="block-lists")
         self.placed: dict[str, tuple[threading.Event, list]] = {}  # digest -> (done, [location]) of its first file
         self.lock = threading.Lock()
         self.uploaded = 0
@@ -161,7 +162,7 @@ class _Upload:
     def run(self, files: list[LocalFile], threads: int) -> tuple[list[Entry], int]:
         order = sorted(range(len(files)), key=lambda i: files[i].path.encode("utf-8"))
         batches = _batches([(seq, files[i]) for seq, i in enumerate(order)], threads)
-        with ThreadPoolExecutor(max(1, min(threads, len(batches)))) as pool:
+        with ThreadPoolExecutor(max(1, min(threads, len(batches)))) as pool, self.listing_pool:
             in_order = [r for batch in pool.map(lambda b: [self.one(*item) for item in b], batches) for r in batch]
         results: list = [None] * len(files)
         for seq, i in enumerate(order):
@@ -186,10 +187,14 @@ class _Upload:
             done, where = self.placed[digest]
         if first:
             try:
+                listing = None
+                if chunks and not packable:  # random reads of it fetch 64 KiB blocks, not chunks: its
+                    # block list is made beside the upload (a second read of the file, from the page cache)
+                    listing = self.listing_pool.submit(blocks.list_for, self.store, digest,
+                                                       f.source if data is None else data, self.known_blocks(digest))
                 where.append(self._place(seq, f, before, packable, data, size, digest))
-                if chunks and not packable:  # random reads of it fetch 64 KiB blocks, not chunks
-                    listed = blocks.list_for(self.store, digest, f.source if data is None else data,
-                                             self.known_blocks(digest))
+                if listing is not None:
+                    listed = listing.result()
                     with self.lock:
                         self.blocks[digest] = listed
             finally:
