@@ -361,6 +361,8 @@ class FileReader:
             self._window = min(self._window * 2, MAX_WINDOW)
         for i in range(first, last + 1):
             self.source.start(self.pieces[i])
+        if off == 0 and self._next_off == 0:
+            return  # a file's first read: its chunk alone, so the first byte does not share the store with a prefetch
         count = len(self.pieces)
         ahead = min(last + 1 + max(self._per_get, self._window // cs), count)
         start = max(last + 1, self._prefetched_to)
