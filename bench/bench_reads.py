@@ -5,7 +5,7 @@ the ratio measured, the goal, met or not, and the figures beside it (bytes fetch
 daemon CPU per GiB). A peer or library that is missing is a "skipped" row naming what installs it.
 
 Run as root from a checkout (after `bash scripts/setup.sh`):
-    .venv/bin/python bench/bench_reads.py            # sizes that take ~20 minutes on 2 cores
+    .venv/bin/python bench/bench_reads.py            # sizes that take ~6 minutes on 2 cores
     .venv/bin/python bench/bench_reads.py --full     # the sizes of the goals (20,000-file epochs, 10M entries...)
     .venv/bin/python bench/bench_reads.py --only second_job tools --markdown goals.md
 """
