@@ -118,9 +118,13 @@ def usable(listing: bytes | None, blob: BlockedBlob) -> bool:
     return listing is not None and len(listing) == list_length(blob.size) and digest_bytes(listing) == blob.blocks
 
 
+def _digest_at(listing: bytes, i: int) -> bytes:
+    return listing[DIGEST_BYTES * i:DIGEST_BYTES * (i + 1)]
+
+
 def check_block(listing: bytes, i: int, data) -> bool:
-    return xxhash.xxh3_128_digest(data) == listing[DIGEST_BYTES * i:DIGEST_BYTES * (i + 1)]
+    return xxhash.xxh3_128_digest(data) == _digest_at(listing, i)
 
 
 def block_hex(listing: bytes, i: int) -> str:
-    return listing[DIGEST_BYTES * i:DIGEST_BYTES * (i + 1)].hex()
+    return _digest_at(listing, i).hex()

@@ -309,23 +309,24 @@ class PieceCache:
         """Whether `size` more bytes may be cached: there is room, or idle files can make it (they
         are evicted), or `make_room`. Otherwise counted in `bypassed`."""
         with self._lock:
-            if self.make_room or self._size + size <= self.max_bytes:
-                self._size += size  # taken now: two writer threads must not both take the last room
-                self._writing += size
+            if self._reserve(size):
                 return True
             rescan = time.time() >= self._all_recent_until
         if rescan:
             self.evict(idle_for=KEEP_RECENT)
-            with self._lock:
-                over = self._size > self.max_bytes
-            if over:  # another process's files, or copies written outside put: the bound holds regardless
-                self.evict(down_to=self.max_bytes)
         with self._lock:
-            if self._size + size <= self.max_bytes:
-                self._size += size
-                self._writing += size
+            if self._reserve(size):
                 return True
             self.bypassed += 1
+        return False
+
+    def _reserve(self, size: int) -> bool:
+        """Take room for `size` bytes if there is (or `make_room`); under the lock, so two writer
+        threads never both take the last room."""
+        if self.make_room or self._size + size <= self.max_bytes:
+            self._size += size
+            self._writing += size
+            return True
         return False
 
     def _read(self, path: str, length: int):
@@ -380,9 +381,10 @@ class PieceCache:
 
         Re-scans the disk, so pieces written by other processes count too. `force` frees a tenth of
         the cache even if under the limit (after a write failed for lack of space). `idle_for` spares
-        files used within that many seconds (admission); when they alone fill the cache, no rescan
-        is made before the oldest of them turns idle (or _RECHECK passes). `down_to` frees only that
-        far (an overshoot of the bound).
+        files used within that many seconds (admission) unless the cache is over the bound itself
+        (another process's files, copies written outside put: the bound holds regardless); when they
+        alone fill the cache, no rescan is made before the oldest of them turns idle (or _RECHECK
+        passes). `down_to` frees only that far (an overshoot of the bound).
         """
         with self._lock:
             writing = self._writing
@@ -396,7 +398,7 @@ class PieceCache:
         for _, path, st in entries:
             if total - freed <= target:
                 break
-            if idle_for is not None and st.st_mtime > now - idle_for:
+            if idle_for is not None and st.st_mtime > now - idle_for and total - freed <= self.max_bytes:
                 with self._lock:
                     self._all_recent_until = min(st.st_mtime + idle_for, now + _RECHECK)
                 break
