@@ -2,11 +2,15 @@
 loading versions from it (store and local cache) with the JSON manifest as the fallback."""
 
 import gzip
+import json
 import logging
 import os
+import struct
+import zlib
 from array import array
 
 import pytest
+import xxhash
 
 from artifactfs import layout
 from artifactfs.client import Client
@@ -90,6 +94,109 @@ def test_damage_and_mismatches_are_refused():
             columnar.decode(columnar.encode(m), D)
 
 
+def encode_layout1(m: Manifest) -> bytes:
+    """The form earlier releases wrote (layout 1): stores still hold it, so it must still load."""
+    sections = [("paths", m._paths.blob), ("ends", m._paths.offsets.tobytes()), ("sizes", m._sizes.tobytes()),
+                ("digests", m._digests), ("executable", m._executable)]
+    if m._packs.ids is not None:
+        sections += [("pack_ids", m._packs.ids.tobytes()), ("pack_offsets", m._packs.offsets.tobytes())]
+    header = {"type": columnar.TYPE, "layout": 1, "manifest": m.digest, "chunk_size": m.chunk_size, "count": len(m),
+              "packs": m._packs.table[1:], "extras": {str(i): e for i, e in m._extras.items()},
+              "sections": [[name, len(data)] for name, data in sections]}
+    body = zlib.compress(json.dumps(header).encode() + b"\n" + b"".join(d for _, d in sections), 1)
+    return body + xxhash.xxh3_128_digest(body)
+
+
+def test_forms_of_the_earlier_layout_still_load():
+    m = sample()
+    c = columnar.decode(encode_layout1(m), m.digest)
+    assert list(c) == list(m) and c.to_bytes() == m.to_bytes()
+    assert list(columnar.decode(encode_layout1(m), m.digest, checked=True)) == list(m)
+    for paths in ([b"../escape"], [b"b", b"a"], [b"a", b"a/b"]):
+        with pytest.raises(CorruptData):
+            columnar.decode(encode_layout1(unchecked(paths)), D)
+
+
+@pytest.fixture
+def small_frames(monkeypatch):
+    """Frames of a few bytes, so that every section spans many and they are inflated on threads."""
+    monkeypatch.setattr(columnar, "FRAME", 40)
+
+
+def test_many_frames_round_trip(small_frames):
+    m = sample()
+    data = columnar.encode(m)
+    head = data[len(columnar.MAGIC) + 4:len(columnar.MAGIC) + 4 + struct.unpack_from("<I", data, 8)[0]]
+    header = json.loads(zlib.decompress(head))
+    assert all(len(frames) > 10 for _, frames in header["sections"])
+    for checked in (False, True):
+        c = columnar.decode(data, m.digest, checked=checked)
+        assert list(c) == list(m) and c.to_bytes() == m.to_bytes()
+
+
+@pytest.mark.parametrize("paths", [[b"a%03d" % i for i in range(40)] + [b"a/../x"],  # bad in a later frame
+                                   [b"b%03d" % i for i in range(40)] + [b"a"],  # unsorted across frames
+                                   [b"c%03d" % i for i in range(39)] + [b"c038/x"],  # file and directory
+                                   [b"d%03d" % i for i in range(40)] + [b"d039"]],  # duplicate across frames
+                         ids=["traversal", "unsorted", "file-and-directory", "duplicate"])
+def test_unsound_paths_in_a_later_frame_are_refused(small_frames, paths):
+    with pytest.raises(CorruptData):
+        columnar.decode(columnar.encode(unchecked(paths)), D)
+
+
+def sealed(header: dict, frames: list[bytes]) -> bytes:
+    head = zlib.compress(json.dumps(header).encode())
+    body = columnar.MAGIC + struct.pack("<I", len(head)) + head + b"".join(frames)
+    return body + xxhash.xxh3_128_digest(body)
+
+
+def hostile(change) -> bytes:
+    """A one-entry form with a valid checksum, its header or frames changed by `change`."""
+    frames = {"paths": b"a\0", "sizes": bytes(8), "digests": bytes(16), "executable": b"\0"}
+    header = {"type": columnar.TYPE, "layout": 2, "manifest": D, "chunk_size": 8 * 2**20, "count": 1,
+              "packs": [], "extras": {}}
+    change(header, frames)
+    packed = {name: zlib.compress(data) for name, data in frames.items()}
+    header.setdefault("sections", [[name, [[len(packed[name]), len(data)]]] for name, data in frames.items()])
+    return sealed(header, list(packed.values()))
+
+
+def test_a_hand_made_form_loads():  # the one each hostile case below changes in one thing
+    m = columnar.decode(hostile(lambda h, f: None), D)
+    assert [e.path for e in m] == ["a"] and m.digest == D
+
+
+@pytest.mark.parametrize("change", [
+    lambda h, f: f.update(paths=b"a"),  # a frame of paths that does not end a path
+    lambda h, f: f.update(paths=b"a\0b\0"),  # more paths than entries
+    lambda h, f: f.update(paths=b"\0"),  # an empty path
+    lambda h, f: f.update(sizes=bytes(16)),  # a section of another length
+    lambda h, f: h.update(count=2),
+    lambda h, f: h.update(count=-1),
+    lambda h, f: h.update(layout=3),
+    lambda h, f: f.pop("executable"),  # a section missing
+    lambda h, f: h.update(sections=[["paths", [[10**6, 2]]]]),  # frames longer than the form
+    lambda h, f: h.update(sections=[["evil", []]]),
+    lambda h, f: h.update(sections="x"),
+], ids=["unended", "extra-path", "empty-path", "long-section", "count", "negative-count", "layout",
+        "missing", "frame-length", "unknown-section", "sections-not-a-list"])
+def test_hostile_layouts_are_refused(change):
+    with pytest.raises(CorruptData):
+        columnar.decode(hostile(change), D)
+
+
+def test_a_frame_is_never_inflated_past_its_stated_length():
+    bomb = zlib.compress(bytes(50 * 2**20))  # 50 KB that inflate to 50 MiB of sizes
+    header = {"type": columnar.TYPE, "layout": 2, "manifest": D, "chunk_size": 8 * 2**20, "count": 1,
+              "packs": [], "extras": {},
+              "sections": [["paths", [[len(zlib.compress(b"a\0")), 2]]], ["sizes", [[len(bomb), 8]]],
+                           ["digests", [[len(zlib.compress(bytes(16))), 16]]],
+                           ["executable", [[len(zlib.compress(b"\0")), 1]]]]}
+    data = sealed(header, [zlib.compress(b"a\0"), bomb, zlib.compress(bytes(16)), zlib.compress(b"\0")])
+    with pytest.raises(CorruptData, match="stated length"):
+        columnar.decode(data, D)
+
+
 def commit_tree(client: Client, root, files: dict, name="acme/p/cols"):
     for rel, content in files.items():
         path = root / rel
@@ -159,3 +266,10 @@ def test_recommit_adds_the_columnar_form_to_an_older_manifest(client, tmp_path):
     client.repo.put_manifest(Manifest.parse(gzip.decompress(client.store.get(layout.manifest_key(digest))[0])))
     assert columnar.decode(client.store.get(key)[0], digest).digest == digest
     assert digest_bytes(client.repo.manifest_bytes_from_store(digest)) == digest
+
+
+def test_a_header_that_is_not_zlib_is_refused():
+    header = json.dumps({"type": columnar.TYPE, "layout": 2, "manifest": D}).encode()
+    with pytest.raises(CorruptData):
+        columnar.decode(columnar.MAGIC + struct.pack("<I", len(header)) + header + xxhash.xxh3_128_digest(
+            columnar.MAGIC + struct.pack("<I", len(header)) + header), D)

@@ -26,15 +26,14 @@ _PLAIN_LINE = re.compile(rb'^\{"digest":"([0-9a-f]{32})",(?:"offset":(0|[1-9][0-
                          rb'"path":"([^"\\\x00-\x1f]+)","size":(0|[1-9][0-9]{0,14})\}\n', re.MULTILINE)
 
 
-def _plain_paths_ok(paths: list[bytes], joined: bytes) -> bool:
-    """True if no path of `joined` ("\n"-separated, none holding "\n") is one that normalize_entry_path
-    would change or reject. With every separator made a slash, each path's segments sit between two
-    slashes, so an empty segment (a leading, trailing or double slash) shows as "//" and a "." or ".."
+def _plain_paths_ok(paths: list[bytes], slashed: bytes, longest: int) -> bool:
+    """True if no path of `slashed` (the paths with a slash before, between and after each) is one that
+    normalize_entry_path would change or reject. Each path's segments sit between two slashes, so an
+    empty segment (a leading, trailing or double slash, or an empty path) shows as "//" and a "." or ".."
     segment as "/./" or "/../": one or two scans of the whole run instead of one per kind of mistake."""
-    slashed = b"/" + joined.replace(b"\n", b"/") + b"/"
     if b"//" in slashed or (b"/." in slashed and (b"/./" in slashed or b"/../" in slashed)):
         return False
-    if max(map(len, paths)) > MAX_SEGMENT_BYTES:  # rare: check the long ones segment by segment
+    if longest > MAX_SEGMENT_BYTES:  # rare: check the long ones segment by segment
         for p in paths:
             if len(p) > MAX_SEGMENT_BYTES and (len(p) > MAX_PATH_BYTES
                                                or max(map(len, p.split(b"/"))) > MAX_SEGMENT_BYTES):
@@ -42,18 +41,25 @@ def _plain_paths_ok(paths: list[bytes], joined: bytes) -> bool:
     return True
 
 
-def checked_plain_paths(paths: list[bytes], prev: bytes | None = None) -> list[int] | None:
-    """Check a run of entry paths that hold no newline, no NUL and no empty one, coming after `prev`
-    (the run before it, if any), with a few C-level passes: each UTF-8 and normalized, all strictly
-    increasing. None if any is not (the caller's slow path says which); else the positions i whose path
-    starts with the one before it (`prev` before the first), the only candidates for a file that is also
-    a directory (see Manifest._check_tree)."""
-    joined = b"\n".join(paths)
+def checked_plain_paths(paths: list[bytes], prev: bytes | None = None, terminated: bytes | None = None,
+                        longest: int | None = None) -> list[int] | None:
+    """Check a run of entry paths coming after `prev` (the run before it, if any), with a few C-level
+    passes: each UTF-8 and normalized, all strictly increasing. The paths hold no newline, no NUL and no
+    empty one, unless `terminated` is given: the same paths each followed by a NUL (the columnar form's
+    text, which may hold any other byte); `longest`: the length of the longest, if known. None if any
+    is not sound (the caller's slow path says which); else the positions i whose path starts with the
+    one before it (`prev` before the first), the only candidates for a file that is also a directory
+    (see Manifest._check_tree)."""
+    if terminated is None:
+        joined = b"\n".join(paths)
+        slashed = b"/" + joined.replace(b"\n", b"/") + b"/"
+    else:
+        joined, slashed = terminated, b"/" + terminated.replace(b"\0", b"/")
     try:
-        joined.decode("utf-8")  # joined by "\n", which no multi-byte character holds: each path on its own
+        joined.decode("utf-8")  # separated by a byte no multi-byte character holds: each path on its own
     except UnicodeDecodeError:
         return None
-    if not _plain_paths_ok(paths, joined):
+    if not _plain_paths_ok(paths, slashed, max(map(len, paths)) if longest is None else longest):
         return None
     befores = paths[:-1] if prev is None else [prev, *paths[:-1]]
     afters = paths[1:] if prev is None else paths
