@@ -52,6 +52,9 @@ EVICT_TO = 0.8  # an eviction frees down to this much of the bound: each rescan 
 _TOUCH_INTERVAL = 60.0  # refresh a piece's mtime (its LRU stamp) at most this often
 KEEP_RECENT = 600.0  # a full cache keeps what was used this recently instead of admitting new data
 _RECHECK = 60.0  # when all is recent, look for idle files again after at most this long
+# A pack's run index is trusted this long before its directory is stat'ed again: what another process
+# added or evicted meanwhile only costs a miss (fetched again) or a failed open (the same).
+_RUNS_FRESH = 1.0
 RUN_INDEX_PACKS = 4096  # packs whose run listings are kept in memory
 
 
@@ -67,7 +70,7 @@ class PieceCache:
             os.makedirs(d, mode=0o700, exist_ok=True)
         self._lock = threading.Lock()
         self._touched: dict[str, float] = {}
-        self._run_index = LRU(RUN_INDEX_PACKS)  # pack -> (its run directory's mtime, PackRuns)
+        self._run_index = LRU(RUN_INDEX_PACKS)  # pack -> (its run directory's mtime, PackRuns, checked at)
         self._run_changes = LRU(RUN_INDEX_PACKS)  # pack -> runs this process added or removed (a count)
         self.damaged = 0  # cache files found damaged and dropped (for stats and tests)
         self.buffers: BufferPool | None = None  # large pieces are read into its buffers (O_DIRECT)
@@ -214,25 +217,30 @@ class PieceCache:
                 self._run_index.pop(pack, None)
                 return
             runs = [r for r in held[1].runs if r[2] != drop] + ([add] if add else [])
-            self._run_index.put(pack, (stamp, PackRuns(runs)))
+            self._run_index.put(pack, (stamp, PackRuns(runs), time.monotonic()))
 
     def _runs_of(self, pack: str) -> "PackRuns":
         """The cached runs of `pack`, listed once and kept while its directory's mtime stands (a run
-        added or removed by any process changes it): a read costs one stat, not a listing and a parse
-        of every run, which made warm reads of a pack read file by file slower than cold ones.
+        added or removed by any process changes it, and this process's own changes update it): a read
+        costs at most one stat a second (_RUNS_FRESH), not a listing and a parse of every run, which
+        made warm reads of a pack read file by file slower than cold ones.
         A listing is kept only if this process changed none of the pack's runs while it was taken: a
         run added within the same mtime tick would not change the stamp, and would stay unseen. (Another
         process's run added within one tick can be missed that way: a cache miss, fetched again.)"""
         d = self.run_dir(pack)
         with self._lock:
             changes = self._run_changes.get(pack, 0)
+            held = self._run_index.get(pack)
+        now = time.monotonic()
+        if held is not None and now - held[2] < _RUNS_FRESH:
+            return held[1]
         try:
             stamp = os.stat(d).st_mtime_ns
         except FileNotFoundError:
             return PackRuns([])
-        with self._lock:
-            held = self._run_index.get(pack)
         if held is not None and held[0] == stamp:
+            with self._lock:
+                self._run_index.put(pack, (stamp, held[1], now))
             return held[1]
         try:
             names = os.listdir(d)
@@ -247,7 +255,7 @@ class PieceCache:
         index = PackRuns(runs)
         with self._lock:
             if self._run_changes.get(pack, 0) == changes:
-                self._run_index.put(pack, (stamp, index))
+                self._run_index.put(pack, (stamp, index, now))
         return index
 
     def _read_run(self, path: str, offset: int, length: int, digest: str) -> bytes | None:

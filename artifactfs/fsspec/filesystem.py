@@ -158,11 +158,11 @@ class ArtifactFileSystem(AbstractFileSystem):
         view = self._version(loc)
         inner = _resolve(view, loc.inner, follow_last=True)
         i = view.manifest.find(inner)
-        if i is None or view.manifest[i].kind == DIR:
-            if i is not None or view.manifest.is_dir(inner):
-                raise IsADirectoryError(errno.EISDIR, "a directory, not a file", path)
-            raise NotFound(f"{view.record.ref} has no entry {loc.inner!r}")
-        return view, view.manifest[i], i
+        if i is not None and (entry := view.manifest[i]).kind != DIR:
+            return view, entry, i
+        if i is not None or view.manifest.is_dir(inner):
+            raise IsADirectoryError(errno.EISDIR, "a directory, not a file", path)
+        raise NotFound(f"{view.record.ref} has no entry {loc.inner!r}")
 
     # ---- listing -----------------------------------------------------------------------------
     def ls(self, path, detail=True, **kwargs):
@@ -258,7 +258,10 @@ class ArtifactFileSystem(AbstractFileSystem):
             return datetime.fromisoformat(self._version(loc).record.created_at.replace("Z", "+00:00"))
 
     # ---- reading -----------------------------------------------------------------------------
-    def _reader(self, path: str) -> tuple[EntryReader, dict]:
+    def _reader(self, path: str) -> EntryReader:
+        return self._reader_and_info(path, info=False)[0]
+
+    def _reader_and_info(self, path: str, info: bool = True) -> tuple[EntryReader, dict | None]:
         with os_errors(path):
             view, entry, index = self._entry(path)
             fetcher = self.client.fetcher
@@ -269,7 +272,7 @@ class ArtifactFileSystem(AbstractFileSystem):
                     if pieces:
                         fetcher.prefetch(pieces)
             reader = EntryReader(fetcher, entry, view.manifest.chunk_size, on_miss, self._pieces_of(view, entry, index))
-            return reader, _file_info(self._strip_protocol(path), entry, view, entry.path)
+            return reader, _file_info(self._strip_protocol(path), entry, view, entry.path) if info else None
 
     def _pieces_of(self, view: VersionView, entry: Entry, index: int) -> list[Piece] | None:
         """The pieces of a chunked file, built and checked once per instance rather than per read (a
@@ -281,14 +284,14 @@ class ArtifactFileSystem(AbstractFileSystem):
     def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, **kwargs):
         path = self._strip_protocol(path)
         if "r" in mode:
-            reader, info = self._reader(path)
+            reader, info = self._reader_and_info(path)
             return ArtifactFile(self, path, reader, info, block_size=block_size)
         self._check_write(path)
         with os_errors(path):
             return WriteFile(self, write_target(parse_path(path), path, mode), path, autocommit)
 
     def cat_file(self, path, start=None, end=None, **kwargs):
-        reader, _ = self._reader(path)
+        reader = self._reader(path)
         size = reader.size
         start = 0 if start is None else (max(size + start, 0) if start < 0 else start)
         end = size if end is None else (max(size + end, 0) if end < 0 else end)
@@ -305,7 +308,7 @@ class ArtifactFileSystem(AbstractFileSystem):
         if info["type"] == "link":
             _make_link(info["destination"], lpath)
             return
-        reader, _ = self._reader(rpath)
+        reader = self._reader(rpath)
         if outfile is not None:
             with os_errors(rpath):
                 for at in range(0, reader.size, 8 * READ_BLOCK):
@@ -439,6 +442,8 @@ def _resolve(view: VersionView, inner: str, follow_last: bool) -> str:
     """`inner` with the links among its parts (and the last part too with `follow_last`) followed
     within the version, as the mount's kernel follows them; NotFound for a link that leaves it."""
     m = view.manifest
+    if not m.specials:  # no links in this version (nor empty directories): nothing to follow
+        return inner
     parts, done, hops = inner.split("/"), "", 0
     while parts:
         path = f"{done}/{parts[0]}".lstrip("/")
