@@ -654,3 +654,29 @@ def test_random_reads_with_locality_are_served_by_the_page_cache(client, tmp_pat
     finally:
         os.close(fd)
     assert stats()["damaged_cache_files"] >= 1
+
+
+def test_large_random_reads_are_read_from_the_disk_cache_once(client, tmp_path, mounts, env):
+    """Reads of 1 MiB at unaligned offsets (duckdb's row groups, parquet column chunks) jump around a
+    file whose chunks are in the disk cache: each byte comes from the disk cache once, with no chunk
+    handed to the page cache again behind it (the kernel keeps what the reads asked for), and every
+    byte is the committed one."""
+    size = 12 * CHUNK_SIZE
+    content = random.Random(12).randbytes(size)
+    write_tree(tmp_path / "src", {"table.parquet": content})
+    client.commit_dir(str(tmp_path / "src"), NAME, "dataset")
+    assert run_cli(["cache", "warm", f"{NAME}:v0"], env).returncode == 0
+    m = mounts()
+    stats = lambda: json.loads(os.getxattr(m.mountpoint, "user.artifactfs.stats"))  # noqa: E731
+    offsets = [k * CHUNK_SIZE + CHUNK_SIZE // 3 for k in range(11)]
+    random.Random(3).shuffle(offsets)
+    fd = os.open(m.path(f"{NAME}:v0/table.parquet"), os.O_RDONLY)
+    try:
+        for off in offsets:
+            assert os.pread(fd, CHUNK_SIZE, off) == content[off:off + CHUNK_SIZE]
+    finally:
+        os.close(fd)
+    time.sleep(0.3)  # a fill would have run by now
+    after = stats()
+    assert after["chunks_prefilled"] == 0, after
+    assert after["cache_read_bytes"] <= size + 2 * 2**20, after  # the kernel's readahead adds a little

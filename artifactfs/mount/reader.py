@@ -262,7 +262,9 @@ class FileReader:
     reader, fio's uniform reads of a file the page cache can hold) is then served by the kernel, while
     a chunk read only once costs no more than its range. Two more reads of a filled chunk mean the
     kernel dropped its pages (memory pressure, fadvise): it is filled again. So the bytes read from
-    the disk cache are at most one chunk per two reads that reach us."""
+    the disk cache are at most one chunk per two reads that reach us. Reads of half a chunk or more
+    (parquet column chunks, duckdb's row groups) do not count: the kernel keeps what they asked for,
+    and filling their chunks would read them from the disk cache twice."""
 
     def __init__(self, source: ChunkSource, pieces: list[Piece], size: int, chunk_size: int,
                  ino: int | None = None, blob: BlockedBlob | None = None):
@@ -312,9 +314,22 @@ class FileReader:
 
     async def _read_random(self, off: int, end: int, first: int, last: int):
         cs = self.chunk_size
-        parts = [await self.source.get_range(self.pieces[i], max(off - i * cs, 0), min(end - i * cs, cs), self.blob)
-                 for i in range(first, last + 1)]
-        if self.ino is not None:
+        parts: list = [None] * (last + 1 - first)
+
+        async def part(k: int) -> None:
+            i = first + k
+            parts[k] = await self.source.get_range(self.pieces[i], max(off - i * cs, 0), min(end - i * cs, cs),
+                                                   self.blob)
+
+        if len(parts) == 1:
+            await part(0)
+        else:  # a read across chunks (a 1 MiB read at any offset): their disk-cache reads side by side
+            async with trio.open_nursery() as nursery:
+                for k in range(len(parts)):
+                    nursery.start_soon(part, k)
+        # A large read (a parquet column chunk, duckdb's row groups) is not a hint: the kernel keeps
+        # what it asked for, and the rest of such a chunk costs a read or two, not a chunk's worth.
+        if self.ino is not None and (end - off) * 2 < cs:
             for i in range(first, last + 1):
                 seen = self._random_reads.get(i, 0) + 1
                 # locality: the chunk goes to the page cache whole; and again if two more reads of it
