@@ -13,7 +13,7 @@ from .config import Settings, format_size, load_settings
 from .errors import CorruptData, NotFound, UsageError
 from .fetch import Fetcher, WarmResult, cacheable
 from .ingest import LocalFile, walk_tree
-from .manifest import Entry, Manifest
+from .manifest import Entry, Manifest, compare
 from .names import ArtifactName, Ref, parse_artifact_name, parse_ref
 from .records import CommitResult, VersionRecord
 from .repo import Repository
@@ -165,17 +165,18 @@ class Client:
         return self.diff_records(self.resolve(a), self.resolve(b))
 
     def diff_records(self, a: VersionRecord, b: VersionRecord) -> DiffResult:
-        """What changed from version `a` to version `b`, both already resolved."""
+        """What changed from version `a` to version `b`, both already resolved (a merge of the two
+        manifests: memory in proportion to the changes, not the entries)."""
         ma, mb = self.manifest(a), self.manifest(b)
-        old = {e.path: e for e in ma}
-        added, changed = [], []
-        for e in mb:
-            prev = old.pop(e.path, None)
-            if prev is None:
-                added.append(e)
-            elif _content(prev) != _content(e):
-                changed.append((prev, e))
-        return DiffResult(added, list(old.values()), changed)
+        out = DiffResult([], [], [])
+        for change, i, j in compare.changes(ma, mb):
+            if change == compare.ADDED:
+                out.added.append(mb[j])
+            elif change == compare.REMOVED:
+                out.removed.append(ma[i])
+            else:
+                out.changed.append((ma[i], mb[j]))
+        return out
 
     # ---- writing -------------------------------------------------------------------------------
     def commit_files(self, name: ArtifactName, type: str, files: Iterable[LocalFile],
@@ -196,10 +197,3 @@ class Client:
         ref_entries += self.references.resolve_specs(references)
         bar = progress(sum(os.path.getsize(f.source) for f in files)) if progress else None
         return self.commit_files(artifact, type, files, extra_entries=ref_entries, progress=bar, **commit_args)
-
-
-def _content(e: Entry) -> tuple:
-    """What a diff compares: everything that says what the entry holds, not where it is stored (a pack
-    and offset change on a re-upload). A reference without checksum changes with its size, ETag or
-    VersionId."""
-    return (e.kind, e.target, e.digest, e.size, e.executable, e.ref, e.etag, e.version_id)

@@ -114,9 +114,12 @@ class ArtifactNode:
     deleted: bool = False
     runs: list[RunNode] = field(default_factory=list)  # producer upstream, consumers downstream
     seen: bool = False  # expanded elsewhere in this walk: shown once, named again here
+    type: str = ""  # the artifact's type (dataset, model, ...), from its version record
 
     def to_json(self) -> dict:
         obj: dict = {"ref": self.ref, "runs": [r.to_json() for r in self.runs]}
+        if self.type:
+            obj["type"] = self.type
         if self.deleted:
             obj["deleted"] = True
         if self.seen:
@@ -134,6 +137,8 @@ class Lineage:
     def to_json(self) -> dict:
         obj: dict = {"ref": self.ref, "upstream": [r.to_json() for r in self.upstream.runs],
                      "downstream": [r.to_json() for r in self.downstream.runs]}
+        if self.upstream.type:
+            obj["type"] = self.upstream.type
         if self.capped:
             obj["capped"] = self.capped
         return obj
@@ -193,7 +198,7 @@ class _Walker:
         self._outputs: dict[str, list[str]] = {}
 
     def expand(self, rec: VersionRecord | None, ref: str, left: int, seen: set, edges) -> ArtifactNode:
-        node = ArtifactNode(ref, deleted=rec is None)
+        node = ArtifactNode(ref, deleted=rec is None, type=rec.type if rec is not None else "")
         if rec is None or left == 0:
             return node
         if ref in seen:

@@ -11,7 +11,11 @@ straight from the store (what a page that looks at every artifact pays; the proj
 artifacts it shows), and Manifest.parse of the N-entry manifest's stored JSON (what a version's first
 page would cost without the columnar form).
 
-Goals (issue 20): the project page < 300 ms and a 1M-entry version's root page < 300 ms.
+Also a diff of two 1M-entry versions (3,000 changes; its first page, a later page, the JSON) with the
+server's RSS after each, and the lineage page of the last of 24 versions each made from all before it.
+
+Goals (issue 20): the project page < 300 ms and a 1M-entry version's root page < 300 ms; (issue 33)
+the first page of a diff of two 1M-entry versions < 2 s and the server < 200 MB.
 
 Run: python bench/bench_ui.py [--artifacts 1000] [--entries 1000000] [--repeats 5] [--backends local s3]
 """
@@ -28,7 +32,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from common import BUCKET, seaweed_server
+from common import BUCKET, goal, seaweed_server
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -39,6 +43,7 @@ from artifactfs.manifest import Entry, Manifest  # noqa: E402
 from artifactfs.names import ArtifactName  # noqa: E402
 
 PIECE = 8 * 1024 * 1024
+LINEAGE_VERSIONS = 24
 
 
 def fill(client: Client, artifacts: int, entries: int) -> None:
@@ -64,12 +69,28 @@ def fill(client: Client, artifacts: int, entries: int) -> None:
         return Entry(path + ".csv", size, digest) if i == entries - 1 else Entry(path + ".bin", 1000 + i % 977,
                                                                                    f"{i:032x}")
 
+    def tree_v1():
+        """v0 with one file in a thousand removed, one changed and one added: 3,000 changes in 1M."""
+        for i in range(entries):
+            e = tree_entry(i)
+            if i % 1000 == 7:
+                continue
+            yield Entry(e.path, e.size, f"{i + 3 * entries:032x}") if i % 1000 == 13 else e
+            if i % 1000 == 500:
+                yield Entry(e.path + ".new", 1, f"{i + 4 * entries:032x}")
+
     tree = (tree_entry(i) for i in range(entries))
     flat = (Entry(f"f{i:07d}.bin", 1000 + i % 977, f"{i + entries:032x}") for i in range(entries))
-    for label, gen in (("tree", tree), ("flat", flat)):
+    for label, gen in (("tree", tree), ("flat", flat), ("tree", tree_v1())):
         manifest = Manifest._pack(gen, PIECE)  # generated in path order already
         repo.put_manifest(manifest)
         repo.commit(ArtifactName("bench", "big", label), "dataset", manifest)
+    # lineage: vN made by run rN from every version before it (the graph that once took minutes)
+    chain = ArtifactName("bench", "lineage", "chain")
+    for n in range(LINEAGE_VERSIONS):
+        manifest = Manifest.from_entries([Entry("out.bin", n, f"{n + 5 * entries:032x}")])
+        repo.put_manifest(manifest)
+        repo.commit(chain, "dataset", manifest, run=f"r{n}", inputs=[f"{chain}:v{i}" for i in range(n)])
 
 
 def serve(env: dict) -> tuple[subprocess.Popen, str]:
@@ -81,6 +102,13 @@ def serve(env: dict) -> tuple[subprocess.Popen, str]:
         proc.kill()
         raise SystemExit(f"artifactfs ui did not start: {line}{proc.stderr.read()}")
     return proc, match.group(0)
+
+
+def rss_mib(proc: subprocess.Popen) -> tuple[float, float]:
+    """The server's resident memory now and at its peak (VmRSS, VmHWM), MiB."""
+    with open(f"/proc/{proc.pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -99,6 +127,7 @@ def load(url: str) -> tuple[float, float, int]:
 
 
 PAGES = [
+    ("home page (recent versions, types)", "/"),
     ("project page 1 (50 rows)", "/e/bench/many"),
     ("project page 20", "/e/bench/many?page=20"),
     ("project as JSON", "/api/e/bench/many"),
@@ -110,6 +139,11 @@ PAGES = [
     ("1M flat: root page 1 (200 rows)", "/e/bench/big/flat/v0/tree/"),
     ("1M flat: root, page at entry 500,000", "/e/bench/big/flat/v0/tree/?start=500000"),
     ("1M flat: root as JSON", "/api/e/bench/big/flat/v0/tree/"),
+    ("1M tree: diff v0 -> v1 (3,000 changes)", "/e/bench/big/tree/-/diff?from=v0&to=v1"),
+    ("1M tree: diff, the page after d00500", "/e/bench/big/tree/-/diff?from=v0&to=v1&after=d00500"),
+    ("1M tree: diff as JSON", "/api/e/bench/big/tree/-/diff?from=v0&to=v1"),
+    (f"lineage of v{LINEAGE_VERSIONS - 1}, {LINEAGE_VERSIONS} dense versions, depth 10",
+     f"/e/bench/lineage/chain/v{LINEAGE_VERSIONS - 1}/lineage?depth=10"),
 ]
 
 
@@ -139,13 +173,27 @@ def run(backend: str, store: str, args, tmp: str) -> None:
     figures = {}
     proc, base = serve(env)
     try:
+        diff_rss: list[float] = []
         for label, path in PAGES:
             url = base + path.format(last=last, lastfile=f"{(args.entries - 1) % 1000:04d}", mid=args.artifacts // 2)
+            if "diff" in label and not diff_rss:
+                diff_rss.append(rss_mib(proc)[0])
             first = load(url)
             again = [load(url) for _ in range(args.repeats)]
             figures[label] = [first, (statistics.median(a[0] for a in again), statistics.median(a[1] for a in again))]
+            if "diff" in label:
+                diff_rss.append(rss_mib(proc)[1])
     finally:
         stop(proc)
+    grown = max(diff_rss) - diff_rss[0]
+    print(f"server RSS before the diff pages {diff_rss[0]:.0f} MiB, peak after them {max(diff_rss):.0f} MiB "
+          f"(+{grown:.0f} MiB: the second manifest and the comparison)")
+    diff_label = "1M tree: diff v0 -> v1 (3,000 changes)"
+    goal(f"{backend}: first page of a diff of two {args.entries:,}-entry versions, seconds / 2 s",
+         figures[diff_label][0][0] / 2000, 1.0, f"{figures[diff_label][0][0]:.0f} ms first load, "
+         f"{figures[diff_label][1][0]:.0f} ms repeated", at_most=True)
+    goal(f"{backend}: server memory a diff of two {args.entries:,}-entry versions adds, MiB / 200",
+         grown / 200, 1.0, f"+{grown:.0f} MiB", at_most=True)
     proc, base = serve(env)  # a new server on the same disk cache: the next job on this machine
     try:
         for label, path in PAGES:

@@ -36,10 +36,102 @@ def page(web, url, status=200):
     return r
 
 
+@local_only
+def test_a_long_diff_is_paged_in_path_order(client, web, tmp_path):
+    """1,300 changes: three pages of at most 500, in path order, each linking the next; the counts and
+    sizes are those of the whole diff on every page, and the pages together are the whole diff."""
+    src = tmp_path / "many"
+    for i in range(800):
+        (src / f"d{i % 7}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 7}" / f"f{i:04d}").write_bytes(b"x" * i)
+    client.commit_dir(str(src), "acme/ml/many", "dataset")
+    for i in range(0, 800, 2):
+        (src / f"d{i % 7}" / f"f{i:04d}").unlink()  # 400 removed
+    for i in range(1, 800, 4):
+        (src / f"d{i % 7}" / f"f{i:04d}").write_bytes(b"y" * i)  # 200 changed
+    for i in range(700):
+        (src / "new").mkdir(exist_ok=True)
+        (src / "new" / f"g{i:04d}").write_bytes(b"z")  # 700 added
+    client.commit_dir(str(src), "acme/ml/many", "dataset")
+    seen, after, pages = [], "", 0
+    while True:
+        url = "/api/e/acme/ml/many/-/diff?from=v0&to=v1" + (f"&after={quote(after)}" if after else "")
+        data = page(web, url).json()
+        assert data["counts"] == {"added": 700, "removed": 400, "changed": 200}
+        assert data["added_size"] == 700 and data["removed_size"] == sum(range(0, 800, 2))
+        assert len(data["rows"]) <= 500
+        seen += [(r["change"], r["path"]) for r in data["rows"]]
+        pages += 1
+        html = page(web, url.replace("/api", "")).text
+        if data["next"] is None:
+            assert 'rel="next"' not in html
+            break
+        assert f'after={quote(data["next"])}" rel="next"' in html
+        after = data["next"]
+    assert pages == 3 and len(seen) == 1300 and [p for _, p in seen] == sorted(p for _, p in seen)
+    assert len(set(seen)) == 1300
+
+
+def test_a_version_page_says_how_to_use_it_and_what_it_holds(cli, client, web, tmp_path):
+    """The "use this version" box pins the version by number (an alias page too), for the mount (both
+    spellings), `get`, Python and artifactfs://; metadata is a key/value table with nested values
+    folded; directory rows give their size and entry count; the breadcrumb reads `raw:v1`."""
+    src = tmp_path / "meta"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "a.bin").write_bytes(b"a" * 1000)
+    (src / "sub" / "b.bin").write_bytes(b"b" * 500)
+    (src / "top.txt").write_text("top")
+    assert cli("commit", "--dir", str(src), "acme/ml/meta", "--alias", "prod", "--metadata", "epochs=3",
+               "--metadata", 'optim={"name": "adam", "betas": [0.9, 0.99]}').exit_code == 0
+    data = page(web, "/api/e/acme/ml/meta/prod/tree/").json()
+    assert [u["text"] for u in data["use"]] == [
+        "MOUNT/acme/ml/meta:v0/", "MOUNT/acme/ml/meta/v0/", "artifactfs get acme/ml/meta:v0 --root ./meta-v0",
+        "artifactfs.artifact('acme/ml/meta:v0').download(root='./meta-v0')", "artifactfs://acme/ml/meta:v0/"]
+    sub = next(c for c in data["entries"] if c["kind"] == "dir")
+    assert (sub["name"], sub["entries"], sub["size"]) == ("sub", 2, 1500)
+    assert data["below"] == 3 and data["below_size"] == 1503
+    html = page(web, "/e/acme/ml/meta/prod/tree/").text
+    assert '<code id="use-3">artifactfs get acme/ml/meta:v0 --root ./meta-v0</code>' in html
+    assert 'class="copy" data-for="use-3"' in html and '<script src="/static/copy.js" defer></script>' in html
+    assert '<tr><th>epochs</th><td><code>3</code></td></tr>' in html
+    assert "<summary>{2 keys}</summary>" in html and "&#34;adam&#34;" in html  # nested: folded, its JSON inside
+    assert 'title="1500 bytes">1.5 KiB</td><td></td><td>directory of 2 entries</td>' in html
+    assert 'meta</a><span class="sel">:v0</span>' in html  # no gap in the breadcrumb
+    deep = page(web, "/api/e/acme/ml/meta/v0/tree/sub").json()["use"]
+    assert deep[2]["text"] == "artifactfs get acme/ml/meta:v0 --prefix sub --root ./meta-v0"
+    assert deep[4]["text"] == "artifactfs://acme/ml/meta:v0/sub/"
+    entry = page(web, "/api/e/acme/ml/raw/v1/file/blob.bin").json()["entry"]
+    assert entry["pack"]  # a small file: stored in a pack, which the page shows only under "how it is stored"
+    html = page(web, "/e/acme/ml/raw/v1/file/blob.bin").text
+    assert html.index(entry["pack"]) > html.index('<details class="storage"><summary>how it is stored</summary>')
+
+
+@local_only
+def test_the_use_box_names_a_mount_of_this_store_on_this_machine(env, web, tmp_path):
+    import os
+
+    from tests.fuse_util import Mount, mount_factory
+
+    with mount_factory(Mount, dict(os.environ), tmp_path, "mnt") as make:
+        m = make()
+        lines = [u["text"] for u in page(web, "/api/e/acme/ml/raw/clean/tree/").json()["use"]]
+        assert lines[:2] == [f"{m.mountpoint}/acme/ml/raw:v1/", f"{m.mountpoint}/acme/ml/raw/v1/"]
+        assert sorted(os.listdir(lines[0])) == sorted(os.listdir(lines[1])) == [
+            "README.txt", "blob.bin", "config.json", "img.png", "tables"]  # the paths it names are real
+    assert page(web, "/api/e/acme/ml/raw/clean/tree/").json()["use"][0]["text"].startswith("MOUNT/")
+
+
 def test_pages_and_api(web, sample):
     home = page(web, "/")
     assert "acme" in home.text and home.headers["server-timing"].startswith("app;dur=")
-    assert page(web, "/api/").json() == {"entities": ["acme"]}
+    home_data = page(web, "/api/").json()
+    assert home_data["entities"] == ["acme"] and home_data["projects"] == {"acme": ["ml", "xss"]}
+    assert home_data["types"] == {"dataset": 2, "model": 1, "result": 1}, home_data["types"]
+    recent = home_data["recent"]
+    assert [r["created_at"] for r in recent] == sorted((r["created_at"] for r in recent), reverse=True)
+    raw1 = next(r for r in recent if r["artifact"] == "acme/ml/raw" and r["version"] == 1)
+    assert raw1["aliases"] == ["clean", "latest"] and raw1["type"] == "dataset" and raw1["file_count"] == 6
+    assert 'href="/e/acme/ml/raw/v1/tree/"' in home.text and 'href="/e/acme/ml"' in home.text
     assert page(web, "/api/e/acme").json()["projects"] == ["ml", "xss"]
     rows = {a["name"]: a for a in page(web, "/api/e/acme/ml").json()["artifacts"]}
     assert rows["raw"]["versions"] == 2 and rows["raw"]["latest"] == "v1" and rows["raw"]["type"] == "dataset"
@@ -53,6 +145,9 @@ def test_pages_and_api(web, sample):
     assert art["versions"][0]["metadata"] == {"rows": 3, "source": "field notes"}
     assert "lilies and trees" in page(web, "/e/acme/ml/raw").text
     assert page(web, "/api/e/acme/ml/report").json()["versions"][0]["expires_at"] > 0
+    moves = {m["alias"]: m for m in art["alias_moves"]}
+    assert moves["clean"]["version"] == 1 and moves["latest"]["version"] == 1 and moves["clean"]["since"] > 0
+    assert '<h2>Alias history</h2>' in page(web, "/e/acme/ml/raw").text
 
     root = page(web, "/api/e/acme/ml/raw/clean/tree/").json()
     assert root["version"] == 1
@@ -78,17 +173,23 @@ def test_pages_and_api(web, sample):
 def test_diff_lineage_search(web):
     diff = page(web, "/api/e/acme/ml/raw/-/diff?from=v0&to=v1").json()
     assert diff["counts"] == {"added": 1, "removed": 1, "changed": 1}
-    assert [r["path"] for r in diff["added"]] == ["tables/trees.tsv"]
-    assert [r["path"] for r in diff["removed"]] == ["old.txt"]
-    assert [r["path"] for r in diff["changed"]] == ["tables/flowers.csv"]
+    assert [(r["change"], r["path"]) for r in diff["rows"]] == [
+        ("removed", "old.txt"), ("changed", "tables/flowers.csv"), ("added", "tables/trees.tsv")]  # path order
+    assert diff["next"] is None
     assert 'href="/e/acme/ml/raw/-/diff?from=v0&amp;to=v1"' in page(web, "/e/acme/ml/raw").text
 
     lin = page(web, "/api/e/acme/ml/classifier/v0/lineage?depth=2").json()
     labels = {n["label"]: n["kind"] for n in lin["nodes"]}
     assert labels == {"acme/ml/classifier:v0": "focus", "train-7": "run", "acme/ml/raw:v1": "version",
                       "ingest-2": "run", "eval-3": "run", "acme/ml/report:v0": "version"}
+    types = {n["label"]: n["type"] for n in lin["nodes"] if n["kind"] != "run"}
+    assert types == {"acme/ml/classifier:v0": "model", "acme/ml/raw:v1": "dataset", "acme/ml/report:v0": "result"}
     svg = page(web, "/e/acme/ml/classifier/v0/lineage").text
     assert '<a href="/run/train-7" class="node run"' in svg and 'href="/e/acme/ml/report/v0/tree/"' in svg
+    assert 'class="node focus t-model version"' in svg and 'class="node version t-dataset"' in svg
+    assert '<title>model (this page) acme/ml/classifier:v0</title>' in svg
+    legend = svg[svg.index('<ul class="legend"'):svg.index("</ul>")]
+    assert all(f">{word}" in legend for word in ("run", "dataset", "model", "another type", "deleted version"))
     run = page(web, "/api/run/eval-3").json()
     assert run == {"run": "eval-3", "inputs": ["acme/ml/classifier:v0"], "outputs": ["acme/ml/report:v0"]}
 
@@ -142,7 +243,8 @@ def test_store_texts_are_escaped(web):
     assert f'href="/e/acme/xss/evil/v0/file/{quote(HOSTILE_FILE)}"' in tree
     assert page(web, "/api/e/acme/xss/evil/v0/tree/..dots").json()["entries"][0]["name"] == "%2e%2e.txt"
     headers = page(web, "/").headers
-    assert "script-src" not in headers["content-security-policy"] and headers["x-content-type-options"] == "nosniff"
+    policy = headers["content-security-policy"]  # the one script is the copy buttons', served from here
+    assert "script-src 'self';" in policy and "unsafe" not in policy and headers["x-content-type-options"] == "nosniff"
 
 
 @local_only
@@ -223,7 +325,7 @@ def test_token_and_host(client, sample):
     web = TestClient(app)
     assert web.get("/").status_code == 401
     assert web.get("/", headers={"x-artifactfs-token": "wrong"}).status_code == 401
-    assert web.get("/api/", headers={"x-artifactfs-token": "s3cret"}).json() == {"entities": ["acme"]}
+    assert web.get("/api/", headers={"x-artifactfs-token": "s3cret"}).json()["entities"] == ["acme"]
     assert web.get("/api/", headers={"authorization": "Bearer s3cret"}).status_code == 200
     r = web.get("/e/acme?token=s3cret&x=1", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/e/acme?x=1"
@@ -282,7 +384,7 @@ def test_ui_command(cli, env, sample):
         line = proc.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
         with urllib.request.urlopen(url + "api/", timeout=10) as r:
-            assert json.load(r) == {"entities": ["acme"]}
+            assert json.load(r)["entities"] == ["acme"]
         taken = url.rsplit(":", 1)[1].strip("/")
         again = cli("ui", "--port", taken)
         assert again.exit_code != 0 and "pick another with --port" in again.output

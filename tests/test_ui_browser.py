@@ -1,6 +1,7 @@
 """The web view in a real browser: headless Debian chromium, driven by selenium through the system
 chromedriver, against `artifactfs ui` serving a sample store. A user clicks from the home page to an
-artifact, a version, a CSV preview, a diff and the lineage graph, and sees what each page promises.
+artifact, a version (its metadata and "use this version" box, a copy button clicked), a CSV preview, a
+diff and the lineage graph with its legend, and sees what each page promises.
 Screenshots go to the test's directory, and to $ARTIFACTFS_SCREENSHOTS when set (docs/img is made so)."""
 
 import os
@@ -59,6 +60,7 @@ def shot(driver, tmp_path, name):
     height = driver.execute_script("return Math.ceil(document.body.getBoundingClientRect().bottom + 16)"
                                    " + window.outerHeight - window.innerHeight")
     driver.set_window_size(1280, min(max(height, 300), 1200))  # the page, not a screen of white below it
+    driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(path))
     if os.environ.get("ARTIFACTFS_SCREENSHOTS"):
         shutil.copy(path, os.path.join(os.environ["ARTIFACTFS_SCREENSHOTS"], f"ui-{name}.png"))
@@ -98,8 +100,15 @@ def test_a_user_browses_the_store(served, browser, tmp_path):
 
     b = browser
     b.get(served + "/")
-    assert b.find_element(By.TAG_NAME, "h1").text == "Entities"
-    follow(b, b.find_element(By.LINK_TEXT, "acme"))
+    assert b.find_element(By.TAG_NAME, "h1").text == "The store"
+    counts = b.find_element(By.ID, "counts").text
+    assert counts.startswith("4 artifacts in 2 projects") and "dataset 2" in counts and "model 1" in counts
+    recent = cells(b, "recent")
+    assert [r[:3] for r in recent] == [["acme/xss/evil", "v0", "dataset"], ["acme/ml/report", "v0", "result"],
+                                       ["acme/ml/classifier", "v0", "model"], ["acme/ml/raw", "v1", "dataset"],
+                                       ["acme/ml/raw", "v0", "dataset"]]  # the newest first
+    shot(b, tmp_path, "home")
+    follow(b, b.find_element(By.CSS_SELECTOR, "#entities a[href='/e/acme']"))
     follow(b, b.find_element(By.LINK_TEXT, "ml"))
     rows = {r[0]: r for r in cells(b, "artifacts")}
     assert set(rows) == {"classifier", "raw", "report"} and "model" in rows["classifier"]
@@ -108,6 +117,7 @@ def test_a_user_browses_the_store(served, browser, tmp_path):
     follow(b, b.find_element(By.LINK_TEXT, "raw"))
     versions = cells(b, "versions")
     assert [r[0] for r in versions] == ["v1", "v0"] and "lilies and trees" in versions[0]
+    assert [r[:2] for r in cells(b, "alias-history")] == [["clean", "v1"], ["latest", "v1"]]
     shot(b, tmp_path, "artifact")
 
     follow(b, b.find_element(By.CSS_SELECTOR, "form.diff button"))  # v0 → v1 is preselected
@@ -118,6 +128,28 @@ def test_a_user_browses_the_store(served, browser, tmp_path):
 
     follow(b, b.find_element(By.LINK_TEXT, "v1"))
     assert [r[0] for r in cells(b, "entries")] == ["README.txt", "blob.bin", "config.json", "img.png", "tables/"]
+    assert cells(b, "entries")[-1][3] == "directory of 2 entries"
+    assert b.find_element(By.CSS_SELECTOR, "nav.crumbs").text == "acme / ml / raw:v1"
+    meta = {tr.find_element(By.TAG_NAME, "th").text: tr.find_element(By.TAG_NAME, "td").text
+            for tr in b.find_elements(By.CSS_SELECTOR, "#metadata tr")}
+    assert meta == {"rows": "3", "source": '"field notes"'}
+    use = {tr.find_element(By.TAG_NAME, "th").text: tr.find_element(By.TAG_NAME, "code").text
+           for tr in b.find_elements(By.CSS_SELECTOR, "#use tr")}
+    assert use["download"] == "artifactfs get acme/ml/raw:v1 --root ./raw-v1"
+    assert use["pandas, fsspec"] == "artifactfs://acme/ml/raw:v1/"
+    button = b.find_element(By.CSS_SELECTOR, "button.copy[data-for='use-3']")
+    b.execute_cdp_cmd("Browser.grantPermissions", {"origin": served, "permissions": ["clipboardReadWrite",
+                                                                                     "clipboardSanitizedWrite"]})
+    button.click()
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    WebDriverWait(b, 5).until(lambda d: button.text != "copy")
+    if button.text == "copied":  # the clipboard took it: read it back
+        pasted = b.execute_async_script("navigator.clipboard.readText().then(arguments[0], () => arguments[0](null))")
+        assert pasted == use["download"]
+    else:  # no clipboard here: the line is selected for Ctrl+C
+        assert button.text == "press Ctrl+C" and b.execute_script("return getSelection().toString()") == use["download"]
+    shot(b, tmp_path, "version")
     follow(b, b.find_element(By.LINK_TEXT, "tables/"))
     follow(b, b.find_element(By.LINK_TEXT, "flowers.csv"))
     heads = [th.text for th in b.find_elements(By.CSS_SELECTOR, "#preview-table thead th")]
@@ -134,6 +166,11 @@ def test_a_user_browses_the_store(served, browser, tmp_path):
     labels = " ".join(n.text for n in nodes)
     for name in ("classifier:v0", "raw:v1", "train-7", "eval-3", "report:v0"):
         assert name in labels, (name, labels)
+    focus = b.find_element(By.CSS_SELECTOR, "svg.lineage a.node.focus rect")
+    dataset = b.find_element(By.CSS_SELECTOR, "svg.lineage a.node.t-dataset rect")
+    assert float(focus.value_of_css_property("stroke-width").rstrip("px")) > 3  # the page's version stands out
+    assert focus.value_of_css_property("fill") != dataset.value_of_css_property("fill")  # types differ in colour
+    assert "another type" in b.find_element(By.ID, "legend").text
     shot(b, tmp_path, "lineage")
     follow(b, next(n for n in nodes if "report:v0" in n.text))
     assert b.find_element(By.TAG_NAME, "h1").text.startswith("acme/ml/report:v0")

@@ -98,6 +98,8 @@ def test_the_installed_wheel_runs_the_main_job(installed, tmp_path):
             assert "a dog" in page.read().decode()
         with urllib.request.urlopen(url + "static/style.css", timeout=30) as css:
             assert css.headers["content-type"].startswith("text/css") and css.read()
+        with urllib.request.urlopen(url + "static/copy.js", timeout=30) as script:  # the copy buttons
+            assert "clipboard" in script.read().decode()
     finally:
         ui.send_signal(signal.SIGINT)
         _, err = ui.communicate(timeout=30)

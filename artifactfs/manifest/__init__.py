@@ -5,6 +5,7 @@
     columns.py   the in-memory column types (packed paths, pack locations)
     table.py     Manifest: the columns, lookups, directory listings, canonical bytes and digest
     columnar.py  the stored columnar form (`.columns`): a Manifest saved without the JSON parse
+    compare.py   two manifests merged as a stream of changes (`diff`, the web view's diff page)
 """
 
 from .entry import (

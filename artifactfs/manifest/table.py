@@ -132,6 +132,10 @@ class Manifest:
     def size_of(self, i: int) -> int:
         return self._sizes[i]
 
+    def size_between(self, lo: int, hi: int) -> int:
+        """The bytes of entries [lo, hi) (a directory's, with dir_range)."""
+        return sum(self._sizes[lo:hi])
+
     def kind_of(self, i: int) -> str:
         return self._extras[i].get("kind", FILE) if self.specials and i in self._extras else FILE
 

@@ -89,6 +89,28 @@ def newest_mount(path: str) -> tuple[str, str] | None:
     return found
 
 
+def readonly_fsname(store_url: str) -> str:
+    """What a read-only mount of `store_url` is called in /proc/mounts (no commas: they split options)."""
+    return "artifactfs:" + store_url.replace(",", "_")
+
+
+def mounts_of(store_url: str) -> list[str]:
+    """The mountpoints of this machine's read-only mounts of `store_url`, oldest first."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    want = readonly_fsname(store_url)
+    out = []
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        parts, source = fields.split(), rest.split()
+        if len(parts) > 4 and len(source) > 1 and source[0] == "fuse.artifactfs" and source[1] == want:
+            out.append(parts[4].encode().decode("unicode_escape"))
+    return out
+
+
 # ---- background -----------------------------------------------------------------------------------
 def start_background(argv: Sequence[str], mountpoint: str, log_file: str, timeout: float = 60.0) -> int:
     """Run `argv` (the same command plus --foreground) detached, logging to `log_file`; wait until the

@@ -38,8 +38,9 @@ TOKEN_COOKIE = "artifactfs_token"
 TOKEN_HEADER = "x-artifactfs-token"
 MAX_DEPTH = 10
 SECURITY_HEADERS = [
-    # no script runs on these pages; images only from here; nothing frames them
-    (b"content-security-policy", b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    # scripts, styles and images only from here (one script: the copy buttons); nothing frames them
+    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                                 b"form-action 'self'; "
                                  b"frame-ancestors 'none'; base-uri 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -86,6 +87,13 @@ def pretty(value, indent: int | None = 2) -> str:
     return json.dumps(value, indent=indent, sort_keys=True, ensure_ascii=False)
 
 
+def folded(value) -> str:
+    """What a nested metadata value holds, in a few words (its JSON is one click away)."""
+    if isinstance(value, dict):
+        return f"{{{len(value)} key{'' if len(value) == 1 else 's'}}}"
+    return f"[{len(value)} item{'' if len(value) == 1 else 's'}]"
+
+
 def size(value) -> str:
     return "-" if value is None else format_size(value)
 
@@ -93,7 +101,7 @@ def size(value) -> str:
 def templates() -> Environment:
     env = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")),
                       autoescape=select_autoescape(default=True, default_for_string=True))
-    env.filters.update(size=size, when=when, q=q, pretty=pretty)
+    env.filters.update(size=size, when=when, q=q, pretty=pretty, folded=folded)
     env.globals.update(artifact_url=artifact_url, version_url=version_url, exact_version_url=exact_version_url)
     return env
 
@@ -121,7 +129,7 @@ class Pages:
 
     # ---- page data ---------------------------------------------------------------------------
     def home(self, request: Request) -> dict:
-        return self.catalog.entities()
+        return self.catalog.home()
 
     def search(self, request: Request) -> dict:
         return self.catalog.search(request.query_params.get("q", ""))
@@ -141,7 +149,7 @@ class Pages:
         old, new = request.query_params.get("from", ""), request.query_params.get("to", "")
         if not old or not new:
             raise UsageError("a diff needs two versions: ?from=vN&to=vM")
-        return self.catalog.diff(name, old, new)
+        return self.catalog.diff(name, old, new, request.query_params.get("after", ""))
 
     def tree(self, request: Request) -> dict:
         start = _int(request, "start", 0)
@@ -158,7 +166,7 @@ class Pages:
             raise UsageError(f"depth must be between 0 and {MAX_DEPTH}")
         data = self.catalog.lineage(_ref(request), depth)
         shape = graph.build(data["lineage"], exact_version_url, lambda run: "/run/" + q(run))
-        data["nodes"] = [{"id": n.id, "label": n.label, "kind": n.kind} for n in shape.nodes.values()]
+        data["nodes"] = [{"id": n.id, "label": n.label, "kind": n.kind, "type": n.type} for n in shape.nodes.values()]
         data["svg"] = graph.render(shape)
         return data
 

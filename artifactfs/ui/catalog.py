@@ -8,6 +8,7 @@ key and etag, so a second load reads only what changed. Manifests are kept by di
 """
 
 import functools
+import heapq
 import logging
 import threading
 from collections.abc import Callable
@@ -19,19 +20,23 @@ from ..client import Client
 from ..errors import CorruptData, NotFound, ObjectNotFound
 from ..lifecycle import expiry_of
 from ..lru import LRU, MISSING
-from ..manifest import DIR, Entry
+from ..manifest import DIR, Entry, compare
+from ..mount.process import mounts_of
 from ..names import LATEST, ArtifactName, Ref, check_name, parse_selector
 from ..paths import normalize_entry_path
 from ..records import VersionRecord, load_json
 from ..repo import alias_version
 from ..store import ObjectInfo
+from . import usage
 
 log = logging.getLogger(__name__)
 
 ARTIFACTS_PER_PAGE = 50
+RECENT = 20  # versions on the home page
+HOME_PROJECTS = 50  # projects the home page looks into (listed: the rest are named, not counted)
 VERSIONS_PER_PAGE = 100
 ENTRIES_PER_PAGE = 200
-DIFF_ROWS = 1000  # rows shown per kind of change; the counts are exact
+DIFF_PAGE = 500  # changes a diff page shows, in path order; the counts are exact
 SMALL_RECORDS = 50_000  # cached record reads: a few hundred bytes each
 READERS = 16
 DELETED = object()  # a version record that is a tombstone
@@ -138,8 +143,39 @@ class Catalog:
         return objects
 
     # ---- pages ---------------------------------------------------------------------------------
-    def entities(self) -> dict:
-        return {"entities": self.repo.list_entities()}
+    def home(self) -> dict:
+        """The store at a glance: its entities and their projects, how many artifacts of each type, and
+        the RECENT newest versions across every artifact (by the time their records were written). One
+        listing per project (side by side, at most HOME_PROJECTS of them) finds every version record;
+        only the newest are read, and each artifact's type once per etag."""
+        entities = self.repo.list_entities()
+        projects = dict(zip(entities, self._pool.map(self.repo.list_projects, entities), strict=True))
+        pairs = [(e, p) for e in entities for p in projects[e]]
+        scanned = pairs[:HOME_PROJECTS]
+        artifacts = [(ArtifactName(e, p, n), objects) for (e, p), listing in
+                     zip(scanned, self._pool.map(lambda ep: self._project(*ep), scanned), strict=True)
+                     for n, objects in sorted(listing.items())]
+        types = dict(zip((str(name) for name, _ in artifacts), self._pool.map(self._type, (o for _, o in artifacts)),
+                         strict=True))
+        counts: dict[str, int] = {}
+        for kind in types.values():
+            counts[kind or "-"] = counts.get(kind or "-", 0) + 1
+        candidates = heapq.nlargest(2 * RECENT, ((info.mtime, name, number, info, objects)
+                                                 for name, objects in artifacts
+                                                 for number, info in self._version_infos(objects).items()),
+                                    key=lambda c: c[0])
+        records = self._pool.map(lambda c: self._version(c[1], c[2], c[3]), candidates)
+        recent: list[dict[str, Any]] = []
+        for (_, name, number, _, objects), record in zip(candidates, records, strict=True):
+            if isinstance(record, VersionRecord):
+                recent.append({"artifact": str(name), "version": number, "type": types[str(name)],
+                               "aliases": [a for a, v in self._aliases(objects).items() if v == number],
+                               "size": record.size, "file_count": record.file_count,
+                               "created_at": record.created_at, "created_by": record.created_by,
+                               "description": record.description})
+        recent.sort(key=lambda r: r["created_at"], reverse=True)  # a listing's times may be to the second
+        return {"entities": entities, "projects": projects, "artifacts": len(artifacts), "types": counts,
+                "recent": recent[:RECENT], "projects_scanned": len(scanned), "projects_total": len(pairs)}
 
     def projects(self, entity: str) -> dict:
         projects = self.repo.list_projects(check_name(entity, "entity"))
@@ -211,9 +247,12 @@ class Catalog:
             row["expires_at"] = self._expiry(n, objects)
             rows.append(row)
         info = self._info(objects)
+        # where each alias points and since when (its record's time): the history before that is not
+        # kept by this store's format yet; the page leaves the place for it
+        moved = [{"alias": a, "version": v, "since": objects[f"aliases/{a}.json"].mtime} for a, v in aliases.items()]
         return {"artifact": str(name), "entity": name.entity, "project": name.project, "name": name.name,
                 "type": self._type(objects), "created_at": info.get("created_at"),
-                "created_by": info.get("created_by"), "aliases": aliases, "total": len(live),
+                "created_by": info.get("created_by"), "aliases": aliases, "alias_moves": moved, "total": len(live),
                 "page": page, "pages": pages, "versions": rows}
 
     def _expiry(self, number: int, objects: dict[str, ObjectInfo]) -> float | None:
@@ -240,12 +279,17 @@ class Catalog:
             name = raw.decode("utf-8")
             path = f"{directory}/{name}" if directory else name
             if is_dir:
-                children.append({"name": name, "path": path, "kind": "dir"})
+                first, end = manifest.dir_range(path)
+                children.append({"name": name, "path": path, "kind": "dir", "entries": end - first,
+                                 "size": manifest.size_between(first, end)})
             else:
                 children.append({"name": name, **entry_json(manifest[index]), "size": size})
         lo, hi = manifest.dir_range(directory)
-        return {**self.version_head(record), "dir": directory, "below": hi - lo, "entries": children,
-                "start": start or 0, "next": rows[-1][3] if more else None}
+        head = self.version_head(record)
+        return {**head, "dir": directory, "below": hi - lo, "below_size": manifest.size_between(lo, hi),
+                "entries": children, "start": start or 0, "next": rows[-1][3] if more else None,
+                "use": usage.snippets(str(record.artifact), record.version, directory,
+                                      mounts_of(self.client.store.url))}
 
     def version_head(self, record: VersionRecord) -> dict:
         """The record of a version and its aliases (one listing; alias records read once per etag)."""
@@ -264,21 +308,35 @@ class Catalog:
             raise NotFound(f"{record.ref} has no file {path!r}")
         return record, manifest[index], manifest.chunk_size
 
-    def diff(self, name: ArtifactName, old: str, new: str) -> dict:
+    def diff(self, name: ArtifactName, old: str, new: str, after: str = "") -> dict:
+        """What changed from `old` to `new`: exact counts and sizes, and a page of DIFF_PAGE changes in
+        path order after the path `after` (`next` gives the following page's). The two manifests are
+        merged as a stream (manifest/compare.py): memory and time in proportion to what changed, so a
+        page of a diff of two million-entry versions costs what the loads of their manifests cost."""
         a, b = self.record(ref_of(name, old)), self.record(ref_of(name, new))
-        result = self.client.diff_records(a, b)
-
-        def rows(entries):
-            return [{"path": e.path, "kind": e.kind, "size": e.size} for e in entries[:DIFF_ROWS]]
-
-        return {"artifact": str(name), "old": f"v{a.version}", "new": f"v{b.version}",
-                "counts": {"added": len(result.added), "removed": len(result.removed),
-                           "changed": len(result.changed)},
-                "added": rows(result.added), "removed": rows(result.removed),
-                "changed": [{"path": n.path, "kind": n.kind, "old_size": o.size, "size": n.size}
-                            for o, n in result.changed[:DIFF_ROWS]],
-                "added_size": sum(e.size for e in result.added),
-                "removed_size": sum(e.size for e in result.removed)}
+        ma, mb = self._pool.map(self.client.manifest, (a, b))  # side by side: each may be a first load
+        counts = dict.fromkeys((compare.ADDED, compare.REMOVED, compare.CHANGED), 0)
+        added_size = removed_size = 0
+        rows: list[dict] = []
+        for change, i, j in compare.changes(ma, mb):
+            counts[change] += 1
+            if change == compare.ADDED:
+                added_size += mb.size_of(j)
+            elif change == compare.REMOVED:
+                removed_size += ma.size_of(i)
+            if len(rows) <= DIFF_PAGE:
+                m, k = (ma, i) if j < 0 else (mb, j)
+                path = m.path_of(k)  # str order is UTF-8 byte order: the manifests' order
+                if path > after:
+                    row = {"change": change, "path": path, "kind": m.kind_of(k), "size": m.size_of(k)}
+                    if change == compare.CHANGED:
+                        row["old_size"] = ma.size_of(i)
+                    rows.append(row)
+        more = len(rows) > DIFF_PAGE
+        rows = rows[:DIFF_PAGE]
+        return {"artifact": str(name), "old": f"v{a.version}", "new": f"v{b.version}", "counts": counts,
+                "added_size": added_size, "removed_size": removed_size, "after": after, "rows": rows,
+                "next": rows[-1]["path"] if more else None}
 
     def lineage(self, ref: Ref, depth: int) -> dict:
         record = self.record(ref)

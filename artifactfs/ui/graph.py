@@ -1,5 +1,8 @@
 """The lineage graph as SVG, laid out on the server: one column per hop (producing runs and their
-inputs to the left of a version, consuming runs and their outputs to the right), each node a link."""
+inputs to the left of a version, consuming runs and their outputs to the right), each node a link.
+Runs are pills, versions boxes coloured by their artifact's type (TYPE_CLASSES; any other type is
+"other"), the version the page is about has a heavy outline, a deleted one a dashed one: the page's
+legend (lineage.html) says so."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +13,7 @@ NODE_H = 34
 GAP = 70
 PAD = 16
 CHAR_W = 7.4  # of the 12px monospace the nodes use
+TYPE_CLASSES = ("dataset", "model", "result")  # artifact types with a colour of their own (style.css)
 
 
 @dataclass
@@ -20,6 +24,14 @@ class Node:
     href: str
     column: int
     row: int = 0
+    type: str = ""  # a version's artifact type
+
+    @property
+    def classes(self) -> str:
+        if self.kind == "run":
+            return "node run"
+        colour = self.type if self.type in TYPE_CLASSES else "other"
+        return f"node {self.kind} t-{colour}" + (" version" if self.kind == "focus" else "")
 
 
 @dataclass
@@ -35,11 +47,13 @@ class Graph:
 def build(lineage: dict, version_href: Callable[[str], str], run_href: Callable[[str], str]) -> Graph:
     """Graph of Lineage.to_json(): `upstream` and `downstream` are lists of runs with their artifacts."""
     graph = Graph()
-    focus = graph.add(Node("v:" + lineage["ref"], lineage["ref"], "focus", version_href(lineage["ref"]), 0))
+    focus = graph.add(Node("v:" + lineage["ref"], lineage["ref"], "focus", version_href(lineage["ref"]), 0,
+                           type=lineage.get("type", "")))
 
     def art(obj: dict, column: int) -> str:
         kind = "deleted" if obj.get("deleted") else "version"
-        return graph.add(Node("v:" + obj["ref"], obj["ref"], kind, version_href(obj["ref"]), column))
+        return graph.add(Node("v:" + obj["ref"], obj["ref"], kind, version_href(obj["ref"]), column,
+                              type=obj.get("type", "")))
 
     def run(name: str, column: int) -> str:
         return graph.add(Node("r:" + name, name, "run", run_href(name), column))
@@ -102,8 +116,9 @@ def render(graph: Graph) -> str:
         w = widths[n.column]
         x0 = x_of[n.column]
         rx = 17 if n.kind == "run" else 4
-        out.append(f'<a href="{escape(n.href)}" class="node {n.kind}" data-id="{escape(n.id)}">'
-                   f'<title>{escape(("run " if n.kind == "run" else "") + n.label)}</title>'
+        what = "run " if n.kind == "run" else f"{n.type or 'version'} " + ("(this page) " if n.kind == "focus" else "")
+        out.append(f'<a href="{escape(n.href)}" class="{escape(n.classes)}" data-id="{escape(n.id)}">'
+                   f'<title>{escape(what + n.label)}</title>'
                    f'<rect x="{x0:.0f}" y="{n.row}" width="{w:.0f}" height="{NODE_H}" rx="{rx}"/>'
                    f'<text x="{x0 + w / 2:.0f}" y="{n.row + NODE_H / 2 + 4:.0f}" text-anchor="middle">'
                    f'{escape(n.label)}</text></a>')

@@ -10,7 +10,7 @@ from ...buffers import BufferPool
 from ...cache_writer import MAX_PENDING, CacheWriter
 from ...client import Client
 from ..daemon import Workers, run_foreground
-from ..process import check_mountpoint
+from ..process import check_mountpoint, readonly_fsname
 from ..reader import MEMORY_BYTES, ChunkSource
 from .fs import ReadOnlyFS
 from .namespace import Namespace
@@ -45,7 +45,7 @@ def serve_readonly(client: Client, mountpoint: str, *, alias_ttl: float = 2.0, a
         source.attach(nursery)
         nursery.start_soon(_trim_buffers, pool)
 
-    fsname = "artifactfs:" + client.store.url.replace(",", "_")
+    fsname = readonly_fsname(client.store.url)
     try:
         run_foreground(fs, mountpoint, fsname=fsname, subtype="artifactfs", allow_other=allow_other,
                        read_only=True, debug=debug, on_ready=on_ready, services=services)
