@@ -1,9 +1,10 @@
 """Real tools on a warm machine: h5py random slices and Parquet scans (pandas, pyarrow, duckdb) of files
 whose bytes are in the disk cache (`cache warm`), read through a new mount and through `artifactfs://`
 in a new instance, the page cache dropped before each run, against the same files on local disk after
-drop_caches, in the same run; a PyTorch DataLoader epoch (fork and spawn) over small files when torch
-is installed. A tool that is not installed is skipped with the line that installs it. Medians of
---reps. The store is a local directory: warm reads never reach it. Run as root:
+drop_caches, in the same run; a PyTorch DataLoader epoch (fork and spawn, through the mount and through
+artifactfs://, each worker with its own instance) over small files when torch is installed. A tool
+that is not installed is skipped with the line that installs it. Medians of --reps. The store is a
+local directory: warm reads never reach it. Run as root:
     .venv/bin/python bench/bench_tools.py [--h5-mib 256] [--parquet-rows 4000000] [--reps 3]
 """
 
@@ -172,10 +173,24 @@ DATALOADER = """
 import os, sys, time, torch
 from torch.utils.data import DataLoader, Dataset
 root, method = sys.argv[1], sys.argv[2]
-paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+REMOTE = root.startswith("artifactfs://")
+_fs = None
+def fs():  # each worker process its own artifactfs:// instance (what unpickling one gives it)
+    global _fs
+    if _fs is None:
+        import fsspec
+        _fs = fsspec.filesystem("artifactfs", skip_instance_cache=True)
+    return _fs
+if REMOTE:
+    paths = sorted(fs().find(root))
+    _fs = None  # not inherited by forked workers
+else:
+    paths = sorted(os.path.join(d, f) for d, _, fs_ in os.walk(root) for f in fs_)
 class Files(Dataset):
     def __len__(self): return len(paths)
     def __getitem__(self, i):
+        if REMOTE:
+            return len(fs().cat_file(paths[i]))
         with open(paths[i], "rb") as f: return len(f.read())
 if __name__ == "__main__":
     start = time.perf_counter()
@@ -192,23 +207,29 @@ def dataloader(places: Places, reps: int) -> None:
     script = os.path.join(places.tmp, "loader.py")
     with open(script, "w") as f:
         f.write(DATALOADER)
+    env = dict(os.environ, **{k: v for k, v in places.env.items() if k.startswith("ARTIFACTFS_")})
     for method in ("fork", "spawn"):
-        times: dict[str, list[float]] = {"local disk": [], "mount": []}
+        times: dict[str, list[float]] = {"local disk": [], "mount": [], "artifactfs://": []}
         for _ in range(reps):
             for where in times:
                 if where == "mount":
                     root = os.path.join(places.new_mount(), "small")
+                elif where == "artifactfs://":
+                    drop_caches()
+                    root = f"artifactfs://{NAME}:v0/small"
                 else:
                     drop_caches()
                     root = os.path.join(places.local, "small")
                 out = subprocess.run([sys.executable, script, root, method], capture_output=True, text=True,
-                                     check=True).stdout.split()
+                                     check=True, env=env).stdout.split()
                 assert int(out[1]) == FILES * FILE_KIB * 1024, out
                 times[where].append(float(out[0]))
                 places.close_mount()
-        ours, local = statistics.median(times["mount"]), statistics.median(times["local disk"])
-        goal(f"PyTorch DataLoader ({method}, 4 workers, shuffle), warm, through the mount vs local disk (time)",
-             ours / local, 1.5, f"{ours:.2f} s vs {local:.2f} s", at_most=True)
+        local = statistics.median(times["local disk"])
+        for where in ("mount", "artifactfs://"):
+            ours = statistics.median(times[where])
+            goal(f"PyTorch DataLoader ({method}, 4 workers, shuffle), warm, through {where} vs local disk (time)",
+                 ours / local, 1.5, f"{ours:.2f} s vs {local:.2f} s", at_most=True)
 
 
 def main():
