@@ -18,9 +18,10 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
-from . import drafts, lifecycle, lineage
+from . import browse, drafts, lifecycle, lineage
+from .browse import ArtifactSummary
 from .client import Client
 from .errors import InvalidPath, NotFound, UsageError
 from .ingest import LocalFile, local_file, walk_tree
@@ -111,6 +112,18 @@ class Artifact:
     @property
     def committed(self) -> bool:
         return self._record is not None
+
+    @property
+    def created_at(self) -> str | None:
+        return self._record.created_at if self._record else None
+
+    @property
+    def created_by(self) -> str | None:
+        return self._record.created_by if self._record else None
+
+    @property
+    def file_count(self) -> int | None:
+        return self._record.file_count if self._record else None
 
     def __repr__(self) -> str:
         return f"<Artifact {self.qualified_name} ({self.type})>"
@@ -295,3 +308,54 @@ def finish_draft(name: str, draft: str, *, aliases: Iterable[str] = (), descript
 def use_artifact(ref: str, run: str, *, client: Client | None = None) -> Artifact:
     """Resolve `ref` and record that `run` used it (what `artifactfs use REF --run ID` does)."""
     return artifact(ref, client=client).use(run)
+
+
+# ---- listing and searching (browse.py) ------------------------------------------------------------
+def artifacts(path: str = "", type: str | None = None, *, client: Client | None = None) -> list[ArtifactSummary]:
+    """The artifacts under `path` ("" the whole store, "ENTITY", "ENTITY/PROJECT"), of `type` if given,
+    in name order: each with its type, number of versions, latest version, size, time and aliases."""
+    client = client or Client()
+    rows = browse.summaries(client.repo, browse.artifact_names(client.repo, path))
+    return [r for r in rows if browse.matches(r, "", type)]
+
+
+def search(query: str, type: str | None = None, path: str = "", *,
+           client: Client | None = None) -> list[ArtifactSummary]:
+    """The artifacts (under `path`) whose name, type or one of whose aliases contains `query`, any case."""
+    return [r for r in artifacts(path, type, client=client) if browse.matches(r, query, type)]
+
+
+def types(path: str = "", *, client: Client | None = None) -> dict[str, int]:
+    """How many artifacts of each type lie under `path`."""
+    counts: dict[str, int] = {}
+    for row in artifacts(path, client=client):
+        counts[row.type] = counts.get(row.type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def versions(name: str, *, client: Client | None = None) -> list[Artifact]:
+    """Every live version of the artifact `name`, newest first, as committed Artifacts (version,
+    aliases, size, file_count, created_at, created_by, description, metadata, files...)."""
+    client = client or Client()
+    out = []
+    for record in browse.version_records(client.repo, client.artifact_name(name)):
+        art = Artifact(str(record.artifact), record.type, client=client)
+        art._load(record)
+        out.append(art)
+    return out
+
+
+def run_versions(run: str, *, client: Client | None = None) -> dict[str, list[Artifact]]:
+    """What the run `run` used and produced: {"used": [...], "produced": [...]}, as committed Artifacts
+    (a version deleted since is left out)."""
+    client = client or Client()
+
+    def load(refs: list[str]) -> list[Artifact]:
+        out = []
+        for ref in refs:
+            with suppress(NotFound):
+                out.append(artifact(ref, client=client))
+        return out
+
+    return {"used": load(lineage.run_inputs(client.repo, run)),
+            "produced": load(lineage.run_outputs(client.repo, run))}

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import commit
+from . import commit, lifecycle
 from .cache import LOW_WATERMARK, PieceCache
 from .cache_dir import manifests_dir
 from .config import Settings, format_size, load_settings
@@ -103,13 +103,14 @@ class Client:
         return self.repo.manifest(record.manifest)
 
     def ls(self, path: str | None, damaged: list[str] | None = None) -> list:
-        """Entities; an entity's projects; a project's artifacts; an artifact's versions (a version
-        whose record is damaged is left out and named in `damaged`)."""
+        """Entities; an entity's projects (as ENTITY/PROJECT); a project's artifacts; an artifact's
+        versions as (record, aliases, expires_at or None), newest last (a version whose record is
+        damaged is left out and named in `damaged`)."""
         parts = [p for p in (path or "").split("/") if p]
         if not parts:
             return self.repo.list_entities()
         if len(parts) == 1:
-            return self.repo.list_projects(parts[0])
+            return [f"{parts[0]}/{p}" for p in self.repo.list_projects(parts[0])]
         if len(parts) == 2:
             return self.repo.list_artifacts(parts[0], parts[1])
         name = parse_artifact_name("/".join(parts))
@@ -129,8 +130,8 @@ class Client:
 
         with ThreadPoolExecutor(8) as pool:
             records = [r for r in pool.map(record, self.repo.list_versions(name)) if r is not None]
-        rows = [(r, [a for a, t in aliases.items() if t == r.version]) for r in records]
-        return rows
+        expires = lifecycle.expiries(self.repo, name)
+        return [(r, [a for a, t in aliases.items() if t == r.version], expires.get(r.version)) for r in records]
 
     def download(self, ref: str, root: str | None = None, prefix: str | None = None,
                  progress: Progress = None) -> tuple[VersionRecord, str, int, int]:

@@ -129,6 +129,21 @@ def expires_at(repo: Repository, record: VersionRecord) -> float | None:
     return expiry_of(data, ttl_key(record.artifact, record.version))
 
 
+def expiries(repo: Repository, name: ArtifactName) -> dict[int, float]:
+    """When each version of `name` that has a TTL expires: one listing, then only the TTL records."""
+    prefix = f"{name.prefix}ttl/"
+    out = {}
+    for info in repo.store.list(prefix):
+        stem = info.key[len(prefix):].removesuffix(".json")
+        if stem.isdigit():
+            try:
+                data, _ = repo.store.get(info.key)
+            except ObjectNotFound:
+                continue  # removed since the listing
+            out[int(stem)] = expiry_of(data, info.key)
+    return out
+
+
 def expiry_of(data: bytes, key: str) -> float:
     expires = load_json(data, key).get("expires_at", float("inf"))
     if type(expires) not in (int, float) or expires != expires:

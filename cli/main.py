@@ -106,11 +106,13 @@ def ls_cmd(client: Client, path, as_json):
     rows = client.ls(path, damaged)
     if rows and isinstance(rows[0], tuple):
         if as_json:
-            emit_json([record_summary(r, a) for r, a in rows])
-        for record, aliases in ([] if as_json else rows):
-            alias_text = ",".join(aliases)
-            click.echo(f"v{record.version}\t{alias_text}\t{record.file_count} files\t{format_size(record.size)}\t"
-                       f"{record.created_at}\t{record.description or ''}".rstrip())
+            emit_json([{**record_summary(r, a), "expires_at": e} for r, a, e in rows])
+        else:
+            click.echo("version\taliases\tfiles\tsize\tcreated\tttl\tdescription")
+        for record, aliases, expires in ([] if as_json else rows):
+            ttl = "-" if expires is None else ttl_state(expires)
+            click.echo(f"v{record.version}\t{','.join(aliases) or '-'}\t{record.file_count}\t"
+                       f"{format_size(record.size)}\t{record.created_at}\t{ttl}\t{record.description or '-'}")
     if damaged:
         raise CorruptData(f"{damaged[0]}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "")
                           + "; the other versions are listed")

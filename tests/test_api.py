@@ -18,6 +18,9 @@ def doc_blocks() -> list[str]:
 
 @pytest.fixture
 def workdir(env, tmp_path, monkeypatch):
+    from artifactfs.fsspec import ArtifactFileSystem
+
+    ArtifactFileSystem.clear_instance_cache()  # fsspec.filesystem("artifactfs") of this test's store
     monkeypatch.chdir(tmp_path)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "model.h5").write_bytes(b"\x89HDF weights")
@@ -84,3 +87,36 @@ def test_api_errors(workdir):
     art.delete(delete_aliases=True)
     with pytest.raises(NotFound):
         artifactfs.artifact("acme/p/kept:v0")
+
+
+def test_listing_and_searching_across_projects(workdir):
+    """artifacts/search/types over the whole store, an entity and a project; versions leave deleted
+    ones out; bad paths and unknown artifacts are clear errors."""
+    assert artifactfs.artifacts() == [] and artifactfs.types() == {}
+    for name, kind in (("acme/vision/bikes", "dataset"), ("acme/text/corpus", "dataset"),
+                       ("acme/text/tokenizer", "model"), ("beta/x/bikes", "dataset")):
+        for n in range(2):
+            art = artifactfs.Artifact(name, type=kind, metadata={"n": n})
+            art.add_file("labels.csv", name=f"v{n}.csv")
+            art.save(aliases=["best"] if n == 0 else ())
+    assert [r.name for r in artifactfs.artifacts()] == ["acme/text/corpus", "acme/text/tokenizer", "acme/vision/bikes",
+                                                        "beta/x/bikes"]
+    assert [r.name for r in artifactfs.artifacts("acme", type="model")] == ["acme/text/tokenizer"]
+    assert artifactfs.types("acme") == {"dataset": 2, "model": 1} and artifactfs.types("beta/x") == {"dataset": 1}
+    assert [r.name for r in artifactfs.search("BIKES")] == ["acme/vision/bikes", "beta/x/bikes"]
+    assert [r.name for r in artifactfs.search("bikes", path="beta")] == ["beta/x/bikes"]
+    assert [r.name for r in artifactfs.search("best", type="model")] == ["acme/text/tokenizer"]  # an alias
+    row = artifactfs.artifacts("acme/vision")[0]
+    assert (row.versions, row.latest, row.aliases, row.entity, row.project) == (2, 1, {"best": 0, "latest": 1},
+                                                                                 "acme", "vision")
+    versions = artifactfs.versions("acme/vision/bikes")
+    assert [(v.version, v.aliases, v.metadata, v.file_count) for v in versions] == [
+        ("v1", ["latest"], {"n": 1}, 1), ("v0", ["best"], {"n": 0}, 1)]
+    assert versions[0].created_at >= versions[1].created_at and versions[0].created_by
+    artifactfs.artifact("acme/vision/bikes:v0").delete(delete_aliases=True)
+    assert [v.version for v in artifactfs.versions("acme/vision/bikes")] == ["v1"]
+    with pytest.raises(NotFound):
+        artifactfs.versions("acme/vision/nothing")
+    with pytest.raises(UsageError):
+        artifactfs.artifacts("acme/vision/bikes")
+    assert artifactfs.run_versions("no-such-run") == {"used": [], "produced": []}

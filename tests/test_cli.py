@@ -41,10 +41,20 @@ def test_commit_list_show_files_get(cli, data, tmp_path):
     assert r.exit_code == 0, r.output
     assert "acme/vision/bikes:v0 committed: 3 files" in r.output
     assert cli("ls").output.split() == ["acme"]
-    assert cli("ls", "acme").output.split() == ["vision"]
+    assert cli("ls", "acme").output.split() == ["acme/vision"]  # each level's names as ls takes them
+    assert json.loads(cli("ls", "acme", "--json").output) == ["acme/vision"]
     assert cli("ls", "acme/vision").output.split() == ["acme/vision/bikes"]
     versions = json.loads(cli("ls", "acme/vision/bikes", "--json").output)
     assert [v["version"] for v in versions] == [0] and sorted(versions[0]["aliases"]) == ["best", "latest"]
+    assert versions[0]["expires_at"] is None
+    for d in (data, data / "images"):
+        assert cli("commit", "--dir", d, "acme/vision/ttl", *(["--alias", "best"] if d == data else [])).exit_code == 0
+    assert cli("ttl", "acme/vision/ttl:v0", "30d").exit_code == 0
+    table = [line.split("\t") for line in cli("ls", "acme/vision/ttl").output.splitlines()]
+    assert table[0] == ["version", "aliases", "files", "size", "created", "ttl", "description"]
+    assert [row[:3] for row in table[1:]] == [["v0", "best", "3"], ["v1", "latest", "1"]]
+    assert table[1][5].startswith("expires at ") and table[2][5] == "-" and table[2][6] == "-"
+    assert json.loads(cli("ls", "acme/vision/ttl", "--json").output)[0]["expires_at"] > 0
     shown = json.loads(cli("show", "acme/vision/bikes:best", "--json").output)
     assert shown["metadata"] == {"acc": 0.91, "note": "hello"} and shown["description"] == "first"
     assert shown["file_count"] == 3 and shown["type"] == "dataset"

@@ -161,7 +161,7 @@ def test_a_finish_killed_at_any_step_is_completed_by_the_next(cli, env, tmp_path
         assert res.returncode == 0, res.stderr
         out = json.loads(res.stdout)
         assert out["version"] == 0 and out["created"] is True and out["file_count"] == 3
-    assert [line.split("\t")[0] for line in cli("ls", "acme/ml/k").output.splitlines()] == ["v0"]
+    assert [line.split("\t")[0] for line in cli("ls", "acme/ml/k").output.splitlines()] == ["version", "v0"]
     for alias in ("latest", "full"):
         assert json.loads(cli("show", f"acme/ml/k:{alias}", "--json").output)["version"] == 0
     assert cli("draft", "ls", "acme/ml/k").output == ""

@@ -143,6 +143,31 @@ def test_writes_commit_versions(fs, dataset, tmp_path):
         "acme/vision/cats:v3/data", "acme/vision/cats:v3/labels.csv", "acme/vision/cats:v3/notes"]
 
 
+def test_a_transaction_describes_the_version_it_makes(fs, dataset, client):
+    """describe(): description, metadata, aliases, run and inputs of the version a transaction makes,
+    checked when called; one for an artifact nothing was written to changes nothing; a block that
+    raises records none of it."""
+    from artifactfs.errors import UsageError
+
+    with fs.transaction:
+        fs.transaction.describe("acme/vision/cats", description="relabelled", metadata={"by": "ann", "n": [1, 2]},
+                                aliases=["review"], run="relabel-1", inputs=["acme/vision/cats:best"])
+        fs.transaction.describe("acme/vision/untouched", description="never written")
+        fs.pipe_file("acme/vision/cats:latest/notes.txt", b"relabelled")
+    record = client.resolve("acme/vision/cats:review")
+    assert (record.version, record.description, record.metadata) == (2, "relabelled", {"by": "ann", "n": [1, 2]})
+    assert record.run == "relabel-1" and record.inputs == ["acme/vision/cats:v0"]  # pinned as a commit pins it
+    assert not fs.exists("acme/vision/untouched")
+    for bad in ({"metadata": {"x": object()}}, {"aliases": ["v3"]}, {"inputs": ["acme/vision/cats:v0"]}):
+        with pytest.raises(UsageError), fs.transaction:
+            fs.transaction.describe("acme/vision/cats", **bad)
+    with pytest.raises(RuntimeError, match="boom"), fs.transaction:
+        fs.transaction.describe("acme/vision/cats", aliases=["never"])
+        fs.pipe_file("acme/vision/cats:latest/c.txt", b"c")
+        raise RuntimeError("boom")
+    assert "never" not in client.repo.aliases(client.artifact_name("acme/vision/cats"))
+
+
 def test_transaction_is_one_version_or_nothing(fs, dataset, tmp_path):
     with fs.transaction:
         fs.pipe_file("acme/vision/cats:latest/a.txt", b"a")

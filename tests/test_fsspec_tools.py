@@ -1,5 +1,6 @@
-"""artifactfs:// from the data tools that speak fsspec (pandas, pyarrow, Dask, universal-pathlib), and
-what it does with a damaged cache, a store that is gone and two writers at once."""
+"""artifactfs:// from the data tools that speak fsspec (pandas, pyarrow, duckdb, polars, Dask,
+universal-pathlib), and what it does with a damaged cache, a store that is gone and two writers at
+once."""
 
 import os
 import socket
@@ -51,6 +52,41 @@ def test_pyarrow_dataset_through_fsspec_handler(tables):
         columns=["id", "region"], filter=ds.field("region") == "south")
     assert sorted(table.column("id").to_pylist()) == list(range(1, 1000, 2))
     assert pq.read_table("acme/tabular/sales/latest/parquet/part-0.parquet", filesystem=fs).num_rows == 500
+
+
+def test_duckdb_reads_parquet_through_the_registered_filesystem(tables):
+    """duckdb asks fsspec for `modified` (a version's files were made at its commit) before it reads."""
+    duckdb = pytest.importorskip("duckdb")
+    fs = fsspec.filesystem("artifactfs")
+    assert fs.modified("acme/tabular/sales:v0/sales.csv") == fs.created("acme/tabular/sales:v0/sales.csv")
+    assert fs.modified("acme/tabular/sales:v0/sales.csv").tzinfo is not None
+    con = duckdb.connect()
+    try:
+        con.register_filesystem(fs)
+        rows, total = con.execute("select count(*), sum(amount) from "
+                                  "read_parquet('artifactfs://acme/tabular/sales:v0/parquet/*.parquet')").fetchone()
+        south = con.execute("select count(*) from read_csv('artifactfs://acme/tabular/sales:latest/sales.csv') "
+                            "where region = 'south'").fetchone()[0]
+    finally:
+        con.close()
+    assert (rows, total, south) == (1000, tables["amount"].sum(), 500)
+
+
+def test_polars_reads_through_pyarrow_and_file_objects(tables):
+    """polars hands no unknown scheme to fsspec itself; `use_pyarrow=True`, a file object, or a pyarrow
+    dataset (lazy) reach artifactfs:// (docs/PYTHON_API.md shows these)."""
+    pl = pytest.importorskip("polars")
+    import pyarrow.dataset as ds
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    url = "artifactfs://acme/tabular/sales:v0/parquet/part-1.parquet"
+    assert pl.read_parquet(url, use_pyarrow=True)["id"].to_list() == list(range(500, 1000))
+    with fsspec.open(url, "rb") as f:
+        assert pl.read_parquet(f).height == 500
+    arrow_fs = PyFileSystem(FSSpecHandler(fsspec.filesystem("artifactfs")))
+    lazy = pl.scan_pyarrow_dataset(ds.dataset("acme/tabular/sales:v0/parquet", filesystem=arrow_fs, format="parquet"))
+    totals = lazy.group_by("region").agg(pl.col("amount").sum()).collect()
+    assert dict(totals.iter_rows()) == tables.groupby("region")["amount"].sum().to_dict()
 
 
 def test_dask_reads_parquet(tables):

@@ -91,4 +91,5 @@ def test_pyproject_lists_every_package():
 
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {name for name, path in module_files().items() if path.name == "__init__.py"}
-    assert found == listed
+    data = {"artifactfs.ui.static", "artifactfs.ui.templates"}  # the web view's files: listed so the build is quiet
+    assert found | data == listed

@@ -22,9 +22,10 @@ def installed(tmp_path_factory):
     root = tmp_path_factory.mktemp("wheel")
     source, dist = root / "source", root / "dist"  # a clean copy: no build/ left from an earlier build
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__"))
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(source)],
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr
+    assert "Warning" not in build.stdout + build.stderr, build.stdout + build.stderr  # a quiet build
     wheels = list(dist.glob("artifactfs-*.whl"))
     assert len(wheels) == 1
     env_dir = root / "venv"

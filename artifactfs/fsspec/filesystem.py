@@ -251,11 +251,18 @@ class ArtifactFileSystem(AbstractFileSystem):
         return f"{info.get('version')}:{info.get('digest')}:{self._strip_protocol(path)}"
 
     def created(self, path):
+        """When the version that holds `path` was committed (a version is immutable: its files were
+        made then, as the mount's mtimes say)."""
         from datetime import datetime
 
         loc = parse_path(self._strip_protocol(path))
         with os_errors(path):
             return datetime.fromisoformat(self._version(loc).record.created_at.replace("Z", "+00:00"))
+
+    def modified(self, path):
+        """The same as `created`: nothing in a version changes after its commit (duckdb, Arrow and
+        caches key on it)."""
+        return self.created(path)
 
     # ---- reading -----------------------------------------------------------------------------
     def _reader(self, path: str) -> EntryReader:
@@ -395,10 +402,10 @@ class ArtifactFileSystem(AbstractFileSystem):
     def makedirs(self, path, exist_ok=False):
         """Directories exist through the files in them: nothing to do."""
 
-    def _commit(self, changes) -> None:
+    def _commit(self, changes, options: dict | None = None) -> None:
         """Commit what a transaction gathered (writes.py): one version per artifact."""
         with os_errors(changes[0].path if changes else ""):
-            commit_changes(self, changes)
+            commit_changes(self, changes, options)
         with self._lock:
             self._aliases.clear()
 

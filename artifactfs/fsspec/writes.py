@@ -13,6 +13,7 @@ import errno
 import io
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fsspec.transaction import Transaction
@@ -20,7 +21,8 @@ from fsspec.transaction import Transaction
 from ..errors import NotFound, PermissionDenied, UsageError
 from ..ingest import LocalFile
 from ..manifest import Entry
-from ..names import LATEST, ArtifactName
+from ..names import LATEST, ArtifactName, check_alias
+from ..records import check_metadata
 from ..update import commit_update
 from .paths import Location
 
@@ -107,25 +109,47 @@ class WriteFile(io.RawIOBase):
 
 
 class VersionTransaction(Transaction):
-    """`with fs.transaction:` — everything written to an artifact inside the block is ONE version."""
+    """`with fs.transaction:` — everything written to an artifact inside the block is ONE version;
+    `fs.transaction.describe(NAME, ...)` gives that version a description, metadata, aliases, a run."""
+
+    def __init__(self, fs, **kwargs):
+        super().__init__(fs, **kwargs)
+        self.options: dict[ArtifactName, dict] = {}
+
+    def describe(self, artifact: str, *, description: str | None = None, metadata: dict | None = None,
+                 aliases: Iterable[str] = (), run: str | None = None, inputs: Iterable[str] = ()) -> None:
+        """What the version this transaction makes of `artifact` (ENTITY/PROJECT/NAME) records beyond
+        its files: checked now, applied when the transaction commits (ignored if nothing is written
+        to that artifact)."""
+        name = self.fs.client.artifact_name(artifact)
+        aliases, inputs = list(aliases), list(inputs)
+        for alias in aliases:
+            check_alias(alias)
+        if inputs and not run:
+            raise UsageError("inputs are recorded for a run: give the run id too")
+        args = {"description": description, "metadata": check_metadata(metadata), "aliases": aliases,
+                "run": run, "inputs": inputs}
+        self.options[name] = {k: v for k, v in args.items() if v}
 
     def complete(self, commit=True):
-        items, fs = list(self.files), self.fs
+        items, fs, options = list(self.files), self.fs, self.options
         self.files.clear()
+        self.options = {}
         try:
             for f in items:
                 if isinstance(f, WriteFile) and not f.closed:
                     f.close()
             if commit and items:
-                fs._commit([f.change() if isinstance(f, WriteFile) else f for f in items])
+                fs._commit([f.change() if isinstance(f, WriteFile) else f for f in items], options)
         finally:
             for f in items:
                 f.discard()
             fs._intrans, fs._transaction, self.fs = False, None, None
 
 
-def commit_changes(fs, changes: list[Change]) -> None:
-    """One version per artifact, in the order the artifacts were first written."""
+def commit_changes(fs, changes: list[Change], options: dict[ArtifactName, dict] | None = None) -> None:
+    """One version per artifact, in the order the artifacts were first written; `options` (by artifact:
+    description, metadata, aliases, run, inputs) go with its commit."""
     by_artifact: dict[ArtifactName, tuple[dict[str, LocalFile | Entry], list[str]]] = {}
     for change in changes:
         added, removed = by_artifact.setdefault(change.artifact, ({}, []))
@@ -146,4 +170,4 @@ def commit_changes(fs, changes: list[Change]) -> None:
             type = fs.artifact_type
         files = [f for f in added.values() if isinstance(f, LocalFile)]
         entries = [e for e in added.values() if isinstance(e, Entry)]
-        commit_update(repo, artifact, type, files, removed, tree=entries)
+        commit_update(repo, artifact, type, files, removed, tree=entries, **(options or {}).get(artifact, {}))
