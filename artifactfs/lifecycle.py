@@ -138,9 +138,11 @@ def expiries(repo: Repository, name: ArtifactName) -> dict[int, float]:
         if stem.isdigit():
             try:
                 data, _ = repo.store.get(info.key)
+                out[int(stem)] = expiry_of(data, info.key)
             except ObjectNotFound:
                 continue  # removed since the listing
-            out[int(stem)] = expiry_of(data, info.key)
+            except CorruptData as exc:  # one damaged TTL record does not hide the listing around it
+                log.warning("%s; shown without its TTL", exc)
     return out
 
 

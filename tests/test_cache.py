@@ -287,7 +287,9 @@ def test_epochs_over_a_dataset_larger_than_the_cache_find_the_same_part_cached(e
         size = sum(p.stat().st_size for p in cache_root.rglob("*") if p.is_file() and "tmp" not in p.parts)
         assert size <= 6 * MiB, (epoch, size)
         held.append(_cached_pieces(cache_root, chunks))
-    assert len(held[0]) >= 4 and held[0] == held[1] == held[2]
+    # the first epoch may leave room a write in flight had reserved, which the next fills; from then
+    # on every epoch finds the same chunks (LRU would have replaced them all each epoch)
+    assert len(held[0]) >= 4 and held[0] <= held[1] == held[2]
     assert stats[0]["cache_bypassed"] > 0
     for s in stats[1:]:
         assert s["cache_read_bytes"] >= 4 * MiB and s["cache_bypassed"] > 0, s  # two thirds of the bound

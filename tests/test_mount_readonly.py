@@ -658,9 +658,9 @@ def test_random_reads_with_locality_are_served_by_the_page_cache(client, tmp_pat
 
 def test_large_random_reads_are_read_from_the_disk_cache_once(client, tmp_path, mounts, env):
     """Reads of 1 MiB at unaligned offsets (duckdb's row groups, parquet column chunks) jump around a
-    file whose chunks are in the disk cache: each byte comes from the disk cache once, with no chunk
-    handed to the page cache again behind it (the kernel keeps what the reads asked for), and every
-    byte is the committed one."""
+    file whose chunks are in the disk cache: the disk cache is read about once (before b92e741 the
+    chunks were read again behind the reads, to hand them to the page cache), and every byte is the
+    committed one."""
     size = 12 * CHUNK_SIZE
     content = random.Random(12).randbytes(size)
     write_tree(tmp_path / "src", {"table.parquet": content})
@@ -678,5 +678,7 @@ def test_large_random_reads_are_read_from_the_disk_cache_once(client, tmp_path, 
         os.close(fd)
     time.sleep(0.3)  # a fill would have run by now
     after = stats()
-    assert after["chunks_prefilled"] == 0, after
-    assert after["cache_read_bytes"] <= size + 2 * 2**20, after  # the kernel's readahead adds a little
+    # With READs of 1 MiB (readahead raised) no chunk is handed over again; a busy kernel may cut the
+    # reads into small READs that arrive out of order and look like a random reader (filled from
+    # memory then): either way the disk cache is read little more than once.
+    assert after["cache_read_bytes"] <= 1.5 * size, after

@@ -48,7 +48,7 @@ def test_commit_dir_rollback_moves_latest_and_aliases(cli, tmp_path):
     out = json.loads(res.output)
     assert out["created"] is False and out["version"] == 0 and out["latest_was"] == 2
     assert latest(cli) == 0
-    assert [line.split("\t")[0] for line in cli("ls", NAME).output.splitlines()] == [
+    assert [line.split("\t")[0] for line in cli("ls", NAME).output.splitlines()[1:]] == [
         "v0", "v1", "v2"]
 
 

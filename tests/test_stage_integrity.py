@@ -29,7 +29,7 @@ def _stage(env, tmp_path, name="mp") -> StageMount:
 
 
 def _versions(env) -> list[str]:
-    return [line.split("\t")[0] for line in af_ok(env, "ls", NAME).splitlines()]
+    return [line.split("\t")[0] for line in af_ok(env, "ls", NAME).splitlines()[1:]]  # below the header
 
 
 def test_open_stage_keeps_its_deleted_base_from_gc(env, tmp_path, monkeypatch, client):

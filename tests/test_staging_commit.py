@@ -28,7 +28,7 @@ def write(path, data: bytes) -> None:
 
 def versions(env) -> list[str]:
     out = run_cli(["ls", NAME], env, check=True).stdout
-    return [line.split("\t")[0] for line in out.splitlines()]
+    return [line.split("\t")[0] for line in out.splitlines()[1:]]  # below the header
 
 
 def check_versions_complete(client):

@@ -168,7 +168,7 @@ def test_unchanged_content_creates_no_version(stage_env, base, stages):
     res = run_cli(["commit", st.mountpoint], stage_env)
     assert res.returncode == 0, res.stderr
     assert "content equals v0: latest stays v0; no new version" in res.stdout
-    assert run_cli(["ls", NAME], stage_env).stdout.count("\n") == 1
+    assert run_cli(["ls", NAME], stage_env).stdout.count("\n") == 2  # the header and one version
 
 
 def test_stage_list_mount_again_and_discard(stage_env, base, stages, tmp_path):

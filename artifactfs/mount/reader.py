@@ -263,8 +263,9 @@ class FileReader:
     a chunk read only once costs no more than its range. Two more reads of a filled chunk mean the
     kernel dropped its pages (memory pressure, fadvise): it is filled again. So the bytes read from
     the disk cache are at most one chunk per two reads that reach us. Reads of half a chunk or more
-    (parquet column chunks, duckdb's row groups) do not count: the kernel keeps what they asked for,
-    and filling their chunks would read them from the disk cache twice."""
+    (parquet column chunks, duckdb's row groups), and READs that continue the one before (a large read
+    the kernel cut up), do not count: the kernel keeps what they asked for, and filling their chunks
+    would read them from the disk cache twice."""
 
     def __init__(self, source: ChunkSource, pieces: list[Piece], size: int, chunk_size: int,
                  ino: int | None = None, blob: BlockedBlob | None = None):
@@ -293,10 +294,12 @@ class FileReader:
             return data[off:end] if off or end < len(data) else data
         cs = self.chunk_size
         first, last = off // cs, (end - 1) // cs
+        # the kernel cuts one large read into READs that follow each other: only the first is a hint
+        hint = off != self._next_off and (end - off) * 2 < cs
         self._plan(off, end, first, last)
         self._next_off = end
         if not self._window:  # random access: only what is asked for, by range from the disk cache
-            return await self._read_random(off, end, first, last)
+            return await self._read_random(off, end, first, last, hint)
         parts = []
         for i in range(first, last + 1):
             data = await self.source.get(self.pieces[i])
@@ -312,7 +315,7 @@ class FileReader:
                 self.source.forget(self.pieces[i - self._behind])
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def _read_random(self, off: int, end: int, first: int, last: int):
+    async def _read_random(self, off: int, end: int, first: int, last: int, hint: bool):
         cs = self.chunk_size
         parts: list = [None] * (last + 1 - first)
 
@@ -327,9 +330,10 @@ class FileReader:
             async with trio.open_nursery() as nursery:
                 for k in range(len(parts)):
                     nursery.start_soon(part, k)
-        # A large read (a parquet column chunk, duckdb's row groups) is not a hint: the kernel keeps
-        # what it asked for, and the rest of such a chunk costs a read or two, not a chunk's worth.
-        if self.ino is not None and (end - off) * 2 < cs:
+        # Only a small read where the last one did not end is a hint of locality. A large read (a
+        # parquet column chunk, duckdb's row groups), whole or cut into READs by the kernel, is not: the
+        # kernel keeps what it asked for, and the rest of such a chunk costs a read or two.
+        if self.ino is not None and hint:
             for i in range(first, last + 1):
                 seen = self._random_reads.get(i, 0) + 1
                 # locality: the chunk goes to the page cache whole; and again if two more reads of it
