@@ -68,13 +68,18 @@ def summaries(repo: Repository, names: Iterable[ArtifactName]) -> list[ArtifactS
         return [s for s in pool.map(one, list(names)) if s is not None]
 
 
+def found(query: str, name: str, type: str, aliases: Iterable[str]) -> bool:
+    """Whether an artifact's name, type or one of its aliases contains `query`, in any case (what
+    search means here and in the web view)."""
+    needle = query.strip().lower()
+    return not needle or any(needle in text.lower() for text in (name, type, *aliases))
+
+
 def matches(summary: ArtifactSummary, query: str, type: str | None) -> bool:
-    """Of `type` (exactly) if given, and containing `query` (any case) in its name, type or an alias."""
+    """Of `type` (exactly) if given, and `found` by `query`."""
     if type is not None and summary.type != type:
         return False
-    needle = query.strip().lower()
-    return not needle or any(needle in text.lower() for text in (summary.name.rsplit("/", 1)[-1], summary.type,
-                                                                  *summary.aliases))
+    return found(query, summary.name.rsplit("/", 1)[-1], summary.type, summary.aliases)
 
 
 def version_records(repo: Repository, name: ArtifactName) -> list[VersionRecord]:

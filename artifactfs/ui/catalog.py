@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import layout, lineage
+from .. import browse, layout, lineage
 from ..client import Client
 from ..errors import CorruptData, NotFound, ObjectNotFound
 from ..lifecycle import expiry_of
@@ -357,7 +357,7 @@ class Catalog:
                 name = ArtifactName(entity, project, n)
                 aliases = list(self._aliases(objects[n]))
                 kind = self._type(objects[n])
-                if needle in n.lower() or needle in kind.lower() or any(needle in a.lower() for a in aliases):
+                if browse.found(needle, n, kind, aliases):
                     hits.append({"artifact": str(name), "entity": entity, "project": project, "name": n,
                                  "type": kind, "aliases": aliases})
                     if len(hits) >= limit:
