@@ -493,15 +493,17 @@ class Fetcher:
 
     def download_all(self, entries: Iterable[Entry], chunk_size: int, root: str,
                      progress: Callable[[int], None] | None = None, threads: int = 16) -> tuple[int, int]:
-        """Download entries under `root` in parallel. Returns (files written, files already there)."""
+        """Download entries under `root` in parallel. Returns (files written, files already there):
+        links and empty directories are made too, and not counted as files."""
         root = os.path.abspath(root)
         counts = [0, 0]
         lock = threading.Lock()
 
         def one(entry: Entry, data: bytes | memoryview | None = None):
             wrote = self.download_entry(entry, chunk_size, root, data)
-            with lock:
-                counts[0 if wrote else 1] += 1
+            if entry.kind not in (DIR, LINK):
+                with lock:
+                    counts[0 if wrote else 1] += 1
             if progress:
                 progress(entry.size)
 
