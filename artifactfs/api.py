@@ -314,15 +314,16 @@ def use_artifact(ref: str, run: str, *, client: Client | None = None) -> Artifac
 def artifacts(path: str = "", type: str | None = None, *, client: Client | None = None) -> list[ArtifactSummary]:
     """The artifacts under `path` ("" the whole store, "ENTITY", "ENTITY/PROJECT"), of `type` if given,
     in name order: each with its type, number of versions, latest version, size, time and aliases."""
-    client = client or Client()
-    rows = browse.summaries(client.repo, browse.artifact_names(client.repo, path))
-    return [r for r in rows if browse.matches(r, "", type)]
+    return search("", type, path, client=client)
 
 
 def search(query: str, type: str | None = None, path: str = "", *,
            client: Client | None = None) -> list[ArtifactSummary]:
-    """The artifacts (under `path`) whose name, type or one of whose aliases contains `query`, any case."""
-    return [r for r in artifacts(path, type, client=client) if browse.matches(r, query, type)]
+    """The artifacts (under `path`, of `type` if given) whose name, type or one of whose aliases
+    contains `query`, any case."""
+    client = client or Client()
+    rows = browse.summaries(client.repo, browse.artifact_names(client.repo, path))
+    return [r for r in rows if browse.matches(r, query, type)]
 
 
 def types(path: str = "", *, client: Client | None = None) -> dict[str, int]:

@@ -46,18 +46,23 @@ def check_args(repo: Repository, name: ArtifactName, type: str, args: dict, enti
                project: str | None = None) -> dict:
     """Validate a commit's arguments before anything is uploaded; returns them with each input pinned
     to the exact version it names now (`entity`/`project` complete short input names)."""
+    check_options(args)
+    repo.ensure_artifact(name, type)  # a type conflict fails before any upload
+    if args.get("inputs"):
+        args = {**args, "inputs": lineage.resolve_inputs(repo, args["inputs"], entity, project)}
+    return args
+
+
+def check_options(args: dict) -> None:
+    """What can be checked of a commit's aliases, metadata, run and inputs without the store."""
     for alias in args.get("aliases") or ():
         if alias != LATEST:
             check_alias(alias)
     check_metadata(args.get("metadata"))
-    repo.ensure_artifact(name, type)  # a type conflict fails before any upload
     if args.get("run"):
         lineage.check_run(args["run"])
     if args.get("inputs") and not args.get("run"):
         raise UsageError("inputs are recorded for a run: give the run id too (--run ID)")
-    if args.get("inputs"):
-        args = {**args, "inputs": lineage.resolve_inputs(repo, args["inputs"], entity, project)}
-    return args
 
 
 def commit(repo: Repository, name: ArtifactName, type: str, upload: Callable[[], tuple[Manifest, Sources]],

@@ -41,8 +41,12 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def ttl_prefix(name: ArtifactName) -> str:
+    return f"{name.prefix}ttl/"
+
+
 def ttl_key(name: ArtifactName, version: int) -> str:
-    return f"{name.prefix}ttl/{version}.json"
+    return f"{ttl_prefix(name)}{version}.json"
 
 
 # ---- deletion -------------------------------------------------------------------------------------
@@ -122,28 +126,32 @@ def get_ttl(repo: Repository, ref: Ref) -> tuple[VersionRecord, float | None]:
 
 def expires_at(repo: Repository, record: VersionRecord) -> float | None:
     """When the version's TTL runs out (unix seconds), None if it has none."""
-    try:
-        data, _ = repo.store.get(ttl_key(record.artifact, record.version))
-    except ObjectNotFound:
-        return None
-    return expiry_of(data, ttl_key(record.artifact, record.version))
+    return _read_expiry(repo, ttl_key(record.artifact, record.version))
 
 
 def expiries(repo: Repository, name: ArtifactName) -> dict[int, float]:
     """When each version of `name` that has a TTL expires: one listing, then only the TTL records."""
-    prefix = f"{name.prefix}ttl/"
+    prefix = ttl_prefix(name)
     out = {}
     for info in repo.store.list(prefix):
         stem = info.key[len(prefix):].removesuffix(".json")
         if stem.isdigit():
             try:
-                data, _ = repo.store.get(info.key)
-                out[int(stem)] = expiry_of(data, info.key)
-            except ObjectNotFound:
-                continue  # removed since the listing
+                expires = _read_expiry(repo, info.key)
             except CorruptData as exc:  # one damaged TTL record does not hide the listing around it
                 log.warning("%s; shown without its TTL", exc)
+                continue
+            if expires is not None:  # None: removed since the listing
+                out[int(stem)] = expires
     return out
+
+
+def _read_expiry(repo: Repository, key: str) -> float | None:
+    try:
+        data, _ = repo.store.get(key)
+    except ObjectNotFound:
+        return None
+    return expiry_of(data, key)
 
 
 def expiry_of(data: bytes, key: str) -> float:

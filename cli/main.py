@@ -109,10 +109,10 @@ def ls_cmd(client: Client, path, as_json):
             emit_json([{**record_summary(r, a), "expires_at": e} for r, a, e in rows])
         else:
             click.echo("version\taliases\tfiles\tsize\tcreated\tttl\tdescription")
-        for record, aliases, expires in ([] if as_json else rows):
-            ttl = "-" if expires is None else ttl_state(expires)
-            click.echo(f"v{record.version}\t{','.join(aliases) or '-'}\t{record.file_count}\t"
-                       f"{format_size(record.size)}\t{record.created_at}\t{ttl}\t{record.description or '-'}")
+            for record, aliases, expires in rows:
+                ttl = "-" if expires is None else ttl_state(expires)
+                click.echo(f"v{record.version}\t{','.join(aliases) or '-'}\t{record.file_count}\t"
+                           f"{format_size(record.size)}\t{record.created_at}\t{ttl}\t{record.description or '-'}")
     if damaged:
         raise CorruptData(f"{damaged[0]}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "")
                           + "; the other versions are listed")

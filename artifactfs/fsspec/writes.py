@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from fsspec.transaction import Transaction
 
+from ..commit import check_options
 from ..errors import NotFound, PermissionDenied, UsageError
 from ..ingest import LocalFile
 from ..manifest import Entry
-from ..names import LATEST, ArtifactName, check_alias
-from ..records import check_metadata
+from ..names import LATEST, ArtifactName
 from ..update import commit_update
 from .paths import Location
 
@@ -122,13 +122,9 @@ class VersionTransaction(Transaction):
         its files: checked now, applied when the transaction commits (ignored if nothing is written
         to that artifact)."""
         name = self.fs.client.artifact_name(artifact)
-        aliases, inputs = list(aliases), list(inputs)
-        for alias in aliases:
-            check_alias(alias)
-        if inputs and not run:
-            raise UsageError("inputs are recorded for a run: give the run id too")
-        args = {"description": description, "metadata": check_metadata(metadata), "aliases": aliases,
-                "run": run, "inputs": inputs}
+        args = {"description": description, "metadata": metadata, "aliases": list(aliases), "run": run,
+                "inputs": list(inputs)}
+        check_options(args)  # what a commit would refuse, refused now
         self.options[name] = {k: v for k, v in args.items() if v}
 
     def complete(self, commit=True):

@@ -37,7 +37,7 @@ import xxhash
 
 from ..errors import CorruptData, InvalidPath
 from ..hashing import is_digest
-from ..paths import normalize_entry_path
+from ..paths import MAX_PATH_BYTES, normalize_entry_path
 from .columns import PackColumns
 from .entry import DIR, LINK, MAX_SIZE, check_chunk_size, check_link_target
 from .records import checked_plain_paths
@@ -175,7 +175,7 @@ def _layout(data: bytes, digest: str) -> tuple[dict, dict[str, list[tuple[memory
             raise ValueError(f"an unknown or repeated section {name!r:.40}")
         frames[name] = []
         for packed, length in sizes:
-            if not (type(packed) is type(length) is int and packed > 0 and 0 < length <= FRAME + 4097):
+            if not (type(packed) is type(length) is int and packed > 0 and 0 < length <= FRAME + MAX_PATH_BYTES + 1):
                 raise ValueError("a bad frame length")
             frames[name].append((view[pos:pos + packed], length))
             pos += packed
@@ -256,7 +256,7 @@ def _path_columns(frames: list, count: int, checked: bool, pool) -> tuple[bytes,
         if suspects is not None:
             found = checked_plain_paths(parts, prev, terminated=text, longest=max(lengths))
             if found is None:
-                _say_what_is_wrong(parts, prev)
+                _check_each(parts, prev)
                 raise ValueError("paths are not sound")
             base = len(ends) - (1 if prev is None else 2)
             suspects.extend(base + i for i in found)
@@ -270,8 +270,9 @@ def _path_columns(frames: list, count: int, checked: bool, pool) -> tuple[bytes,
     return blob.getvalue(), ends, suspects
 
 
-def _say_what_is_wrong(paths: list[bytes], prev: bytes | None) -> None:
-    """ValueError naming the first unsound path of a run that failed the fast checks."""
+def _check_each(paths: list[bytes], prev: bytes | None) -> None:
+    """The checks of checked_plain_paths one path at a time (the slow path: rare names, or a run that
+    failed the fast checks), with a ValueError naming the first unsound path."""
     for p in paths:
         try:
             path = p.decode("utf-8")
@@ -393,14 +394,5 @@ def _check_paths(blob: bytes, ends: array) -> list[int]:
         suspects = checked_plain_paths(paths)
         if suspects is not None:
             return suspects
-    # rare names (newlines), or something is wrong: one path at a time, saying what
-    try:
-        texts = [p.decode("utf-8") for p in paths]
-    except UnicodeDecodeError:
-        raise ValueError("paths are not UTF-8") from None
-    if not all(map(operator.lt, paths, paths[1:])):
-        raise ValueError("paths are not sorted and unique")
-    for path in texts:
-        if normalize_entry_path(path) != path:
-            raise ValueError(f"path {path!r} is not normalized")
+    _check_each(paths, None)  # rare names (newlines), or something is wrong: one path at a time, saying what
     return list(itertools.compress(range(len(paths) - 1), map(bytes.startswith, paths[1:], paths)))

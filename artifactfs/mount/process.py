@@ -72,21 +72,27 @@ def mount_type(path: str) -> str | None:
     return found[1] if found else None
 
 
-def newest_mount(path: str) -> tuple[str, str] | None:
-    """(major:minor, type) of the newest mount exactly at `path`, from /proc/self/mountinfo: no stat,
-    which a stale mount would fail and a daemon must not send to itself."""
+def _mountinfo() -> list[tuple[str, str, str, str]]:
+    """(mountpoint, major:minor, type, source) of each mount, oldest first, from /proc/self/mountinfo:
+    no stat, which a stale mount would fail and a daemon must not send to itself."""
     try:
         with open("/proc/self/mountinfo") as f:
             lines = f.read().splitlines()
     except OSError:
-        return None
-    found = None
+        return []
+    out = []
     for line in lines:
         fields, _, rest = line.partition(" - ")
-        parts = fields.split()
-        if len(parts) > 4 and parts[4].encode().decode("unicode_escape") == path and rest:
-            found = parts[2], rest.split()[0]  # the last one wins: the newest mount on that path
-    return found
+        parts, tail = fields.split(), [*rest.split(), ""]  # type, source ("" if none)
+        if len(parts) > 4 and tail[0]:
+            out.append((parts[4].encode().decode("unicode_escape"), parts[2], tail[0], tail[1]))
+    return out
+
+
+def newest_mount(path: str) -> tuple[str, str] | None:
+    """(major:minor, type) of the newest mount exactly at `path` (the last one listed wins)."""
+    found = [(dev, kind) for point, dev, kind, _ in _mountinfo() if point == path]
+    return found[-1] if found else None
 
 
 def readonly_fsname(store_url: str) -> str:
@@ -96,19 +102,8 @@ def readonly_fsname(store_url: str) -> str:
 
 def mounts_of(store_url: str) -> list[str]:
     """The mountpoints of this machine's read-only mounts of `store_url`, oldest first."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
     want = readonly_fsname(store_url)
-    out = []
-    for line in lines:
-        fields, _, rest = line.partition(" - ")
-        parts, source = fields.split(), rest.split()
-        if len(parts) > 4 and len(source) > 1 and source[0] == "fuse.artifactfs" and source[1] == want:
-            out.append(parts[4].encode().decode("unicode_escape"))
-    return out
+    return [point for point, _, kind, source in _mountinfo() if kind == "fuse.artifactfs" and source == want]
 
 
 # ---- background -----------------------------------------------------------------------------------
