@@ -10,7 +10,7 @@ from . import commit, lifecycle
 from .cache import LOW_WATERMARK, PieceCache
 from .cache_dir import manifests_dir
 from .config import Settings, format_size, load_settings
-from .errors import CorruptData, NotFound, UsageError
+from .errors import CorruptData, LocalIOError, NotFound, UsageError
 from .fetch import Fetcher, WarmResult, cacheable
 from .ingest import LocalFile, walk_tree
 from .manifest import Entry, Manifest, compare
@@ -141,6 +141,10 @@ class Client:
         if prefix and not entries:
             raise NotFound(f"{record.ref} has no entry or directory {prefix!r}")
         root = root or os.path.join(".", "artifacts", f"{record.artifact.name}-v{record.version}")
+        try:
+            os.makedirs(root, exist_ok=True)  # there even when the version holds nothing
+        except OSError as exc:
+            raise LocalIOError(f"cannot make {root}: {exc.strerror}") from None
         wrote, kept = self.fetcher.download_all(entries, manifest.chunk_size, root, progress)
         return record, root, wrote, kept
 

@@ -38,6 +38,10 @@ class Conflict(ArtifactfsError):
     exit_code = 4
 
 
+class AlreadyExists(Conflict):
+    """A write that must create a path found it there (fsspec's open 'xb', pipe_file mode='create')."""
+
+
 class StoreUnavailable(ArtifactfsError):
     """The store cannot be reached or did not answer within the timeout."""
 

@@ -143,6 +143,60 @@ def test_writes_commit_versions(fs, dataset, tmp_path):
         "acme/vision/cats:v3/data", "acme/vision/cats:v3/labels.csv", "acme/vision/cats:v3/notes"]
 
 
+def test_copies_and_moves_are_new_entries_for_the_same_bytes(fs, dataset, client):
+    """cp within or across artifacts, from any version, uploads nothing (an entry for the same
+    content); a move within one artifact is one version; moving out of an immutable version writes
+    nothing at all."""
+    def content():
+        return sorted(o.key for p in ("blobs/", "packs/") for o in client.repo.store.list(p))
+
+    before = content()
+    fs.cp("acme/vision/cats:v0/labels.csv", "acme/vision/cats:latest/old/labels.csv")  # v2
+    fs.cp("acme/vision/cats:v0/data/", "acme/vision/copy/", recursive=True)  # a new artifact, its content
+    fs.mv("acme/vision/cats:latest/images", "acme/vision/cats:latest/pictures", recursive=True)  # v3
+    assert content() == before
+    assert fs.cat_file("acme/vision/cats:v2/old/labels.csv") == b"path,label\ncat.png,cat\ndog.png,dog\n"
+    assert fs.cat_file("acme/vision/copy:v0/big.bin") == dataset["big"]
+    assert fs.checksum("acme/vision/copy:v0/big.bin") == fs.checksum("acme/vision/cats:v0/data/big.bin")
+    assert fs.ls("acme/vision/cats:v3/pictures", detail=False) == [
+        "acme/vision/cats:v3/pictures/cat.png", "acme/vision/cats:v3/pictures/dog.png"]
+    assert not fs.exists("acme/vision/cats:v3/images") and fs.exists("acme/vision/cats:v2/images/cat.png")
+    with pytest.raises(PermissionError, match="immutable"):
+        fs.mv("acme/vision/cats:v0/labels.csv", "acme/vision/cats:latest/moved.csv")
+    assert not fs.exists("acme/vision/cats:latest/moved.csv") and client.resolve("acme/vision/cats").version == 3
+
+
+def test_exclusive_creation_holds_against_other_writers(fs, dataset, client):
+    """open 'xb' / pipe_file(mode='create') refuse a path latest has, and again at commit against a
+    version another writer made meanwhile: nothing of the losing block is written."""
+    name = "acme/vision/cats:latest"
+    with pytest.raises(FileExistsError):
+        fs.open(f"{name}/labels.csv", "xb")
+    with pytest.raises(FileExistsError):
+        fs.pipe_file(f"{name}/labels.csv", b"x", mode="create")
+    with pytest.raises(FileExistsError), fs.transaction:
+        fs.pipe_file(f"{name}/other.txt", b"other")
+        with fs.open(f"{name}/claim.txt", "xb") as f:
+            f.write(b"mine")
+        other = artifactfs.Artifact("acme/vision/cats", type="dataset")
+        other.add_file(__file__, "claim.txt")
+        other.save()  # v2: another writer took claim.txt first
+    assert client.resolve("acme/vision/cats").version == 2
+    assert not fs.exists("acme/vision/cats:latest/other.txt")
+    fs.pipe_file(f"{name}/fresh.txt", b"fresh", mode="create")
+    assert fs.cat_file(f"{name}/fresh.txt") == b"fresh"
+
+
+def test_removing_every_file_leaves_an_empty_version(fs, dataset, cli, tmp_path):
+    fs.rm(["acme/vision/cats:latest/labels.csv", "acme/vision/cats:latest/images"], recursive=True)
+    fs.rm("acme/vision/cats:latest/data/*")  # a glob
+    assert fs.ls("acme/vision/cats:v3") == [] and fs.info("acme/vision/cats:v3")["files"] == 0
+    assert fs.du("acme/vision/cats:v1", withdirs=True) == fs.du("acme/vision/cats:v1")  # directories are 0
+    res = cli("get", "acme/vision/cats:v3", "--root", tmp_path / "out")
+    assert res.exit_code == 0 and os.listdir(tmp_path / "out") == []
+    assert cli("files", "acme/vision/cats:v3").output == ""
+
+
 def test_a_transaction_describes_the_version_it_makes(fs, dataset, client):
     """describe(): description, metadata, aliases, run and inputs of the version a transaction makes,
     checked when called; one for an artifact nothing was written to changes nothing; a block that

@@ -16,6 +16,7 @@ Ray get their own connections, threads and locks.
 """
 
 import contextlib
+import dataclasses
 import errno
 import math
 import os
@@ -23,18 +24,30 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from glob import has_magic
 from typing import Any
 
 from fsspec import AbstractFileSystem
+from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.spec import AbstractBufferedFile
 
 from ..cache_writer import CacheWriter
 from ..client import Client
 from ..config import load_settings
 from ..entry_file import EntryReader
-from ..errors import ArtifactfsError, CorruptData, InvalidName, InvalidPath, NotFound, PermissionDenied, UsageError
+from ..errors import (
+    AlreadyExists,
+    ArtifactfsError,
+    CorruptData,
+    InvalidName,
+    InvalidPath,
+    NotFound,
+    PermissionDenied,
+    UsageError,
+)
 from ..fetch import Piece, pieces_of
 from ..hashing import READ_BLOCK
+from ..ingest import walk_tree
 from ..lru import LRU
 from ..manifest import DIR, LINK, Entry
 from ..manifest_store import VersionView
@@ -59,6 +72,8 @@ def os_errors(path: str):
     """artifactfs errors as the OSErrors fsspec callers expect, the path named."""
     try:
         yield
+    except AlreadyExists as exc:
+        raise FileExistsError(errno.EEXIST, str(exc), path) from None
     except (NotFound, InvalidName, InvalidPath) as exc:
         raise FileNotFoundError(errno.ENOENT, str(exc), path) from None
     except PermissionDenied as exc:
@@ -224,8 +239,8 @@ class ArtifactFileSystem(AbstractFileSystem):
         view = self._version(loc)
         if not loc.inner:
             rec = view.record
-            return dict(_dir(path), size=rec.size, version=f"v{rec.version}", digest=rec.digest,
-                        created=rec.created_at, files=rec.file_count)
+            return dict(_dir(path), version=f"v{rec.version}", digest=rec.digest, created=rec.created_at,
+                        files=rec.file_count, total_size=rec.size)  # size 0, as every directory's (du)
         inner = _resolve(view, loc.inner, follow_last=False)
         i = view.manifest.find(inner)
         if i is not None:
@@ -295,7 +310,10 @@ class ArtifactFileSystem(AbstractFileSystem):
             return ArtifactFile(self, path, reader, info, block_size=block_size)
         self._check_write(path)
         with os_errors(path):
-            return WriteFile(self, write_target(parse_path(path), path, mode), path, autocommit)
+            target = write_target(parse_path(path), path, mode)
+        if mode == "xb":
+            self._refuse_existing(path)
+        return WriteFile(self, target, path, autocommit, exclusive=mode == "xb")
 
     def cat_file(self, path, start=None, end=None, **kwargs):
         reader = self._reader(path)
@@ -306,13 +324,16 @@ class ArtifactFileSystem(AbstractFileSystem):
             return reader.read(start, end)
 
     def get_file(self, rpath, lpath, callback=None, outfile=None, **kwargs):
-        """Write the verified file at `lpath` (a temp file renamed into place: never half a file); a
-        link is made a link again, with the target it records (as `artifactfs get` does)."""
+        """Write the verified file at `lpath` (a temp file renamed into place: never half a file; its
+        parent directories made); a link is made a link again, with the target it records (as
+        `artifactfs get` does)."""
         info = self.info(rpath)
         if info["type"] == "directory":
             os.makedirs(lpath, exist_ok=True)
             return
-        if info["type"] == "link":
+        if outfile is None:
+            os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
+        if info.get("islink"):
             _make_link(info["destination"], lpath)
             return
         reader = self._reader(rpath)
@@ -335,63 +356,130 @@ class ArtifactFileSystem(AbstractFileSystem):
             raise
 
     # ---- writing -----------------------------------------------------------------------------
+    # put, copy, mv and rm take fsspec's path rules (globs, lists, `recursive`, a trailing slash for
+    # "into this directory"); each call is one version per artifact it writes (one transaction), and
+    # inside `with fs.transaction:` part of that one.
     def _check_write(self, path: str) -> None:
         if self._forked_in_transaction and not self._intrans:
             raise OSError(errno.EPERM, "this process was forked inside its parent's `with fs.transaction:` "
                           "block, which only the parent commits: write from workers into one version with "
                           "a draft (Artifact.upsert, then finish_draft), or open a transaction here", path)
 
-    def put(self, lpath, rpath, recursive=False, **kwargs):
-        """Commit local files as the next version: a file at `rpath` (or under it, by its base name,
-        when `rpath` is an artifact or a directory), a directory's content under `rpath`."""
-        self._check_write(rpath)
+    @contextlib.contextmanager
+    def _batch(self, path):
+        """Everything written inside as one version per artifact: the open transaction's, or a new one."""
+        self._check_write(path if isinstance(path, str) else "")
         if self._intrans:
-            return self._put(lpath, rpath)
-        with self.transaction:
-            self._put(lpath, rpath)
+            yield
+        else:
+            with self.transaction:
+                yield
 
-    def _put(self, lpath, rpath) -> None:
-        from ..ingest import walk_tree
+    def _destination(self, path: str) -> str:
+        """A write destination as fsspec's rules take it: ENTITY/PROJECT/NAME is the root of the next
+        version, a directory (so files go in it under their names)."""
+        stripped = self._strip_protocol(path)
+        with os_errors(stripped):
+            if parse_path(stripped).depth == 3:
+                return f"{stripped}:{LATEST}/"
+        return stripped + "/" if str(path).endswith("/") else stripped  # the slash says "into"
 
-        for local in [lpath] if isinstance(lpath, str) else lpath:
-            path = self._strip_protocol(rpath)
-            tree: list[Entry] = []
-            with os_errors(path):
-                target = write_target(parse_path(path), path, "wb")
-                if os.path.isdir(local):  # the tree as commit --dir keeps it: links, empty directories
-                    files, tree = walk_tree(local, target.inner or None)
-                elif path.endswith("/") or not target.inner or self._is_dir_target(target):
-                    files = [_local(local, "/".join(p for p in (target.inner, os.path.basename(local)) if p))]
-                else:
-                    files = [_local(local, target.inner)]
-            self.transaction.files.append(target.with_files(files, tree))
+    def put(self, lpath, rpath, recursive=False, callback=DEFAULT_CALLBACK, maxdepth=None, **kwargs):
+        """Commit local files as the next version, by fsspec's rules: a file to `rpath` (into it, by its
+        name, if `rpath` is a directory or ends with '/'), a directory's tree with recursive=True
+        (under its name if `rpath` exists, its content if `lpath` ends with '/'), globs, lists.
+        A directory's links and empty directories are kept, as `commit --dir` keeps them."""
+        rpath = [self._destination(p) for p in rpath] if isinstance(rpath, list) else self._destination(rpath)
+        with self._batch(rpath):
+            if isinstance(lpath, str) and isinstance(rpath, str) and recursive and maxdepth is None \
+                    and not has_magic(lpath) and os.path.isdir(lpath):
+                return self._put_tree(lpath, rpath)
+            return super().put(lpath, rpath, recursive=recursive, callback=callback, maxdepth=maxdepth, **kwargs)
 
-    def _is_dir_target(self, target) -> bool:
-        try:
-            return self.isdir(target.path)
-        except OSError:
-            return False
+    def _put_tree(self, lpath: str, rpath: str) -> None:
+        dest = rpath.rstrip("/")
+        if not lpath.endswith("/") and (rpath.endswith("/") or self.isdir(rpath)):
+            dest = f"{dest}/{os.path.basename(os.path.normpath(lpath))}"  # into it, under its name
+        with os_errors(dest):
+            target = write_target(parse_path(dest), dest, "wb")
+            files, tree = walk_tree(lpath, target.inner or None)
+        self.transaction.files.append(target.with_files(files, tree))
 
-    def put_file(self, lpath, rpath, **kwargs):
-        self.put(lpath, rpath)
+    def put_file(self, lpath, rpath, callback=None, mode="overwrite", **kwargs):
+        """One local file (a link kept as a link) at `rpath`; a directory is nothing to write
+        (directories exist through what is in them). mode='create': FileExistsError if `rpath` exists,
+        checked again against the version the commit builds on."""
+        path = self._strip_protocol(rpath)
+        if os.path.isdir(lpath) and not os.path.islink(lpath):
+            return
+        with os_errors(path):
+            target = write_target(parse_path(path), path, "wb")
+            if not target.inner:
+                raise IsADirectoryError(errno.EISDIR, "name a file in the artifact, not its root", path)
+            if os.path.islink(lpath):
+                change = target.with_files([], [Entry.link(target.inner, os.readlink(lpath))])
+            else:
+                change = target.with_files([_local(lpath, target.inner)])
+        if mode == "create":
+            self._refuse_existing(path)
+            change.absent.append(target.inner)
+        with self._batch(path):
+            self.transaction.files.append(change)
+
+    def _refuse_existing(self, path: str) -> None:
+        if self.exists(path):
+            raise FileExistsError(errno.EEXIST, "already in the latest version", path)
+
+    def pipe_file(self, path, value, mode="overwrite", **kwargs):
+        with self.open(path, "xb" if mode == "create" else "wb", **kwargs) as f:
+            f.write(value)
+
+    def copy(self, path1, path2, recursive=False, maxdepth=None, on_error=None, **kwargs):
+        """Copy files into the next version of an artifact (fsspec's rules, as put): a copy is an
+        entry for the same content, so nothing is uploaded, from any version of any artifact."""
+        path2 = [self._destination(p) for p in path2] if isinstance(path2, list) else self._destination(path2)
+        with self._batch(path2):
+            super().copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs)
+
+    def cp_file(self, path1, path2, **kwargs):
+        src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
+        with os_errors(src):
+            loc = parse_path(src)
+            if loc.depth < 4 or not loc.inner:
+                return  # a directory: it exists through what is copied into it
+            view = self._version(loc)
+            inner = _resolve(view, loc.inner, follow_last=False)
+            i = view.manifest.find(inner)
+            if i is None:
+                if view.manifest.is_dir(inner):
+                    return
+                raise NotFound(f"{view.record.ref} has no entry {loc.inner!r}")
+            target = write_target(parse_path(dst), dst, "wb")
+            if not target.inner:
+                raise IsADirectoryError(errno.EISDIR, "name a file in the artifact, not its root", dst)
+            change = target.with_files([], [dataclasses.replace(view.manifest[i], path=target.inner)])
+        with self._batch(dst):
+            self.transaction.files.append(change)
+
+    def mv(self, path1, path2, recursive=False, maxdepth=None, **kwargs):
+        """Copy, then remove the source: one version for each artifact involved, so a move within one
+        artifact is one version; a source in an immutable version is refused before anything is written."""
+        with self._batch(path2):
+            super().mv(path1, self._destination(path2) if isinstance(path2, str) else path2, recursive=recursive,
+                       maxdepth=maxdepth, **kwargs)
 
     def rm(self, path, recursive=False, maxdepth=None):
-        """Commit the next version without `path` (a directory only with recursive=True)."""
-        paths = [path] if isinstance(path, str) else list(path)
-        self._check_write(paths[0] if paths else "")
-        if self._intrans:
-            return self._rm(paths, recursive)
-        with self.transaction:
-            self._rm(paths, recursive)
-
-    def _rm(self, paths, recursive) -> None:
-        for p in paths:
-            p = self._strip_protocol(p)
-            with os_errors(p):
-                target = write_target(parse_path(p), p, "rm")
-            if not recursive and self.isdir(p):
-                raise IsADirectoryError(errno.EISDIR, "a directory: remove it with recursive=True", p)
-            self.transaction.files.append(target.removing())
+        """Commit the next version without `path` (globs and lists too; a directory only with
+        recursive=True). Removing every file leaves an empty version."""
+        with self._batch(path):
+            paths = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
+            for p in paths:
+                with os_errors(p):
+                    target = write_target(parse_path(p), p, "rm")
+                    change = target.removing()
+                if not recursive and self.isdir(p):
+                    raise IsADirectoryError(errno.EISDIR, "a directory: remove it with recursive=True", p)
+                self.transaction.files.append(change)
 
     def rm_file(self, path):
         self.rm(path)
@@ -430,18 +518,18 @@ def _dir(name: str) -> dict:
 
 
 def _file_info(name: str, e: Entry, view: VersionView, inner: str) -> dict:
-    """fsspec's info of entry `e` at `inner` in the version. A link is type "link" (walk and find list
-    it, never descend into it; `get` makes it a link again), sized as the file it leads to within the
-    version (what reading it returns), 0 for a directory or a link that leaves the version."""
-    info = {"name": name, "type": "directory" if e.kind == DIR else "link" if e.kind == LINK else "file",
-            "size": e.size, "digest": e.digest, "version": f"v{view.record.version}",
-            "reference": e.ref, "executable": e.executable}
+    """fsspec's info of entry `e` at `inner` in the version. A link has islink and its destination, as
+    LocalFileSystem gives them: type "file", sized and digested as the file it leads to within the
+    version (what reading it returns), or "other" (size 0) when it leads to a directory or out of
+    the version, so that walk, find and get never descend into it and `get` makes it a link again."""
+    info = {"name": name, "type": "directory" if e.kind == DIR else "file", "size": e.size, "digest": e.digest,
+            "version": f"v{view.record.version}", "reference": e.ref, "executable": e.executable}
     if e.kind == LINK:
-        info.update(destination=e.target, islink=True)
+        info.update(type="other", destination=e.target, islink=True)
         with contextlib.suppress(NotFound):
             i = view.manifest.find(_resolve(view, inner, follow_last=True))
             if i is not None and view.manifest[i].is_file:
-                info.update(size=view.manifest[i].size, digest=view.manifest[i].digest)
+                info.update(type="file", size=view.manifest[i].size, digest=view.manifest[i].digest)
     return info
 
 

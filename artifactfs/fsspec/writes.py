@@ -34,8 +34,9 @@ class Change:
     artifact: ArtifactName
     path: str  # as the caller named it (for errors)
     files: list[LocalFile] = field(default_factory=list)
-    entries: list[Entry] = field(default_factory=list)  # links and empty directories, stored as they are
+    entries: list[Entry] = field(default_factory=list)  # links, empty directories, copies: stored as they are
     removed: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)  # paths this change creates exclusively ('xb')
 
     def discard(self) -> None:
         pass
@@ -67,18 +68,20 @@ def write_target(loc: Location, path: str, mode: str) -> Target:
     if loc.depth == 4 and loc.alias != LATEST:
         raise PermissionDenied(f"{path}: writes go to the next version, {'/'.join(loc.parts)}:latest/..., "
                                f"not to the alias {loc.alias!r}")
-    if "w" in mode and not loc.inner and mode != "wb" or mode.startswith(("a", "r+")):
-        raise UsageError(f"cannot open {path!r} in mode {mode!r}: files are written whole ('wb')")
+    if mode not in ("wb", "xb", "rm"):
+        raise UsageError(f"cannot open {path!r} in mode {mode!r}: files are written whole ('wb', or 'xb' "
+                         "to create one that must not exist)")
     return Target(loc.artifact, loc.inner, path)
 
 
 class WriteFile(io.RawIOBase):
     """A file being written: a local temp file until it is committed."""
 
-    def __init__(self, fs, target: Target, path: str, autocommit: bool):
+    def __init__(self, fs, target: Target, path: str, autocommit: bool, exclusive: bool = False):
         if not target.inner:
             raise IsADirectoryError(errno.EISDIR, "name a file in the artifact, not its root", path)
         self.fs, self.target, self.path, self.autocommit = fs, target, path, autocommit
+        self.exclusive = exclusive
         fd, self._tmp = tempfile.mkstemp(prefix="artifactfs-write-")
         self._f = os.fdopen(fd, "wb")
 
@@ -100,7 +103,10 @@ class WriteFile(io.RawIOBase):
                 self.discard()
 
     def change(self) -> Change:
-        return self.target.with_files([LocalFile(self.target.inner, self._tmp)])
+        change = self.target.with_files([LocalFile(self.target.inner, self._tmp)])
+        if self.exclusive:
+            change.absent.append(self.target.inner)
+        return change
 
     def discard(self) -> None:
         self._f.close()
@@ -144,26 +150,39 @@ class VersionTransaction(Transaction):
 
 
 def commit_changes(fs, changes: list[Change], options: dict[ArtifactName, dict] | None = None) -> None:
-    """One version per artifact, in the order the artifacts were first written; `options` (by artifact:
-    description, metadata, aliases, run, inputs) go with its commit."""
-    by_artifact: dict[ArtifactName, tuple[dict[str, LocalFile | Entry], list[str]]] = {}
+    """One version per artifact, in the order the artifacts were first written; a later change to a
+    path replaces an earlier one. `options` (by artifact: description, metadata, aliases, run, inputs)
+    go with its commit."""
+    pending: dict[ArtifactName, _Pending] = {}
     for change in changes:
-        added, removed = by_artifact.setdefault(change.artifact, ({}, []))
+        p = pending.setdefault(change.artifact, _Pending())
         for r in change.removed:
-            pending = [p for p in added if p == r or p.startswith(r + "/")]
-            for p in pending:
-                del added[p]
-            if not pending:
-                removed.append(r)
+            written = [a for a in p.added if a == r or a.startswith(r + "/")]
+            for a in written:
+                del p.added[a]
+            # what the block wrote there goes; what the latest version has there goes too
+            (p.removed_if_present if written else p.removed).append(r)
         items: list[LocalFile | Entry] = [*change.files, *change.entries]
         for item in items:
-            added[item.path] = item
+            p.added[item.path] = item
+        p.absent.extend(change.absent)
     repo = fs.client.repo
-    for artifact, (added, removed) in by_artifact.items():
+    for artifact, p in pending.items():
         try:
             type = repo.artifact_type(artifact)
         except NotFound:
             type = fs.artifact_type
-        files = [f for f in added.values() if isinstance(f, LocalFile)]
-        entries = [e for e in added.values() if isinstance(e, Entry)]
-        commit_update(repo, artifact, type, files, removed, tree=entries, **(options or {}).get(artifact, {}))
+        files = [f for f in p.added.values() if isinstance(f, LocalFile)]
+        entries = [e for e in p.added.values() if isinstance(e, Entry)]
+        commit_update(repo, artifact, type, files, p.removed, tree=entries, absent=p.absent,
+                      removed_if_present=p.removed_if_present, **(options or {}).get(artifact, {}))
+
+
+@dataclass
+class _Pending:
+    """What a transaction's changes to one artifact add up to."""
+
+    added: dict[str, LocalFile | Entry] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    removed_if_present: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
