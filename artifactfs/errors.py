@@ -25,6 +25,11 @@ class InvalidPath(UsageError):
     """An entry path is absolute, has `..`, an empty segment, NUL, or is not UTF-8."""
 
 
+class UnsupportedStore(UsageError):
+    """The store lacks something artifactfs's protocol relies on (an S3 server that ignores
+    conditional writes): artifactfs refuses to write there rather than race unsafely."""
+
+
 class NotFound(ArtifactfsError):
     """An artifact, version, alias, entry or stage does not exist."""
 

@@ -65,3 +65,8 @@ def aliases_prefix(name: ArtifactName) -> str:
 
 def digest_index_key(name: ArtifactName, digest: str) -> str:
     return f"{name.prefix}digests/{digest}.json"
+
+
+def probe_key(token: str) -> str:
+    """A short-lived object a store check writes and deletes (store/s3.py: conditional writes)."""
+    return f"probes/{token}"

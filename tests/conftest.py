@@ -11,11 +11,26 @@ from tests.seaweed import ADMIN, SeaweedServer
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 BUCKET = "artifactfs-test"
+# the S3 implementations: SeaweedFS for every test that takes a store; moto too for the store, commit,
+# race and gc tests (their modules take ALL_BACKENDS)
+S3_SERVERS = {"s3": "seaweed", "moto": "moto"}
+ALL_BACKENDS = ["local", *S3_SERVERS]
 
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
     server = SeaweedServer(str(tmp_path_factory.mktemp("seaweed")))
+    server.start()
+    server.create_bucket(BUCKET)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    from tests.moto_s3 import MotoServer
+
+    server = MotoServer(str(tmp_path_factory.mktemp("moto")))
     server.start()
     server.create_bucket(BUCKET)
     yield server
@@ -32,7 +47,7 @@ def store_url(request, backend, tmp_path):
     """A fresh, empty store on each backend: a directory, or a unique prefix in the test bucket."""
     if backend == "local":
         return str(tmp_path / "store")
-    request.getfixturevalue("seaweed")  # the server must be up
+    request.getfixturevalue(S3_SERVERS[backend])  # the server must be up
     return f"s3://{BUCKET}/{uuid.uuid4().hex}"
 
 
@@ -49,7 +64,7 @@ def env(monkeypatch, tmp_path, store_url, request):
     for var in ("ARTIFACTFS_ENTITY", "ARTIFACTFS_PROJECT", "ARTIFACTFS_CACHE_SIZE"):
         monkeypatch.delenv(var, raising=False)
     if store_url.startswith("s3://"):
-        server = request.getfixturevalue("seaweed")
+        server = request.getfixturevalue(S3_SERVERS[request.getfixturevalue("backend")])
         monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", ADMIN[0])
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ADMIN[1])

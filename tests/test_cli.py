@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests.conftest import ALL_BACKENDS
 from tests.fuse_util import json_results
 from tests.seaweed import free_port_pair
 
@@ -159,6 +160,26 @@ def test_wrong_credentials(env, data, seaweed):
     assert "not-the-secret" not in proc.stderr
 
 
+@pytest.mark.parametrize("backend", ["local"])  # its own server
+def test_an_s3_server_without_conditional_writes_is_refused(env, data, tmp_path):
+    """A server that ignores If-None-Match and If-Match (here moto with those headers dropped) would
+    let two committers take one version number: nothing is written there at all, with one clear line."""
+    from tests.moto_s3 import MotoServer
+
+    server = MotoServer(str(tmp_path), conditional_writes=False)
+    server.start()
+    try:
+        server.create_bucket("plain")
+        env = dict(env, ARTIFACTFS_STORE="s3://plain/team", AWS_ENDPOINT_URL=server.endpoint,
+                   AWS_ACCESS_KEY_ID="moto", AWS_SECRET_ACCESS_KEY="moto", AWS_DEFAULT_REGION="us-east-1")
+        proc = run(env, "commit", "--dir", data, "acme/vision/bikes")
+        assert_clean_error(proc, 2, "does not honour conditional writes")
+        assert server.client().list_objects_v2(Bucket="plain").get("KeyCount") == 0  # not even a blob
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_eight_concurrent_committers_get_dense_versions(env, tmp_path):
     dirs = []
     for i in range(8):

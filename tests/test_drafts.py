@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from artifactfs import Artifact, artifact, finish_draft
+from tests.conftest import ALL_BACKENDS
 
 
 def writer_dir(tmp_path, i, files):
@@ -177,3 +178,10 @@ def test_an_empty_directory_yields_to_a_file_another_writer_adds_below_it(cli, t
     assert res.exit_code == 0, res.stderr
     files = json.loads(cli("files", "acme/ml/e:v0", "--json").output)
     assert [(f["path"], f.get("kind", "file")) for f in files] == [("data.txt", "file"), ("logs/b.txt", "file")]
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request):
+    """Every backend, moto's S3 beside SeaweedFS: what this module checks rests on the store's
+    conditional writes and listings."""
+    return request.param

@@ -10,6 +10,7 @@ import fsspec
 import pytest
 
 from artifactfs import repo as repo_mod
+from tests.conftest import ALL_BACKENDS
 
 NAME = "acme/ml/race"
 
@@ -129,3 +130,10 @@ def test_a_write_after_a_commit_that_has_not_moved_latest_yet_builds_on_it(fs, e
     assert res.returncode == -9, res.stderr
     fs.pipe_file(f"{NAME}:latest/second.txt", b"second")
     assert versions_as_file_sets(fs) == [{"first.txt"}, {"first.txt", "second.txt"}]
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request):
+    """Every backend, moto's S3 beside SeaweedFS: what this module checks rests on the store's
+    conditional writes and listings."""
+    return request.param

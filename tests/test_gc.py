@@ -15,6 +15,7 @@ from artifactfs.manifest import canonical_json
 from artifactfs.names import Ref, parse_artifact_name
 from artifactfs.repo import Repository
 from artifactfs.store.local import LocalStore
+from tests.conftest import ALL_BACKENDS
 
 NAME = parse_artifact_name("acme/proj/data")
 
@@ -123,9 +124,11 @@ def test_without_an_overlapping_gc_protection_costs_one_listing(repo, tmp_path):
     assert commit.protect_commit(repo, started, sources) == 0
 
 
-def test_gc_aborts_the_upload_a_killed_commit_left(env, tmp_path, store_url):
+def test_gc_aborts_the_upload_a_killed_commit_left(env, tmp_path, store_url, backend):
     """kill -9 of a 120 MB commit after two parts: the store holds an upload nobody completes; gc
     aborts it once older than the grace period (not before) and says how many and how large."""
+    if backend == "moto":
+        pytest.skip("moto says every multipart upload was initiated on 2010-11-10: their age is not real")
     import json
     import subprocess
     import sys
@@ -163,3 +166,10 @@ def test_gc_aborts_the_upload_a_killed_commit_left(env, tmp_path, store_url):
         assert client.store.pending_uploads() == []
     finally:
         client.close()
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request):
+    """Every backend, moto's S3 beside SeaweedFS: what this module checks rests on the store's
+    conditional writes and listings."""
+    return request.param

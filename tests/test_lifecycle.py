@@ -5,11 +5,14 @@ import json
 import threading
 import time
 
+import pytest
+
 from artifactfs import layout
 from artifactfs.gc import gc
 from artifactfs.ingest import LocalFile, walk_directory
 from artifactfs.manifest import columnar
 from artifactfs.packs import PACK_FILE_MAX
+from tests.conftest import ALL_BACKENDS
 from tests.fault_util import overwrite_stored, stored_key
 
 
@@ -334,3 +337,10 @@ def test_alias_set_racing_rm_from_the_cli_leaves_no_alias_on_a_deleted_version(c
         assert res.returncode in (0, 3, 4), (res.args, res.returncode, res.stderr)
         assert "Traceback" not in res.stderr
     _assert_every_alias_resolves(client, "acme/p/clirace")
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request):
+    """Every backend, moto's S3 beside SeaweedFS: what this module checks rests on the store's
+    conditional writes and listings."""
+    return request.param

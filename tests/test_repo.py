@@ -9,6 +9,7 @@ from artifactfs.errors import Conflict, CorruptData, InvalidName, InvalidPath, N
 from artifactfs.hashing import digest_bytes
 from artifactfs.manifest import Entry, Manifest
 from artifactfs.names import ArtifactName, Ref, parse_ref
+from tests.conftest import ALL_BACKENDS
 
 NAME = ArtifactName("acme", "vision", "bikes")
 
@@ -131,3 +132,10 @@ def test_parse_ref_defaults():
         parse_ref("p/n:best")
     with pytest.raises(InvalidName):
         parse_ref("e/p/n:bad alias")
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request):
+    """Every backend, moto's S3 beside SeaweedFS: what this module checks rests on the store's
+    conditional writes and listings."""
+    return request.param

@@ -7,6 +7,7 @@ import pytest
 
 from artifactfs.errors import NotFound, ObjectNotFound, PreconditionFailed
 from artifactfs.store import open_store
+from tests.conftest import ALL_BACKENDS
 
 
 @pytest.fixture
@@ -136,3 +137,10 @@ def test_racing_conditional_writes_have_one_winner(store):
     [t.join() for t in threads]
     assert len(swapped) == 1
     assert store.get("race")[0] == f"s{swapped[0]}".encode()
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request):
+    """Every backend, moto's S3 beside SeaweedFS: what this module checks rests on the store's
+    conditional writes and listings."""
+    return request.param

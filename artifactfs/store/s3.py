@@ -8,6 +8,7 @@ store is an error within seconds, not a hang. Foreign exceptions are translated 
 import builtins
 import contextlib
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +16,16 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from ..errors import ArtifactfsError, NotFound, ObjectNotFound, PermissionDenied, PreconditionFailed, StoreUnavailable
+from ..errors import (
+    ArtifactfsError,
+    NotFound,
+    ObjectNotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    StoreUnavailable,
+    UnsupportedStore,
+)
+from ..layout import probe_key
 from .base import CheckedSource, ObjectInfo, ObjectStore, PendingUpload
 from .s3_lean import ATTEMPTS
 from .s3_lean import MAX_PUT as MAX_LEAN_PUT
@@ -24,6 +34,9 @@ MULTIPART_THRESHOLD = 16 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 8  # per file: 64 MiB of parts in memory at most
 
+# servers whose conditional writes were checked (endpoint, bucket), by this process
+_conditional_writes_checked: set[tuple[str, str]] = set()
+_conditional_lock = threading.Lock()
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
@@ -89,11 +102,13 @@ class S3Store(ObjectStore):
         return _read_body(resp, self.url, key)
 
     def put(self, key: str, data: bytes) -> str:
+        self._check_conditional_writes()
         if self._lean is not None and len(data) <= MAX_LEAN_PUT:
             return self._lean.put(key, self._key(key), data)
         return self._call(key, self.client.put_object, Key=self._key(key), Body=data)["ETag"]
 
     def put_file(self, key: str, path: str, size: int, digest: str | None = None) -> None:
+        self._check_conditional_writes()
         with CheckedSource(path, size, digest) as source:
             if size < MULTIPART_THRESHOLD:  # read whole (at most 16 MiB), checked, then one PUT
                 self.put(key, source.read_all())
@@ -130,10 +145,55 @@ class S3Store(ObjectStore):
         return {"ETag": etag, "PartNumber": number}
 
     def put_if_absent(self, key: str, data: bytes) -> str:
+        self._check_conditional_writes()
         return self._call(key, self.client.put_object, Key=self._key(key), Body=data, IfNoneMatch="*")["ETag"]
 
     def put_if_match(self, key: str, data: bytes, etag: str) -> str:
-        return self._call(key, self.client.put_object, Key=self._key(key), Body=data, IfMatch=etag)["ETag"]
+        self._check_conditional_writes()
+        try:
+            return self._call(key, self.client.put_object, Key=self._key(key), Body=data, IfMatch=etag)["ETag"]
+        except ObjectNotFound:  # AWS S3 (and moto) answer 404 when the key is gone: it changed
+            raise PreconditionFailed(key) from None
+
+    def _check_conditional_writes(self) -> None:
+        """Before the first write to a server (once per process): UnsupportedStore if it does not
+        honour conditional writes. A server that ignores If-None-Match or If-Match would let two
+        writers both "win" a version number or an alias, so nothing is written there at all, not even
+        the blobs a commit uploads first (docs/FORMAT.md). Reads never need it."""
+        server = (self.client.meta.endpoint_url, self.bucket)
+        if server in _conditional_writes_checked:
+            return
+        with _conditional_lock:
+            if server not in _conditional_writes_checked:
+                self._probe_conditional_writes()
+                _conditional_writes_checked.add(server)
+
+    def _probe_conditional_writes(self) -> None:
+        key = probe_key(uuid.uuid4().hex)
+        full = self._key(key)
+        refused = None
+        try:
+            self._call(key, self.client.put_object, Key=full, Body=b"probe", IfNoneMatch="*")
+            for header, condition in (("If-None-Match: *", {"IfNoneMatch": "*"}),
+                                      ("If-Match", {"IfMatch": '"00000000000000000000000000000000"'})):
+                try:
+                    self.client.put_object(Bucket=self.bucket, Key=full, Body=b"again", **condition)
+                    refused = f"a PutObject with {header} that should have failed succeeded"
+                except botocore.exceptions.ClientError as exc:
+                    if not isinstance(translate(exc, self.url, key), PreconditionFailed):
+                        refused = f"a PutObject with {header} was answered {_code(exc)}, not 412"
+                except Exception as exc:
+                    raise translate(exc, self.url, key) from None
+                if refused:
+                    break
+        finally:
+            with contextlib.suppress(Exception):
+                self.client.delete_object(Bucket=self.bucket, Key=full)
+        if refused:
+            raise UnsupportedStore(
+                f"{self.url}: the S3 server does not honour conditional writes ({refused}); artifactfs "
+                "needs them to keep versions and aliases safe among writers, so it writes nothing there "
+                "(reading works). Use a server that has them: AWS S3, SeaweedFS, MinIO, Ceph RGW 19+")
 
     def head(self, key: str) -> ObjectInfo:
         resp = self._call(key, self.client.head_object, Key=self._key(key))
@@ -208,6 +268,11 @@ def _read_body(resp, url: str, key: str) -> bytes:
         return resp["Body"].read()
     except Exception as exc:
         raise translate(exc, url, key) from None
+
+
+def _code(exc: botocore.exceptions.ClientError) -> str:
+    response = exc.response
+    return str(response.get("Error", {}).get("Code") or response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
 
 
 def translate(exc: Exception, url: str, key: str) -> ArtifactfsError:
