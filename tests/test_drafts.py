@@ -3,6 +3,8 @@ Concurrent additions never lose each other's files; the same path with different
 at finish that names the path."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -185,3 +187,44 @@ def backend(request):
     """Every backend, moto's S3 beside SeaweedFS: what this module checks rests on the store's
     conditional writes and listings."""
     return request.param
+
+
+@pytest.mark.parametrize("backend", ["s3"])  # machines sharing a bucket
+def test_ray_tasks_build_one_version_through_a_draft(env, client, tmp_path, monkeypatch):
+    """The seed workflow on a real engine: Ray tasks (a local Ray on 127.0.0.1) each add a shard to
+    one draft, one task's worker dies right after its upsert and Ray runs it again; the driver
+    finishes the draft: every shard lands once, byte for byte, in one version."""
+    ray = pytest.importorskip("ray")
+    import tempfile
+
+    import artifactfs
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a throwaway local cluster: no token file in ~/.ray
+    marker = tmp_path / "crashed-once"
+    shards = {i: os.urandom(3000 + i) for i in range(6)}
+
+    @ray.remote(max_retries=2)
+    def embed(shard: int, data: bytes, marker: str) -> int:
+        part = artifactfs.Artifact("acme/ml/embeddings", type="dataset")
+        with part.new_file(f"shard-{shard:03}.bin", mode="wb") as f:
+            f.write(data)
+        part.upsert(draft="nightly", writer=f"task-{shard}")
+        if shard == 3 and not os.path.exists(marker):  # the worker dies after its part landed
+            open(marker, "w").close()
+            os._exit(1)
+        return shard
+
+    temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 bytes
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=temp,
+             log_to_driver=False)
+    try:
+        assert sorted(ray.get([embed.remote(i, data, str(marker)) for i, data in shards.items()])) == list(shards)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+    assert marker.exists()  # shard 3 did run twice
+    emb = artifactfs.finish_draft("acme/ml/embeddings", "nightly", aliases=["nightly"])
+    assert [e.path for e in emb.files()] == [f"shard-{i:03}.bin" for i in shards]
+    for i, data in shards.items():
+        assert emb.get_entry(f"shard-{i:03}.bin").open().read() == data
+    assert client.resolve("acme/ml/embeddings:nightly").file_count == len(shards)
