@@ -6,7 +6,7 @@ import getpass
 import json
 import os
 import socket
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 
 from .errors import CorruptData, InvalidPath, UsageError
@@ -23,7 +23,7 @@ class VersionRecord:
     version: int
     manifest: str  # digest of the canonical manifest: the version's content digest
     size: int
-    file_count: int
+    file_count: int  # regular files (links and empty directories are counted apart)
     type: str
     description: str | None = None
     metadata: dict = field(default_factory=dict)
@@ -31,6 +31,8 @@ class VersionRecord:
     created_by: str = ""
     run: str | None = None
     inputs: list[str] = field(default_factory=list)
+    link_count: int = 0  # symbolic links; stored only when there are some (records without read as before)
+    dir_count: int = 0  # empty directories; likewise
     etag: str = ""
 
     @property
@@ -45,7 +47,19 @@ class VersionRecord:
         obj = asdict(self)
         for k in ("artifact", "etag", "type"):
             obj.pop(k)
+        for k in ("link_count", "dir_count"):
+            if not obj[k]:
+                obj.pop(k)
         return canonical_json(obj)
+
+    def counts(self) -> str:
+        """'3 files', and the links and empty directories when there are some."""
+        parts = [f"{self.file_count} file{'s' if self.file_count != 1 else ''}"]
+        if self.link_count:
+            parts.append(f"{self.link_count} link{'s' if self.link_count != 1 else ''}")
+        if self.dir_count:
+            parts.append(f"{self.dir_count} empty director{'ies' if self.dir_count != 1 else 'y'}")
+        return ", ".join(parts)
 
     def to_json(self) -> dict:
         obj = asdict(self)
@@ -53,6 +67,10 @@ class VersionRecord:
         obj["artifact"] = str(self.artifact)
         obj["ref"] = str(self.ref)
         return obj
+
+
+# what a version record in the store may hold; other fields (a newer writer's) are ignored
+STORED_FIELDS = frozenset(f.name for f in fields(VersionRecord)) - {"artifact", "etag", "type"}
 
 
 @dataclass
@@ -105,8 +123,8 @@ def record_problem(record: VersionRecord, number: int) -> str | None:
         return f"says it is version {record.version!r}"
     if not isinstance(record.manifest, str) or not is_digest(record.manifest):
         return f"names no valid manifest digest ({record.manifest!r:.80})"
-    if not (count(record.size) and count(record.file_count)):
-        return "has a size or file count that is not a count"
+    if not all(count(n) for n in (record.size, record.file_count, record.link_count, record.dir_count)):
+        return "has a size or a file, link or directory count that is not a count"
     if not isinstance(record.metadata, dict) or not isinstance(record.inputs, list):
         return "has metadata or inputs of the wrong type"
     if not all(isinstance(v, (str, type(None))) for v in (record.description, record.created_at,

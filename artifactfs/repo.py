@@ -23,10 +23,11 @@ from .errors import (
     ObjectNotFound,
     PreconditionFailed,
 )
-from .manifest import Manifest, canonical_json
+from .manifest import DIR, LINK, Manifest, canonical_json
 from .manifest_store import ManifestStore
 from .names import LATEST, ArtifactName, Ref, check_alias, check_name
 from .records import (
+    STORED_FIELDS,
     CommitResult,
     VersionRecord,
     check_metadata,
@@ -174,10 +175,11 @@ class Repository:
             raise NotFound(f"{name}:v{version} was deleted")
         if type is None:
             type = self.artifact_type(name)
-        try:
-            record = VersionRecord(artifact=name, type=type, etag=etag, **obj)
+        try:  # fields a newer writer added are left out (docs/FORMAT.md: additions keep the format)
+            record = VersionRecord(artifact=name, type=type, etag=etag,
+                                   **{k: v for k, v in obj.items() if k in STORED_FIELDS})
         except TypeError:
-            raise CorruptData(f"version record {key} has unexpected fields") from None
+            raise CorruptData(f"version record {key} lacks required fields") from None
         problem = record_problem(record, version)
         if problem:
             raise CorruptData(f"version record {key} {problem}")
@@ -296,7 +298,7 @@ class Repository:
         self.put_manifest(manifest)
         record = VersionRecord(
             artifact=name, version=0, manifest=manifest.digest, size=manifest.total_size,
-            file_count=len(manifest), type=type, description=description, metadata=metadata,
+            **_counts(manifest), type=type, description=description, metadata=metadata,
             created_at=now_iso(), created_by=whoami(), run=run, inputs=list(inputs),
         )
         record.version = self._next_version_hint(name) if at_version is None else at_version
@@ -475,3 +477,13 @@ class Repository:
                 return record
             except PreconditionFailed:
                 continue
+
+
+def _counts(manifest: Manifest) -> dict[str, int]:
+    """A version record's counts: regular files, links and empty directories apart."""
+    links = dirs = 0
+    if manifest.specials:  # only a tree with some walks its entries
+        for e in manifest:
+            links += e.kind == LINK
+            dirs += e.kind == DIR
+    return {"file_count": len(manifest) - links - dirs, "link_count": links, "dir_count": dirs}

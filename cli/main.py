@@ -140,7 +140,7 @@ def show(client: Client, ref, as_json):
         return
     click.echo(f"{record.ref}  ({record.type})")
     click.echo(f"  digest:      {record.digest}")
-    click.echo(f"  files:       {record.file_count} ({format_size(record.size)})")
+    click.echo(f"  files:       {record.counts()} ({format_size(record.size)})")
     click.echo(f"  aliases:     {', '.join(aliases) or '-'}")
     click.echo(f"  created:     {record.created_at} by {record.created_by}")
     if record.description:

@@ -89,7 +89,7 @@ def print_commit(result: CommitResult, as_json: bool, source: str = "", **extra)
         emit_json({**record_summary(record), "created": result.created, "aliases": result.aliases,
                    **({} if result.created else {"latest_was": result.latest_was}), **extra})
     elif result.created:
-        click.echo(f"{record.ref} committed{f' from {source}' if source else ''}: {record.file_count} files, "
+        click.echo(f"{record.ref} committed{f' from {source}' if source else ''}: {record.counts()}, "
                    f"{format_size(record.size)}, digest {record.digest}")
     else:  # the content was logged again: latest (and the aliases asked for) moved to its version
         was = result.latest_was

@@ -3,6 +3,7 @@ format 2), through commit --dir, the staging mount (tar, cp -a, rsync -a into it
 diff; a link is stored as written and never followed by artifactfs. And a stage's metadata behaves
 as on ext4 (atime kept, ctime advancing, link counts)."""
 
+import json
 import os
 import stat
 import subprocess
@@ -59,8 +60,18 @@ def test_commit_get_and_mount_hold_links_and_empty_directories(cli, client, env,
     outside.write_bytes(b"never copied\n")
     src = tmp_path / "src"
     make_model_tree(src, outside)
-    assert cli("commit", NAME, "--dir", src).exit_code == 0
+    committed = cli("commit", NAME, "--dir", src)
+    assert committed.exit_code == 0
     expected = tree_of(src)
+    manifest = client.manifest(client.resolve(NAME))
+    kinds = [e.kind for e in manifest]
+    counts = (kinds.count("file"), kinds.count("link"), kinds.count("dir"))
+    assert counts[1] and counts[2]
+    # files, links and empty directories are counted apart wherever a version's size is said
+    said = f"{counts[0]} files, {counts[1]} link{'s' * (counts[1] > 1)}, {counts[2]} empty director"
+    assert said in committed.stdout and said in cli("show", NAME).stdout
+    shown = json.loads(cli("show", NAME, "--json").stdout)
+    assert (shown["file_count"], shown["link_count"], shown["dir_count"]) == counts
 
     listed = cli("files", NAME).stdout
     assert "latest -> ckpt-100" in listed and "logs/\n" in listed and "cache/empty/deeper/" in listed
