@@ -296,9 +296,10 @@ class Repository:
                 self.set_alias(name, alias, existing.version)
             return CommitResult(existing, False, aliases, previous)
         self.put_manifest(manifest)
+        files, links, dirs = _counts(manifest)
         record = VersionRecord(
             artifact=name, version=0, manifest=manifest.digest, size=manifest.total_size,
-            **_counts(manifest), type=type, description=description, metadata=metadata,
+            file_count=files, link_count=links, dir_count=dirs, type=type, description=description, metadata=metadata,
             created_at=now_iso(), created_by=whoami(), run=run, inputs=list(inputs),
         )
         record.version = self._next_version_hint(name) if at_version is None else at_version
@@ -479,11 +480,11 @@ class Repository:
                 continue
 
 
-def _counts(manifest: Manifest) -> dict[str, int]:
+def _counts(manifest: Manifest) -> tuple[int, int, int]:
     """A version record's counts: regular files, links and empty directories apart."""
     links = dirs = 0
     if manifest.specials:  # only a tree with some walks its entries
         for e in manifest:
             links += e.kind == LINK
             dirs += e.kind == DIR
-    return {"file_count": len(manifest) - links - dirs, "link_count": links, "dir_count": dirs}
+    return len(manifest) - links - dirs, links, dirs
