@@ -59,6 +59,15 @@ def alias_key(name: ArtifactName, alias: str) -> str:
     return f"{name.prefix}aliases/{alias}.json"
 
 
+def alias_history_prefix(name: ArtifactName, alias: str) -> str:
+    return f"{name.prefix}alias-history/{alias}/"
+
+
+def alias_history_key(name: ArtifactName, alias: str, seq: int) -> str:
+    """An earlier position of an alias (alias_history.py); zero-padded so listings come in order."""
+    return f"{alias_history_prefix(name, alias)}{seq:012d}.json"
+
+
 def aliases_prefix(name: ArtifactName) -> str:
     return name.prefix + "aliases/"
 

@@ -11,10 +11,12 @@ is visible only once everything it names exists; an interrupted commit leaves on
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
-from . import layout
+from . import alias_history, layout
 from .errors import (
     Conflict,
     CorruptData,
@@ -23,9 +25,10 @@ from .errors import (
     ObjectNotFound,
     PreconditionFailed,
 )
+from .lru import LRU
 from .manifest import DIR, LINK, Manifest, canonical_json
 from .manifest_store import ManifestStore
-from .names import LATEST, ArtifactName, Ref, check_alias, check_name
+from .names import LATEST, ArtifactName, Ref, check_alias, check_name, format_time, parse_time
 from .records import (
     STORED_FIELDS,
     CommitResult,
@@ -48,6 +51,13 @@ def alias_version(key: str, data: bytes) -> int | None:
     return _alias_version_of(load_json(data, key), key)
 
 
+def _time_of(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except InvalidName:
+        return datetime.max.replace(tzinfo=UTC)  # a record without a readable time is never "before"
+
+
 def _alias_version_of(obj: dict, key: str) -> int | None:
     if obj.get("removed"):
         return None
@@ -61,6 +71,8 @@ class Repository:
         self.store = store
         self.manifests = ManifestStore(store, manifest_cache_dir)
         self._types: dict[ArtifactName, str] = {}
+        self._alias_seen = LRU(1024)  # (artifact, alias) -> (etag, record) last read
+        self._alias_lock = threading.Lock()
 
     # ---- listing -------------------------------------------------------------------------------
     # Every level is one delimiter listing: an entity or project with thousands of versions below it
@@ -209,6 +221,8 @@ class Repository:
             return None, None, 0
         obj = load_json(data, key)
         version = _alias_version_of(obj, key)
+        with self._alias_lock:  # what the next write of it replaces
+            self._alias_seen.put((name, alias), (etag, obj))
         hint = obj.get("next")
         floor = 0 if version is None else version + 1
         # a hint from the store is believed only as far as a rollback can reach (MAX_NEXT_GAP)
@@ -223,9 +237,47 @@ class Repository:
 
     def resolve(self, ref: Ref) -> VersionRecord:
         version = ref.version
-        if version is None:
+        if ref.travels:
+            version = self.travel(ref)
+        elif version is None:
             version, _ = self.alias_target(ref.artifact, ref.alias or LATEST)
         return self.version(ref.artifact, version)
+
+    def travel(self, ref: Ref) -> int:
+        """The version a past position names: `alias@TIME` and `alias~N` from the alias's history,
+        `@TIME` the newest version committed by then; NotFound (saying why) if there was none."""
+        if ref.alias is None:
+            assert ref.at is not None, "a Ref without an alias travels by time"
+            return self.newest_version_at(ref.artifact, ref.at)
+        entries = self.alias_history(ref.artifact, ref.alias)
+        what = f"{ref.artifact}:{ref.alias}"
+        if ref.at is not None:
+            return alias_history.at_time(entries, ref.at, what)
+        return alias_history.steps_back(entries, ref.back, what)
+
+    def newest_version_at(self, name: ArtifactName, when: datetime) -> int:
+        """The newest live version committed at or before `when` (versions are numbered in the order of
+        their commits, so a binary search over the numbers: a few reads however many there are)."""
+        numbers = self.list_versions(name)
+        best, lo, hi = None, 0, len(numbers) - 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            j, record = mid, None
+            while j >= lo and record is None:  # the nearest live version at or below mid
+                try:
+                    record = self.version(name, numbers[j], type="")
+                except NotFound:
+                    j -= 1
+            if record is None:
+                lo = mid + 1
+            elif _time_of(record.created_at) <= when:
+                best, lo = numbers[j], mid + 1
+            else:
+                hi = j - 1
+        if best is None:
+            self.artifact_info(name)
+            raise NotFound(f"{name} had no version at {format_time(when)}")
+        return best
 
     def aliases(self, name: ArtifactName) -> dict[str, int]:
         """Every alias of the artifact and the version it points at."""
@@ -371,14 +423,51 @@ class Repository:
     def _put_alias(self, name: ArtifactName, alias: str, version: int | None, etag: str | None,
                    next_free: int = 0) -> str:
         """Write the alias record by compare-and-swap against `etag` (absent when None); None removes it.
-        `next_free` is kept in the record when it lies past version + 1 (latest moved back)."""
-        obj: dict = {"version": version}
-        if version is not None and next_free > version + 1:
-            obj["next"] = next_free
-        body = canonical_json(obj if version is not None else
-                              {"removed": True, "removed_at": now_iso(), "removed_by": whoami()})
+        `next_free` is kept in the record when it lies past version + 1 (latest moved back). The record
+        is the newest entry of the alias's history; the one it replaces is copied there first, the new
+        one right after (alias_history.py)."""
         key = layout.alias_key(name, alias)
-        return self.store.put_if_absent(key, body) if etag is None else self.store.put_if_match(key, body, etag)
+        current = None if etag is None else self._alias_entry(name, alias, etag)
+        if current is not None:
+            alias_history.archive(self.store, name, alias, current)
+        extra = {"next": next_free} if version is not None and next_free > version + 1 else {}
+        body = alias_history.next_record(current, version, extra)
+        new_etag = self.store.put_if_absent(key, body) if etag is None else self.store.put_if_match(key, body, etag)
+        alias_history.archive(self.store, name, alias, alias_history.entry_of(load_json(body, key), key))
+        return new_etag
+
+    def _alias_entry(self, name: ArtifactName, alias: str, etag: str) -> alias_history.AliasEntry:
+        """The history entry of the alias record whose ETag is `etag` (PreconditionFailed if the record
+        is no longer that one: the compare-and-swap would lose anyway)."""
+        key = layout.alias_key(name, alias)
+        with self._alias_lock:
+            seen = self._alias_seen.get((name, alias))
+        if seen is not None and seen[0] == etag:
+            obj = seen[1]
+        else:
+            try:
+                data, now = self.store.get(key)
+            except ObjectNotFound:
+                raise PreconditionFailed(key) from None
+            if now != etag:
+                raise PreconditionFailed(key)
+            obj = load_json(data, key)
+        mtime = None
+        if "seq" not in obj:  # a record from before history: dated by its object
+            info = self.store.head(key)
+            if info.etag != etag:
+                raise PreconditionFailed(key)
+            mtime = info.mtime
+        return alias_history.entry_of(obj, key, mtime)
+
+    def alias_history(self, name: ArtifactName, alias: str) -> list[alias_history.AliasEntry]:
+        """Every position of the alias, oldest first (alias_history.py); NotFound if it never existed."""
+        check_alias(alias)
+        entries = alias_history.history(self.store, name, alias)
+        if not entries:
+            self.artifact_info(name)
+            raise NotFound(f"{name} has no alias {alias!r}")
+        return entries
 
     def _swap_alias(self, name: ArtifactName, alias: str, version: int, keep=lambda current: False) -> int | None:
         """Point `alias` at `version` by compare-and-swap, retried until it sticks or `keep(current)`;

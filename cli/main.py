@@ -225,6 +225,26 @@ def alias_rm(client: Client, name, alias_name):
     click.echo(f"removed {artifact}:{alias_name} (was v{version})")
 
 
+@alias.command("log")
+@click.argument("ref", metavar="NAME:ALIAS")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def alias_log(client: Client, ref, as_json):
+    """Every position ALIAS has had, newest first: version, when, who, from which version."""
+    name, sep, alias_name = ref.rpartition(":")
+    if not sep or not alias_name:
+        raise UsageError(f"give NAME:ALIAS, not {ref!r}")
+    artifact = client.artifact_name(name)
+    entries = client.repo.alias_history(artifact, alias_name)[::-1]
+    if as_json:
+        emit_json([e.to_json() for e in entries])
+        return
+    click.echo("seq\tversion\tat\tby\tfrom")
+    for e in entries:
+        click.echo(f"{e.seq}\t{'-' if e.version is None else f'v{e.version}'}\t{e.at}\t{e.by or '-'}\t"
+                   f"{'-' if e.previous is None else f'v{e.previous}'}")
+
+
 @cli.command()
 @click.argument("ref")
 @click.option("-m", "--message", "description", help="New description.")

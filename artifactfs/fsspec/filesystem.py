@@ -51,7 +51,7 @@ from ..ingest import walk_tree
 from ..lru import LRU
 from ..manifest import DIR, LINK, Entry
 from ..manifest_store import VersionView
-from ..names import LATEST, ArtifactName, check_name
+from ..names import LATEST, SETTLED, ArtifactName, check_name
 from ..pack_share import PackShare
 from ..references import is_unchecked
 from .paths import Location, parse_path
@@ -118,7 +118,7 @@ class ArtifactFileSystem(AbstractFileSystem):
         """Forget clients, threads and locks (at creation, and in a forked child)."""
         self._client: Client | None = None
         self._lock = threading.Lock()
-        self._aliases: dict[tuple, tuple[float, int]] = {}
+        self._aliases: dict[tuple, tuple[float | None, int]] = {}  # None: for good
         self._versions = LRU(VERSION_LRU)  # (artifact, number) -> VersionView
         self._pieces = LRU(PIECES_LRU)  # (version key, entry index) -> pieces
         self._pack_share = PackShare()
@@ -136,7 +136,9 @@ class ArtifactFileSystem(AbstractFileSystem):
     def _version(self, loc: Location) -> VersionView:
         artifact = loc.artifact
         number = loc.version
-        if number is None:
+        if loc.travel is not None:
+            number = self._travel(loc.travel)
+        elif number is None:
             number = self._alias(artifact, loc.alias or LATEST)
 
         def load() -> VersionView:
@@ -159,10 +161,21 @@ class ArtifactFileSystem(AbstractFileSystem):
     def _alias(self, artifact: ArtifactName, alias: str) -> int:
         now = time.monotonic()
         hit = self._aliases.get((artifact, alias))
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] is not None and hit[0] > now:
             return hit[1]
         number, _ = self.client.repo.alias_target(artifact, alias)
         self._aliases[(artifact, alias)] = (now + self.alias_ttl, number)
+        return number
+
+    def _travel(self, ref) -> int:
+        """A past position's version: for good once its time is settled, else kept alias_ttl seconds."""
+        now = time.monotonic()
+        hit = self._aliases.get(("travel", ref))
+        if hit is not None and (hit[0] is None or hit[0] > now):
+            return hit[1]
+        number = self.client.repo.travel(ref)
+        fixed = ref.at is not None and ref.at.timestamp() < time.time() - SETTLED
+        self._aliases[("travel", ref)] = (None if fixed else now + self.alias_ttl, number)
         return number
 
     def _entry(self, path: str) -> tuple[VersionView, Entry, int]:

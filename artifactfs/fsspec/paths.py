@@ -5,13 +5,14 @@
     ENTITY / PROJECT / NAME / SELECTOR / PATH   the same, without a colon (fio, PATH, PYTHONPATH
                                                 and some tools split paths at ':')
 
-SELECTOR is `vN` or an alias. The spelling given is kept in the names a listing returns.
+SELECTOR is `vN`, an alias, or a past position: `alias@TIME`, `alias~N`, `@TIME` (also spelled
+`NAME@TIME`). The spelling given is kept in the names a listing returns.
 """
 
 from dataclasses import dataclass
 
 from ..errors import InvalidName
-from ..names import ArtifactName, check_name, parse_selector
+from ..names import ArtifactName, Ref, check_name, selector_ref
 from ..paths import normalize_entry_path
 
 
@@ -23,7 +24,8 @@ class Location:
     parts: tuple[str, ...]  # entity, project, name: as many as given
     depth: int
     version: int | None = None  # depth 4: vN, or
-    alias: str | None = None  # ...an alias
+    alias: str | None = None  # ...an alias, or
+    travel: Ref | None = None  # ...a past position (alias@TIME, alias~N, @TIME)
     inner: str = ""
     root: str = ""  # the path of the version's root, as spelled (children are named under it)
 
@@ -44,8 +46,10 @@ def parse_path(path: str) -> Location:
     if "" in segments:
         raise InvalidName(f"invalid path {path!r}: empty segment")
     head = segments[:3]
-    if len(head) == 3 and ":" in head[2]:
-        head[2], selector = head[2].split(":", 1)
+    if len(head) == 3 and ":" in head[2] or len(head) == 3 and "@" in head[2]:
+        at, colon = head[2].find("@"), head[2].find(":")
+        cut = at if at != -1 and (colon == -1 or at < colon) else colon  # NAME@TIME keeps its '@'
+        head[2], selector = head[2][:cut], head[2][cut + (cut == colon):]
         root, rest = "/".join(segments[:3]), segments[3:]
     elif len(segments) >= 4:
         selector, root, rest = segments[3], "/".join(segments[:4]), segments[4:]
@@ -55,6 +59,6 @@ def parse_path(path: str) -> Location:
         return Location(tuple(head), len(head))
     for what, value in zip(("entity", "project", "artifact name"), head, strict=True):
         check_name(value, what)
-    version, alias = parse_selector(selector)
+    ref = selector_ref(ArtifactName(*head), selector)
     inner = normalize_entry_path("/".join(rest)) if rest else ""
-    return Location(tuple(head), 4, version, alias, inner, root)
+    return Location(tuple(head), 4, ref.version, ref.alias, ref if ref.travels else None, inner, root)

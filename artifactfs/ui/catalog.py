@@ -16,13 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import browse, layout, lineage
+from ..alias_history import AliasEntry, entry_of
 from ..client import Client
 from ..errors import CorruptData, NotFound, ObjectNotFound
 from ..lifecycle import expiry_of
 from ..lru import LRU, MISSING
 from ..manifest import DIR, Entry, compare
 from ..mount.process import mounts_of
-from ..names import LATEST, ArtifactName, Ref, check_name, parse_selector
+from ..names import LATEST, ArtifactName, Ref, check_name, selector_ref
 from ..paths import normalize_entry_path
 from ..records import VersionRecord, load_json
 from ..repo import alias_version
@@ -35,6 +36,7 @@ ARTIFACTS_PER_PAGE = 50
 RECENT = 20  # versions on the home page
 HOME_PROJECTS = 50  # projects the home page looks into (listed: the rest are named, not counted)
 VERSIONS_PER_PAGE = 100
+HISTORY_ROWS = 50  # alias moves the artifact page shows (the newest; `alias log` has them all)
 ENTRIES_PER_PAGE = 200
 DIFF_PAGE = 500  # changes a diff page shows, in path order; the counts are exact
 SMALL_RECORDS = 50_000  # cached record reads: a few hundred bytes each
@@ -50,14 +52,17 @@ def artifact_name(entity: str, project: str, name: str) -> ArtifactName:
 
 
 def ref_of(name: ArtifactName, selector: str) -> Ref:
-    version, alias = parse_selector(selector)
-    return Ref(name, version=version, alias=alias)
+    return selector_ref(name, selector)  # vN, an alias, or a past position (alias@TIME, alias~N, @TIME)
 
 
 def entry_json(e: Entry) -> dict:
     obj = e.to_json()
     obj["kind"] = e.kind
     return obj
+
+
+def _entry_of(key: str, mtime: float, data: bytes, etag: str) -> AliasEntry:
+    return entry_of(load_json(data, key), key, mtime)
 
 
 def _alias_of(key: str, data: bytes, etag: str) -> int | None:
@@ -122,6 +127,25 @@ class Catalog:
                 if type(version) is int:
                     out[rest[len("aliases/"):-len(".json")]] = version
         return dict(sorted(out.items()))
+
+    def _alias_moves(self, objects: dict[str, ObjectInfo]) -> list[dict]:
+        """The newest moves of every alias (alias_history.py), newest first: each alias's record and
+        the last HISTORY_ROWS copies its history holds, from the listing the page made anyway."""
+        moves: list[dict] = []
+        for rest in objects:
+            if not (rest.startswith("aliases/") and rest.endswith(".json")):
+                continue
+            alias = rest[len("aliases/"):-len(".json")]
+            kept = sorted(k for k in objects if k.startswith(f"alias-history/{alias}/"))[-HISTORY_ROWS:]
+            entries = {}
+            for key in [*kept, rest]:
+                item = objects[key]
+                entry = self._read(item, functools.partial(_entry_of, item.key, item.mtime))
+                if isinstance(entry, AliasEntry):
+                    entries[entry.seq] = entry
+            moves += [{"alias": alias, **e.to_json()} for e in entries.values()]
+        moves.sort(key=lambda m: m["at"], reverse=True)
+        return moves[:HISTORY_ROWS]
 
     @staticmethod
     def _version_infos(objects: dict[str, ObjectInfo]) -> dict[int, ObjectInfo]:
@@ -247,9 +271,7 @@ class Catalog:
             row["expires_at"] = self._expiry(n, objects)
             rows.append(row)
         info = self._info(objects)
-        # where each alias points and since when (its record's time): the history before that is not
-        # kept by this store's format yet; the page leaves the place for it
-        moved = [{"alias": a, "version": v, "since": objects[f"aliases/{a}.json"].mtime} for a, v in aliases.items()]
+        moved = self._alias_moves(objects)
         return {"artifact": str(name), "entity": name.entity, "project": name.project, "name": name.name,
                 "type": self._type(objects), "created_at": info.get("created_at"),
                 "created_by": info.get("created_by"), "aliases": aliases, "alias_moves": moved, "total": len(live),

@@ -39,11 +39,11 @@ import pyfuse3
 from xxhash import xxh64_intdigest
 
 from ...blocks import BlockedBlob
-from ...errors import NotFound
+from ...errors import InvalidName, NotFound
 from ...fetch import pieces_of
 from ...manifest import DIR as MANIFEST_DIR
 from ...manifest import LINK
-from ...names import LATEST, VERSION_RE, ArtifactName, valid_name
+from ...names import LATEST, SETTLED, TRAVEL_RE, VERSION_RE, ArtifactName, parse_time, valid_name
 from ...references import is_unchecked
 from ..fuse_errors import RefuseWrites, erofs, fuse_op
 from ..reader import ChunkSource, FileReader, UncheckedReader
@@ -81,7 +81,26 @@ _LINK_MODE = stat.S_IFLNK | 0o777
 
 
 def _is_version(selector: str) -> bool:
-    return VERSION_RE.match(selector) is not None
+    """A selector that names one version for good: `vN`, or a time settled in the past (`@TIME`,
+    `alias@TIME`), which the kernel may cache as long as a version."""
+    if VERSION_RE.match(selector) is not None:
+        return True
+    m = TRAVEL_RE.match(selector)
+    if m is None or m["at"] is None:
+        return False
+    try:
+        return parse_time(m["at"]).timestamp() < time.time() - SETTLED
+    except InvalidName:
+        return False
+
+
+def _split_selector(name: str) -> tuple[str, str]:
+    """(artifact, selector) of a directory name: at its first ':', or at the '@' of `name@TIME`."""
+    at, colon = name.find("@"), name.find(":")
+    if at != -1 and (colon == -1 or at < colon):
+        return name[:at], name[at:]
+    artifact, _, selector = name.partition(":")
+    return artifact, selector
 
 
 def _enoent() -> pyfuse3.FUSEError:
@@ -213,7 +232,7 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
         if parent.kind == ENTITY:
             node = self._name_node(PROJECT, parent.entity, "", name)
             return (node if await ns.has_project(parent.entity, name) else None), short, short, None
-        if parent.kind == PROJECT and ":" not in name:
+        if parent.kind == PROJECT and ":" not in name and "@" not in name:
             node = self._name_node(ARTIFACT, parent.entity, parent.project, name)
             found = valid_name(name) and await ns.has_artifact(ArtifactName(parent.entity, parent.project, name))
             return (node if found else None), short, short, None
@@ -247,9 +266,9 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
             return Node(inode_of(node_key(ENTITY, name)), ENTITY, name)
         if kind == PROJECT:
             return Node(inode_of(node_key(PROJECT, entity, name)), PROJECT, entity, name)
-        if ":" not in name:
+        if ":" not in name and "@" not in name:
             return Node(inode_of(node_key(ARTIFACT, entity, project, name)), ARTIFACT, entity, project, name)
-        artifact, _, selector = name.partition(":")
+        artifact, selector = _split_selector(name)
         return Node(inode_of(node_key(SEL, entity, project, artifact, selector)), SEL, entity, project, artifact,
                     selector)
 
@@ -258,10 +277,12 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
         if the name or selector does not exist."""
         if node.version is not None:
             return node.version
-        artifact, version, alias = self.ns.parse(node.entity, node.project, f"{node.name}:{node.selector}")
-        if version is not None:
-            return await self.ns.version(artifact, version)
-        return await self.ns.alias_version(artifact, alias or LATEST)
+        ref = self.ns.parse(node.entity, node.project, f"{node.name}:{node.selector}")
+        if ref.travels:
+            return await self.ns.travel_version(ref)
+        if ref.version is not None:
+            return await self.ns.version(ref.artifact, ref.version)
+        return await self.ns.alias_version(ref.artifact, ref.alias or LATEST)
 
     def _version_node(self, view: VersionView, path: str, index: int = -1) -> Node:
         kind = FILE if index >= 0 else DIR

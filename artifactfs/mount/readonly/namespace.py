@@ -14,6 +14,7 @@ Concurrency: every cache fill runs in a worker thread; concurrent misses for one
 """
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import trio
@@ -21,7 +22,7 @@ import trio
 from ...errors import InvalidName, NotFound, StoreUnavailable
 from ...lru import LRU
 from ...manifest_store import VersionView
-from ...names import ArtifactName, check_name, parse_selector, valid_name
+from ...names import SETTLED, ArtifactName, Ref, check_name, selector_ref, valid_name
 from ...repo import Repository
 from ..daemon import Workers
 
@@ -144,17 +145,24 @@ class Namespace:
         return bool(await self.artifact_selectors(artifact))
 
     # ---- versions and aliases ------------------------------------------------------------------
-    def parse(self, entity: str, project: str, text: str) -> tuple[ArtifactName, int | None, str | None]:
-        """`name:vN` / `name:alias` -> (artifact, version, alias); NotFound for anything else."""
+    def parse(self, entity: str, project: str, text: str) -> Ref:
+        """`name:vN`, `name:alias`, `name:alias@TIME`, `name:alias~N`, `name:@TIME` -> its Ref; NotFound
+        for anything else."""
         name, sep, selector = text.partition(":")
         if not sep:
             raise NotFound(f"{text!r} is not name:vN or name:alias")
         try:
-            artifact = ArtifactName(entity, project, check_name(name, "artifact name"))
-            version, alias = parse_selector(selector)
+            return selector_ref(ArtifactName(entity, project, check_name(name, "artifact name")), selector)
         except InvalidName as exc:
             raise NotFound(str(exc)) from None
-        return artifact, version, alias
+
+    async def travel_version(self, ref: Ref) -> VersionView:
+        """The version a past position names (an alias's history, the versions' times). A time long
+        enough ago names one version for good: kept as a version is; `alias~N` moves with the alias."""
+        fixed = ref.at is not None and ref.at.timestamp() < time.time() - SETTLED
+        number = await self._cache.get(("travel", ref), None if fixed else self.alias_ttl,
+                                       lambda: self._call(self.repo.travel, ref))
+        return await self.version(ref.artifact, number)
 
     async def version(self, artifact: ArtifactName, number: int) -> VersionView:
         key = (artifact, number)

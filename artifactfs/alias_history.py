@@ -1,0 +1,155 @@
+"""Alias history: every move of an alias (set, move, remove, `latest` on a commit or a rollback) is kept,
+so that the past is a path (`name:prod@2026-12-01T10:00:00Z`, `name:prod~1`) and `alias log` can say
+who moved it when (docs/FORMAT.md, "Alias history").
+
+The alias record is the history's newest entry: each write of it (compare-and-swap, as before)
+carries a sequence number `seq`, when (`at`, never before the entry it replaces), who (`by`) and
+the version it replaced (`from`). Older entries are copies of the records that held each `seq`,
+written once (put-if-absent) to `alias-history/<alias>/<seq>.json`: by the mover right after its
+write, and again by the next mover before it replaces the record. So a move and its history never
+disagree: a crash between the two writes leaves the entry in the alias record, where readers find it
+and the next mover copies it from. A record from before history (no `seq`) is entry 0, dated by the
+store's time of its object.
+"""
+
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from . import layout
+from .errors import CorruptData, NotFound, ObjectNotFound, PreconditionFailed
+from .manifest import canonical_json
+from .names import ArtifactName
+from .records import load_json, now_iso, whoami
+from .store import ObjectStore
+
+MAX_ENTRIES = 100_000  # one alias's history read at most (a listing of that many keys is ~100 requests)
+
+
+@dataclass(frozen=True)
+class AliasEntry:
+    """One position of an alias: the version it pointed at (None: removed) from `at` on."""
+
+    seq: int
+    version: int | None
+    at: str  # ISO 8601, UTC
+    by: str
+    previous: int | None  # the version it pointed at before (None: nowhere, or removed)
+
+    def to_json(self) -> dict:
+        return {"seq": self.seq, "version": self.version, "at": self.at, "by": self.by, "from": self.previous}
+
+
+def entry_of(obj: dict, key: str, mtime: float | None = None) -> AliasEntry:
+    """The history entry an alias record (or a copy of one) holds; a record from before history is
+    entry 0, dated `mtime` (its object's time in the store)."""
+    version = obj.get("version") if not obj.get("removed") else None
+    if version is not None and (type(version) is not int or version < 0):
+        raise CorruptData(f"alias record {key} has no version")
+    seq = obj.get("seq", 0)
+    if type(seq) is not int or seq < 0:
+        raise CorruptData(f"alias record {key} has a seq that is not a count")
+    at = obj.get("at") or obj.get("removed_at")
+    if not isinstance(at, str) or _parse_time(at) is None:
+        if seq or mtime is None:
+            raise CorruptData(f"alias record {key} has no valid time")
+        at = datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    by = obj.get("by") or obj.get("removed_by") or ""
+    previous = obj.get("from")
+    if previous is not None and (type(previous) is not int or previous < 0):
+        raise CorruptData(f"alias record {key} has a 'from' that is not a version")
+    return AliasEntry(seq, version, at, by if isinstance(by, str) else "", previous)
+
+
+def next_record(current: AliasEntry | None, version: int | None, extra: dict) -> bytes:
+    """The body of the alias record that replaces `current` (None: there is none) with `version`
+    (None: removed): the next entry of its history."""
+    now = now_iso()
+    if current is not None and now < current.at:  # another machine's clock ran ahead: keep the order
+        now = current.at
+    obj: dict = {"seq": 0 if current is None else current.seq + 1, "at": now, "by": whoami(),
+                 "from": None if current is None else current.version, **extra}
+    if version is None:
+        obj.update(removed=True, removed_at=obj["at"], removed_by=obj["by"])  # as readers before history
+    else:
+        obj["version"] = version
+    if current is None:
+        obj["seq"] = 1  # a fresh alias starts at 1 (0 is a record from before history)
+    return canonical_json(obj)
+
+
+def archive(store: ObjectStore, name: ArtifactName, alias: str, entry: AliasEntry) -> None:
+    """Copy `entry` into the history, once (another mover may have done it: the copy is the same
+    bytes either way)."""
+    with contextlib.suppress(PreconditionFailed):
+        store.put_if_absent(layout.alias_history_key(name, alias, entry.seq), canonical_json(entry.to_json()))
+
+
+def history(store: ObjectStore, name: ArtifactName, alias: str) -> list[AliasEntry]:
+    """Every entry of the alias's history, oldest first, the current record last; [] for an alias that
+    never existed."""
+    key = layout.alias_key(name, alias)
+    try:
+        data, _ = store.get(key)
+    except ObjectNotFound:
+        return []
+    obj = load_json(data, key)
+    mtime = store.head(key).mtime if "seq" not in obj else None
+    current = entry_of(obj, key, mtime)
+    entries: dict[int, AliasEntry] = {}
+    prefix = layout.alias_history_prefix(name, alias)
+    for i, info in enumerate(store.list(prefix)):
+        if i >= MAX_ENTRIES:
+            break
+        try:
+            seq = int(info.key[len(prefix):].removesuffix(".json"))
+        except ValueError:
+            continue
+        if seq >= current.seq:
+            continue
+        with contextlib.suppress(ObjectNotFound):
+            copy, _ = store.get(info.key)
+            entry = entry_of(load_json(copy, info.key), info.key)
+            if entry.seq == seq:  # a copy that says another seq than its key is not this entry
+                entries[seq] = entry
+    return [entries[s] for s in sorted(entries)] + [current]
+
+
+def at_time(entries: list[AliasEntry], when: datetime, what: str) -> int:
+    """The version the alias pointed at `when`; NotFound if it did not exist or was removed then."""
+    found = None
+    for e in entries:
+        t = _parse_time(e.at)
+        if t is not None and t <= when:
+            found = e
+    if found is None:
+        since = f" (its history starts {entries[0].at})" if entries else ""
+        raise NotFound(f"{what} did not exist at {_show(when)}{since}")
+    if found.version is None:
+        raise NotFound(f"{what} was removed at {_show(when)} (since {found.at})")
+    return found.version
+
+
+def steps_back(entries: list[AliasEntry], back: int, what: str) -> int:
+    """The version the alias pointed at `back` moves ago."""
+    if not entries:
+        raise NotFound(f"{what} does not exist")
+    if back >= len(entries):
+        raise NotFound(f"{what}: its history holds {len(entries) - 1} earlier position"
+                       f"{'s' if len(entries) != 2 else ''}, not {back}")
+    entry = entries[-1 - back]
+    if entry.version is None:
+        raise NotFound(f"{what}: the alias was removed then (at {entry.at})")
+    return entry.version
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _show(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
