@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from contextlib import contextmanager, suppress
 
 from . import browse, drafts, lifecycle, lineage
+from .alias_history import AliasEntry
 from .browse import ArtifactSummary
 from .client import Client
 from .errors import InvalidPath, NotFound, UsageError
@@ -344,6 +345,16 @@ def versions(name: str, *, client: Client | None = None) -> list[Artifact]:
         art._load(record)
         out.append(art)
     return out
+
+
+def alias_log(ref: str, *, client: Client | None = None) -> list[AliasEntry]:
+    """Every position the alias of `ref` (`NAME:ALIAS`) has had, oldest first: `seq`, `version` (None:
+    removed), `at`, `by`, `previous` (docs/FORMAT.md, "Alias history")."""
+    client = client or Client()
+    name, sep, alias = ref.rpartition(":")
+    if not sep or not alias:
+        raise UsageError(f"give NAME:ALIAS, not {ref!r}")
+    return client.repo.alias_history(client.artifact_name(name), alias)
 
 
 def run_versions(run: str, *, client: Client | None = None) -> dict[str, list[Artifact]]:
