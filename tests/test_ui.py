@@ -145,9 +145,12 @@ def test_pages_and_api(web, sample):
     assert art["versions"][0]["metadata"] == {"rows": 3, "source": "field notes"}
     assert "lilies and trees" in page(web, "/e/acme/ml/raw").text
     assert page(web, "/api/e/acme/ml/report").json()["versions"][0]["expires_at"] > 0
-    moves = {m["alias"]: m for m in art["alias_moves"]}
-    assert moves["clean"]["version"] == 1 and moves["latest"]["version"] == 1 and moves["clean"]["since"] > 0
-    assert '<h2>Alias history</h2>' in page(web, "/e/acme/ml/raw").text
+    moves = [(m["alias"], m["version"], m["from"]) for m in art["alias_moves"]]  # newest first
+    assert moves[0] == ("clean", 1, None) and ("latest", 1, 0) in moves and ("latest", 0, None) in moves
+    assert all(m["at"] and m["by"] for m in art["alias_moves"])
+    history = page(web, "/e/acme/ml/raw").text.split('<h2>Alias history</h2>')[1]
+    assert '<span class="alias">clean</span>' in history and "raw:prod~1" in history
+    assert page(web, "/api/e/acme/ml/raw/latest~1/tree/").json()["version"] == 0  # a past position
 
     root = page(web, "/api/e/acme/ml/raw/clean/tree/").json()
     assert root["version"] == 1
