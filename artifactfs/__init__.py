@@ -7,7 +7,7 @@ submodule (the mount daemon, the CLI) does not pay for it.
 __version__ = "0.1.0"
 
 __all__ = ["Artifact", "ArtifactEntry", "ArtifactSummary", "alias_log", "artifact", "artifacts", "finish_draft",
-           "run_versions", "search", "types", "use_artifact", "versions"]
+           "run_versions", "search", "types", "use_artifact", "versions", "watch"]
 
 
 def __getattr__(name):

@@ -85,9 +85,10 @@ def archive(store: ObjectStore, name: ArtifactName, alias: str, entry: AliasEntr
         store.put_if_absent(layout.alias_history_key(name, alias, entry.seq), canonical_json(entry.to_json()))
 
 
-def history(store: ObjectStore, name: ArtifactName, alias: str) -> list[AliasEntry]:
-    """Every entry of the alias's history, oldest first, the current record last; [] for an alias that
-    never existed."""
+def history(store: ObjectStore, name: ArtifactName, alias: str, after: int = -1) -> list[AliasEntry]:
+    """The entries of the alias's history with a seq past `after` (all by default), oldest first, the
+    current record last; [] for an alias that never existed or has nothing new. The listing starts
+    after `after`'s key: what was read before costs nothing."""
     key = layout.alias_key(name, alias)
     try:
         data, _ = store.get(key)
@@ -96,16 +97,19 @@ def history(store: ObjectStore, name: ArtifactName, alias: str) -> list[AliasEnt
     obj = load_json(data, key)
     mtime = store.head(key).mtime if "seq" not in obj else None
     current = entry_of(obj, key, mtime)
+    if current.seq <= after:
+        return []
     entries: dict[int, AliasEntry] = {}
     prefix = layout.alias_history_prefix(name, alias)
-    for i, info in enumerate(store.list(prefix)):
+    start = layout.alias_history_key(name, alias, after) if after >= 0 else ""
+    for i, info in enumerate(store.list(prefix, start_after=start)):
         if i >= MAX_ENTRIES:
             break
         try:
             seq = int(info.key[len(prefix):].removesuffix(".json"))
         except ValueError:
             continue
-        if seq >= current.seq:
+        if not after < seq < current.seq:
             continue
         with contextlib.suppress(ObjectNotFound):
             copy, _ = store.get(info.key)

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 
 from . import browse, drafts, lifecycle, lineage
@@ -25,6 +25,7 @@ from .alias_history import AliasEntry
 from .browse import ArtifactSummary
 from .client import Client
 from .errors import InvalidPath, NotFound, UsageError
+from .events import Event, Watcher, parse_kinds, wanted
 from .ingest import LocalFile, local_file, walk_tree
 from .manifest import Entry
 from .names import LATEST
@@ -355,6 +356,19 @@ def alias_log(ref: str, *, client: Client | None = None) -> list[AliasEntry]:
     if not sep or not alias:
         raise UsageError(f"give NAME:ALIAS, not {ref!r}")
     return client.repo.alias_history(client.artifact_name(name), alias)
+
+
+def watch(*patterns: str, on: Iterable[str] = (), cursor: str = "default", interval: float = 1.0,
+          client: Client | None = None) -> Iterator[Event]:
+    """The events of the artifacts `patterns` name (ENTITY/PROJECT/NAME globs; all when none), in
+    order and forever: `for event in artifactfs.watch("acme/vision/*", on=["alias:prod"]): ...`. The
+    cursor `cursor`, kept in the store, moves past an event when the next one is asked for, so a
+    loop that stops and starts again goes on where it was (docs/GUIDE.md, "Automations")."""
+    client = client or Client()
+    kinds = parse_kinds(on)
+    for event in Watcher(client.repo, patterns, cursor, interval).events():
+        if wanted(event, kinds):
+            yield event
 
 
 def run_versions(run: str, *, client: Client | None = None) -> dict[str, list[Artifact]]:

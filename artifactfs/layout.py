@@ -68,6 +68,24 @@ def alias_history_key(name: ArtifactName, alias: str, seq: int) -> str:
     return f"{alias_history_prefix(name, alias)}{seq:012d}.json"
 
 
+def deletions_prefix(name: ArtifactName) -> str:
+    return f"{name.prefix}deletions/"
+
+
+def deletion_key(name: ArtifactName, at: str, version: int) -> str:
+    """A deletion of version `version`, said before its tombstone (events.py reads these in order): `at`
+    is the time as 20261206T112619.123456Z, so keys list in time order."""
+    return f"{deletions_prefix(name)}{at}-{version}.json"
+
+
+def watch_cursor_key(cursor: str) -> str:
+    return f"watch/{cursor}/cursor.json"
+
+
+def watch_lease_key(cursor: str) -> str:
+    return f"watch/{cursor}/lease.json"
+
+
 def aliases_prefix(name: ArtifactName) -> str:
     return name.prefix + "aliases/"
 

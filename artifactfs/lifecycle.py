@@ -68,8 +68,13 @@ def delete_version(repo: Repository, ref: Ref, force: bool = False) -> tuple[Ver
     if aliases and not force:
         raise Conflict(f"{name}:v{version} still has aliases {', '.join(aliases)}: move or remove them, "
                        "or pass --force to remove them with the version")
-    tombstone = canonical_json({"deleted": True, "deleted_at": now_iso(), "deleted_by": whoami(),
-                                "version": version})
+    at = now_iso()
+    tombstone = canonical_json({"deleted": True, "deleted_at": at, "deleted_by": whoami(), "version": version})
+    # said before the tombstone, so that a crash between the two cannot hide the deletion from watchers
+    # (they deliver it once the tombstone is there: events.py)
+    with contextlib.suppress(PreconditionFailed):
+        repo.store.put_if_absent(layout.deletion_key(name, at.replace("-", "").replace(":", ""), version),
+                                 canonical_json({"version": version, "at": at, "by": whoami()}))
     while True:
         try:
             repo.store.put_if_match(layout.version_key(name, version), tombstone, record.etag)

@@ -15,7 +15,7 @@ from artifactfs.records import VersionRecord
 from . import drafts as drafts_cmds
 from . import lifecycle as lifecycle_cmds
 from . import lineage as lineage_cmds
-from . import mount_cmds, stage_cmds, ui_cmd
+from . import mount_cmds, stage_cmds, ui_cmd, watch_cmd
 from .options import (
     metadata_options,
     parse_metadata,
@@ -342,6 +342,7 @@ cli.add_command(mount_cmds.umount_cmd)
 cli.add_command(stage_cmds.stage)
 lifecycle_cmds.register(cli, cache)
 lineage_cmds.register(cli)
+watch_cmd.register(cli)
 ui_cmd.register(cli)
 drafts_cmds.register(cli)
 

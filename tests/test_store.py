@@ -71,6 +71,15 @@ def test_a_missing_bucket_is_one_clear_error(seaweed, monkeypatch):
         s.close()
 
 
+def test_list_starts_after_a_key(store):
+    for i in range(5):
+        store.put(f"h/{i:03d}.json", b"{}")
+    store.put("h2/x", b"")
+    assert [o.key for o in store.list("h/", start_after="h/001.json")] == ["h/002.json", "h/003.json", "h/004.json"]
+    assert [o.key for o in store.list("h/", start_after="h/004.json")] == []
+    assert len(list(store.list("h/", start_after=""))) == 5
+
+
 def test_get_range(store):
     store.put("r", bytes(range(256)) * 4)
     assert store.get_range("r", 10, 5) == bytes(range(10, 15))

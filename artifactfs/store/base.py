@@ -76,8 +76,9 @@ class ObjectStore(ABC):
         """Return the object's info; raise ObjectNotFound."""
 
     @abstractmethod
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object whose key starts with `prefix`, in key order."""
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with `prefix`, in key order; only keys after `start_after`
+        when given (S3's StartAfter: what was listed before costs nothing)."""
 
     def list_dirs(self, prefix: str) -> "builtins.list[str]":  # (the method `list` shadows the type here)
         """The distinct next path segments of keys under `prefix` (which ends with "/") that have a

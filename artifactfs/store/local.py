@@ -139,7 +139,7 @@ class LocalStore(ObjectStore):
             raise _translate(exc, key) from None
         return ObjectInfo(key, st.st_size, _etag(st), st.st_mtime)
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
         # Walk only the directory the prefix names, filtering the last partial segment.
         base_dir, _, _ = prefix.rpartition("/")
         start = os.path.join(self.root, base_dir) if base_dir else self.root
@@ -152,7 +152,7 @@ class LocalStore(ObjectStore):
                 if name.startswith("."):
                     continue  # temp files and locks
                 key = rel_dir + name
-                if key.startswith(prefix):
+                if key.startswith(prefix) and key > start_after:
                     try:
                         st = os.stat(os.path.join(dirpath, name))
                     except FileNotFoundError:

@@ -199,10 +199,12 @@ class S3Store(ObjectStore):
         resp = self._call(key, self.client.head_object, Key=self._key(key))
         return ObjectInfo(key, resp["ContentLength"], resp["ETag"], resp["LastModified"].timestamp())
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
         token = None
         while True:
             kwargs = {"Prefix": self._key(prefix), "MaxKeys": 1000}
+            if start_after and not token:
+                kwargs["StartAfter"] = self._key(start_after)
             if token:
                 kwargs["ContinuationToken"] = token
             resp = self._call(prefix, self.client.list_objects_v2, **kwargs)
