@@ -99,29 +99,44 @@ class Receiver:
         self.server.server_close()
 
 
-def test_each_event_kind_reaches_a_command(env, tmp_path):
+@pytest.mark.parametrize("to", ["command", "webhook"])
+def test_each_event_kind_is_delivered_in_order(env, tmp_path, to):
     commit(env, tmp_path, NAME, "a")
     out = tmp_path / "events.jsonl"
-    w = Watch(env, "acme/p/*", "--cursor", "cmd", "--interval", "0.2", "--", sys.executable, "-c", RECORD, out)
+    receiver = Receiver() if to == "webhook" else None
+    target = ["--webhook", receiver.url] if receiver else ["--", sys.executable, "-c", RECORD, out]
+    w = Watch(env, "acme/p/*", "--cursor", to, "--interval", "0.2", *target)
+
+    def delivered() -> list[dict]:
+        return [json.loads(body) for _, body in receiver.posts] if receiver else lines(out)
+
     try:
-        wait_for(lambda: cursor_started(env, "cmd"))
+        wait_for(lambda: cursor_started(env, to))
         commit(env, tmp_path, NAME, "b")  # v1: new-version, latest moves
         assert run(env, "alias", "set", f"{NAME}:v0", "prod").returncode == 0
         assert run(env, "alias", "rm", NAME, "prod").returncode == 0
         assert run(env, "rm", f"{NAME}:v0").returncode == 0
         commit(env, tmp_path, "acme/p/other", "c")  # an artifact that appears later: all of it
-        wait_for(lambda: len(lines(out)) >= 7, timeout=30)
-        time.sleep(0.5)  # its "delivered" line comes right after the command
+        wait_for(lambda: len(delivered()) >= 7, timeout=30)
+        time.sleep(0.5)  # its "delivered" line comes right after the delivery
     finally:
         stdout, stderr = w.stop()
-    got = [(e["kind"], e["artifact"], e["version"], e["alias"]) for e in lines(out)]
+        if receiver:
+            receiver.close()
+    events = delivered()
+    got = [(e["kind"], e["artifact"], e["version"], e["alias"]) for e in events]
     assert got == [("new-version", NAME, 1, None), ("alias", NAME, 1, "latest"), ("alias", NAME, 0, "prod"),
                    ("alias-removed", NAME, None, "prod"), ("deleted", NAME, 0, None),
                    ("new-version", "acme/p/other", 0, None), ("alias", "acme/p/other", 0, "latest")], got
-    first = lines(out)[0]
-    assert first["env"]["ARTIFACTFS_EVENT"] == "new-version" and first["env"]["ARTIFACTFS_VERSION"] == "1"
-    assert first["env"]["ARTIFACTFS_EVENT_ID"] == first["id"] == f"{NAME}:v1" and first["at"] and first["by"]
-    assert lines(out)[2]["from"] is None and lines(out)[3]["from"] == 0
+    assert events[0]["id"] == f"{NAME}:v1" and events[0]["at"] and events[0]["by"]
+    assert events[2]["from"] is None and events[3]["from"] == 0
+    if receiver:
+        assert [h["X-Artifactfs-Event"] for h, _ in receiver.posts] == [e["kind"] for e in events]
+        assert "X-Artifactfs-Signature" not in receiver.posts[0][0]  # no secret set: unsigned
+    else:
+        env_of = events[0]["env"]
+        assert env_of["ARTIFACTFS_EVENT"] == "new-version" and env_of["ARTIFACTFS_VERSION"] == "1"
+        assert env_of["ARTIFACTFS_EVENT_ID"] == events[0]["id"] and events[3]["env"]["ARTIFACTFS_FROM"] == "0"
     assert stdout.count("delivered") == 7 and "Traceback" not in stderr
 
 
