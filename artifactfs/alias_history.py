@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from . import layout
-from .errors import CorruptData, NotFound, ObjectNotFound, PreconditionFailed
+from .errors import CorruptData, InvalidName, NotFound, ObjectNotFound, PreconditionFailed
 from .manifest import canonical_json
-from .names import ArtifactName
+from .names import ArtifactName, format_time, parse_time
 from .records import load_json, now_iso, whoami
 from .store import ObjectStore
 
@@ -128,9 +128,9 @@ def at_time(entries: list[AliasEntry], when: datetime, what: str) -> int:
             found = e
     if found is None:
         since = f" (its history starts {entries[0].at})" if entries else ""
-        raise NotFound(f"{what} did not exist at {_show(when)}{since}")
+        raise NotFound(f"{what} did not exist at {format_time(when)}{since}")
     if found.version is None:
-        raise NotFound(f"{what} was removed at {_show(when)} (since {found.at})")
+        raise NotFound(f"{what} was removed at {format_time(when)} (since {found.at})")
     return found.version
 
 
@@ -149,11 +149,6 @@ def steps_back(entries: list[AliasEntry], back: int, what: str) -> int:
 
 def _parse_time(text: str) -> datetime | None:
     try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return parse_time(text)
+    except InvalidName:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def _show(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -73,6 +73,7 @@ class Repository:
         self._types: dict[ArtifactName, str] = {}
         self._alias_seen = LRU(1024)  # (artifact, alias) -> (etag, record) last read
         self._alias_lock = threading.Lock()
+        self._archived = LRU(1024)  # (artifact, alias, seq) this process copied into the history
 
     # ---- listing -------------------------------------------------------------------------------
     # Every level is one delimiter listing: an entity or project with thousands of versions below it
@@ -428,12 +429,15 @@ class Repository:
         one right after (alias_history.py)."""
         key = layout.alias_key(name, alias)
         current = None if etag is None else self._alias_entry(name, alias, etag)
-        if current is not None:
+        if current is not None and (name, alias, current.seq) not in self._archived:
             alias_history.archive(self.store, name, alias, current)
         extra = {"next": next_free} if version is not None and next_free > version + 1 else {}
         body = alias_history.next_record(current, version, extra)
         new_etag = self.store.put_if_absent(key, body) if etag is None else self.store.put_if_match(key, body, etag)
-        alias_history.archive(self.store, name, alias, alias_history.entry_of(load_json(body, key), key))
+        written = alias_history.entry_of(load_json(body, key), key)
+        alias_history.archive(self.store, name, alias, written)
+        with self._alias_lock:  # the next move of it by this process need not copy it again
+            self._archived.put((name, alias, written.seq), True)
         return new_etag
 
     def _alias_entry(self, name: ArtifactName, alias: str, etag: str) -> alias_history.AliasEntry:
