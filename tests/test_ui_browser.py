@@ -117,7 +117,9 @@ def test_a_user_browses_the_store(served, browser, tmp_path):
     follow(b, b.find_element(By.LINK_TEXT, "raw"))
     versions = cells(b, "versions")
     assert [r[0] for r in versions] == ["v1", "v0"] and "lilies and trees" in versions[0]
-    assert [r[:2] for r in cells(b, "alias-history")] == [["clean", "v1"], ["latest", "v1"]]
+    # every move, newest first: when, alias, where it points, where it pointed before, who
+    assert [r[1:4] for r in cells(b, "alias-history")] == [["clean", "v1", "-"], ["latest", "v1", "v0"],
+                                                           ["latest", "v0", "-"]]
     shot(b, tmp_path, "artifact")
 
     follow(b, b.find_element(By.CSS_SELECTOR, "form.diff button"))  # v0 → v1 is preselected
