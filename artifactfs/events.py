@@ -242,7 +242,8 @@ class Watcher:
                 continue
             seen.seqs[alias] = entry.seq
             if alias == LATEST and entry.version is not None:
-                seen.newest = entry.version
+                # past the versions a rollback of latest stepped back over too (they are not new)
+                seen.newest = max(entry.version, self.repo.latest_and_next(name)[1] - 1)
         listed = list(self.repo.store.list(layout.deletions_prefix(name)))
         seen.deletions = listed[-1].key if listed else ""
 

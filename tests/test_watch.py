@@ -243,3 +243,18 @@ def test_the_python_iterator(env, tmp_path):
 def test_bad_arguments_are_one_clear_line(env, bad, says):
     res = run(env, "watch", *bad)
     assert res.returncode == 2 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_versions_a_rollback_stepped_over_are_not_new(env, tmp_path):
+    """latest moved back (the content of v0 committed again) when the cursor started: the next commit
+    is the one new version, not the ones latest had stepped back over."""
+    out = tmp_path / "events.jsonl"
+    watch = ["watch", NAME, "--on", "new-version", "--cursor", "rollback", "--interval", "0.1", "--once", "--",
+             sys.executable, "-c", RECORD, out]
+    for c in "abc":
+        commit(env, tmp_path, NAME, c)
+    commit(env, tmp_path, NAME, "a")  # a rollback: latest -> v0
+    assert run(env, *watch).returncode == 0 and lines(out) == []
+    commit(env, tmp_path, NAME, "d")  # v3
+    assert run(env, *watch).returncode == 0
+    assert [e["version"] for e in lines(out)] == [3]
