@@ -13,8 +13,10 @@ left out and named in the output.
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -38,7 +40,8 @@ def missing_imports(code: str) -> list[str]:
 def test_every_block_runs_as_written(doc, env, tmp_path):
     work, mnt = tmp_path / "work", tmp_path / "mnt"
     work.mkdir()
-    run_env = dict(env, ARTIFACTFS_STAGE_DIR=str(tmp_path / "stages"), RAY_AUTH_MODE="disabled")
+    ray_tmp = tempfile.mkdtemp(prefix="ray-")  # Ray's own files (default /tmp/ray); short: its socket paths
+    run_env = dict(env, ARTIFACTFS_STAGE_DIR=str(tmp_path / "stages"), RAY_AUTH_MODE="disabled", RAY_TMPDIR=ray_tmp)
     blocks = code_blocks(doc)
     assert len(blocks) >= 4, doc
     ran = 0
@@ -60,4 +63,5 @@ def test_every_block_runs_as_written(doc, env, tmp_path):
         for mountpoint in sorted(mnt.glob("*")) if mnt.exists() else []:
             if os.path.ismount(mountpoint):
                 subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert ran >= 3
