@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from . import layout
-from .errors import CorruptData, InvalidName, NotFound, ObjectNotFound, PreconditionFailed
+from .errors import CorruptData, NotFound, ObjectNotFound, PreconditionFailed
 from .manifest import canonical_json
-from .names import ArtifactName, format_time, parse_time
+from .names import ArtifactName, format_time, time_or_none
 from .records import load_json, now_iso, whoami
 from .store import ObjectStore
 
@@ -50,7 +50,7 @@ def entry_of(obj: dict, key: str, mtime: float | None = None) -> AliasEntry:
     if type(seq) is not int or seq < 0:
         raise CorruptData(f"alias record {key} has a seq that is not a count")
     at = obj.get("at") or obj.get("removed_at")
-    if not isinstance(at, str) or _parse_time(at) is None:
+    if not isinstance(at, str) or time_or_none(at) is None:
         if seq or mtime is None:
             raise CorruptData(f"alias record {key} has no valid time")
         at = datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -67,15 +67,26 @@ def next_record(current: AliasEntry | None, version: int | None, extra: dict) ->
     now = now_iso()
     if current is not None and now < current.at:  # another machine's clock ran ahead: keep the order
         now = current.at
-    obj: dict = {"seq": 0 if current is None else current.seq + 1, "at": now, "by": whoami(),
+    # a fresh alias starts at 1 (0 is a record from before history)
+    obj: dict = {"seq": 1 if current is None else current.seq + 1, "at": now, "by": whoami(),
                  "from": None if current is None else current.version, **extra}
     if version is None:
         obj.update(removed=True, removed_at=obj["at"], removed_by=obj["by"])  # as readers before history
     else:
         obj["version"] = version
-    if current is None:
-        obj["seq"] = 1  # a fresh alias starts at 1 (0 is a record from before history)
     return canonical_json(obj)
+
+
+def record_entry(store: ObjectStore, key: str, obj: dict, etag: str) -> AliasEntry:
+    """The entry of the alias record `obj` read with ETag `etag`. A record from before history is dated
+    by its object (a HEAD): PreconditionFailed if the object is no longer that record."""
+    mtime = None
+    if "seq" not in obj:
+        info = store.head(key)
+        if info.etag != etag:
+            raise PreconditionFailed(key)
+        mtime = info.mtime
+    return entry_of(obj, key, mtime)
 
 
 def archive(store: ObjectStore, name: ArtifactName, alias: str, entry: AliasEntry) -> None:
@@ -90,13 +101,14 @@ def history(store: ObjectStore, name: ArtifactName, alias: str, after: int = -1)
     current record last; [] for an alias that never existed or has nothing new. The listing starts
     after `after`'s key: what was read before costs nothing."""
     key = layout.alias_key(name, alias)
-    try:
-        data, _ = store.get(key)
-    except ObjectNotFound:
-        return []
-    obj = load_json(data, key)
-    mtime = store.head(key).mtime if "seq" not in obj else None
-    current = entry_of(obj, key, mtime)
+    while True:
+        try:
+            data, etag = store.get(key)
+        except ObjectNotFound:
+            return []
+        with contextlib.suppress(PreconditionFailed):  # moved between the read and its date: read again
+            current = record_entry(store, key, load_json(data, key), etag)
+            break
     if current.seq <= after:
         return []
     entries: dict[int, AliasEntry] = {}
@@ -123,7 +135,7 @@ def at_time(entries: list[AliasEntry], when: datetime, what: str) -> int:
     """The version the alias pointed at `when`; NotFound if it did not exist or was removed then."""
     found = None
     for e in entries:
-        t = _parse_time(e.at)
+        t = time_or_none(e.at)
         if t is not None and t <= when:
             found = e
     if found is None:
@@ -145,10 +157,3 @@ def steps_back(entries: list[AliasEntry], back: int, what: str) -> int:
     if entry.version is None:
         raise NotFound(f"{what}: the alias was removed then (at {entry.at})")
     return entry.version
-
-
-def _parse_time(text: str) -> datetime | None:
-    try:
-        return parse_time(text)
-    except InvalidName:
-        return None

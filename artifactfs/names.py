@@ -6,6 +6,7 @@ characters; not `.` or `..`. An alias may not look like a version (`v3`), so `na
 """
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -79,6 +80,11 @@ class Ref:
         """Names a past position: an alias's history or the versions' times."""
         return self.at is not None or self.back > 0
 
+    @property
+    def fixed(self) -> bool:
+        """Names one version for good: `vN`, or a time settled in the past (cached like `vN`)."""
+        return self.version is not None or (self.at is not None and settled(self.at))
+
     def __str__(self) -> str:
         if self.at is not None and not self.alias:
             return f"{self.artifact}{self.selector}"
@@ -93,6 +99,28 @@ def parse_time(text: str) -> datetime:
     except ValueError:
         raise InvalidName(f"invalid time {text!r}: use ISO 8601, e.g. 2026-12-01T10:00:00Z or 2026-12-01") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def time_or_none(text: str) -> datetime | None:
+    """parse_time, or None for what is not a time (a record's field, not an argument)."""
+    try:
+        return parse_time(text)
+    except InvalidName:
+        return None
+
+
+def settled(at: datetime) -> bool:
+    """A time far enough past (SETTLED) to name one position for good."""
+    return at.timestamp() < time.time() - SETTLED
+
+
+def split_name(text: str) -> tuple[str, str | None]:
+    """`name:SELECTOR` -> (name, SELECTOR); `name@TIME` -> (name, "@TIME"); a bare name -> (name, None)."""
+    at, colon = text.find("@"), text.find(":")
+    if at != -1 and (colon == -1 or at < colon):
+        return text[:at], text[at:]
+    name, sep, selector = text.partition(":")
+    return name, selector if sep else None
 
 
 def format_time(t: datetime) -> str:
@@ -145,18 +173,11 @@ def parse_artifact_name(text: str, entity: str | None = None, project: str | Non
 def parse_ref(text: str, entity: str | None = None, project: str | None = None, require_selector: bool = False) -> Ref:
     """Parse `[[entity/]project/]name[:alias|:vN|:alias@TIME|:alias~N]` or `...name@TIME`; a missing
     selector means `latest`."""
-    at, colon = text.find("@"), text.find(":")
-    if at != -1 and (colon == -1 or at < colon):  # name@TIME: the newest version then
-        artifact = parse_artifact_name(text[:at], entity, project)
-        try:
-            return selector_ref(artifact, text[at:])
-        except InvalidName as exc:
-            raise InvalidName(f"{exc} (in {text!r})") from None
-    base, sep, selector = text.partition(":")
-    if require_selector and not sep:
+    base, selector = split_name(text)
+    if require_selector and selector is None:
         raise InvalidName(f"invalid reference {text!r}: expected name:alias or name:vN")
     artifact = parse_artifact_name(base, entity, project)
-    if not sep:
+    if selector is None:
         return Ref(artifact, alias=LATEST)
     try:
         return selector_ref(artifact, selector)

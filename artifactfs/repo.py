@@ -28,7 +28,7 @@ from .errors import (
 from .lru import LRU
 from .manifest import DIR, LINK, Manifest, canonical_json
 from .manifest_store import ManifestStore
-from .names import LATEST, ArtifactName, Ref, check_alias, check_name, format_time, parse_time
+from .names import LATEST, ArtifactName, Ref, check_alias, check_name, format_time, time_or_none
 from .records import (
     STORED_FIELDS,
     CommitResult,
@@ -52,10 +52,8 @@ def alias_version(key: str, data: bytes) -> int | None:
 
 
 def _time_of(text: str) -> datetime:
-    try:
-        return parse_time(text)
-    except InvalidName:
-        return datetime.max.replace(tzinfo=UTC)  # a record without a readable time is never "before"
+    # a record without a readable time is never "before"
+    return time_or_none(text) or datetime.max.replace(tzinfo=UTC)
 
 
 def _alias_version_of(obj: dict, key: str) -> int | None:
@@ -456,13 +454,7 @@ class Repository:
             if now != etag:
                 raise PreconditionFailed(key)
             obj = load_json(data, key)
-        mtime = None
-        if "seq" not in obj:  # a record from before history: dated by its object
-            info = self.store.head(key)
-            if info.etag != etag:
-                raise PreconditionFailed(key)
-            mtime = info.mtime
-        return alias_history.entry_of(obj, key, mtime)
+        return alias_history.record_entry(self.store, key, obj, etag)
 
     def alias_history(self, name: ArtifactName, alias: str) -> list[alias_history.AliasEntry]:
         """Every position of the alias, oldest first (alias_history.py); NotFound if it never existed."""

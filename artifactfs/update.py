@@ -52,7 +52,7 @@ def commit_update(repo: Repository, name: ArtifactName, type: str, files: Iterab
                                                    chunk_size=chunk_size)
             uploaded = (chunk_size, entries, sources)
         _check_absent(name, base, absent)
-        present = [r for r in optional if base is not None and (base.find(r) is not None or base.is_dir(r))]
+        present = [r for r in optional if _has(base, r)]
         manifest = merged(base, [*uploaded[1], *_fitting(tree, chunk_size)], [*removed, *present], chunk_size)
         try:
             result = repo.commit(name, type, manifest, at_version=slot, **args)
@@ -71,9 +71,14 @@ def commit_update(repo: Repository, name: ArtifactName, type: str, files: Iterab
         return result
 
 
+def _has(base: Manifest | None, path: str) -> bool:
+    """Whether `base` has an entry or a directory at `path`."""
+    return base is not None and (base.find(path) is not None or base.is_dir(path))
+
+
 def _check_absent(name: ArtifactName, base: Manifest | None, absent: list[str]) -> None:
     for path in absent:
-        if base is not None and (base.find(path) is not None or base.is_dir(path)):
+        if _has(base, path):
             raise AlreadyExists(f"{name}:latest already has {path!r}: nothing was written")
 
 

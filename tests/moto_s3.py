@@ -10,7 +10,6 @@ PUT, as S3 servers without conditional writes do: the server artifactfs must ref
 
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -59,16 +58,9 @@ class MotoServer:
         raise RuntimeError(f"moto did not answer within {timeout} s; see {self.workdir}")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        except ProcessLookupError:
-            pass
+        from tests.seaweed import stop_group  # (this file also runs as the server's script)
+
+        stop_group(self.proc)
         self.proc = None
 
     def create_bucket(self, name: str) -> None:

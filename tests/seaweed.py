@@ -44,6 +44,20 @@ def free_ports(names) -> dict[str, int]:
     return ports
 
 
+def stop_group(proc: subprocess.Popen | None, timeout: float = 15) -> None:
+    """Stop a server started in a session of its own (SIGTERM to its group, SIGKILL after `timeout`)."""
+    if proc is None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
 class _PortTaken(Exception):
     pass
 
@@ -123,16 +137,7 @@ class SeaweedServer:
         raise RuntimeError(f"SeaweedFS did not start within {timeout}s; see {self.workdir}/weed.log")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        except ProcessLookupError:
-            pass
+        stop_group(self.proc)
         self.proc = None
 
     def create_bucket(self, name: str) -> None:

@@ -51,7 +51,7 @@ from ..ingest import walk_tree
 from ..lru import LRU
 from ..manifest import DIR, LINK, Entry
 from ..manifest_store import VersionView
-from ..names import LATEST, SETTLED, ArtifactName, check_name
+from ..names import LATEST, ArtifactName, Ref, check_name
 from ..pack_share import PackShare
 from ..references import is_unchecked
 from .paths import Location, parse_path
@@ -159,23 +159,20 @@ class ArtifactFileSystem(AbstractFileSystem):
             return table.put(key, made)
 
     def _alias(self, artifact: ArtifactName, alias: str) -> int:
-        now = time.monotonic()
-        hit = self._aliases.get((artifact, alias))
-        if hit is not None and hit[0] is not None and hit[0] > now:
-            return hit[1]
-        number, _ = self.client.repo.alias_target(artifact, alias)
-        self._aliases[(artifact, alias)] = (now + self.alias_ttl, number)
-        return number
+        return self._number((artifact, alias), False, lambda: self.client.repo.alias_target(artifact, alias)[0])
 
-    def _travel(self, ref) -> int:
+    def _travel(self, ref: Ref) -> int:
         """A past position's version: for good once its time is settled, else kept alias_ttl seconds."""
+        return self._number(("travel", ref), ref.fixed, lambda: self.client.repo.travel(ref))
+
+    def _number(self, key: tuple, fixed: bool, resolve: Callable[[], int]) -> int:
+        """The version number `resolve()` gives, kept alias_ttl seconds (for good when `fixed`)."""
         now = time.monotonic()
-        hit = self._aliases.get(("travel", ref))
+        hit = self._aliases.get(key)
         if hit is not None and (hit[0] is None or hit[0] > now):
             return hit[1]
-        number = self.client.repo.travel(ref)
-        fixed = ref.at is not None and ref.at.timestamp() < time.time() - SETTLED
-        self._aliases[("travel", ref)] = (None if fixed else now + self.alias_ttl, number)
+        number = resolve()
+        self._aliases[key] = (None if fixed else now + self.alias_ttl, number)
         return number
 
     def _entry(self, path: str) -> tuple[VersionView, Entry, int]:
@@ -388,6 +385,10 @@ class ArtifactFileSystem(AbstractFileSystem):
             with self.transaction:
                 yield
 
+    def _destinations(self, paths):
+        """_destination of a path, or of each of a list of them."""
+        return [self._destination(p) for p in paths] if isinstance(paths, list) else self._destination(paths)
+
     def _destination(self, path: str) -> str:
         """A write destination as fsspec's rules take it: ENTITY/PROJECT/NAME is the root of the next
         version, a directory (so files go in it under their names)."""
@@ -402,7 +403,7 @@ class ArtifactFileSystem(AbstractFileSystem):
         name, if `rpath` is a directory or ends with '/'), a directory's tree with recursive=True
         (under its name if `rpath` exists, its content if `lpath` ends with '/'), globs, lists.
         A directory's links and empty directories are kept, as `commit --dir` keeps them."""
-        rpath = [self._destination(p) for p in rpath] if isinstance(rpath, list) else self._destination(rpath)
+        rpath = self._destinations(rpath)
         with self._batch(rpath):
             if isinstance(lpath, str) and isinstance(rpath, str) and recursive and maxdepth is None \
                     and not has_magic(lpath) and os.path.isdir(lpath):
@@ -426,9 +427,7 @@ class ArtifactFileSystem(AbstractFileSystem):
         if os.path.isdir(lpath) and not os.path.islink(lpath):
             return
         with os_errors(path):
-            target = write_target(parse_path(path), path, "wb")
-            if not target.inner:
-                raise IsADirectoryError(errno.EISDIR, "name a file in the artifact, not its root", path)
+            target = write_target(parse_path(path), path, "wb").file()
             if os.path.islink(lpath):
                 change = target.with_files([], [Entry.link(target.inner, os.readlink(lpath))])
             else:
@@ -450,7 +449,7 @@ class ArtifactFileSystem(AbstractFileSystem):
     def copy(self, path1, path2, recursive=False, maxdepth=None, on_error=None, **kwargs):
         """Copy files into the next version of an artifact (fsspec's rules, as put): a copy is an
         entry for the same content, so nothing is uploaded, from any version of any artifact."""
-        path2 = [self._destination(p) for p in path2] if isinstance(path2, list) else self._destination(path2)
+        path2 = self._destinations(path2)
         with self._batch(path2):
             super().copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs)
 
@@ -467,9 +466,7 @@ class ArtifactFileSystem(AbstractFileSystem):
                 if view.manifest.is_dir(inner):
                     return
                 raise NotFound(f"{view.record.ref} has no entry {loc.inner!r}")
-            target = write_target(parse_path(dst), dst, "wb")
-            if not target.inner:
-                raise IsADirectoryError(errno.EISDIR, "name a file in the artifact, not its root", dst)
+            target = write_target(parse_path(dst), dst, "wb").file()
             change = target.with_files([], [dataclasses.replace(view.manifest[i], path=target.inner)])
         with self._batch(dst):
             self.transaction.files.append(change)
@@ -478,8 +475,7 @@ class ArtifactFileSystem(AbstractFileSystem):
         """Copy, then remove the source: one version for each artifact involved, so a move within one
         artifact is one version; a source in an immutable version is refused before anything is written."""
         with self._batch(path2):
-            super().mv(path1, self._destination(path2) if isinstance(path2, str) else path2, recursive=recursive,
-                       maxdepth=maxdepth, **kwargs)
+            super().mv(path1, self._destinations(path2), recursive=recursive, maxdepth=maxdepth, **kwargs)
 
     def rm(self, path, recursive=False, maxdepth=None):
         """Commit the next version without `path` (globs and lists too; a directory only with

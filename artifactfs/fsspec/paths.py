@@ -12,7 +12,7 @@ SELECTOR is `vN`, an alias, or a past position: `alias@TIME`, `alias~N`, `@TIME`
 from dataclasses import dataclass
 
 from ..errors import InvalidName
-from ..names import ArtifactName, Ref, check_name, selector_ref
+from ..names import ArtifactName, Ref, check_name, selector_ref, split_name
 from ..paths import normalize_entry_path
 
 
@@ -46,10 +46,9 @@ def parse_path(path: str) -> Location:
     if "" in segments:
         raise InvalidName(f"invalid path {path!r}: empty segment")
     head = segments[:3]
-    if len(head) == 3 and ":" in head[2] or len(head) == 3 and "@" in head[2]:
-        at, colon = head[2].find("@"), head[2].find(":")
-        cut = at if at != -1 and (colon == -1 or at < colon) else colon  # NAME@TIME keeps its '@'
-        head[2], selector = head[2][:cut], head[2][cut + (cut == colon):]
+    name, spelled = split_name(head[2]) if len(head) == 3 else ("", None)
+    if spelled is not None:  # NAME:SELECTOR or NAME@TIME
+        head[2], selector = name, spelled
         root, rest = "/".join(segments[:3]), segments[3:]
     elif len(segments) >= 4:
         selector, root, rest = segments[3], "/".join(segments[:4]), segments[4:]

@@ -48,6 +48,12 @@ class Target:
     inner: str  # the entry path (or directory) in the next version, '' for its root
     path: str
 
+    def file(self) -> "Target":
+        """This target, which must name a file: IsADirectoryError for the artifact's root."""
+        if not self.inner:
+            raise IsADirectoryError(errno.EISDIR, "name a file in the artifact, not its root", self.path)
+        return self
+
     def with_files(self, files: list[LocalFile], entries: list[Entry] | None = None) -> Change:
         return Change(self.artifact, self.path, files=files, entries=entries or [])
 
@@ -78,8 +84,7 @@ class WriteFile(io.RawIOBase):
     """A file being written: a local temp file until it is committed."""
 
     def __init__(self, fs, target: Target, path: str, autocommit: bool, exclusive: bool = False):
-        if not target.inner:
-            raise IsADirectoryError(errno.EISDIR, "name a file in the artifact, not its root", path)
+        target.file()
         self.fs, self.target, self.path, self.autocommit = fs, target, path, autocommit
         self.exclusive = exclusive
         fd, self._tmp = tempfile.mkstemp(prefix="artifactfs-write-")

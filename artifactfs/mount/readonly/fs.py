@@ -39,11 +39,11 @@ import pyfuse3
 from xxhash import xxh64_intdigest
 
 from ...blocks import BlockedBlob
-from ...errors import InvalidName, NotFound
+from ...errors import NotFound
 from ...fetch import pieces_of
 from ...manifest import DIR as MANIFEST_DIR
 from ...manifest import LINK
-from ...names import LATEST, SETTLED, TRAVEL_RE, VERSION_RE, ArtifactName, parse_time, valid_name
+from ...names import LATEST, TRAVEL_RE, VERSION_RE, ArtifactName, settled, split_name, time_or_none, valid_name
 from ...references import is_unchecked
 from ..fuse_errors import RefuseWrites, erofs, fuse_op
 from ..reader import ChunkSource, FileReader, UncheckedReader
@@ -86,21 +86,8 @@ def _is_version(selector: str) -> bool:
     if VERSION_RE.match(selector) is not None:
         return True
     m = TRAVEL_RE.match(selector)
-    if m is None or m["at"] is None:
-        return False
-    try:
-        return parse_time(m["at"]).timestamp() < time.time() - SETTLED
-    except InvalidName:
-        return False
-
-
-def _split_selector(name: str) -> tuple[str, str]:
-    """(artifact, selector) of a directory name: at its first ':', or at the '@' of `name@TIME`."""
-    at, colon = name.find("@"), name.find(":")
-    if at != -1 and (colon == -1 or at < colon):
-        return name[:at], name[at:]
-    artifact, _, selector = name.partition(":")
-    return artifact, selector
+    at = time_or_none(m["at"]) if m is not None and m["at"] is not None else None
+    return at is not None and settled(at)
 
 
 def _enoent() -> pyfuse3.FUSEError:
@@ -268,7 +255,8 @@ class ReadOnlyFS(XattrOps, RefuseWrites, pyfuse3.Operations):  # type: ignore[mi
             return Node(inode_of(node_key(PROJECT, entity, name)), PROJECT, entity, name)
         if ":" not in name and "@" not in name:
             return Node(inode_of(node_key(ARTIFACT, entity, project, name)), ARTIFACT, entity, project, name)
-        artifact, selector = _split_selector(name)
+        artifact, selector = split_name(name)
+        assert selector is not None, "a name with ':' or '@' has a selector"
         return Node(inode_of(node_key(SEL, entity, project, artifact, selector)), SEL, entity, project, artifact,
                     selector)
 

@@ -14,7 +14,6 @@ Concurrency: every cache fill runs in a worker thread; concurrent misses for one
 """
 
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import trio
@@ -22,7 +21,7 @@ import trio
 from ...errors import InvalidName, NotFound, StoreUnavailable
 from ...lru import LRU
 from ...manifest_store import VersionView
-from ...names import SETTLED, ArtifactName, Ref, check_name, selector_ref, valid_name
+from ...names import ArtifactName, Ref, check_name, selector_ref, valid_name
 from ...repo import Repository
 from ..daemon import Workers
 
@@ -159,8 +158,7 @@ class Namespace:
     async def travel_version(self, ref: Ref) -> VersionView:
         """The version a past position names (an alias's history, the versions' times). A time long
         enough ago names one version for good: kept as a version is; `alias~N` moves with the alias."""
-        fixed = ref.at is not None and ref.at.timestamp() < time.time() - SETTLED
-        number = await self._cache.get(("travel", ref), None if fixed else self.alias_ttl,
+        number = await self._cache.get(("travel", ref), None if ref.fixed else self.alias_ttl,
                                        lambda: self._call(self.repo.travel, ref))
         return await self.version(ref.artifact, number)
 
